@@ -1,0 +1,20 @@
+# romflow: config -> sample -> simulate (PETSc, MPI) -> gather -> reduce / surrogates -> report.
+# Every rule is a thin shell around `python -m rom <stage>` (or `python -m surrogates <stage>`).
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/pod.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        expand("results/{study}/report.html", study=STUDIES),
+    default_target: True

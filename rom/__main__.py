@@ -1,0 +1,5 @@
+import sys
+
+from rom.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""HDF5 artefacts written as netCDF4 (h5netcdf): `xarray.open_dataset(path)` opens every one with
+named dimensions, units and provenance attributes. Writes are atomic: a temporary name in the same
+folder, renamed when complete, so a crash never leaves a file that looks finished."""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from rom.config import ROOT, digest
+
+_PACKAGES = ("romflow", "numpy", "scipy", "petsc4py", "mpi4py", "torch", "h5py", "xarray", "snakemake")
+
+
+class ArtefactError(RuntimeError):
+    """A missing or unreadable artefact; the message is the one line shown to the user."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _versions() -> str:
+    found = []
+    for name in _PACKAGES:
+        try:
+            found.append(f"{name}={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return " ".join(found)
+
+
+def provenance(study: dict | None, kind: str) -> dict:
+    """Attributes every artefact carries. The creation time is the only field that changes
+    between reruns of the same config; the data never do."""
+    attrs = {
+        "romflow_artefact": kind,
+        "package_versions": _versions(),
+        "git_commit": _git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if study is not None:
+        attrs.update(study=study["name"], problem=study["problem"]["name"], config_digest=digest(study))
+    return attrs
+
+
+def write(ds: xr.Dataset, path: str | Path, study: dict | None = None, kind: str = "") -> Path:
+    """Write `ds` atomically with provenance attributes."""
+    ds = ds.copy()
+    ds.attrs.update(provenance(study, kind or Path(path).stem))
+    for key, value in list(ds.attrs.items()):  # netCDF attributes: no None, no bools, no dicts
+        if isinstance(value, bool):
+            ds.attrs[key] = int(value)
+        elif value is None or isinstance(value, (dict, list)) and not value:
+            ds.attrs[key] = str(value)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=True)
+    return Path(path)
+
+
+def read(path: str | Path) -> xr.Dataset:
+    """Load an artefact fully into memory (the file is closed on return)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtefactError(f"{path}: artefact not found; expected the output of an earlier stage")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+    except (OSError, ValueError) as exc:
+        raise ArtefactError(f"{path}: not a readable romflow artefact ({exc})") from None
+
+
+def strings(values) -> np.ndarray:
+    """A string array netCDF stores portably."""
+    return np.asarray([str(v) for v in values], dtype=object)

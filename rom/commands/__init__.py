@@ -1,0 +1,1 @@
+"""Subcommands of `python -m rom`; each module has register(subparsers)."""

@@ -1,0 +1,76 @@
+"""Designs of experiments for the train / test / validation parameter sets."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import qmc
+
+
+def unit_design(method: str, size: int, dim: int, seed: int, grid_points: int = 3) -> np.ndarray:
+    """Points in [0, 1]^dim."""
+    if method == "lhs":
+        return qmc.LatinHypercube(d=dim, seed=seed).random(size)
+    if method == "sobol":
+        # Scrambled Sobol; a size that is not a power of two loses balance, which is fine for a design.
+        return qmc.Sobol(d=dim, scramble=True, seed=seed).random(size)
+    if method == "random":
+        return np.random.default_rng(seed).random((size, dim))
+    if method == "grid":
+        axes = np.meshgrid(*[np.linspace(0.0, 1.0, grid_points)] * dim, indexing="ij")
+        return np.column_stack([a.ravel() for a in axes])
+    raise ValueError(f"design.method = {method!r}: expected lhs, sobol, random or grid")
+
+
+def scale(unit: np.ndarray, bounds: np.ndarray, distributions: list[str]) -> np.ndarray:
+    """Map unit-cube points to the parameter box (log-uniform axes are scaled in log space)."""
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    log = np.array([d == "loguniform" for d in distributions])
+    lin = lo + unit * (hi - lo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logv = np.exp(np.log(lo) + unit * (np.log(hi) - np.log(lo)))
+    return np.where(log, logv, lin)
+
+
+def read_list(path: str, names: list[str], bounds: np.ndarray) -> np.ndarray:
+    """An explicit design: CSV with a header naming the parameters, one sample a row."""
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    header = [h.strip() for h in rows[0]]
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise ValueError(f"design.file = {path}: missing columns {missing}; expected header {names}")
+    cols = [header.index(n) for n in names]
+    try:
+        mu = np.array([[float(r[c]) for c in cols] for r in rows[1:] if r], dtype=float)
+    except ValueError as exc:
+        raise ValueError(f"design.file = {path}: {exc}; expected numbers") from None
+    outside = (mu < bounds[:, 0]) | (mu > bounds[:, 1])
+    if outside.any():
+        i, j = np.argwhere(outside)[0]
+        raise ValueError(f"design.file = {path}: row {i + 1} {names[j]} = {mu[i, j]}: expected within {list(bounds[j])}")
+    return mu
+
+
+def sample_sets(study: dict) -> dict[str, np.ndarray]:
+    """train / test / validation parameters of a study (the list design feeds the train set; test
+    and validation sets are always drawn, so a list design can still be evaluated)."""
+    from rom.config import parameter_space
+
+    names, bounds, dists = parameter_space(study)
+    d = study["design"]
+    out = {}
+    for index, name in enumerate(("train", "test", "validation")):
+        spec = d[name]
+        size, seed = spec.get("size", 0), spec.get("seed", study["seed"] + index + 1)
+        if name == "train" and d["method"] == "list":
+            out[name] = read_list(d["file"], names, bounds)
+            continue
+        if name == "train" and d["method"] == "grid":
+            unit = unit_design("grid", 0, len(names), seed, d["grid_points"])
+        else:
+            # Test and validation sets use independent random draws, so they do not mirror the train design.
+            method = d["method"] if name == "train" else "random"
+            unit = unit_design(method, size, len(names), seed) if size else np.empty((0, len(names)))
+        out[name] = scale(unit, bounds, dists)
+    return out

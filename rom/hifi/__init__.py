@@ -1,0 +1,1 @@
+"""Full-order models. The only package that touches PETSc and MPI."""

@@ -90,7 +90,11 @@ def _check_semantics(study: dict, source: str):
     name = study["problem"]["name"]
     if name not in PROBLEMS:
         raise ConfigError(f"{source}: problem.name = {json.dumps(name)}: expected one of {sorted(PROBLEMS)}")
-    problem_names = parameter_space(study)[0]
+    _check_problem_arguments(study["problem"], PROBLEMS[name], source)
+    try:
+        problem_names = parameter_space(study)[0]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: problem: {exc}") from None
     for pname, spec in study["parameters"].items():
         if pname not in problem_names:
             raise ConfigError(f"{source}: parameters.{pname}: unknown parameter of problem {name}; "
@@ -108,6 +112,17 @@ def _check_semantics(study: dict, source: str):
             raise ConfigError(f"{source}: design.file = {json.dumps(design['file'])}: file not found")
     if design["train"]["size"] < 1 and design["method"] not in ("grid", "list"):
         raise ConfigError(f"{source}: design.train.size = {design['train']['size']}: expected a value >= 1")
+
+
+def _check_problem_arguments(spec: dict, cls, source: str):
+    """Problem keys are the constructor's keyword arguments (mesh.n becomes mesh_n)."""
+    import inspect
+
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "mesh_n")]
+    for key in spec:
+        if key not in ("name", "mesh") and key not in accepted:
+            raise ConfigError(f"{source}: problem.{key}: unknown key for problem {spec['name']}; "
+                              f"expected one of: name, mesh, {', '.join(accepted)}")
 
 
 def make_problem(study: dict):

@@ -1,1 +1,4 @@
-"""Full-order models. The only package that touches PETSc and MPI."""
+"""Full-order models. The only package that touches PETSc and MPI.
+
+Importing it registers every problem: modules defining problems are imported here."""
+from . import problems  # noqa: F401

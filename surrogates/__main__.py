@@ -1,0 +1,5 @@
+import sys
+
+from surrogates.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of `python -m surrogates`; each module has register(subparsers)."""

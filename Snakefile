@@ -8,6 +8,11 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
+# Rules call `python -m rom` from the venv that runs Snakemake: common.smk puts it first on PATH.
+envvars:
+    "PATH",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/pod.smk"

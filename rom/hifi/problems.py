@@ -18,6 +18,9 @@ class Problem:
     name: str = ""
     transient = False
     affine = True
+    # False for problems whose every sample has its own mesh (geometry families): they skip the
+    # fixed-mesh stages (operators, simulate, gather, pod) and bring their own rules.
+    fixed_mesh = True
     units = "1"
 
     def __init__(self, mesh: TriMesh):

@@ -65,6 +65,13 @@ def mpi_ranks(w):
     return STUDIES[w.study]["simulate"]["mpi_ranks"]
 
 
+def fixed_mesh(study):
+    """Whether the study's problem lives on one mesh (the sample/simulate/pod chain applies)."""
+    from rom.hifi.problems import PROBLEMS
+
+    return PROBLEMS[STUDIES[study]["problem"]["name"]].fixed_mesh
+
+
 # Report sections: each rule file registers a function study -> list of section JSON paths.
 REPORT_SECTIONS = []
 

@@ -47,4 +47,6 @@ rule figures_pod:
         "--errors {output.errors} --section {output.section} > {log} 2>&1"
 
 
-REPORT_SECTIONS.append(lambda study: [f"results/{study}/sections/pod.json"])
+REPORT_SECTIONS.append(
+    lambda study: [f"results/{study}/sections/pod.json"] if fixed_mesh(study) else []
+)

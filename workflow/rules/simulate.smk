@@ -106,4 +106,6 @@ rule figures_snapshots:
         "--train {input.train} --figure {output.figure} --section {output.section} > {log} 2>&1"
 
 
-REPORT_SECTIONS.append(lambda study: [f"results/{study}/sections/simulate.json"])
+REPORT_SECTIONS.append(
+    lambda study: [f"results/{study}/sections/simulate.json"] if fixed_mesh(study) else []
+)

@@ -66,6 +66,9 @@ class FullOrderModel:
         """Implicit Euler steps of a transient problem: yields (step, time, gathered u or None, info)
         as soon as each step is solved, so a streaming client can send it at once."""
         p = self.problem
+        if hasattr(p, "trajectory"):  # nonlinear problems bring their own (Newton) time stepping
+            yield from p.trajectory(self, mu)
+            return
         # The step matrix is parameter independent for the heat problem: factor / set up once.
         if not hasattr(self, "_mass"):
             self.solver.set_values(p.operator_values(mu, self.pattern))

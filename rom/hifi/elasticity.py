@@ -1,0 +1,291 @@
+"""P1 plane-stress linear elasticity on a family of notched tensile plates (one gmsh mesh per sample).
+
+The family has no shape parameters: sample k of a set draws its notches from a seed, so the only
+scalar inputs are the loading ones (`pressure`, `bending`, `nu`). Every sample is meshed
+independently, so node counts differ. Boundary conditions: u_y = 0 on the bottom edge, u_x = 0 at
+the bottom-left corner (the x-reaction is zero in equilibrium: no point force), and on the top edge
+a normal traction t_y(x) = pressure + bending * (2 x / width - 1). Plane stress with Young's modulus
+`young`; K(nu) = young / (1 - nu^2) * (K_1 + nu K_2) is affine on each mesh.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from . import fem
+from .mesh import TriMesh
+from .problems import Problem, register
+
+# Plane-stress material matrix split as D(nu) = young / (1 - nu^2) * (D1 + nu * D2); Voigt (xx, yy, xy).
+_D1 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
+_D2 = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -0.5]])
+
+
+@dataclass(frozen=True)
+class PlateMesh:
+    """A triangle mesh of one plate: nodes (n, 2), counter-clockwise triangles (m, 3)."""
+
+    nodes: np.ndarray
+    triangles: np.ndarray
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.nodes)
+
+    def tri_mesh(self) -> TriMesh:
+        return TriMesh(self.nodes, self.triangles, np.zeros(self.n_nodes, dtype=bool))
+
+
+def notch_profiles(rng: np.random.Generator, height: float, width: float, notches: int, depth: float):
+    """Two random smooth inward offsets d_left(y), d_right(y) (callables), zero at both ends:
+    `notches` Gaussian notches per side plus a low-frequency waviness."""
+    sides = []
+    for _ in range(2):
+        c = rng.uniform(0.2, 0.8, notches) * height
+        w = rng.uniform(0.04, 0.12, notches) * height
+        a = rng.uniform(0.3, 1.0, notches) * depth * width
+        b = rng.normal(0.0, 0.02 * width, 3) / np.arange(1, 4)
+
+        def d(y, c=c, w=w, a=a, b=b):
+            y = np.asarray(y, dtype=float)[..., None]
+            bumps = (a * np.exp(-(((y - c) / w) ** 2))).sum(-1)
+            wave = (b * np.sin(np.pi * np.arange(1, 4) * y / height)).sum(-1)
+            # sin^2 taper: the corners stay where the boundary conditions expect them.
+            return (bumps + np.abs(wave)) * np.sin(np.pi * y[..., 0] / height) ** 2
+
+        sides.append(d)
+    return sides
+
+
+def mesh_plate(seed: int, width=1.0, height=2.0, notches=2, depth=0.15, h=0.1) -> PlateMesh:
+    """Mesh one plate of the family with gmsh: straight bottom/top edges, notched spline sides."""
+    import gmsh
+
+    rng = np.random.default_rng(seed)
+    d_left, d_right = notch_profiles(rng, height, width, notches, depth)
+    y = np.linspace(0.0, height, max(8, int(round(3 * height / h))) + 1)
+    right = np.column_stack([width - d_right(y), y])
+    left = np.column_stack([d_left(y), y])[::-1]
+    gmsh.initialize(["gmsh"], readConfigFiles=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.option.setNumber("Mesh.RandomSeed", 1 + seed % 2**30)
+        gmsh.option.setNumber("Mesh.Algorithm", 6)
+        gmsh.model.add("plate")
+        geo = gmsh.model.geo
+        pr = [geo.addPoint(x, yy, 0.0, h) for x, yy in right]  # (width, 0) up to (width, height)
+        pl = [geo.addPoint(x, yy, 0.0, h) for x, yy in left]  # (0, height) down to (0, 0)
+        bottom_left = pl[-1]
+        curves = [geo.addLine(bottom_left, pr[0]), geo.addSpline(pr), geo.addLine(pr[-1], pl[0]),
+                  geo.addSpline(pl)]
+        geo.addPlaneSurface([geo.addCurveLoop(curves)])
+        geo.synchronize()
+        gmsh.model.mesh.generate(2)
+        tags, coords, _ = gmsh.model.mesh.getNodes()
+        etypes, _, enodes = gmsh.model.mesh.getElements(2)
+    finally:
+        gmsh.finalize()
+    tri_nodes = np.asarray(enodes[list(etypes).index(2)], dtype=np.int64).reshape(-1, 3)
+    index = np.full(int(tags.max()) + 1, -1, dtype=np.int64)
+    used = np.unique(tri_nodes)
+    index[used] = np.arange(len(used))
+    xyz = np.asarray(coords).reshape(-1, 3)
+    pos = np.full(int(tags.max()) + 1, -1, dtype=np.int64)
+    pos[tags.astype(np.int64)] = np.arange(len(tags))
+    nodes = xyz[pos[used], :2]
+    # Snap the straight edges exactly (boundary conditions select them by coordinate).
+    nodes[np.abs(nodes[:, 1]) < 1e-9 * height, 1] = 0.0
+    nodes[np.abs(nodes[:, 1] - height) < 1e-9 * height, 1] = height
+    return PlateMesh(nodes, orient(nodes, index[tri_nodes]))
+
+
+def signed_areas(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    p = nodes[triangles]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+
+
+def orient(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Triangles reordered counter-clockwise (gmsh follows the surface normal, which may be -z)."""
+    tri = np.array(triangles)
+    flip = signed_areas(nodes, tri) < 0
+    tri[flip] = tri[flip][:, [0, 2, 1]]
+    return tri
+
+
+def strain_matrices(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """B (n_tri, 3, 6): Voigt strains (xx, yy, 2xy) from element dofs (u0x, u0y, u1x, u1y, u2x, u2y)."""
+    g = fem.p1_gradients(TriMesh(nodes, triangles, np.zeros(len(nodes), dtype=bool)))
+    B = np.zeros((len(triangles), 3, 6))
+    B[:, 0, 0::2] = g[:, :, 0]
+    B[:, 1, 1::2] = g[:, :, 1]
+    B[:, 2, 0::2] = g[:, :, 1]
+    B[:, 2, 1::2] = g[:, :, 0]
+    return B
+
+
+def vector_pattern(dof: np.ndarray, n: int, row_range: tuple[int, int]) -> fem.Pattern:
+    """fem.Pattern for elements with 6 dofs each (dof (n_tri, 6), -1 = Dirichlet), rows [r0, r1)."""
+    r0, r1 = row_range
+    owned = (dof >= r0) & (dof < r1)
+    elements = np.flatnonzero(owned.any(axis=1))
+    d = dof[elements]
+    rows = np.repeat(d, 6, axis=1).ravel()
+    cols = np.tile(d, (1, 6)).ravel()
+    keep = (rows >= r0) & (rows < r1) & (cols >= 0)
+    unique_key, slot = np.unique(rows[keep] * n + cols[keep], return_inverse=True)
+    entry_slot = np.full(rows.shape, -1, dtype=np.int64)
+    entry_slot[keep] = slot
+    indptr = np.zeros(r1 - r0 + 1, dtype=np.int64)
+    np.cumsum(np.bincount(unique_key // n - r0, minlength=r1 - r0), out=indptr[1:])
+    return fem.Pattern(n, r0, r1, indptr, (unique_key % n).astype(np.int64), elements, entry_slot)
+
+
+@dataclass
+class ElasticSolution:
+    """One solved plate: nodal displacement (n, 2), nodal von Mises stress (n,), scalars."""
+
+    displacement: np.ndarray | None
+    von_mises: np.ndarray | None
+    max_von_mises: float
+    compliance: float
+    converged: bool
+    reason: str
+    iterations: int
+    seconds: float
+
+
+class PlateModel:
+    """The elasticity FOM of one plate mesh on PETSc (row-distributed, MPI) or SciPy."""
+
+    def __init__(self, problem: "TensilePlate", mesh: PlateMesh, backend="petsc", options=None, comm=None):
+        self.problem, self.mesh = problem, mesh
+        n_nodes = mesh.n_nodes
+        fixed = np.zeros((n_nodes, 2), dtype=bool)
+        bottom = mesh.nodes[:, 1] == 0.0
+        fixed[bottom, 1] = True
+        corner = np.flatnonzero(bottom)[np.argmin(mesh.nodes[bottom, 0])]
+        fixed[corner, 0] = True
+        self.free = ~fixed.ravel()
+        self.n = int(self.free.sum())
+        dof = np.full(2 * n_nodes, -1, dtype=np.int64)
+        dof[self.free] = np.arange(self.n)
+        self.element_dofs = dof[(2 * mesh.triangles[:, :, None] + np.arange(2)).reshape(-1, 6)]
+        self.B = strain_matrices(mesh.nodes, mesh.triangles)
+        self.areas = signed_areas(mesh.nodes, mesh.triangles)
+        if backend == "petsc":
+            from . import petsc
+
+            petsc.init()
+            from petsc4py import PETSc
+
+            self.comm = comm or PETSc.COMM_WORLD
+            r0, r1 = petsc.ownership(self.n, self.comm.size, self.comm.rank)
+            self.pattern = vector_pattern(self.element_dofs, self.n, (r0, r1))
+            self.solver = petsc.LinearSolver(self.comm, self.n, r0, r1, self.pattern.indptr, self.pattern.indices,
+                                             options)
+        elif backend == "scipy":
+            from .scipy_backend import ScipyLinearSolver
+
+            self.comm = None
+            self.pattern = vector_pattern(self.element_dofs, self.n, (0, self.n))
+            self.solver = ScipyLinearSolver(self.n, self.pattern.indptr, self.pattern.indices, options)
+        else:
+            raise ValueError(f"backend = {backend!r}: expected 'petsc' or 'scipy'")
+
+    @cached_property
+    def stiffness_terms(self) -> np.ndarray:
+        """(2, nnz) values of K_1, K_2 on the owned rows."""
+        local = np.einsum("e,eki,qkl,elj->qeij", self.areas, self.B, np.stack([_D1, _D2]), self.B)
+        return np.stack([self.pattern.assemble(k) for k in local])
+
+    def load(self, mu) -> np.ndarray:
+        """Global free-dof load vector of the top-edge traction (exact for a linear traction)."""
+        p = self.problem
+        x, y = self.mesh.nodes.T
+        top = np.flatnonzero(np.abs(y - p.height) < 1e-12 * p.height)
+        top = top[np.argsort(x[top])]
+        t = mu[0] + mu[1] * (2.0 * x[top] / p.width - 1.0)
+        L = np.diff(x[top])
+        f = np.zeros(2 * self.mesh.n_nodes)
+        np.add.at(f, 2 * top[:-1] + 1, L * (2 * t[:-1] + t[1:]) / 6.0)
+        np.add.at(f, 2 * top[1:] + 1, L * (t[:-1] + 2 * t[1:]) / 6.0)
+        return f[self.free]
+
+    def solve(self, mu) -> ElasticSolution:
+        mu = np.asarray(mu, dtype=float)
+        t0 = time.perf_counter()
+        nu, E = mu[2], self.problem.young
+        self.solver.set_values(E / (1.0 - nu**2) * (self.stiffness_terms[0] + nu * self.stiffness_terms[1]))
+        f = self.load(mu)
+        x, info = self.solver.solve(f[self.pattern.row_start:self.pattern.row_stop])
+        u = self.solver.gather(x)
+        seconds = time.perf_counter() - t0
+        if u is None:  # not rank 0
+            return ElasticSolution(None, None, np.nan, np.nan, info.converged, info.reason, info.iterations, seconds)
+        U = np.zeros(2 * self.mesh.n_nodes)
+        U[self.free] = u
+        U = U.reshape(-1, 2)
+        vm = self.von_mises(U, nu)
+        return ElasticSolution(U, vm, float(vm.max()), float(f @ u), info.converged, info.reason,
+                               info.iterations, seconds)
+
+    def von_mises(self, U: np.ndarray, nu: float) -> np.ndarray:
+        """Nodal von Mises stress: element values averaged over the triangles of each node (area weights)."""
+        E = self.problem.young
+        eps = np.einsum("eij,ej->ei", self.B, U[self.mesh.triangles].reshape(-1, 6))
+        s = eps @ (E / (1.0 - nu**2) * (_D1 + nu * _D2)).T
+        vm_e = np.sqrt(np.maximum(s[:, 0] ** 2 - s[:, 0] * s[:, 1] + s[:, 1] ** 2 + 3.0 * s[:, 2] ** 2, 0.0))
+        tri = self.mesh.triangles.ravel()
+        w = np.repeat(self.areas, 3)
+        n = self.mesh.n_nodes
+        return np.bincount(tri, w * np.repeat(vm_e, 3), n) / np.bincount(tri, w, n)
+
+    def destroy(self):
+        self.solver.destroy()
+
+
+@register
+class TensilePlate(Problem):
+    """A family of notched plates under tension (module docstring). `mesh.n` is the number of
+    mesh cells across the plate width (h = width / mesh_n)."""
+
+    name = "tensile_plate"
+    affine = False
+    fixed_mesh = False
+
+    def __init__(self, mesh_n: int = 12, width: float = 1.0, height: float = 2.0, notches: int = 2,
+                 notch_depth: float = 0.15, young: float = 100.0, pressure_range=(0.5, 1.5),
+                 bending_range=(-0.5, 0.5), nu_range=(0.2, 0.4)):
+        super().__init__(None)
+        if not 0.0 < notch_depth < 0.35:
+            raise ValueError(f"notch_depth = {notch_depth}: expected a value in (0, 0.35) (fraction of the width)")
+        if mesh_n < 4:
+            raise ValueError(f"mesh.n = {mesh_n}: expected at least 4 cells across the plate")
+        self.mesh_n, self.width, self.height = int(mesh_n), float(width), float(height)
+        self.notches, self.notch_depth, self.young = int(notches), float(notch_depth), float(young)
+        self.ranges = [tuple(map(float, r)) for r in (pressure_range, bending_range, nu_range)]
+
+    @property
+    def parameter_names(self):
+        return ["pressure", "bending", "nu"]
+
+    @property
+    def default_bounds(self):
+        return np.array(self.ranges)
+
+    @property
+    def h(self) -> float:
+        return self.width / self.mesh_n
+
+    def geometry(self, seed: int) -> PlateMesh:
+        return mesh_plate(seed, self.width, self.height, self.notches, self.notch_depth, self.h)
+
+
+def geometry_seed(study_seed: int, set_name: str, index: int) -> int:
+    """The seed of the shape of sample `index` of a set: independent of chunking and of the other sets."""
+    set_id = {"train": 0, "test": 1, "validation": 2}[set_name]
+    return int(np.random.SeedSequence([study_seed, 7919, set_id, index]).generate_state(1)[0])

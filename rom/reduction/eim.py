@@ -1,0 +1,100 @@
+"""Empirical interpolation (EIM) of parametrized functions or matrices given by their samples.
+
+Each row of `G` (n_train, n_points) is one function g(.; mu_i) sampled at the points (element
+centroids for a coefficient, CSR slots for a matrix). The greedy picks the worst approximated
+training function, its "magic point" (where its residual is largest), and the collateral basis
+function q_m = residual / residual(x_m). Online, beta(mu) solves the lower-triangular system
+B beta = g(x_magic; mu) with B[l, m] = q_m(x_l).
+
+For the nonintrusive matrix EIM the same greedy runs on the entries of A(mu_i); `snapshot_coeffs`
+C expresses q_m = sum_l C[m, l] A(mu_l) through the selected training matrices, so
+A(mu) ~ sum_m beta_m q_m = sum_l (C^T beta)_l A(mu_l) needs only the delivered matrices A(mu_l)
+and the M entries A(mu)[k_m].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+
+@dataclass
+class EIMBasis:
+    """EIM with M terms, plus one more magic point (`next_point`) whose interpolation error
+    serves as an online indicator of the M-term error."""
+
+    basis: np.ndarray           # (M, n_points) collateral basis q_m (rows)
+    points: np.ndarray          # (M,) magic point indices
+    selected: np.ndarray        # (M,) training indices whose residual gave q_m
+    snapshot_coeffs: np.ndarray  # (M, M) q_m = sum_l C[m, l] g(.; mu_selected[l])
+    max_errors: np.ndarray      # (M_total + 1,) max training error with 0, 1, .. M_total terms
+    next_point: int = -1        # magic point M + 1 (-1 when the greedy ran out of training data)
+    next_row: np.ndarray | None = None  # (M,) q_m at next_point
+
+    @property
+    def M(self) -> int:
+        return len(self.points)
+
+    @property
+    def B(self) -> np.ndarray:
+        """Interpolation matrix B[l, m] = q_m(x_l): lower triangular with unit diagonal."""
+        return self.basis[:, self.points].T
+
+    def coefficients(self, values: np.ndarray) -> np.ndarray:
+        """beta (n, M) from the values g(x_magic; mu) (n, M) of a batch of functions."""
+        values = np.atleast_2d(values)
+        return solve_triangular(self.B, values.T, lower=True, unit_diagonal=True, check_finite=False).T
+
+    def interpolate(self, values: np.ndarray) -> np.ndarray:
+        """The interpolants sum_m beta_m q_m (n, n_points)."""
+        return self.coefficients(values) @ self.basis
+
+    def truncated(self, M: int) -> "EIMBasis":
+        """The first M terms (EIM is nested), with term M + 1 as the error indicator."""
+        if not 0 <= M <= self.M:
+            raise ValueError(f"M = {M}: expected 0..{self.M}")
+        nxt = int(self.points[M]) if M < self.M else self.next_point
+        row = self.basis[:M, nxt] if nxt >= 0 else None
+        return EIMBasis(self.basis[:M], self.points[:M], self.selected[:M], self.snapshot_coeffs[:M, :M],
+                        self.max_errors, nxt, row)
+
+
+def eim(G: np.ndarray, M_max: int, tol: float = 0.0) -> EIMBasis:
+    """Greedy EIM of the rows of G; stops when the max training error (in the max norm) falls
+    below tol * max|G| or at M_max terms. The last selected point beyond M is kept as the indicator.
+    Vectorized: one rank-one update of all training residuals per term."""
+    G = np.asarray(G, dtype=float)
+    n_train, n_points = G.shape
+    scale = np.abs(G).max() if G.size else 0.0
+    r = G.copy()
+    basis, points, selected, errors = [], [], [], []
+    C = np.zeros((0, 0))
+    for m in range(min(M_max, n_train, n_points) + 1):
+        err = np.abs(r).max(axis=1)
+        i = int(np.argmax(err))
+        errors.append(float(err[i]))
+        j = int(np.argmax(np.abs(r[i])))
+        if m == M_max or err[i] <= tol * scale or err[i] == 0.0:
+            next_point = j if err[i] > 0 else -1
+            break
+        q = r[i] / r[i, j]
+        # q_m in terms of the selected training functions: r_i = g_i - sum_l b_l q_l.
+        b = solve_triangular(np.array(basis)[:, points].T, G[i, points], lower=True, unit_diagonal=True) \
+            if basis else np.zeros(0)
+        row = np.zeros(m + 1)
+        row[m] = 1.0
+        row[:m] -= b @ C if m else 0.0
+        C = np.pad(C, ((0, 1), (0, 1)))
+        C[m] = row / r[i, j]
+        r -= np.outer(r[:, j], q)
+        basis.append(q)
+        points.append(j)
+        selected.append(i)
+    else:
+        next_point = -1
+    M = len(points)
+    basis_arr = np.array(basis).reshape(M, n_points)
+    out = EIMBasis(basis_arr, np.array(points, dtype=np.int64), np.array(selected, dtype=np.int64), C,
+                   np.array(errors), next_point, basis_arr[:, next_point] if next_point >= 0 else None)
+    return out

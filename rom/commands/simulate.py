@@ -61,7 +61,14 @@ def simulate(args):
     index = np.arange(args.chunk * c, min((args.chunk + 1) * c, len(mu_all)))
     problem = config.make_problem(study)
     fom = FullOrderModel(problem, sim["backend"], sim["petsc_options"])
-    results = [fom.solve_trajectory(mu) if problem.transient else fom.solve(mu) for mu in mu_all[index]]
+    solve = fom.solve_trajectory if problem.transient else fom.solve
+    results = []
+    for i, mu in zip(index, mu_all[index]):  # one PETSc solve (or trajectory) per sample
+        results.append(solve(mu))
+        if fom.rank == 0:
+            r = results[-1]
+            print(f"simulate: {args.set} sample {i}: {r.reason}, {r.iterations} iterations, {r.seconds:.3f} s",
+                  file=sys.stderr, flush=True)
     if fom.rank != 0:
         return 0
     shape = ((problem.steps + 1,) if problem.transient else ()) + (problem.mesh.n_dofs,)
@@ -69,8 +76,6 @@ def simulate(args):
     for i, r in enumerate(results):
         if r.converged:
             U[i] = r.u
-        else:
-            print(f"simulate: {args.set} sample {index[i]} failed: {r.reason}", file=sys.stderr)
     dims = ("sample", "time", "dof") if problem.transient else ("sample", "dof")
     coords = {"sample": index, "parameter": artefacts.strings(problem.parameter_names)}
     if problem.transient:

@@ -128,7 +128,7 @@ def train_online(args):
 
     from rom.design import unit_design, scale
     from surrogates.nn import save_model
-    from surrogates.streaming.launcher import Launcher, LauncherError, client_command
+    from surrogates.streaming.launcher import STATES, Launcher, LauncherError, client_command
     from surrogates.streaming.server import OnlineTraining, Settings
 
     study = config.load(args.study_config)
@@ -194,7 +194,7 @@ def train_online(args):
                         + (f" in {args.client_logs}" if args.client_logs else ""))
     total = {k: sum(c[k] for c in counts) for k in counts[0]}
     table = launcher.table()
-    states = np.array(["pending", "running", "done", "abandoned", "skipped"])[table["state"]]
+    states = np.array(STATES)[table["state"]]
     h = summary["history"]
     attrs = {"policy": args.policy, "device": str(device), "world_size": world, "mode": "online",
              "train_seconds": result["train_seconds"], "wall_seconds": result["wall_seconds"],

@@ -4,7 +4,8 @@ or silent ones with the same parameters, and redraws the parameters of one that 
 
 A simulation is identified by its client id; a restart keeps the id (so the server recognizes the
 time steps it already has), a redraw takes a new id. States: pending, running, done, abandoned
-(redrawn after too many crashes), skipped (never started because the training budget was spent).
+(redrawn after too many crashes). The whole ensemble runs even when the training budget is spent
+first: its steps are then booked in the ledger (the job ends when both are over).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-STATES = ("pending", "running", "done", "abandoned", "skipped")
+STATES = ("pending", "running", "done", "abandoned")
 
 
 @dataclass
@@ -61,7 +62,6 @@ class Launcher:
         self.sims = {i: Simulation(i, np.asarray(m, dtype=float)) for i, m in enumerate(mus)}
         self.n_initial = len(mus)
         self.redraws = 0
-        self.accepting = True
         self.events: list[str] = []
         for cid, spec in (faults or {}).items():
             self.sims[int(cid)].fault = (spec["kind"], int(spec["step"]))
@@ -120,7 +120,7 @@ class Launcher:
         """One pass: book exits and silences, then start pending clients up to K.
         last_seen: client id -> time.time() of its last message; finished: ids whose bye arrived."""
         now = time.time()
-        for sim in self.sims.values():
+        for sim in list(self.sims.values()):  # a redraw adds a simulation
             if sim.state != "running":
                 continue
             rc = sim.proc.poll()
@@ -140,19 +140,12 @@ class Launcher:
             if running >= self.max_running:
                 break
             if sim.state == "pending":
-                if self.accepting:
-                    self._start(sim)
-                    running += 1
-                else:
-                    sim.state = "skipped"
-
-    def stop_new(self):
-        """Training budget spent: start no further simulations (running ones finish)."""
-        self.accepting = False
+                self._start(sim)
+                running += 1
 
     @property
     def done(self) -> bool:
-        return all(s.state in ("done", "abandoned", "skipped") for s in self.sims.values())
+        return all(s.state in ("done", "abandoned") for s in self.sims.values())
 
     def shutdown(self):
         for sim in self.sims.values():

@@ -278,8 +278,6 @@ class OnlineTraining:
                          "ready": self.buffer.ready(self.s.batch_size), "drained": self._drained()}
                 news, stream_done = {}, False
                 if self.rank == 0 and self.launcher is not None:
-                    if budget_spent:
-                        self.launcher.stop_new()
                     if now - last_poll > 0.2:
                         last_seen, finished = self._merged_progress(local)
                         self.launcher.poll(last_seen, finished)

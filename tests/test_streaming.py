@@ -1,0 +1,121 @@
+"""End to end on the CPU: FOM clients (PETSc) stream to a training server through ZeroMQ; the
+ledger holds every (client, step) exactly once, through a killed client and a killed server."""
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import PYTHON, env, rom_cli, write_yaml
+from rom import artefacts
+from surrogates.cli import main as surrogates
+
+CLIENTS, STEPS = 4, 20
+
+
+def heat_study(tmp_path, **surrogate):
+    s = {"enabled": True, "width": 32, "batch_size": 16, "budget_seconds": 3, "validate_every_seconds": 0.5,
+         "checkpoint_every_seconds": 1, "buffer": {"capacity": 200, "watermark": 20},
+         "online": {"simulations": CLIENTS, "max_running": 2, "client_timeout": 20}}
+    s.update(surrogate)
+    cfg = write_yaml(tmp_path / "cfg.yaml", {
+        "name": "tiny_heat", "problem": {"name": "heat", "mesh": {"n": 8}, "dt": 0.01, "steps": STEPS - 1},
+        "design": {"method": "sobol", "train": {"size": 4, "seed": 1}, "test": {"size": 2, "seed": 2}},
+        "surrogate": s})
+    rom_cli("configure", "--config", cfg, "--out", tmp_path / "study.yaml")
+    return tmp_path / "study.yaml"
+
+
+def online_args(tmp_path, study, *extra, policy="reservoir"):
+    return ["train-online", "--study-config", str(study), "--policy", policy, "--model", str(tmp_path / "m.pt"),
+            "--history", str(tmp_path / "h.h5"), "--client-logs", str(tmp_path / "logs"), *extra]
+
+
+def check_ledger(ds):
+    """Every (client, step) of the finished simulations exactly once."""
+    pairs = np.column_stack([ds["ledger_client"].values, ds["ledger_step"].values])
+    assert len(np.unique(pairs, axis=0)) == len(pairs)
+    done = ds["client"].values[ds["client_state"].values == "done"]
+    assert len(done) == CLIENTS
+    assert set(map(tuple, pairs)) == {(c, k) for c in done for k in range(STEPS)}
+    return pairs
+
+
+def test_stream_end_to_end_loss_decreases(tmp_path):
+    study = heat_study(tmp_path, budget_seconds=60, budget_batches=300)
+    assert surrogates(online_args(tmp_path, study)) == 0
+    ds = artefacts.read(tmp_path / "h.h5")
+    assert len(check_ledger(ds)) == CLIENTS * STEPS == 80
+    assert ds.attrs["samples_received"] == 80 and ds.attrs["dropped"] == 0 and ds.attrs["duplicates"] == 0
+    assert ds.attrs["batches"] == 300
+    loss = ds["train_loss"].values
+    assert loss[-1] < 0.3 * loss[0]
+    seen = ds["seen_count"].values
+    # samples that arrived after the budget was spent are booked in the ledger, not trained on
+    assert 20 <= len(seen) <= 80 and seen.sum() == 300 * 16
+
+
+def test_killed_client_is_restarted_without_duplicates(tmp_path):
+    study = heat_study(tmp_path, budget_seconds=60, budget_batches=100)
+    assert surrogates(online_args(tmp_path, study, "--fault", "1:kill:10")) == 0
+    ds = artefacts.read(tmp_path / "h.h5")
+    pairs = check_ledger(ds)
+    assert len(pairs) == 80 and ds.attrs["samples_received"] == 80
+    assert ds.attrs["crashes"] == 1 and ds.attrs["restarts"] == 1 and ds.attrs["redraws"] == 0
+    # the restart resent the steps its first attempt had delivered; they were recognized
+    assert ds.attrs["duplicates"] >= 1
+
+
+def test_silent_client_is_restarted_and_redrawn(tmp_path):
+    """A hung client is killed after the silence timeout; with max_crashes 0 its parameters are
+    redrawn as a new client, which completes."""
+    study = heat_study(tmp_path, budget_seconds=60, budget_batches=60,
+                       online={"simulations": CLIENTS, "max_running": 2, "client_timeout": 2, "max_crashes": 0})
+    assert surrogates(online_args(tmp_path, study, "--fault", "0:hang:5")) == 0
+    ds = artefacts.read(tmp_path / "h.h5")
+    states = dict(zip(ds["client"].values, ds["client_state"].values))
+    assert states == {0: "abandoned", 1: "done", 2: "done", 3: "done", 4: "done"}
+    assert ds.attrs["redraws"] == 1
+    pairs = np.column_stack([ds["ledger_client"].values, ds["ledger_step"].values])
+    assert len(np.unique(pairs, axis=0)) == len(pairs)
+    assert set(pairs[pairs[:, 0] == 0, 1]) == set(range(6))  # what client 0 sent before hanging
+    assert set(pairs[pairs[:, 0] == 4, 1]) == set(range(STEPS))
+
+
+def test_killed_server_resumes_from_checkpoint(tmp_path):
+    study = heat_study(tmp_path, budget_seconds=6, checkpoint_every_seconds=1,
+                       online={"simulations": CLIENTS, "max_running": 1, "client_timeout": 20})
+    cmd = [PYTHON, "-m", "surrogates", *online_args(tmp_path, study)]
+    ckpt = tmp_path / "m.ckpt"
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert ckpt.exists() and proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the server and every client it started
+        proc.wait(10)
+    blob = torch.load(ckpt, weights_only=True)
+    batches = blob["trainer"]["batches"]
+    assert batches > 0
+    assert surrogates(online_args(tmp_path, study)) == 0  # same command: resumes
+    ds = artefacts.read(tmp_path / "h.h5")
+    assert ds.attrs["resumed_from_batch"] == batches
+    assert ds.attrs["batches"] > batches
+    assert ds["batches"].values[0] < batches < ds["batches"].values[-1]  # one history across both runs
+    assert len(check_ledger(ds)) == 80
+
+
+def test_bad_settings_fail_in_one_line(tmp_path, capsys):
+    study = heat_study(tmp_path, buffer={"capacity": 10, "watermark": 20})
+    assert surrogates(online_args(tmp_path, study)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "surrogate.buffer.watermark = 20" in err[0]
+    assert surrogates(["stream-client", "--study-config", str(study), "--address", "tcp://127.0.0.1:1",
+                       "--client", "0", "--mu", "1,2"]) == 2
+    assert "expected 5" in capsys.readouterr().err

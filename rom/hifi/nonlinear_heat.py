@@ -38,8 +38,8 @@ class NonlinearHeat(Problem):
     units = "K"
 
     def __init__(self, mesh_n: int = 24, dt: float = 0.002, steps: int = 25, rho_c: float = 1.0, k0: float = 1.0,
-                 beta: float = 1.0, source_width: float = 0.06, travel: float = 0.3,
-                 x_source_range=(0.2, 0.5), y_source_range=(0.2, 0.8), q0_range=(100.0, 300.0)):
+                 beta: float = 1.0, source_width: float = 0.1, travel: float = 0.2,
+                 x_source_range=(0.2, 0.5), y_source_range=(0.2, 0.8), q0_range=(40.0, 120.0)):
         super().__init__(unit_square(mesh_n))
         self.dt, self.steps = float(dt), int(steps)
         self.rho_c, self.k0, self.beta = float(rho_c), float(k0), float(beta)

@@ -81,8 +81,8 @@ class ResidualRiesz:
         corner = Z_new @ XZ_new.T
         self.G = np.block([[self.G, cross], [cross.T, 0.5 * (corner + corner.T)]])
         self.Z = np.vstack([self.Z, Z_new])
-        # Stable factor: block Gram-Schmidt of the new representers against W, iterated twice
-        # ("twice is enough"), then within the block; R collects the coefficients.
+        # Stable factor: Gram-Schmidt of the new representers against W (re-orthogonalized as
+        # needed), one after the other; R collects the coefficients.
         k_old, k_new = self.R.shape[1], len(Z_new)
         R_cols = np.zeros((len(self.W) + k_new, k_new))
         W_new = []
@@ -91,11 +91,14 @@ class ResidualRiesz:
             norm0 = np.sqrt(z @ (self.X @ z))
             basis = np.vstack([self.W, *W_new]) if W_new else self.W
             h = np.zeros(len(basis))
-            for _ in range(2):
+            norm = norm0
+            for _ in range(4):  # repeat while a pass cancels more than half of the norm
                 g = basis @ (self.X @ z)
                 z -= g @ basis
                 h += g
-            norm = np.sqrt(z @ (self.X @ z))
+                previous, norm = norm, np.sqrt(z @ (self.X @ z))
+                if norm > 0.5 * previous:
+                    break
             R_cols[: len(h), j] = h
             if norm0 > 0 and norm > DEPENDENT_TOL * norm0:
                 R_cols[len(h), j] = norm

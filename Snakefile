@@ -16,6 +16,7 @@ envvars:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/pod.smk"
+include: "workflow/rules/rb.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -46,6 +46,8 @@ class HyperReducedROM:
         V = IncrementalPOD.from_snapshots(states, X, energy_tol=tol_state, max_modes=max_modes)
         U = IncrementalPOD.from_snapshots(g, None, energy_tol=tol_nonlinear, max_modes=max_modes)
         W = IncrementalPOD.from_snapshots(flux, None, energy_tol=tol_flux, max_modes=max_modes)
+        for basis in (V, U, W):  # max_modes caps the offline bases only: enrichment always adds
+            basis.max_modes = None
         return cls(problem, M, X, V, U, W, method)
 
     # -- hyper-reduction ----------------------------------------------------------------------------

@@ -24,6 +24,8 @@ stop() {  # stop the daemon whose pid is in file $1 (TERM, then KILL after 10 s)
 
 stop "$DIR/slurmd.pid"
 stop "$DIR/slurmctld.pid"
+# The configless cache link slurmd made, if it points at this cluster.
+case "$(readlink /run/slurm/conf 2>/dev/null)" in "$DIR"/*) rm -f /run/slurm/conf ;; esac
 if [ -f "$DIR/munged.started" ]; then
     stop /run/munge/munged.pid
     rm -f "$DIR/munged.started"

@@ -76,6 +76,9 @@ SlurmctldPidFile=$DIR/slurmctld.pid
 SlurmdPidFile=$DIR/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
+# slurmd fetches this file from slurmctld and links it at /run/slurm/conf, where srun inside jobs
+# finds it (the executor plugin's job steps drop SLURM_* variables, SLURM_CONF included).
+SlurmctldParameters=enable_configless
 # No cgroups needed: processes are tracked by parent pid, tasks are not bound.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -99,7 +102,8 @@ EOF
 # 5. Daemons (both fork into the background and write their pid files).
 export SLURM_CONF="$DIR/slurm.conf"
 slurmctld -f "$SLURM_CONF" || fail "slurmctld did not start, see $DIR/log/slurmctld.log"
-slurmd -f "$SLURM_CONF" || fail "slurmd did not start, see $DIR/log/slurmd.log"
+for _ in $(seq 40); do scontrol ping >/dev/null 2>&1 && break; sleep 0.25; done
+slurmd --conf-server "127.0.0.1:$CTLD_PORT" || fail "slurmd did not start, see $DIR/log/slurmd.log"
 
 # 6. Wait until the node is idle.
 state=""

@@ -1,0 +1,107 @@
+"""Function EIM and nonintrusive matrix EIM on nonaffine_diffusion, and the RB models built on them."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from rom.design import scale, unit_design
+from rom.hifi import fem
+from rom.hifi.nonaffine import NonaffineDiffusion
+from rom.hifi.operators import Operators, operators_dataset
+from rom.models.eim_rb import FunctionEIMCoefficients, MatrixEIMCoefficients
+from rom.models.rb import CoerciveRBReductor
+from rom.reduction.eim import eim
+from rom.reduction.greedy import weak_greedy
+
+
+@pytest.fixture(scope="module")
+def setting():
+    p = NonaffineDiffusion(12)
+    mu = scale(unit_design("lhs", 128, 3, 5), p.default_bounds, ["uniform"] * 3)
+    return p, mu, fem.Pattern.build(p.mesh)
+
+
+def test_function_eim_interpolates_its_training_functions(setting):
+    p, mu, _ = setting
+    G = p.g(p.mesh.centroids, mu)
+    E = eim(G, 40, 1e-6)
+    assert 5 < E.M < 40 and E.max_errors[E.M] <= 1e-6 * np.abs(G).max()
+    I = E.interpolate(G[:, E.points])
+    # Exact at the magic points for every training function ...
+    assert np.abs(I[:, E.points] - G[:, E.points]).max() < 1e-12
+    # ... and everywhere for the functions the greedy selected (they lie in the span).
+    assert np.abs(I[E.selected] - G[E.selected]).max() < 1e-10
+    # Max training error: non-increasing in the number of terms, and the recorded history is true.
+    assert np.all(np.diff(E.max_errors) <= 0), E.max_errors
+    assert np.abs(I - G).max() == pytest.approx(E.max_errors[E.M], rel=1e-8)
+    # B is unit lower triangular; truncations are nested EIMs.
+    np.testing.assert_allclose(np.triu(E.B, 1), 0, atol=1e-15)
+    np.testing.assert_allclose(np.diag(E.B), 1)
+    E5 = E.truncated(5)
+    assert np.abs(E5.interpolate(G[:, E5.points]) - G).max() == pytest.approx(E.max_errors[5], rel=1e-8)
+
+
+def test_matrix_eim_reproduces_the_delivered_matrices(setting):
+    p, mu, pattern = setting
+    A = np.stack([p.operator_values(m, pattern) for m in mu])
+    E = eim(A, 30, 1e-8)
+    slots = np.append(E.points, E.next_point)
+    probe = p.entry_probe(pattern, slots)
+    # The probe gives exactly the entries of the assembled matrix, from a few elements only.
+    np.testing.assert_allclose(probe(mu), A[:, slots], rtol=1e-13, atol=1e-13)
+    assert probe.S.shape[1] <= 6 * len(slots)
+    # q_m = sum_l C[m, l] A(mu_l): the basis is built from the delivered matrices alone.
+    # (the coefficients C grow as the A(mu_l) are nearly collinear: agreement to ~1e-9 relative)
+    np.testing.assert_allclose(E.snapshot_coeffs @ A[E.selected], E.basis, rtol=0, atol=1e-8 * np.abs(A).max())
+    # A(mu_m) is reproduced exactly from its M magic entries.
+    beta = E.coefficients(probe(mu[E.selected])[:, : E.M])
+    scale_A = np.abs(A).max()
+    assert np.abs(beta @ E.basis - A[E.selected]).max() < 1e-12 * scale_A
+    # and every training matrix to the EIM tolerance.
+    beta_all = E.coefficients(probe(mu)[:, : E.M])
+    assert np.abs(beta_all @ E.basis - A).max() <= E.max_errors[E.M] * (1 + 1e-8)
+
+
+def test_function_and_matrix_eim_give_the_same_rb_accuracy(setting):
+    from rom.hifi.solve import FullOrderModel
+
+    p, mu, pattern = setting
+    ops = Operators.from_dataset(operators_dataset(p))
+    fom = FullOrderModel(p, "petsc")
+    fom.solver.ksp.setType("preonly")
+    fom.solver.ksp.getPC().setType("lu")
+
+    def csr(values):
+        return sp.csr_matrix((values, pattern.indices, pattern.indptr), shape=(pattern.n_dofs,) * 2)
+
+    f = p.rhs_terms(pattern)
+    Ef = eim(p.g(p.mesh.centroids, mu), 40, 1e-7)
+    xy = p.mesh.centroids[np.append(Ef.points, Ef.next_point)]
+    coef_f = FunctionEIMCoefficients(p, xy, Ef.B, Ef.next_row)
+    red_f = CoerciveRBReductor(ops.X, [csr(v) for v in p.eim_operator_terms(pattern, Ef.basis)], f, coef_f,
+                               p.default_bounds, p.parameter_names)
+    h = weak_greedy(mu, lambda m: fom.solve(m).u, red_f, 1e-4, 20)
+    assert red_f.N >= 5 and h.max_estimate[-1] < h.max_estimate[0]
+
+    A = np.stack([p.operator_values(m, pattern) for m in mu])
+    Em = eim(A, 40, 1e-7)
+    slots = np.append(Em.points, Em.next_point)
+    coef_m = MatrixEIMCoefficients(p, p.entry_probe(pattern, slots), Em.B, Em.next_row, ops.X.data[slots[-1]])
+    red_m = CoerciveRBReductor(ops.X, [csr(v) for v in Em.basis], f, coef_m, p.default_bounds, p.parameter_names)
+    red_m.set_basis(red_f.V)
+    assert red_m.reorthonormalizations == 0
+
+    test = scale(unit_design("random", 10, 3, 9), p.default_bounds, ["uniform"] * 3)
+    U = np.array([fom.solve(m).u for m in test])
+    norms = np.sqrt(np.einsum("ij,ij->i", U, (ops.X @ U.T).T))
+    rel = {}
+    for name, red in (("function", red_f), ("matrix", red_m)):
+        model = red.model()
+        c, delta = model.query_batch(test)
+        E = U - c @ red.V
+        err = np.sqrt(np.einsum("ij,ij->i", E, (ops.X @ E.T).T))
+        rel[name] = err / norms
+        # The estimate includes the EIM part (next-term indicator): it still bounds the true error.
+        assert np.all(delta >= err), (name, delta / err)
+    assert rel["function"].max() < 1e-3
+    # Same accuracy without touching the assembly: errors agree to a few percent.
+    np.testing.assert_allclose(rel["matrix"], rel["function"], rtol=0.05)

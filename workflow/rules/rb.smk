@@ -1,30 +1,16 @@
 # Certified reduced basis (weak greedy under MPI, or POD), EIM for non-affine problems, evaluation.
 
 
-def rb_enabled(study):
-    return fixed_mesh(study) and STUDIES[study]["rb"]["enabled"]
-
-
-def eim_enabled(study):
-    return fixed_mesh(study) and STUDIES[study]["eim"]["enabled"]
-
-
-def rb_inputs(w):
-    """Named optional inputs of the RB rules: the EIM artefact, the train snapshots for POD."""
-    out = {}
-    if eim_enabled(w.study):
-        out["eim"] = f"results/{w.study}/rom/eim.h5"
-    if STUDIES[w.study]["rb"]["method"] == "pod":
-        out["train"] = f"results/{w.study}/snapshots/train.h5"
-    return out
-
-
-def rb_args(w):
-    return " ".join(f"--{k} {v}" for k, v in rb_inputs(w).items())
-
-
-def eim_args(w):
-    return f"--eim results/{w.study}/rom/eim.h5" if eim_enabled(w.study) else ""
+# Helpers as expressions (snakemake --lint wants no function definitions beside rules).
+rb_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["rb"]["enabled"]
+eim_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["eim"]["enabled"]
+# Named optional inputs of the RB rules: the EIM artefact, the train snapshots for rb.method pod.
+rb_inputs = lambda w: {
+    **({"eim": f"results/{w.study}/rom/eim.h5"} if eim_enabled(w.study) else {}),
+    **({"train": f"results/{w.study}/snapshots/train.h5"} if STUDIES[w.study]["rb"]["method"] == "pod" else {}),
+}
+rb_args = lambda w: " ".join(f"--{k} {v}" for k, v in rb_inputs(w).items())
+eim_args = lambda w: f"--eim results/{w.study}/rom/eim.h5" if eim_enabled(w.study) else ""
 
 
 rule eim:

@@ -17,10 +17,14 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/pod.smk"
 include: "workflow/rules/rb.smk"
+include: "workflow/rules/local.smk"
+include: "workflow/rules/surrogates.smk"
+include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         expand("results/{study}/report.html", study=STUDIES),
+        "results/comparison.html",
     default_target: True

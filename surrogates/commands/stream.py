@@ -82,6 +82,11 @@ def _setup(study):
         device = pick_device(s["device"])
     except ValueError as exc:
         raise UserError(f"surrogate.{exc}") from None
+    if device.type == "cpu":
+        import torch
+
+        # intra-op threads on a shared CPU spin against the clients; one thread is several times faster
+        torch.set_num_threads(s["cpu_threads"])
     names, bounds, _ = config.parameter_space(study)
     scaling = Scaling(bounds, problem.times[-1])
     seed = s.get("seed", study["seed"])
@@ -173,9 +178,11 @@ def train_online(args):
             log_dir.mkdir(parents=True, exist_ok=True)
         argv = client_command(args.study_config, lambda cid: server.addresses[cid % world], on["backend"], os.getpid())
         launcher = Launcher(argv, mus, redraw, on["max_running"], on["client_timeout"], on["max_crashes"],
-                            on["client_ranks"], on["launcher"], log_dir, faults)
+                            on["client_ranks"], on["launcher"], log_dir, faults, on["client_startup_timeout"])
     server = OnlineTraining(settings, trainer, scaling, field_size, len(names), problem.steps, 2 * n_sims,
-                            launcher, _validation(args.test, problem, scaling, device), checkpoint, rank, world, _log)
+                            launcher, _validation(args.test, problem, scaling, device), checkpoint, rank, world, _log,
+                            tag=config.digest([study[k] for k in ("problem", "parameters", "design", "surrogate",
+                                                                   "seed")] + [args.policy, world, args.fault]))
     try:
         result = server.run()
     except LauncherError as exc:

@@ -53,10 +53,11 @@ def wrap(argv: list[str], ranks: int, mode: str = "auto") -> list[str]:
 class Launcher:
     def __init__(self, client_argv, mus: np.ndarray, draw, max_running: int = 2, timeout: float = 30.0,
                  max_crashes: int = 2, ranks: int = 1, mode: str = "auto", log_dir: str | Path | None = None,
-                 faults: dict | None = None):
+                 faults: dict | None = None, startup_timeout: float = 120.0):
         """client_argv(sim) -> argv of one client; draw(k) -> a fresh parameter vector for redraw k."""
         self.client_argv, self.draw = client_argv, draw
         self.max_running, self.timeout, self.max_crashes = max_running, timeout, max_crashes
+        self.startup_timeout = max(startup_timeout, timeout)  # imports and solver set-up come first
         self.ranks, self.mode = ranks, mode
         self.log_dir = Path(log_dir) if log_dir else None
         self.sims = {i: Simulation(i, np.asarray(m, dtype=float)) for i, m in enumerate(mus)}
@@ -120,6 +121,15 @@ class Launcher:
         """One pass: book exits and silences, then start pending clients up to K.
         last_seen: client id -> time.time() of its last message; finished: ids whose bye arrived."""
         now = time.time()
+
+        def talking(sim):  # has this attempt sent anything yet?
+            return last_seen.get(sim.id, 0.0) >= sim.started
+
+        def silent(sim):
+            if talking(sim):
+                return now - last_seen[sim.id] > self.timeout
+            return now - sim.started > self.startup_timeout
+
         for sim in list(self.sims.values()):  # a redraw adds a simulation
             if sim.state != "running":
                 continue
@@ -129,12 +139,13 @@ class Launcher:
                     sim.state, sim.proc = "done", None
                 elif rc == 0:
                     # exited cleanly but its bye has not arrived yet: give it the silence timeout
-                    if now - max(last_seen.get(sim.id, 0.0), sim.started) > self.timeout:
+                    if silent(sim):
                         self._crashed(sim, "exited without saying bye")
                 else:
                     self._crashed(sim, f"died (exit status {rc})")
-            elif now - max(last_seen.get(sim.id, 0.0), sim.started) > self.timeout:
-                self._crashed(sim, f"silent for more than {self.timeout:g} s")
+            elif silent(sim):
+                self._crashed(sim, f"silent for more than {self.timeout:g} s" if talking(sim)
+                              else f"sent nothing within {self.startup_timeout:g} s of its start")
         running = sum(s.state == "running" for s in self.sims.values())
         for sim in sorted(self.sims.values(), key=lambda s: s.id):
             if running >= self.max_running:

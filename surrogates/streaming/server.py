@@ -182,9 +182,10 @@ class OnlineTraining:
 
     def __init__(self, settings: Settings, trainer, scaling, field_size: int, n_params: int, max_step: int,
                  max_clients: int, launcher=None, validation=None, checkpoint: str | Path | None = None,
-                 rank: int = 0, world: int = 1, log=print):
+                 rank: int = 0, world: int = 1, log=print, tag: str = ""):
+        """tag: a digest of the settings; a checkpoint with another tag is not resumed."""
         self.s, self.trainer, self.scaling = settings, trainer, scaling
-        self.rank, self.world, self.log = rank, world, log
+        self.rank, self.world, self.log, self.tag = rank, world, log, tag
         self.launcher = launcher
         self.validation = validation  # (x, y) tensors on the device, or None
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -218,7 +219,7 @@ class OnlineTraining:
     def _ckpt_path(self) -> Path:
         return self.checkpoint if self.world == 1 else self.checkpoint.with_suffix(f".rank{self.rank}.pt")
 
-    def save_checkpoint(self, train_seconds: float):
+    def save_checkpoint(self, train_seconds: float, complete: bool = False):
         from rom.artefacts import atomic_path
 
         with self.receiver.lock:  # a consistent ledger / buffer / counters snapshot
@@ -226,7 +227,7 @@ class OnlineTraining:
                     "ledger": torch.from_numpy(self.ledger.got.copy()), "counts": dict(self.receiver.counts),
                     "dropped": dict(self.receiver.dropped), "train_seconds": train_seconds,
                     "history": {k: torch.from_numpy(v) for k, v in self.history.arrays().items()},
-                    "finished": sorted(self.receiver.finished)}
+                    "finished": sorted(self.receiver.finished), "complete": complete, "tag": self.tag}
             if self.launcher is not None:
                 blob["launcher"] = {k: torch.as_tensor(v) for k, v in self.launcher.table().items()}
         with atomic_path(self._ckpt_path()) as tmp:
@@ -237,6 +238,9 @@ class OnlineTraining:
         if path is None or not path.is_file():
             return False
         blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("complete") or blob.get("tag") != self.tag:
+            self.log(f"rank {self.rank}: {path} is from a finished run or other settings: starting afresh")
+            return False
         self.trainer.load_state_dict(blob["trainer"])
         self.buffer.load_state_dict(blob["buffer"])
         got = blob["ledger"].numpy()
@@ -340,9 +344,10 @@ class OnlineTraining:
             self.sock.close(0)
         end = t_stop if t_stop is not None else time.perf_counter()
         train_s = self.seconds_before + (end - t_first if t_first is not None else 0.0)
-        self._record(train_s, losses)
+        if losses or not self.history.batches:
+            self._record(train_s, losses)
         if self.checkpoint:
-            self.save_checkpoint(train_s)
+            self.save_checkpoint(train_s, complete=True)
         return {"train_seconds": train_s, "wall_seconds": time.perf_counter() - t_start}
 
     def _static(self):

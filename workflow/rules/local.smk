@@ -1,12 +1,14 @@
 # Local reduced bases by clustering, and the adaptive hyper-reduced nonlinear ROM (issue 4).
 
 
-def local_enabled(study):
-    return fixed_mesh(study) and STUDIES[study]["local"]["enabled"]
-
-
-def adaptive_enabled(study):
-    return fixed_mesh(study) and STUDIES[study]["adaptive_rom"]["enabled"]
+local_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["local"]["enabled"]
+adaptive_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["adaptive_rom"]["enabled"]
+# Inputs of figures_local: the artefacts of the enabled stages, passed on as --clusters/--local/--adaptive.
+local_figure_inputs = lambda w: {
+    **({"clusters": f"results/{w.study}/rom/local/clusters.h5", "local": f"results/{w.study}/rom/local/local_bases.h5"}
+       if local_enabled(w.study) else {}),
+    **({"adaptive": f"results/{w.study}/rom/adaptive_rom.h5"} if adaptive_enabled(w.study) else {}),
+}
 
 
 rule cluster:
@@ -66,20 +68,6 @@ rule adaptive_rom:
         "--test {input.test} --out {output} > {log} 2>&1"
 
 
-def local_figure_inputs(w):
-    files = {}
-    if local_enabled(w.study):
-        files["clusters"] = f"results/{w.study}/rom/local/clusters.h5"
-        files["local"] = f"results/{w.study}/rom/local/local_bases.h5"
-    if adaptive_enabled(w.study):
-        files["adaptive"] = f"results/{w.study}/rom/adaptive_rom.h5"
-    return files
-
-
-def local_figure_args(w, input):
-    return " ".join(f"--{name} {path}" for name, path in input.items() if name in ("clusters", "local", "adaptive"))
-
-
 rule figures_local:
     input:
         unpack(local_figure_inputs),
@@ -89,7 +77,9 @@ rule figures_local:
         figdir=directory("results/{study}/figures/local"),
     params:
         trigger=trigger("report"),
-        files=local_figure_args,
+        files=lambda w, input: " ".join(
+            f"--{k} {v}" for k, v in input.items() if k in ("clusters", "local", "adaptive")
+        ),
     log:
         "results/{study}/logs/figures_local.log",
     conda:

@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["rom.commands.study", "rom.commands.simulate", "rom.commands.pod", "rom.commands.rb", "rom.commands.report"]
+COMMANDS = ["rom.commands.study", "rom.commands.simulate", "rom.commands.pod", "rom.commands.rb", "rom.commands.local", "rom.commands.report", "rom.commands.aggregate"]
 
 
 def parser(commands=COMMANDS, prog="python -m rom", description=__doc__) -> argparse.ArgumentParser:

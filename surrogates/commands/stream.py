@@ -304,15 +304,15 @@ def figures(args):
     met = artefacts.read(args.metrics)
     ops = artefacts.read(args.operators)
     plots.semilogy(args.loss, {k: (h["wall"].values, h["val_loss"].values) for k, h in hist.items()},
-                   "training wall time [s]", "validation MSE", "Validation loss vs wall time", markers=False)
+                   "training wall time [s]", "validation MSE", "Validation loss vs wall time")
     fig, axes = plots.figure(2)
-    for k, h in hist.items():
+    for i, (k, h) in enumerate(hist.items()):  # one colour per run in every panel
         w = h["wall"].values
         dt = np.maximum(np.diff(w), 1e-9)
         if len(w) > 1:
-            axes[0].plot(w[1:], np.diff(h["trained"].values) / dt, label=k)
+            axes[0].plot(w[1:], np.diff(h["trained"].values) / dt, "o-", ms=3, color=f"C{i}", label=k)
             if h.attrs["mode"] == "online":
-                axes[1].plot(w[1:], np.diff(h["received"].values) / dt, label=k)
+                axes[1].plot(w[1:], np.diff(h["received"].values) / dt, "o-", ms=3, color=f"C{i}", label=k)
     axes[0].set(xlabel="training wall time [s]", ylabel="samples / s", title="training throughput")
     axes[1].set(xlabel="training wall time [s]", ylabel="samples / s", title="ingest throughput (online)")
     for ax in axes:
@@ -320,10 +320,10 @@ def figures(args):
         ax.grid(alpha=0.3)
     plots.save(fig, args.throughput)
     fig, (ax,) = plots.figure()
-    for k, h in hist.items():
-        if "seen_count" in h:
+    for i, (k, h) in enumerate(hist.items()):
+        if "seen_count" in h and h.sizes.get("sample", 0):
             c = h["seen_count"].values
-            ax.hist(c, bins=np.arange(c.max() + 2) - 0.5 if c.max() < 60 else 40, alpha=0.6, label=k)
+            ax.hist(c, bins=np.arange(c.max() + 2) - 0.5 if c.max() < 60 else 40, alpha=0.6, color=f"C{i}", label=k)
     ax.set(xlabel="times a sample was trained on", ylabel="samples", title="seen counts (online)")
     ax.legend(fontsize=8)
     plots.save(fig, args.seen)
@@ -372,3 +372,16 @@ def stream_client(args):
         print(f"stream-client {args.client}: {exc}; stopping", file=sys.stderr)
         return 3
     return 0
+
+
+# -- pipeline helpers (workflow/rules/surrogates.smk) --------------------------------------------
+def runs(study: dict) -> dict[str, str]:
+    """Label -> path stem of every surrogate run of a study: one online run per policy, offline."""
+    out = {f"online_{p}": f"results/{study['name']}/surrogate/online_{p}" for p in study["surrogate"]["policies"]}
+    out["offline"] = f"results/{study['name']}/surrogate/offline"
+    return out
+
+
+def labelled(study: dict, ext: str) -> str:
+    """LABEL=PATH arguments of evaluate-surrogate / figures-surrogate."""
+    return " ".join(f"{label}={stem}.{ext}" for label, stem in runs(study).items())

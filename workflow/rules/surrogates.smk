@@ -3,30 +3,7 @@
 # test-set evaluation and the report figures.
 
 
-def surrogate_on(study):
-    s = STUDIES[study]
-    return s["surrogate"]["enabled"] and fixed_mesh(study)
-
-
-def surrogate_runs(w):
-    policies = STUDIES[w.study]["surrogate"]["policies"]
-    runs = {f"online_{p}": f"results/{w.study}/surrogate/online_{p}" for p in policies}
-    runs["offline"] = f"results/{w.study}/surrogate/offline"
-    return runs
-
-
-def surrogate_models(w):
-    return [f"{path}.pt" for path in surrogate_runs(w).values()]
-
-
-def surrogate_histories(w):
-    return [f"{path}.h5" for path in surrogate_runs(w).values()]
-
-
-def labelled(kind):
-    """LABEL=PATH arguments for the evaluate / figures commands."""
-    return lambda w: " ".join(f"{label}={path}.{kind}" for label, path in surrogate_runs(w).items())
-
+from surrogates.commands.stream import labelled, runs as surrogate_runs
 
 SURROGATE_SECTIONS = ("problem", "parameters", "design", "simulate", "surrogate", "seed")
 
@@ -79,11 +56,11 @@ rule evaluate_surrogate:
     input:
         cfg=study_file,
         test="results/{study}/snapshots/test.h5",
-        models=surrogate_models,
+        models=lambda w: [f"{p}.pt" for p in surrogate_runs(STUDIES[w.study]).values()],
     output:
         "results/{study}/metrics/surrogate.h5",
     params:
-        models=labelled("pt"),
+        models=lambda w: labelled(STUDIES[w.study], "pt"),
         trigger=trigger("surrogate"),
     log:
         "results/{study}/logs/evaluate_surrogate.log",
@@ -99,7 +76,7 @@ rule figures_surrogate:
         cfg=study_file,
         operators="results/{study}/fom/operators.h5",
         metrics="results/{study}/metrics/surrogate.h5",
-        histories=surrogate_histories,
+        histories=lambda w: [f"{p}.h5" for p in surrogate_runs(STUDIES[w.study]).values()],
     output:
         loss=report(
             "results/{study}/figures/surrogate_loss.png",
@@ -127,7 +104,7 @@ rule figures_surrogate:
         ),
         section="results/{study}/sections/surrogate.json",
     params:
-        histories=labelled("h5"),
+        histories=lambda w: labelled(STUDIES[w.study], "h5"),
         trigger=trigger("surrogate", "report"),
     log:
         "results/{study}/logs/figures_surrogate.log",
@@ -141,5 +118,9 @@ rule figures_surrogate:
 
 
 REPORT_SECTIONS.append(
-    lambda study: [f"results/{study}/sections/surrogate.json"] if surrogate_on(study) else []
+    lambda study: (
+        [f"results/{study}/sections/surrogate.json"]
+        if STUDIES[study]["surrogate"]["enabled"] and fixed_mesh(study)
+        else []
+    )
 )

@@ -162,7 +162,8 @@ def load(path: str | Path) -> dict:
 
 
 def studies(config: dict, source: str = "config") -> dict[str, dict]:
-    """All studies of one invocation: the config itself and its include_studies, by name."""
+    """All studies of one invocation, by name: the config itself, its include_studies, and the
+    sweep points of each (rom.sweeps)."""
     main = validate(config, source)
     includes, main["include_studies"] = main["include_studies"], []
     out = {main["name"]: main}
@@ -172,7 +173,9 @@ def studies(config: dict, source: str = "config") -> dict[str, dict]:
         if extra["name"] in out:
             raise ConfigError(f"{path}: name = {json.dumps(extra['name'])}: expected a study name not used twice")
         out[extra["name"]] = extra
-    return out
+    from rom.sweeps import with_sweeps  # each sweep point becomes a derived study
+
+    return with_sweeps(out, source)
 
 
 def digest(section) -> str:

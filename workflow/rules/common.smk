@@ -65,6 +65,13 @@ def mpi_ranks(w):
     return STUDIES[w.study]["simulate"]["mpi_ranks"]
 
 
+def mpi_launcher(w):
+    """The launcher prefix of a simulate job (resource `mpi`, rank count included). The SLURM
+    profile replaces it by `srun -n <ranks>`, or by nothing for one rank: the executor plugin
+    rejects an MPI job with a single task."""
+    return f"mpiexec -n {mpi_ranks(w)}"
+
+
 def fixed_mesh(study):
     """Whether the study's problem lives on one mesh (the sample/simulate/pod chain applies)."""
     from rom.hifi.problems import PROBLEMS

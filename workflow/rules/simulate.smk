@@ -55,13 +55,13 @@ rule simulate:
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,
-        mpi="mpiexec",
+        mpi=mpi_launcher,
     log:
         "results/{study}/logs/simulate/{set}_chunk{chunk}.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "{resources.mpi} -n {resources.tasks} python -m rom simulate --study-config {input.cfg} "
+        "{resources.mpi} python -m rom simulate --study-config {input.cfg} "
         "--parameters {input.parameters} --set {wildcards.set} --chunk {wildcards.chunk} "
         "--out {output} > {log} 2>&1"
 

@@ -20,6 +20,8 @@ include: "workflow/rules/rb.smk"
 include: "workflow/rules/local.smk"
 include: "workflow/rules/surrogates.smk"
 include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/gp.smk"
+include: "workflow/rules/mmgp.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -5,7 +5,7 @@ import sys
 
 from rom.cli import main as _main
 
-COMMANDS: list[str] = ["surrogates.commands.stream"]  # modules with register(subparsers), e.g. "surrogates.commands.gp"
+COMMANDS: list[str] = ["surrogates.commands.stream", "surrogates.commands.gp", "surrogates.commands.mmgp"]  # modules with register(subparsers), e.g. "surrogates.commands.gp"
 
 
 def main(argv=None) -> int:

@@ -257,7 +257,7 @@ class TensilePlate(Problem):
     affine = False
     fixed_mesh = False
 
-    def __init__(self, mesh_n: int = 12, width: float = 1.0, height: float = 2.0, notches: int = 2,
+    def __init__(self, mesh_n: int = 12, width: float = 1.0, height: float = 2.0, notches: int = 1,
                  notch_depth: float = 0.15, young: float = 100.0, pressure_range=(0.5, 1.5),
                  bending_range=(-0.5, 0.5), nu_range=(0.2, 0.4)):
         super().__init__(None)

@@ -54,7 +54,8 @@ class GP:
     """Independent GPs from inputs X (n, d) to outputs Y (n, m)."""
 
     def __init__(self, restarts: int = 3, iterations: int = 50, seed: int = 0, noise_floor: float = 1e-8,
-                 device=None):
+                 calibrate: bool = True, device=None):
+        self.calibrate = bool(calibrate)
         self.restarts, self.iterations, self.seed = int(restarts), int(iterations), int(seed)
         self.noise_floor = float(noise_floor)
         self.device = _device(device)
@@ -122,7 +123,24 @@ class GP:
         model.load_state_dict(best)
         self.log_marginal_likelihood = best_mll.cpu().numpy() * len(X)
         self._set(model, likelihood)
+        self.variance_scale = self._loo_variance_scale(Xt, Yt) if self.calibrate else np.ones(m)
         return self
+
+    def _loo_variance_scale(self, Xt, Yt) -> np.ndarray:
+        """Per-output factor >= 1 on the predictive variance: the mean squared standardized
+        leave-one-out residual (closed form, r_i = [K^-1 y]_i / [K^-1]_ii, var_i = 1 / [K^-1]_ii).
+        Maximum-likelihood hyperparameters from few samples are overconfident; this calibrates them."""
+        import torch
+
+        with torch.no_grad():
+            K = self.model.covar_module(Xt).to_dense()
+            K = K + torch.diag_embed(self.likelihood.noise.expand(-1, Xt.shape[1]))
+            Kinv = torch.cholesky_inverse(torch.linalg.cholesky(K))
+            resid = Yt - self.model.mean_module.constant[:, None]
+            d = torch.diagonal(Kinv, dim1=-2, dim2=-1)
+            r = (Kinv @ resid[..., None])[..., 0] / d
+            z2 = (r**2 * d).mean(dim=-1)
+        return np.maximum(z2.cpu().numpy(), 1.0)
 
     def _set(self, model, likelihood):
         model.eval()
@@ -141,7 +159,8 @@ class GP:
 
     def predict(self, X: np.ndarray, noise: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and variance (n, m); `noise` adds the learned noise variance
-        (the distribution of an observation rather than of the latent function)."""
+        (the distribution of an observation rather than of the latent function). Variances carry
+        the leave-one-out calibration factor (`variance_scale`)."""
         import gpytorch
         import torch
 
@@ -151,7 +170,7 @@ class GP:
             f = self.model(Xt.expand(m, -1, -1).contiguous())
             dist = self.likelihood(f) if noise else f
             mean, var = dist.mean.cpu().numpy().T, dist.variance.clamp_min(0.0).cpu().numpy().T
-        return self.y_mean + self.y_std * mean, self.y_std**2 * var
+        return self.y_mean + self.y_std * mean, self.y_std**2 * self.variance_scale * var
 
     def outside(self, X: np.ndarray, margin: float = 1e-9) -> np.ndarray:
         """(n, d) mask of inputs outside the training range (extrapolation)."""
@@ -166,7 +185,8 @@ class GP:
         Y = self.model.train_targets.cpu().numpy().T * self.y_std + self.y_mean
         s, i, o = f"{prefix}_sample", f"{prefix}_input", f"{prefix}_output"
         data = {f"{prefix}_X": ((s, i), X), f"{prefix}_Y": ((s, o), Y),
-                f"{prefix}_log_marginal_likelihood": (o, self.log_marginal_likelihood)}
+                f"{prefix}_log_marginal_likelihood": (o, self.log_marginal_likelihood),
+                f"{prefix}_variance_scale": (o, self.variance_scale)}
         for key, value in self.hyperparameters.items():
             data[f"{prefix}_{key}"] = ((o, i) if key == "lengthscale" else (o,), value)
         return xr.Dataset(data, attrs={f"{prefix}_restarts": self.restarts, f"{prefix}_iterations": self.iterations})
@@ -181,6 +201,7 @@ class GP:
         gp.x_mean, gp.x_std = X.mean(axis=0), np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
         gp.y_mean, gp.y_std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
         gp.log_marginal_likelihood = ds[f"{prefix}_log_marginal_likelihood"].values
+        gp.variance_scale = ds[f"{prefix}_variance_scale"].values
         m = Y.shape[1]
         Xt = gp._x(X).expand(m, -1, -1).contiguous()
         Yt = torch.as_tensor(((Y - gp.y_mean) / gp.y_std).T, dtype=torch.float64, device=gp.device).contiguous()

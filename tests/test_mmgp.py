@@ -1,0 +1,106 @@
+"""MMGP: morphing onto the disk, P1 transfer, bad meshes, end-to-end on a small tensile family."""
+import numpy as np
+import pytest
+import torch
+
+from rom.hifi.elasticity import PlateModel, TensilePlate, geometry_seed
+from rom.hifi.mesh import unit_square
+from surrogates.mmgp.geometry import MeshError, MeshSample, boundary_loop, check_mesh, signed_areas
+from surrogates.mmgp.model import MMGP, rrmse_field, rrmse_scalar
+from surrogates.mmgp.morphing import morph
+from surrogates.mmgp.transfer import p1_transfer
+from surrogates.gp import coverage
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def plate():
+    return TensilePlate(mesh_n=10).geometry(11)
+
+
+@pytest.mark.parametrize("method", ["tutte", "rbf"])
+def test_morphed_mesh_on_unit_disk_without_inversions(plate, method):
+    m = morph(method, plate.nodes, plate.triangles)
+    loop = boundary_loop(plate.nodes, plate.triangles)
+    assert np.abs(np.linalg.norm(m[loop], axis=1) - 1).max() < 1e-12
+    assert np.allclose(m[loop[0]], [1.0, 0.0])  # the fixed starting node (nearest the origin) maps to angle 0
+    assert np.allclose(plate.nodes[loop[0]], [0.0, 0.0])
+    if method == "tutte":  # Floater: a convex target never folds; the RBF morpher carries no such guarantee
+        assert signed_areas(m, plate.triangles).min() > 0
+
+
+def test_identity_transfer_and_exact_linear_fields(plate):
+    m = morph("tutte", plate.nodes, plate.triangles)
+    T = p1_transfer(m, plate.triangles, m)
+    f = np.random.default_rng(0).normal(size=len(m))
+    assert np.abs(T @ f - f).max() < 1e-12
+    other = TensilePlate(mesh_n=13).geometry(12)
+    m2 = morph("tutte", other.nodes, other.triangles)
+    T2 = p1_transfer(m, plate.triangles, m2)
+    lin = lambda p: 0.3 + 2.0 * p[:, 0] - 1.5 * p[:, 1]  # noqa: E731
+    inside = np.linalg.norm(m2, axis=1) < 0.95  # boundary points outside the source polygon are clamped
+    assert np.abs((T2 @ lin(m))[inside] - lin(m2)[inside]).max() < 1e-12
+    assert np.allclose(T2.sum(axis=1), 1.0)
+
+
+def test_bad_meshes_are_rejected_with_the_sample_name():
+    sq = unit_square(4)
+    hole = sq.triangles[~np.isin(np.arange(len(sq.triangles)), [5, 21])]  # both triangles of the interior cell (1, 1)
+    with pytest.raises(MeshError, match="sample 7.*2 boundary loops"):
+        check_mesh(sq.nodes, hole, "sample 7")
+    flipped = sq.triangles.copy()
+    flipped[3] = flipped[3, [0, 2, 1]]
+    with pytest.raises(MeshError, match="sample 3: 1 inverted"):
+        check_mesh(sq.nodes, flipped, "sample 3")
+
+
+def _family(p, n, set_name, seed):
+    lo, hi = p.default_bounds.T
+    mu = lo + (hi - lo) * np.random.default_rng(seed).uniform(size=(n, 3))
+    samples, scalars = [], []
+    for i in range(n):
+        mesh = p.geometry(geometry_seed(0, set_name, i))
+        r = PlateModel(p, mesh, "scipy").solve(mu[i])
+        samples.append(MeshSample(mesh.nodes, mesh.triangles, {"u_x": r.displacement[:, 0], "u_y": r.displacement[:, 1],
+                                                               "von_mises": r.von_mises}))
+        scalars.append([r.max_von_mises, r.compliance])
+    return samples, mu, np.array(scalars)
+
+
+def test_mmgp_end_to_end_small_family():
+    p = TensilePlate(mesh_n=10)
+    train, test = _family(p, 60, "train", 0), _family(p, 20, "test", 1)
+    model = MMGP(["u_x", "u_y", "von_mises"], ["max_von_mises", "compliance"], p.parameter_names,
+                 geometry_modes=8, field_modes=12, restarts=2, iterations=40).fit(*train)
+    out = model.predict(test[0], test[1])
+    rr = {f: rrmse_field([s.fields[f] for s in test[0]], [o[f] for o in out["fields_mean"]]) for f in model.fields}
+    # Thresholds from the 60-train measurements (docs/gp_mmgp.md) with a margin of about 1.5.
+    assert rr["u_y"] < 2e-2 and rr["von_mises"] < 6e-2 and rr["u_x"] < 0.2, rr
+    assert rrmse_scalar(test[2], out["scalars_mean"])[1] < 3e-2  # compliance
+    ref = np.concatenate([s.fields[f] for s in test[0] for f in model.fields])
+    mean = np.concatenate([o[f] for o in out["fields_mean"] for f in model.fields])
+    var = np.concatenate([o[f] for o in out["fields_var"] for f in model.fields])
+    cov = coverage(ref, mean, var)
+    assert 0.75 <= cov <= 0.99, cov
+    # The artefact round trip gives the same predictions.
+    again = MMGP.from_dataset(model.to_dataset()).predict(test[0][:2], test[1][:2])
+    assert np.abs(again["fields_mean"][0]["u_y"] - out["fields_mean"][0]["u_y"]).max() < 1e-8
+
+
+@pytest.mark.pipeline
+def test_cli_rejects_out_of_family_input(tmp_path):
+    from conftest import PYTHON, run, write_yaml
+
+    cfg = write_yaml(tmp_path / "cfg.yaml", {"name": "t", "problem": {"name": "tensile_plate", "mesh": {"n": 6}},
+                                             "design": {"train": {"size": 3, "seed": 1}, "test": {"size": 0, "seed": 2}},
+                                             "simulate": {"backend": "scipy"}, "mmgp": {"enabled": True}})
+    study = tmp_path / "study.yaml"
+    run([PYTHON, "-m", "rom", "configure", "--config", cfg, "--out", study])
+    run([PYTHON, "-m", "rom", "sample", "--study-config", study, "--out", tmp_path / "p.h5"])
+    run([PYTHON, "-m", "surrogates", "simulate-geometries", "--study-config", study, "--parameters", tmp_path / "p.h5",
+         "--out", tmp_path / "train.h5"])
+    proc = run([PYTHON, "-m", "surrogates", "mmgp-fit", "--study-config", study, "--train", tmp_path / "train.h5",
+                "--out", tmp_path / "m.h5"], check=False)
+    assert proc.returncode == 2 and "expected at least 4" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "m.h5").exists()

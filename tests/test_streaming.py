@@ -119,3 +119,32 @@ def test_bad_settings_fail_in_one_line(tmp_path, capsys):
     assert surrogates(["stream-client", "--study-config", str(study), "--address", "tcp://127.0.0.1:1",
                        "--client", "0", "--mu", "1,2"]) == 2
     assert "expected 5" in capsys.readouterr().err
+
+
+@pytest.mark.pipeline
+def test_surrogate_rules_through_snakemake(tmp_path):
+    """train_online (two policies), train_offline, evaluate_surrogate, figures_surrogate and the
+    report section, from a tiny heat study through Snakemake."""
+    from conftest import ROOT, run
+
+    write_yaml(tmp_path / "cfg.yaml", {
+        "name": "heat_tiny", "problem": {"name": "heat", "mesh": {"n": 8}, "dt": 0.01, "steps": STEPS - 1},
+        "design": {"method": "sobol", "train": {"size": 2, "seed": 1}, "test": {"size": 2, "seed": 2}},
+        "simulate": {"chunk_size": 4}, "include_studies": [],
+        "surrogate": {"enabled": True, "policies": ["reservoir", "fifo"], "width": 32, "budget_seconds": 2,
+                      "validate_every_seconds": 0.5, "buffer": {"capacity": 200, "watermark": 20},
+                      "online": {"simulations": 6, "max_running": 2}}})
+    snakemake = ROOT / ".venv" / "bin" / "snakemake"
+    run([snakemake, "-s", ROOT / "Snakefile", "-d", tmp_path, "--configfile", tmp_path / "cfg.yaml", "--cores", "2",
+         "results/heat_tiny/report.html"], timeout=400)
+    res = tmp_path / "results" / "heat_tiny"
+    met = artefacts.read(res / "metrics" / "surrogate.h5")
+    assert list(met["model"].values) == ["online_reservoir", "online_fifo", "offline"]
+    assert met["relative_l2_error"].shape == (3, 2, STEPS)
+    assert np.isfinite(met["relative_l2_error"].values).all()
+    for p in ("reservoir", "fifo"):
+        h = artefacts.read(res / "surrogate" / f"online_{p}.h5")
+        assert h.attrs["distinct_simulations"] == 6 and h.attrs["samples_received"] == 6 * STEPS
+    assert artefacts.read(res / "surrogate" / "offline.h5").attrs["distinct_simulations"] == 2
+    page = (res / "report.html").read_text()
+    assert "Streamed surrogate training" in page and page.count("data:image/png") >= 4

@@ -144,7 +144,10 @@ def train_online(args):
     if ddp:
         import torch.distributed as dist
 
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        from datetime import timedelta
+
+        # a rank that fails leaves the others in a collective: give up after two minutes, not thirty
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=120))
         rank, world = dist.get_rank(), dist.get_world_size()
         if device.type == "cuda":
             device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
@@ -179,10 +182,17 @@ def train_online(args):
         argv = client_command(args.study_config, lambda cid: server.addresses[cid % world], on["backend"], os.getpid())
         launcher = Launcher(argv, mus, redraw, on["max_running"], on["client_timeout"], on["max_crashes"],
                             on["client_ranks"], on["launcher"], log_dir, faults, on["client_startup_timeout"])
-    server = OnlineTraining(settings, trainer, scaling, field_size, len(names), problem.steps, 2 * n_sims,
-                            launcher, _validation(args.test, problem, scaling, device), checkpoint, rank, world, _log,
-                            tag=config.digest([study[k] for k in ("problem", "parameters", "design", "surrogate",
-                                                                   "seed")] + [args.policy, world, args.fault]))
+    import zmq
+
+    try:
+        server = OnlineTraining(settings, trainer, scaling, field_size, len(names), problem.steps, 2 * n_sims,
+                                launcher, _validation(args.test, problem, scaling, device), checkpoint, rank, world,
+                                _log, tag=config.digest([study[k] for k in ("problem", "parameters", "design",
+                                                                             "surrogate", "seed")]
+                                                         + [args.policy, world, args.fault]))
+    except zmq.ZMQError as exc:
+        raise UserError(f"surrogate.online.bind = {on['bind']}, port = {settings.port}: cannot bind ({exc}); "
+                        f"expected an address of this machine and a free port (0 picks one)") from None
     try:
         result = server.run()
     except LauncherError as exc:

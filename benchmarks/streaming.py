@@ -6,6 +6,7 @@
 (c) offline: the same MLP from the HDF5 snapshots (DataLoader), same budget.
 Prints training samples/s, ingest samples/s and MB/s, GPU utilization, the ratios online/limit and
 online/offline, and the test errors of online (many distinct simulations) vs offline (few).
+Columns `sims`: simulations with at least one sample trained on; `recv`: simulations received.
 
     .venv/bin/python benchmarks/streaming.py [--budget 20] [--mesh 32] [--steps 50] [--clients 2]
 """
@@ -166,7 +167,7 @@ def main():
         wall = float(at.get("wall_seconds", time.perf_counter() - t0))
         rows[label] = dict(train=train_rate, ingest=at["samples_received"] / wall if at["mode"] == "online" else np.nan,
                            mb=at["bytes_received"] / wall / 1e6 if at["mode"] == "online" else np.nan,
-                           util=util or getattr(measured, "util", "n/a"), sims=int(at["distinct_simulations"]),
+                           util=util or getattr(measured, "util", "n/a"), sims=int(at["distinct_simulations"]), recv=int(at["simulations_received"]),
                            seconds=float(at["train_seconds"]), dup=int(at.get("duplicates", 0)),
                            dropped=int(at.get("dropped", 0)), msgs=int(at.get("messages", 0)),
                            val=float(ds["val_loss"].values[-1]))
@@ -186,11 +187,11 @@ def main():
 
     off = rows["offline"]["train"]
     head = f"{'run':18s} {'train s':>8s} {'samples/s':>11s} {'/limit':>7s} {'/offline':>8s} {'ingest/s':>9s} " \
-           f"{'MB/s':>7s} {'GPU':>6s} {'sims':>5s} {'dup':>4s} {'drop':>5s} {'val MSE':>9s} {'test rel L2':>11s}"
+           f"{'MB/s':>7s} {'GPU':>6s} {'sims':>5s} {'recv':>5s} {'dup':>4s} {'drop':>5s} {'val MSE':>9s} {'test rel L2':>11s}"
     print(head)
     for k, r in rows.items():
         print(f"{k:18s} {r['seconds']:8.1f} {r['train']:11,.0f} {r['train'] / lim:7.2f} {r['train'] / off:8.2f} "
-              f"{r['ingest']:9.1f} {r['mb']:7.2f} {r['util']:>6s} {r['sims']:5d} {r['dup']:4d} {r['dropped']:5d} "
+              f"{r['ingest']:9.1f} {r['mb']:7.2f} {r['util']:>6s} {r['sims']:5d} {r['recv']:5d} {r['dup']:4d} {r['dropped']:5d} "
               f"{r['val']:9.2e} {err[k]:11.3e}")
     best = min((k for k in rows if k != "offline"), key=lambda k: err[k])
     print(f"claim (equal training time): online {best} over {rows[best]['sims']} distinct simulations: test error "

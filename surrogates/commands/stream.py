@@ -210,6 +210,9 @@ def train_online(args):
         raise UserError("no time step was received from any client; see the client logs"
                         + (f" in {args.client_logs}" if args.client_logs else ""))
     total = {k: sum(c[k] for c in counts) for k in counts[0]}
+    seen_key = np.concatenate([k for k, _ in seens])
+    seen = np.concatenate([c for _, c in seens])
+    trained_sims = np.unique(seen_key[seen > 0] // (problem.steps + 1))
     table = launcher.table()
     states = np.array(STATES)[table["state"]]
     h = summary["history"]
@@ -217,14 +220,16 @@ def train_online(args):
              "train_seconds": result["train_seconds"], "wall_seconds": result["wall_seconds"],
              "batches": trainer.batches, "batch_size": s["batch_size"],
              "resumed_from_batch": summary["resumed_from_batch"],
-             "distinct_simulations": int(len(np.unique(ledger[:, 0]))),
+             "distinct_simulations": int(len(trained_sims)),
+             "simulations_received": int(len(np.unique(ledger[:, 0]))),
              "samples_received": total["accepted"], "duplicates": total["duplicates"],
              "dropped": total["dropped"], "messages": total["messages"], "bytes_received": total["bytes"],
              "dropped_reasons": str(summary["dropped"]), "crashes": int(table["crashes"].sum()),
              "restarts": int(table["restarts"].sum()), "redraws": int(table["redraws"])}
     ds = _history_dataset(h, attrs, {
         "ledger_client": ("entry", ledger[:, 0]), "ledger_step": ("entry", ledger[:, 1]),
-        "seen_count": ("sample", np.concatenate(seens), {"long_name": "times each received sample was trained on"}),
+        "seen_count": ("sample", seen, {"long_name": "times each buffered sample was trained on"}),
+        "seen_client": ("sample", seen_key // (problem.steps + 1)), "seen_step": ("sample", seen_key % (problem.steps + 1)),
         "client_mu": (("client", "parameter"), table["mu"]), "client_state": ("client", artefacts.strings(states)),
         "client_crashes": ("client", table["crashes"]),
     })
@@ -234,7 +239,7 @@ def train_online(args):
     if world > 1:
         torch.distributed.destroy_process_group()
     _log(f"done: {trainer.batches} batches in {result['train_seconds']:.1f} s, {total['accepted']} samples "
-         f"from {attrs['distinct_simulations']} simulations, {total['duplicates']} duplicates, "
+         f"from {attrs['simulations_received']} simulations ({len(trained_sims)} trained on), {total['duplicates']} duplicates, "
          f"{total['dropped']} dropped")
     return 0
 
@@ -256,7 +261,7 @@ def train_offline(args):
     h = hist.arrays()
     attrs = {"policy": "offline", "device": str(device), "mode": "offline", "train_seconds": float(h["wall"][-1]),
              "batches": trainer.batches, "batch_size": s["batch_size"], "epochs": epochs,
-             "distinct_simulations": len(mu), "samples_received": len(X), "bytes_received": int(Y.nbytes)}
+             "distinct_simulations": len(mu), "simulations_received": len(mu), "samples_received": len(X), "bytes_received": int(Y.nbytes)}
     artefacts.write(_history_dataset(h, attrs), args.history, study, "surrogate_history")
     save_model(args.model, trainer.module, scaling, {"policy": "offline", "mode": "offline"})
     return 0
@@ -351,7 +356,7 @@ def figures(args):
              float(h.attrs["batches"]) * h.attrs["batch_size"] / max(float(h.attrs["train_seconds"]), 1e-9),
              int(h.attrs.get("duplicates", 0)), int(h.attrs.get("dropped", 0)), int(h.attrs.get("crashes", 0))]
             for k, h in hist.items()]
-    cols = ["run", "device", "distinct simulations", "samples", "batches", "train s", "trained samples/s",
+    cols = ["run", "device", "simulations trained on", "samples received", "batches", "train s", "trained samples/s",
             "duplicates", "dropped", "client crashes"]
     text = ("MLP (mu, t) -> nodal temperature field trained online while the simulation ensemble streams "
             "its time steps over ZeroMQ, against the same model trained offline from the snapshot files "

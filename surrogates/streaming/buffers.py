@@ -41,6 +41,7 @@ class Buffer:
         self.head = 0  # FIFO: slot of the oldest sample (ring)
         self.arrived = self.served = self.evicted = 0
         self.retired_seen = np.zeros(0, dtype=np.int64)  # seen counts of evicted samples
+        self.retired_key = np.zeros(0, dtype=np.int64)  # and their keys
         self.started = self.closed = False
         self.rng = np.random.default_rng(seed)
         self.cond = threading.Condition()
@@ -104,6 +105,7 @@ class Buffer:
 
     def _retire(self, slots):
         self.retired_seen = np.concatenate([self.retired_seen, self.seen[slots]])
+        self.retired_key = np.concatenate([self.retired_key, self.key[slots]])
         self.evicted += len(slots)
 
     def close(self):
@@ -169,8 +171,13 @@ class Buffer:
     # -- bookkeeping --------------------------------------------------------------------------
     def seen_counts(self) -> np.ndarray:
         """How often each sample that ever entered was served (evicted ones included)."""
+        return self.seen_table()[1]
+
+    def seen_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys, seen counts) of every sample that ever entered."""
         with self.cond:
-            return np.concatenate([self.retired_seen, self.seen[self._present()]])
+            p = self._present()
+            return np.concatenate([self.retired_key, self.key[p]]), np.concatenate([self.retired_seen, self.seen[p]])
 
     def _present(self):
         if self.policy == "fifo":
@@ -184,7 +191,8 @@ class Buffer:
             pt = torch.from_numpy(p).to(self.device)
             return {"policy": self.policy, "X": self.X.index_select(0, pt).cpu(), "Y": self.Y.index_select(0, pt).cpu(),
                     "key": torch.from_numpy(self.key[p].copy()), "seen": torch.from_numpy(self.seen[p].copy()),
-                    "retired_seen": torch.from_numpy(self.retired_seen.copy()), "arrived": self.arrived,
+                    "retired_seen": torch.from_numpy(self.retired_seen.copy()),
+                    "retired_key": torch.from_numpy(self.retired_key.copy()), "arrived": self.arrived,
                     "served": self.served, "evicted": self.evicted, "started": self.started,
                     "rng_state": str(self.rng.bit_generator.state)}
 
@@ -201,6 +209,7 @@ class Buffer:
             self.key[:n], self.seen[:n] = s["key"].numpy(), s["seen"].numpy()
             self.order[:n] = np.arange(n)
             self.retired_seen = s["retired_seen"].numpy().copy()
+            self.retired_key = s["retired_key"].numpy().copy()
             self.arrived, self.served, self.evicted = int(s["arrived"]), int(s["served"]), int(s["evicted"])
             self.started = bool(s["started"])
             self.rng.bit_generator.state = ast.literal_eval(s["rng_state"])

@@ -386,5 +386,5 @@ class OnlineTraining:
     def summary(self) -> dict:
         c = self.receiver.counts
         return {"counts": dict(c), "dropped": dict(self.receiver.dropped), "ledger": self.ledger.entries(),
-                "seen": self.buffer.seen_counts(), "history": self.history.arrays(),
+                "seen": self.buffer.seen_table(), "history": self.history.arrays(),
                 "resumed_from_batch": self.resumed_from_batch}

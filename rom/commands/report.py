@@ -77,7 +77,7 @@ def figures_pod(args):
     curves = {"max over test set": (N, err.max(axis=1)), "mean over test set": (N, err.mean(axis=1))} if err.size else {}
     plots.semilogy(args.errors, curves, "basis size N", "relative projection error (X norm)",
                    "Test-set projection error")
-    metrics = {"POD modes (tol %.0e)" % ds.attrs["tol"]: int(ds.attrs["n_modes"]),
+    metrics = {"POD modes": int(ds.attrs["n_modes"]), "POD energy tolerance": float(ds.attrs["tol"]),
                "train snapshots": int(ds.attrs["n_train_snapshots"])}
     if err.size:
         metrics["max test projection error with all modes"] = float(err[-1].max())

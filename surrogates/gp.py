@@ -18,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 _HYPER = ("lengthscale", "outputscale", "noise", "mean")
+INPUT_TRANSFORMS = ("none", "log")
 
 
 def _device(device=None):
@@ -54,17 +55,31 @@ class GP:
     """Independent GPs from inputs X (n, d) to outputs Y (n, m)."""
 
     def __init__(self, restarts: int = 3, iterations: int = 50, seed: int = 0, noise_floor: float = 1e-8,
-                 calibrate: bool = True, device=None):
+                 calibrate: bool = True, device=None, input_transform: str = "none"):
+        if input_transform not in INPUT_TRANSFORMS:
+            raise ValueError(f"input_transform = {input_transform!r}: expected one of {list(INPUT_TRANSFORMS)}")
+        self.input_transform = input_transform
         self.calibrate = bool(calibrate)
         self.restarts, self.iterations, self.seed = int(restarts), int(iterations), int(seed)
         self.noise_floor = float(noise_floor)
         self.device = _device(device)
 
     # -- standardization ------------------------------------------------------------------------
+    def _t(self, X) -> np.ndarray:
+        """Inputs in the GP's coordinates: log for positive inputs that act multiplicatively
+        (conductivities: the solution varies like 1/mu, smoother in log mu)."""
+        X = np.asarray(X, dtype=float)
+        if self.input_transform == "log":
+            if np.any(X <= 0):
+                raise ValueError(f"input_transform = 'log': input {X[X <= 0].ravel()[0]} is not positive; "
+                                 "expected positive inputs (or input_transform: none)")
+            return np.log(X)
+        return X
+
     def _x(self, X):
         import torch
 
-        Z = (np.asarray(X, dtype=float) - self.x_mean) / self.x_std
+        Z = (self._t(X) - self.x_mean) / self.x_std
         return torch.as_tensor(Z, dtype=torch.float64, device=self.device)
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> "GP":
@@ -76,7 +91,8 @@ class GP:
         if len(X) != len(Y) or len(X) < 2:
             raise ValueError(f"GP.fit: expected as many inputs as outputs (>= 2), got {len(X)} and {len(Y)}")
         self.x_min, self.x_max = X.min(axis=0), X.max(axis=0)
-        self.x_mean, self.x_std = X.mean(axis=0), np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        T = self._t(X)
+        self.x_mean, self.x_std = T.mean(axis=0), np.where(T.std(axis=0) > 0, T.std(axis=0), 1.0)
         self.y_mean, self.y_std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
         m, d = Y.shape[1], X.shape[1]
         Xt = self._x(X).expand(m, -1, -1).contiguous()
@@ -127,8 +143,9 @@ class GP:
         return self
 
     def _loo_variance_scale(self, Xt, Yt) -> np.ndarray:
-        """Per-output factor >= 1 on the predictive variance: the mean squared standardized
-        leave-one-out residual (closed form, r_i = [K^-1 y]_i / [K^-1]_ii, var_i = 1 / [K^-1]_ii).
+        """Per-output factor >= 1 on the predictive variance: the larger of the mean squared standardized
+        leave-one-out residual z_i (closed form, r_i = [K^-1 y]_i / [K^-1]_ii, var_i = 1 / [K^-1]_ii) and
+        (q_95(|z|) / 1.96)^2.
         Maximum-likelihood hyperparameters from few samples are overconfident; this calibrates them."""
         import torch
 
@@ -139,8 +156,13 @@ class GP:
             resid = Yt - self.model.mean_module.constant[:, None]
             d = torch.diagonal(Kinv, dim1=-2, dim2=-1)
             r = (Kinv @ resid[..., None])[..., 0] / d
-            z2 = (r**2 * d).mean(dim=-1)
-        return np.maximum(z2.cpu().numpy(), 1.0)
+            z = (r * d.sqrt()).abs()
+            z2 = (z**2).mean(dim=-1)
+            # The factor that puts 95% of the leave-one-out residuals inside the 95% interval: with
+            # few samples the residuals are heavier-tailed than Gaussian, and the mean square alone
+            # under-covers.
+            q95 = (torch.quantile(z, 0.95, dim=-1) / 1.959963984540054) ** 2
+        return np.maximum(np.maximum(z2.cpu().numpy(), q95.cpu().numpy()), 1.0)
 
     def _set(self, model, likelihood):
         model.eval()
@@ -182,6 +204,7 @@ class GP:
     def to_dataset(self, prefix: str = "gp") -> xr.Dataset:
         """Training data, standardization and hyperparameters: enough to rebuild the predictor."""
         X = self.model.train_inputs[0][0].cpu().numpy() * self.x_std + self.x_mean
+        X = np.exp(X) if self.input_transform == "log" else X
         Y = self.model.train_targets.cpu().numpy().T * self.y_std + self.y_mean
         s, i, o = f"{prefix}_sample", f"{prefix}_input", f"{prefix}_output"
         data = {f"{prefix}_X": ((s, i), X), f"{prefix}_Y": ((s, o), Y),
@@ -189,16 +212,19 @@ class GP:
                 f"{prefix}_variance_scale": (o, self.variance_scale)}
         for key, value in self.hyperparameters.items():
             data[f"{prefix}_{key}"] = ((o, i) if key == "lengthscale" else (o,), value)
-        return xr.Dataset(data, attrs={f"{prefix}_restarts": self.restarts, f"{prefix}_iterations": self.iterations})
+        return xr.Dataset(data, attrs={f"{prefix}_restarts": self.restarts, f"{prefix}_iterations": self.iterations,
+                                       f"{prefix}_input_transform": self.input_transform})
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset, prefix: str = "gp", device=None) -> "GP":
         import torch
 
-        gp = cls(int(ds.attrs.get(f"{prefix}_restarts", 1)), int(ds.attrs.get(f"{prefix}_iterations", 0)), device=device)
+        gp = cls(int(ds.attrs.get(f"{prefix}_restarts", 1)), int(ds.attrs.get(f"{prefix}_iterations", 0)), device=device,
+                 input_transform=str(ds.attrs.get(f"{prefix}_input_transform", "none")))
         X, Y = ds[f"{prefix}_X"].values, ds[f"{prefix}_Y"].values
         gp.x_min, gp.x_max = X.min(axis=0), X.max(axis=0)
-        gp.x_mean, gp.x_std = X.mean(axis=0), np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+        T = gp._t(X)
+        gp.x_mean, gp.x_std = T.mean(axis=0), np.where(T.std(axis=0) > 0, T.std(axis=0), 1.0)
         gp.y_mean, gp.y_std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
         gp.log_marginal_likelihood = ds[f"{prefix}_log_marginal_likelihood"].values
         gp.variance_scale = ds[f"{prefix}_variance_scale"].values

@@ -1,6 +1,7 @@
 """GP regression: held-out values inside the 3-sigma band, ARD finds the irrelevant input,
 the artefact round trip reproduces the predictor."""
 import numpy as np
+import pytest
 import torch
 
 from surrogates.gp import GP, coverage
@@ -36,3 +37,20 @@ def test_gp_dataset_round_trip_and_extrapolation_flag():
     assert np.abs(m1 - m2).max() < 1e-6 * np.abs(m1).max()
     assert np.abs(v1 - v2).max() < 1e-6 * v1.max()
     assert gp.outside(Xt).tolist() == [[False, False], [True, False]]
+
+
+def test_log_input_transform_fits_inverse_conductivity_better_and_round_trips():
+    """u ~ 1/mu (thermal block): in log mu the function is smooth on a uniform scale."""
+    rng = np.random.default_rng(3)
+    X, Xt = rng.uniform(0.1, 1.0, (16, 2)), rng.uniform(0.1, 1.0, (200, 2))
+    f = lambda X: 1.0 / X[:, 0] + 0.3 / X[:, 1]  # noqa: E731
+    err = {}
+    for t in ("none", "log"):
+        gp = GP(restarts=2, iterations=40, seed=0, input_transform=t).fit(X, f(X))
+        err[t] = np.abs(gp.predict(Xt)[0][:, 0] - f(Xt)).max() / f(Xt).max()
+    assert err["log"] < 0.5 * err["none"], err
+    again = GP.from_dataset(gp.to_dataset("gp"), "gp")
+    assert again.input_transform == "log"
+    assert np.abs(again.predict(Xt[:5])[0] - gp.predict(Xt[:5])[0]).max() < 1e-6
+    with pytest.raises(ValueError, match="not positive"):
+        gp.predict(np.array([[0.5, -0.1]]))

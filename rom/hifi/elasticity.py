@@ -256,6 +256,10 @@ class TensilePlate(Problem):
     name = "tensile_plate"
     affine = False
     fixed_mesh = False
+    # Linear elasticity: every output is positively homogeneous in the load amplitudes, of degree 1
+    # (displacements, stresses) or 2 (compliance = f . u); MMGP's load scaling uses it.
+    load_parameters = ("pressure", "bending")
+    output_degrees = {"u_x": 1, "u_y": 1, "von_mises": 1, "max_von_mises": 1, "compliance": 2}
 
     def __init__(self, mesh_n: int = 12, width: float = 1.0, height: float = 2.0, notches: int = 1,
                  notch_depth: float = 0.15, young: float = 100.0, pressure_range=(0.5, 1.5),

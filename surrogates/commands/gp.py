@@ -60,7 +60,10 @@ def fit(args):
         raise UserError(f"{args.pod}: no POD modes; expected at least one")
     C = (ops.X @ U.T).T @ V.T  # X-orthonormal modes: coefficients are X-inner products
     t0 = time.perf_counter()
-    gp = GP(s["restarts"], s["iterations"], study["seed"]).fit(mu, C)
+    try:
+        gp = GP(s["restarts"], s["iterations"], study["seed"], input_transform=s["input_transform"]).fit(mu, C)
+    except ValueError as exc:  # log of a non-positive parameter
+        raise config.ConfigError(f"gp.input_transform: {exc}") from None
     ds = gp.to_dataset("gp")
     ds["modes"] = (("mode", "dof"), V)
     ds.attrs.update(fit_seconds=time.perf_counter() - t0, n_train=len(mu))

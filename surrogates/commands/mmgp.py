@@ -142,11 +142,17 @@ def mmgp_fit(args):
         raise UserError(f"{args.train}: {len(samples)} converged train samples; expected at least 4 for MMGP")
     if not 0 <= s["support"] < len(samples):
         raise config.ConfigError(f"mmgp.support = {s['support']}: expected a train sample index below {len(samples)}")
+    problem = config.make_problem(study)
+    loads = list(getattr(problem, "load_parameters", ())) if s["load_scaling"] else []
+    if s["load_scaling"] and not loads:
+        raise config.ConfigError(f"mmgp.load_scaling = true: problem {problem.name!r} declares no load inputs in "
+                                 "which its outputs are homogeneous; expected mmgp.load_scaling: false")
     model = MMGP(FIELDS, SCALARS, list(ds["parameter"].values), args.morphing or s["morphing"], s["geometry_modes"],
-                 s["field_modes"], s["support"], (0.0, 0.0), s["restarts"], s["iterations"], study["seed"])
+                 s["field_modes"], s["support"], (0.0, 0.0), s["restarts"], s["iterations"], study["seed"],
+                 load_inputs=loads, degrees=getattr(problem, "output_degrees", None), floor_variance=s["floor_variance"])
     try:
         model.fit(samples, mu, scalars, names)
-    except MeshError as exc:
+    except (MeshError, ValueError) as exc:
         raise UserError(str(exc)) from None
     out = model.to_dataset()
     out.attrs["n_train"] = len(samples)
@@ -163,7 +169,7 @@ def mmgp_predict(args):
     samples, mu, scalars, names, ds = read_family(args.family)
     try:
         out = model.predict(samples, mu, names)
-    except MeshError as exc:
+    except (MeshError, ValueError) as exc:
         raise UserError(str(exc)) from None
     outside = out["outside"]
     inputs = [f"geometry_{k}" for k in range(out["geometry_coefficients"].shape[1])] + model.input_names

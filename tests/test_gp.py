@@ -54,3 +54,19 @@ def test_log_input_transform_fits_inverse_conductivity_better_and_round_trips():
     assert np.abs(again.predict(Xt[:5])[0] - gp.predict(Xt[:5])[0]).max() < 1e-6
     with pytest.raises(ValueError, match="not positive"):
         gp.predict(np.array([[0.5, -0.1]]))
+
+
+def test_parameter_scaling_is_exact_for_a_homogeneous_solution():
+    """Thermal block: u(2 mu) = u(mu) / 2, so the POD+GP prediction at 2 mu is half that at mu
+    (variance a quarter), whatever the GP learned."""
+    from surrogates.commands.gp import _homogeneous, predict
+
+    rng = np.random.default_rng(4)
+    mu = rng.uniform(0.1, 1.0, (12, 3))
+    C = np.column_stack([1.0 / mu.sum(axis=1), 1.0 / mu[:, 0]])  # homogeneous of degree -1
+    x, scale = _homogeneous(mu, -1.0)
+    gp = GP(restarts=1, iterations=20, seed=0, input_transform="log").fit(x, C / scale[:, None])
+    c1, v1 = predict(gp, mu[:4], -1.0)
+    c2, v2 = predict(gp, 2 * mu[:4], -1.0)
+    assert np.allclose(c2, c1 / 2, rtol=1e-12) and np.allclose(v2, v1 / 4, rtol=1e-12)
+    assert np.abs(c1 - C[:4]).max() < 1e-3 * np.abs(C).max()  # training points are interpolated

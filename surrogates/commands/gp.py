@@ -43,6 +43,23 @@ def _snapshots(path, problem):
     return ds["mu"].values[ok], ds["u"].values[ok]
 
 
+def _homogeneous(mu: np.ndarray, degree: float) -> tuple[np.ndarray, np.ndarray]:
+    """GP inputs and output factor of the parameter scaling: when u(lambda mu) = lambda^degree u(mu)
+    (thermal block: -div(mu grad u) = 1, u = 0 on the boundary, degree -1), the GP regresses
+    ||mu||^-degree u on the direction mu / ||mu|| and multiplies back (exact, not learned)."""
+    if degree == 0:
+        return mu, np.ones(len(mu))
+    r = np.linalg.norm(mu, axis=1)
+    return mu / r[:, None], r**degree
+
+
+def predict(gp, mu: np.ndarray, degree: float) -> tuple[np.ndarray, np.ndarray]:
+    """POD coefficients' mean and variance (n, modes) at parameters mu."""
+    x, scale = _homogeneous(np.atleast_2d(mu), degree)
+    c, var = gp.predict(x)
+    return scale[:, None] * c, scale[:, None] ** 2 * var
+
+
 def fit(args):
     import torch
 
@@ -59,14 +76,16 @@ def fit(args):
     if len(V) == 0:
         raise UserError(f"{args.pod}: no POD modes; expected at least one")
     C = (ops.X @ U.T).T @ V.T  # X-orthonormal modes: coefficients are X-inner products
+    degree = float(getattr(problem, "solution_degree", 0)) if s["parameter_scaling"] else 0.0
+    x, scale = _homogeneous(mu, degree)
     t0 = time.perf_counter()
     try:
-        gp = GP(s["restarts"], s["iterations"], study["seed"], input_transform=s["input_transform"]).fit(mu, C)
+        gp = GP(s["restarts"], s["iterations"], study["seed"], input_transform=s["input_transform"]).fit(x, C / scale[:, None])
     except ValueError as exc:  # log of a non-positive parameter
         raise config.ConfigError(f"gp.input_transform: {exc}") from None
     ds = gp.to_dataset("gp")
     ds["modes"] = (("mode", "dof"), V)
-    ds.attrs.update(fit_seconds=time.perf_counter() - t0, n_train=len(mu))
+    ds.attrs.update(fit_seconds=time.perf_counter() - t0, n_train=len(mu), solution_degree=degree)
     artefacts.write(ds, args.out, study, "gp")
 
 
@@ -84,14 +103,15 @@ def evaluate(args):
     ops = Operators.from_dataset(artefacts.read(args.operators))
     model = artefacts.read(args.gp)
     gp, V = GP.from_dataset(model, "gp"), model["modes"].values
+    degree = float(model.attrs.get("solution_degree", 0.0))
     mu, U = _snapshots(args.test, problem)
     X = ops.X
     t0 = time.perf_counter()
-    c, var = gp.predict(mu)
+    c, var = predict(gp, mu, degree)
     batched = (time.perf_counter() - t0) / len(mu)
     t0 = time.perf_counter()
     for m in mu[: min(len(mu), 10)]:  # one query at a time: the online cost of a single parameter
-        gp.predict(m[None, :])
+        predict(gp, m[None, :], degree)
     single = (time.perf_counter() - t0) / min(len(mu), 10)
     u_mean, u_var = c @ V, var @ V**2  # exact: independent GP outputs, linear decompression
     norm = lambda A: np.sqrt(np.clip(np.einsum("ij,ij->i", A, (X @ A.T).T), 0, None))  # noqa: E731
@@ -99,7 +119,7 @@ def evaluate(args):
     err = norm(U - u_mean) / unorm
     C_ref = (X @ U.T).T @ V.T
     proj = norm(U - C_ref @ V) / unorm  # best the POD space allows
-    outside = gp.outside(mu).any(axis=1)
+    outside = gp.outside(_homogeneous(mu, degree)[0]).any(axis=1)
     cov_c, cov_u = coverage(C_ref, c, var), coverage(U, u_mean, u_var)
     attrs = {"gp_max_relative_error": float(err.max()), "gp_mean_relative_error": float(err.mean()),
              "projection_max_relative_error": float(proj.max()), "coverage95_coefficients": cov_c,

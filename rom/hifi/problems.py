@@ -83,6 +83,7 @@ class ThermalBlock(Problem):
     of a B1 x B2 grid (blocks numbered x fastest). Affine: theta_q(mu) = mu_q, one load term."""
 
     name = "thermal_block"
+    solution_degree = -1  # u(lambda mu) = u(mu) / lambda: homogeneous of degree -1 (used by POD+GP)
 
     def __init__(self, mesh_n: int = 64, blocks=(2, 2), mu_range=(0.1, 1.0)):
         super().__init__(unit_square(mesh_n))

@@ -69,10 +69,10 @@ def _family(p, n, set_name, seed):
 
 
 def test_mmgp_end_to_end_small_family():
-    """120 train / 40 test coarse shapes (benchmark family, mesh.n 10). Thresholds from the measured
-    120-train errors (docs/gp_mmgp.md: u_x 4.0e-2, u_y 9.5e-3, von Mises 2.5e-2, compliance 8.8e-3)
-    with a margin of about 1.5; the field variance includes the transfer + POD floor, so the 95%
-    interval must cover between 85% and 99% of all test nodal values."""
+    """120 train / 40 test coarse shapes (benchmark seeds, mesh.n 10). Thresholds: the errors measured
+    on this family (u_x 5.2e-2, u_y 8.7e-3, von Mises 2.5e-2, compliance 7.5e-3; docs/gp_mmgp.md) with a
+    margin of about 1.5. The field variance includes the transfer + POD floor, so the 95% interval must
+    cover between 85% and 99% of all test nodal values (measured 0.92)."""
     p = TensilePlate(mesh_n=10)
     train, test = _family(p, 120, "train", 0), _family(p, 40, "test", 1)
     model = MMGP(["u_x", "u_y", "von_mises"], ["max_von_mises", "compliance"], p.parameter_names,
@@ -80,8 +80,8 @@ def test_mmgp_end_to_end_small_family():
                  load_inputs=p.load_parameters, degrees=p.output_degrees).fit(*train)
     out = model.predict(test[0], test[1])
     rr = {f: rrmse_field([s.fields[f] for s in test[0]], [o[f] for o in out["fields_mean"]]) for f in model.fields}
-    assert rr["u_y"] < 1.5e-2 and rr["von_mises"] < 4e-2 and rr["u_x"] < 6e-2, rr
-    assert rrmse_scalar(test[2], out["scalars_mean"])[1] < 1.5e-2  # compliance
+    assert rr["u_y"] < 1.4e-2 and rr["von_mises"] < 4e-2 and rr["u_x"] < 8e-2, rr
+    assert rrmse_scalar(test[2], out["scalars_mean"])[1] < 1.2e-2  # compliance
     ref = np.concatenate([s.fields[f] for s in test[0] for f in model.fields])
     mean = np.concatenate([o[f] for o in out["fields_mean"] for f in model.fields])
     var = np.concatenate([o[f] for o in out["fields_var"] for f in model.fields])

@@ -183,8 +183,15 @@ def digest(section) -> str:
     return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_study(study: dict, path: str | Path):
+def write_study(study: dict, path: str | Path) -> bool:
+    """Write the resolved study file atomically, only when its content changes (so its mtime
+    marks real changes). Returns whether it was written."""
     from rom.artefacts import atomic_path
 
+    path = Path(path)
+    text = yaml.safe_dump(study, sort_keys=False)
+    if path.is_file() and path.read_text() == text:
+        return False
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(yaml.safe_dump(study, sort_keys=False))
+        Path(tmp).write_text(text)
+    return True

@@ -55,6 +55,15 @@ def test_rerun_does_nothing_and_reproduces(pipeline):
     workdir, _ = pipeline
     proc = snakemake(workdir, "--cores", "2", "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    # A changed stage setting reruns that stage and what depends on it, not the simulations.
+    changed = tiny_study()
+    changed["pod"]["max_modes"] = 3
+    write_yaml(workdir / "cfg.yaml", changed)
+    plan = snakemake(workdir, "--cores", "2", "-n").stdout
+    write_yaml(workdir / "cfg.yaml", tiny_study())
+    assert "rule pod:" in plan and "rule figures_pod:" in plan and "rule report:" in plan
+    assert "rule simulate:" not in plan and "rule sample:" not in plan and "rule gather:" not in plan
+    assert "Nothing to be done" in snakemake(workdir, "--cores", "2", "-n").stdout
     # Same config, fresh directory: identical numbers (seeds come from the config).
     other = workdir.parent / "again"
     other.mkdir(exist_ok=True)

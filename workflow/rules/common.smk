@@ -20,6 +20,13 @@ except romconfig.ConfigError as _exc:
     sys.stderr.write(f"romflow: config error: {_exc}\n")
     raise SystemExit(1)
 
+# The resolved study files are written here, at parse time, and only when their content changes:
+# they are source files of the DAG, not a rule's output. A producing rule would mask every rule
+# downstream of it from Snakemake's params check, so a changed setting would not rerun its stage;
+# as source files (taken ancient), each rule reruns exactly when its own sections change (`trigger`).
+for _name, _study in STUDIES.items():
+    romconfig.write_study(_study, Path("results", _name, "study.yaml"))
+
 SETS = ["train", "test", "validation"]
 
 
@@ -30,8 +37,8 @@ wildcard_constraints:
 
 
 def study_file(w):
-    """The resolved study file; ancient() so that only the rule's own config sections (params)
-    trigger reruns, not a change anywhere in the study."""
+    """The resolved study file; ancient() so that only the rule's own config sections (params
+    `trigger`) cause reruns, not a change anywhere in the study."""
     return ancient(f"results/{w.study}/study.yaml")
 
 

@@ -1,17 +1,5 @@
 # sample -> simulate (chunked, MPI) -> gather, plus the operators artefact of the problem.
-
-
-rule configure:
-    output:
-        "results/{study}/study.yaml",
-    params:
-        study=lambda w: json.dumps(STUDIES[w.study]),
-    log:
-        "results/{study}/logs/configure.log",
-    conda:
-        "../../envs/hifi.yaml"
-    shell:
-        "python -m rom configure --study-json {params.study:q} --out {output} > {log} 2>&1"
+# (results/<study>/study.yaml, the resolved config every rule reads, is written by common.smk.)
 
 
 rule sample:

@@ -6,6 +6,7 @@ the operator values and right-hand sides. Affine problems expose their component
 """
 from __future__ import annotations
 
+import abc
 from functools import cached_property
 
 import numpy as np
@@ -14,7 +15,7 @@ from . import fem
 from .mesh import TriMesh, side_indicators, unit_square
 
 
-class Problem:
+class Problem(abc.ABC):
     name: str = ""
     transient = False
     affine = True
@@ -28,29 +29,34 @@ class Problem:
 
     # -- parameters ---------------------------------------------------------------------------
     @property
+    @abc.abstractmethod
     def parameter_names(self) -> list[str]:
-        raise NotImplementedError  # each problem names its own parameters
+        """Names of the parameters, in the order of mu."""
 
     @property
+    @abc.abstractmethod
     def default_bounds(self) -> np.ndarray:
-        raise NotImplementedError
+        """(d, 2) parameter box used when the study's `parameters` section does not override it."""
 
-    # -- affine structure ---------------------------------------------------------------------
+    # -- affine structure (non-affine problems override operator_values / rhs instead) ----------
+    def _not_affine(self):
+        return TypeError(f"problem {self.name} has no affine decomposition; use operator_values(mu, pattern)")
+
     def operator_terms(self, pattern: fem.Pattern) -> np.ndarray:
         """(Q, nnz) values of A_q on `pattern`."""
-        raise NotImplementedError
+        raise self._not_affine()
 
     def theta(self, mu: np.ndarray) -> np.ndarray:
         """(n, Q) coefficients of the operator terms for parameters mu (n, d)."""
-        raise NotImplementedError
+        raise self._not_affine()
 
     def rhs_terms(self, pattern: fem.Pattern) -> np.ndarray:
         """(P, n_rows) load vectors f_p on the owned rows."""
-        raise NotImplementedError
+        raise self._not_affine()
 
     def phi(self, mu: np.ndarray) -> np.ndarray:
         """(n, P) coefficients of the load terms."""
-        raise NotImplementedError
+        raise self._not_affine()
 
     def operator_values(self, mu: np.ndarray, pattern: fem.Pattern) -> np.ndarray:
         return self.theta(np.atleast_2d(mu))[0] @ self._cached(pattern, "A", self.operator_terms)

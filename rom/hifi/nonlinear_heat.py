@@ -76,21 +76,32 @@ class NonlinearHeat(Problem):
         """Degree-2 quadrature points of every element, (n_tri, 3, 2)."""
         return np.einsum("qi,eid->eqd", fem._QUAD_BARY, self.mesh.nodes[self.mesh.triangles])
 
-    def conductivity(self, ue: np.ndarray) -> np.ndarray:
-        """k(ubar_e) per element from element nodal values ue (..., 3)."""
-        ubar = ue.mean(axis=-1)
+    def k_of(self, ubar: np.ndarray) -> np.ndarray:
+        """k(ubar) = k0 (1 + beta ubar^2) at element mean temperatures ubar."""
         return self.k0 * (1.0 + self.beta * ubar ** 2)
 
-    def source_centre(self, mu, t: float) -> np.ndarray:
-        T = self.dt * self.steps
-        return np.array([mu[0] + self.travel * t / T, mu[1]])
+    def dk_of(self, ubar: np.ndarray) -> np.ndarray:
+        """dk/dubar = 2 k0 beta ubar."""
+        return 2.0 * self.k0 * self.beta * ubar
 
-    def element_load(self, elems: np.ndarray, mu, t: float) -> np.ndarray:
-        """int q(., t; mu) phi_i on the elements `elems`, (n_sel, 3)."""
-        c = self.source_centre(mu, t)
+    def conductivity(self, ue: np.ndarray) -> np.ndarray:
+        """k(ubar_e) per element from element nodal values ue (..., 3)."""
+        return self.k_of(ue.mean(axis=-1))
+
+    def source_centre(self, mu, t) -> np.ndarray:
+        """Centre of the source, (..., 2) for parameters mu (..., 3) and times t (...)."""
+        mu = np.asarray(mu, dtype=float)
+        T = self.dt * self.steps
+        return np.stack([mu[..., 0] + self.travel * np.asarray(t) / T, mu[..., 1]], axis=-1)
+
+    def element_load(self, elems: np.ndarray, mu, t) -> np.ndarray:
+        """int q(., t; mu) phi_i on the elements `elems`: (n_sel, 3) for one (mu, t), (b, n_sel, 3) for
+        parameters mu (b, 3) and times t (b,)."""
+        mu = np.asarray(mu, dtype=float)
+        c = self.source_centre(mu, t)[..., None, None, :]
         xq = self.quadrature_points[elems]
-        q = mu[2] * np.exp(-((xq[..., 0] - c[0]) ** 2 + (xq[..., 1] - c[1]) ** 2) / (2 * self.source_width ** 2))
-        return self.mesh.areas[elems, None] * np.einsum("q,eq,qi->ei", fem._QUAD_W, q, fem._QUAD_BARY)
+        q = mu[..., 2, None, None] * np.exp(-((xq - c) ** 2).sum(axis=-1) / (2 * self.source_width ** 2))
+        return self.mesh.areas[elems, None] * (q @ (fem._QUAD_W[:, None] * fem._QUAD_BARY))
 
     def element_g(self, elems: np.ndarray, ue: np.ndarray, mu, t: float) -> np.ndarray:
         """Element vectors of the nonlinear term g(u, t) = N(u) - F(t), (n_sel, 3)."""
@@ -102,8 +113,8 @@ class NonlinearHeat(Problem):
         Ke = self.stiffness_e[elems]
         ubar = ue.mean(axis=-1)
         Ku = np.einsum("eij,ej->ei", Ke, ue)
-        dk = 2.0 * self.k0 * self.beta * ubar / 3.0
-        return self.conductivity(ue)[:, None, None] * Ke + Ku[:, :, None] * dk[:, None, None]
+        dk = self.dk_of(ubar) / 3.0
+        return self.k_of(ubar)[:, None, None] * Ke + Ku[:, :, None] * dk[:, None, None]
 
     def element_flux(self, elems: np.ndarray, ue: np.ndarray) -> np.ndarray:
         """Heat flux -k(u) grad u per element, (n_sel, 2): the dual quantity of the adaptive ROM."""
@@ -115,13 +126,29 @@ class NonlinearHeat(Problem):
         """Element nodal values (..., n_tri, 3) of free-dof vectors u (..., n_dofs); 0 on the boundary."""
         return self.mesh.full_field(u, 0.0)[..., self.mesh.triangles]
 
+    @cached_property
+    def assembly(self) -> sp.csr_matrix:
+        """(n_dofs, 3 n_tri) sum of element vectors into free dofs (boundary rows dropped)."""
+        dof = self.mesh.dof_of_node[self.mesh.triangles].ravel()
+        keep = np.flatnonzero(dof >= 0)
+        return sp.csr_matrix((np.ones(len(keep)), (dof[keep], keep)), shape=(self.mesh.n_dofs, len(dof)))
+
+    def g_vectors(self, U: np.ndarray, mu: np.ndarray, t: np.ndarray, chunk: int = 32) -> np.ndarray:
+        """g(u_b, t_b; mu_b) = N(u_b) - F(t_b; mu_b) at every free dof, for states U (b, n_dofs),
+        parameters mu (b, 3) and times t (b,)."""
+        U, mu, t = np.atleast_2d(U), np.atleast_2d(mu), np.atleast_1d(t)
+        allel = np.arange(len(self.mesh.triangles))
+        out = np.empty_like(U, dtype=float)
+        for s in range(0, len(U), chunk):  # chunks bound the (chunk, n_tri, 3) temporaries
+            ue = self.element_values(U[s:s + chunk])
+            ge = self.conductivity(ue)[..., None] * np.einsum("eij,bej->bei", self.stiffness_e, ue)
+            ge -= self.element_load(allel, mu[s:s + chunk], t[s:s + chunk])
+            out[s:s + chunk] = (self.assembly @ ge.reshape(len(ue), -1).T).T
+        return out
+
     def g_vector(self, u: np.ndarray, mu, t: float) -> np.ndarray:
         """g(u, t) = N(u) - F(t) at every free dof."""
-        allel = np.arange(len(self.mesh.triangles))
-        ge = self.element_g(allel, self.element_values(u), mu, t)
-        dof = self.mesh.dof_of_node[self.mesh.triangles]
-        keep = dof >= 0
-        return np.bincount(dof[keep], weights=ge[keep], minlength=self.mesh.n_dofs)
+        return self.g_vectors(u[None], np.asarray(mu, dtype=float)[None], np.array([t]))[0]
 
     def flux_field(self, U: np.ndarray) -> np.ndarray:
         """Heat flux of states U (n, n_dofs) on every element, flattened to (n, 2 n_tri)."""

@@ -4,20 +4,28 @@ adaptive loop that calls the full-order model when the indicator says so (METHOD
 ROM: u ~ a @ V (V: X-orthonormal modes as rows). Each implicit Euler step solves, by Newton,
     rho_c V M V^T (a - a_n) + dt B g_P(a @ V, t) = 0,   B = V U^T (U[:, P]^T)^{-1},
 where g = N(u) - F(t) is the nonlinear conduction term minus the load, U its POD basis and P the
-(Q)DEIM dofs. g_P needs only the elements touching P (the reduced mesh) and the rows of V at their
-vertices, so a step costs O(|E_P| N + m N^2), independent of the mesh size.
+(Q)DEIM dofs. g_P needs only the elements touching P (the reduced mesh E) and the rows of V at their
+vertices. Everything a Newton iteration touches is precomputed on E: the element means of V (for
+k(ubar)), the element stiffness times V at the rows that feed P, and B; one iteration costs
+O((|E| + |fed|) N + m N^2 + N^3), independent of the mesh size, in a dozen array operations.
 
 Indicator: the heat flux -k(u) grad u (the dual quantity) of the ROM state on the reduced elements,
 fitted by Gappy POD on the flux modes W of the training snapshots; the relative residual of that fit.
 Adaptive loop: when it exceeds `tol`, one full-order step from the current ROM state is solved,
-V, U and W are enriched with it (incremental POD), the hyper-reduction is rebuilt, and the ROM
-continues from the projected full-order state."""
+V, U and W are enriched with it (incremental POD), and the hyper-reduction is updated, not rebuilt:
+the new state direction borders M_r and V U^T, the new nonlinear direction adds one DEIM point (a
+greedy DEIM step on the new direction, keeping the points already chosen) and borders U[:, P], and
+the reduced mesh gains the few elements around the new point. An enrichment costs O(n (N + m + q))
+for the new directions and the projection of the full-order state (the full-order step itself is
+O(n) already), plus O(|E| N + m^3 + |E| q^2) for the reduced data; no O(n N^2) rebuild. The ROM
+then continues from the projected full-order state."""
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from rom.reduction import deim as deim_
 from rom.reduction.gappy import GappyPOD
@@ -31,6 +39,12 @@ class HyperReducedROM:
         self.Vpod, self.Upod, self.Wpod = V, U, W
         self.method, self.newton_tol, self.max_newton = method, newton_tol, max_newton
         self.dof_tri = problem.mesh.dof_of_node[problem.mesh.triangles]
+        # Triangles around each free dof (CSR by dof): the reduced mesh grows by these on enrichment.
+        flat = self.dof_tri.ravel()
+        order = np.argsort(flat, kind="stable")
+        order = order[flat[order] >= 0]
+        self._tri_of_dof = order // 3
+        self._tri_ptr = np.searchsorted(flat[order], np.arange(problem.mesh.n_dofs + 1))
         self.rebuild()
 
     @classmethod
@@ -38,10 +52,9 @@ class HyperReducedROM:
                        tol_flux=1e-6, max_modes=60, method="qdeim"):
         """Offline: POD of the states, of the nonlinear term g and of the flux over the train
         trajectories S (n_mu, n_times, n_dofs)."""
-        times = problem.times
+        n_mu, n_t = S.shape[:2]
         states = S[:, 1:].reshape(-1, S.shape[-1])  # u(0) = 0 carries no information
-        g = np.stack([problem.g_vector(S[i, k], mu[i], times[k]) for i in range(len(S))  # train samples x steps
-                      for k in range(1, S.shape[1])])
+        g = problem.g_vectors(states, np.repeat(mu, n_t - 1, axis=0), np.tile(problem.times[1:n_t], n_mu))
         flux = problem.flux_field(states)
         V = IncrementalPOD.from_snapshots(states, X, energy_tol=tol_state, max_modes=max_modes)
         U = IncrementalPOD.from_snapshots(g, None, energy_tol=tol_nonlinear, max_modes=max_modes)
@@ -51,49 +64,83 @@ class HyperReducedROM:
         return cls(problem, M, X, V, U, W, method)
 
     # -- hyper-reduction ----------------------------------------------------------------------------
-    def rebuild(self):
-        """(Q)DEIM dofs, reduced mesh, projected operators and the Gappy fit for the current bases."""
-        V, U = self.Vpod.V, self.Upod.V
-        self.P = deim_.select(U, self.method)
-        in_P = np.isin(self.dof_tri, self.P)
-        self.E = np.flatnonzero(in_P.any(axis=1))  # reduced mesh: elements touching a DEIM dof
-        d = self.dof_tri[self.E]
-        self.mask = in_P[self.E]  # (n_E, 3): which element rows feed g_P
-        self.rows = np.searchsorted(np.sort(self.P), d[self.mask])
-        self.rows = np.argsort(self.P)[self.rows]  # position of each fed row in P
-        self.Ve = np.where(d[..., None] >= 0, V.T[np.maximum(d, 0)], 0.0)  # (n_E, 3, N)
-        self.B = np.linalg.solve(U[:, self.P], (V @ U.T).T).T  # V U^T (U_P^T)^{-1}, (N, m)
-        self.Mr = V @ (self.M @ V.T)
-        flux_points = np.stack([2 * self.E, 2 * self.E + 1], axis=1).ravel()
-        self.gappy = GappyPOD(self.Wpod.V, flux_points)
+    # The ROM works in the append-only bases of the incremental PODs (same spans as their modes), so
+    # that enrichment only borders the reduced quantities below.
+    @property
+    def V(self) -> np.ndarray:
+        return self.Vpod.basis
 
     @property
     def N(self) -> int:
-        return len(self.Vpod.V)
+        return len(self.Vpod.basis)
 
     @property
     def m(self) -> int:
         return len(self.P)
 
-    def _gP(self, ue, mu, t):
-        ge = self.p.element_g(self.E, ue, mu, t)
-        return np.bincount(self.rows, weights=ge[self.mask], minlength=self.m)
+    def _flux_points(self, elems: np.ndarray) -> np.ndarray:
+        return np.stack([2 * elems, 2 * elems + 1], axis=1).ravel()
 
-    def _dgP(self, ue):
-        Je = self.p.element_g_jacobian(self.E, ue)  # (n_E, 3, 3)
-        contrib = np.einsum("eij,ejn->ein", Je, self.Ve)[self.mask]  # (n_fed, N)
-        out = np.zeros((self.m, self.N))
-        np.add.at(out, self.rows, contrib)
-        return out
+    def _at_vertices(self, V: np.ndarray, elems: np.ndarray) -> np.ndarray:
+        """Rows of V at the vertices of `elems`, (n_sel, 3, N); 0 at boundary nodes."""
+        d = self.dof_tri[elems]
+        return np.where(d[..., None] >= 0, V.T[np.maximum(d, 0)], 0.0)
+
+    def rebuild(self):
+        """From scratch (offline): (Q)DEIM dofs, reduced mesh, projected operators, Gappy data."""
+        V, U, W = self.Vpod.basis, self.Upod.basis, self.Wpod.basis
+        self.P = deim_.select(U, self.method)
+        self.E = np.flatnonzero(np.isin(self.dof_tri, self.P).any(axis=1))  # elements touching P
+        self.Mr = V @ (self.M @ V.T)
+        self.VU = V @ U.T
+        self.UP = U[:, self.P]
+        self.Ve = self._at_vertices(V, self.E)
+        self.Wp = W[:, self._flux_points(self.E)].T
+        self._reduced()
+
+    def _reduced(self):
+        """The arrays the Newton iterations and the indicator use, from Ve, Mr, VU, UP, Wp (all
+        sized by N, m, q and |E|; nothing here touches a full-order vector)."""
+        d = self.dof_tri[self.E].ravel()
+        order = np.argsort(self.P)
+        at = np.minimum(np.searchsorted(self.P[order], d), self.m - 1)
+        pos = np.where(self.P[order][at] == d, order[at], -1)  # position in P of each element row
+        fed = np.flatnonzero(pos >= 0)
+        fed = fed[np.argsort(pos[fed], kind="stable")]  # grouped by DEIM dof
+        self.fed, self.fed_elem, self.fed_row = fed, fed // 3, pos[fed]
+        nE, N, nf = len(self.E), self.N, len(fed)
+        Ve = self.Ve
+        self.Vbar = Ve.mean(axis=1)  # ubar_e = Vbar_e . a
+        self.KVf = np.matmul(self.p.stiffness_e[self.E], Ve).reshape(3 * nE, N)[fed]  # (K_e u_e)_i at fed rows
+        # d g_P / d a = S [KVf; sVf] with S = [diag(k) | diag(K u dk)] summed into P rows: one sparse
+        # product whose pattern is fixed and whose values change every Newton iteration.
+        rows = np.r_[self.fed_row, self.fed_row]
+        self.S = sp.csr_matrix((np.zeros(2 * nf), (rows, np.arange(2 * nf))), shape=(self.m, 2 * nf))
+        self.S.sort_indices()
+        self.KsV = np.vstack([self.KVf, 3.0 * self.Vbar[self.fed_elem]])  # sum_j u_e,j = 3 ubar_e
+        self.GV = np.einsum("eik,ein->ekn", self.p.gradients_e[self.E], Ve).reshape(2 * nE, N)  # grad u_e
+        self.B = np.linalg.solve(self.UP, self.VU.T).T  # V U^T (U_P^T)^{-1}, (N, m)
+        self.gappy = GappyPOD.observed(self.Wp)
+
+    def _load(self, mu, t: float) -> np.ndarray:
+        """F(t; mu) at the DEIM dofs, from the reduced mesh: once per time step."""
+        Fe = self.p.element_load(self.E, mu, t).ravel()[self.fed]
+        return np.bincount(self.fed_row, weights=Fe, minlength=self.m)
 
     def step(self, a_n: np.ndarray, t: float, mu) -> np.ndarray:
-        p = self.p
+        p, S = self.p, self.S
+        BF = self.B @ self._load(mu, t)
+        rMr, dt = p.rho_c * self.Mr, p.dt
+        r_n = rMr @ a_n
         a = a_n.copy()
         for _ in range(self.max_newton):  # a few Newton iterations on an N-vector
-            ue = np.einsum("ein,n->ei", self.Ve, a)
-            R = p.rho_c * self.Mr @ (a - a_n) + p.dt * self.B @ self._gP(ue, mu, t)
-            J = p.rho_c * self.Mr + p.dt * self.B @ self._dgP(ue)
-            da = np.linalg.solve(J, R)
+            ubar = self.Vbar @ a
+            k, dk = p.k_of(ubar)[self.fed_elem], p.dk_of(ubar)[self.fed_elem] / 3.0
+            Ku = self.KVf @ a
+            gP = np.bincount(self.fed_row, weights=k * Ku, minlength=self.m)
+            R = rMr @ a - r_n + dt * (self.B @ gP - BF)
+            S.data[:] = np.concatenate([k, Ku * dk])[S.indices]
+            da = np.linalg.solve(rMr + dt * (self.B @ (S @ self.KsV)), R)
             a -= da
             if np.linalg.norm(da) <= self.newton_tol * max(np.linalg.norm(a), 1e-30):
                 break
@@ -101,28 +148,53 @@ class HyperReducedROM:
 
     def indicator(self, a: np.ndarray) -> float:
         """Relative residual of the Gappy-POD fit of the ROM's heat flux on the reduced elements."""
-        ue = np.einsum("ein,n->ei", self.Ve, a)
-        return self.gappy.fit(self.p.element_flux(self.E, ue).ravel())[1]
+        k = self.p.k_of(self.Vbar @ a)
+        flux = -(k[:, None] * (self.GV @ a).reshape(-1, 2))
+        return self.gappy.residual(flux.ravel())
 
     @property
     def indicator_operation_count(self) -> int:
-        """Multiply-adds of one indicator evaluation: the state on the reduced elements (3 N each),
-        the flux (about 10 each) and the Gappy fit; no term grows with the mesh."""
+        """Multiply-adds of one indicator evaluation: the mean and gradient of the state on the
+        reduced elements (3 N each), k and the flux (about 10 each) and the Gappy fit; no term grows
+        with the mesh."""
         return len(self.E) * (3 * self.N + 10) + self.gappy.operation_count
 
     # -- enrichment -----------------------------------------------------------------------------
     def enrich(self, u: np.ndarray, mu, t: float):
-        """Add a full-order state to the bases (incremental POD) and rebuild the hyper-reduction."""
-        self.Vpod.update(u)
-        self.Upod.update(self.p.g_vector(u, mu, t))
-        self.Wpod.update(self.p.flux_field(u)[0])
-        self.rebuild()
+        """Add a full-order state to the bases (incremental POD) and update the hyper-reduction."""
+        U_old, E_old = self.Upod.basis, self.E
+        v = self.Vpod.update(u)
+        w_g = self.Upod.update(self.p.g_vector(u, mu, t))
+        w = self.Wpod.update(self.p.flux_field(u)[0])
+        V, W = self.Vpod.basis, self.Wpod.basis
+        if v is not None:  # border M_r and V U^T with the new state direction
+            Mv = V @ (self.M @ v)
+            self.Mr = np.block([[self.Mr, Mv[:-1, None]], [Mv[None, :]]])
+            self.VU = np.vstack([self.VU, v @ U_old.T])
+            self.Ve = np.concatenate([self.Ve, self._at_vertices(v[None], E_old)], axis=2)
+        if w_g is not None:  # one more DEIM point: a greedy DEIM step on the new direction
+            c = np.linalg.solve(self.UP.T, w_g[self.P])
+            r = w_g - c @ U_old
+            r[self.P] = 0.0
+            p_new = int(np.argmax(np.abs(r)))
+            self.UP = np.block([[self.UP, U_old[:, p_new, None]], [w_g[None, self.P], w_g[p_new]]])
+            self.P = np.append(self.P, p_new)
+            self.VU = np.hstack([self.VU, (V @ w_g)[:, None]])
+            around = self._tri_of_dof[self._tri_ptr[p_new]:self._tri_ptr[p_new + 1]]
+            new_E = np.setdiff1d(around, E_old)
+            self.E = np.concatenate([E_old, new_E])
+            self.Ve = np.concatenate([self.Ve, self._at_vertices(V, new_E)], axis=0)
+        if w is not None:
+            self.Wp = np.hstack([self.Wp, w[self._flux_points(E_old)][:, None]])
+        new_points = self._flux_points(self.E[len(E_old):])
+        self.Wp = np.vstack([self.Wp, W[:, new_points].T])
+        self._reduced()
 
     def project(self, u: np.ndarray) -> np.ndarray:
-        return self.Vpod.V @ (self.X @ u)
+        return self.V @ (self.X @ u)
 
     def reconstruct(self, a: np.ndarray) -> np.ndarray:
-        return a @ self.Vpod.V
+        return a @ self.V[: len(a)]
 
 
 @dataclass
@@ -131,7 +203,7 @@ class AdaptiveResult:
     indicator: np.ndarray  # (n_times,) indicator of each ROM step (before any enrichment)
     enriched: np.ndarray  # (n_times,) 1 where a full-order step replaced the ROM step
     basis_size: np.ndarray  # (n_times,)
-    online_seconds: float  # ROM steps + indicators + hyper-reduction rebuilds (FOM steps excluded)
+    online_seconds: float  # ROM steps + indicators + enrichments (FOM steps excluded)
     fom_seconds: float
     fom_steps: int = field(default=0)
 
@@ -140,12 +212,11 @@ def run_adaptive(rom: HyperReducedROM, mu, tol: float | None = None, fom_step=No
     """Time-step the ROM at parameter mu; with `fom_step` (u_n, t, mu) -> u_{n+1} and `tol`, steps
     whose indicator exceeds tol are replaced by a full-order step followed by an enrichment."""
     p = rom.p
-    n_dofs = p.mesh.n_dofs
-    a = np.zeros(rom.N)
-    states = np.zeros((p.steps + 1, n_dofs))
+    coef = np.zeros((p.steps + 1, rom.N))  # in the append-only basis: earlier rows stay valid, zero-padded
     eta = np.zeros(p.steps + 1)
     enriched = np.zeros(p.steps + 1, dtype=np.int8)
     sizes = np.full(p.steps + 1, rom.N)
+    a = coef[0]
     online = fom_s = 0.0
     for k in range(1, p.steps + 1):  # time steps
         t = k * p.dt
@@ -163,9 +234,10 @@ def run_adaptive(rom: HyperReducedROM, mu, tol: float | None = None, fom_step=No
             fom_s += t2 - t1
             online += t3 - t2
             enriched[k] = 1
-        a = a_new
-        states[k] = rom.reconstruct(a)
+            coef = np.pad(coef, ((0, 0), (0, rom.N - coef.shape[1])))
+        a = coef[k] = a_new
         sizes[k] = rom.N
+    states = coef @ rom.V  # evaluation only: one product at the end
     return AdaptiveResult(states, eta, enriched, sizes, online, fom_s, int(enriched.sum()))
 
 

@@ -21,6 +21,13 @@ class GappyPOD:
         # Thin QR once: every fit is two small products, O(p q).
         self.Q, self.R = np.linalg.qr(Wp)
 
+    @classmethod
+    def observed(cls, Wp: np.ndarray) -> "GappyPOD":
+        """A fit from the modes already restricted to the observed entries, Wp (p, q): what an online
+        model keeps (and borders as points and modes are added) without the full modes."""
+        Wp = np.asarray(Wp, dtype=float)
+        return cls(Wp.T, np.arange(len(Wp)))
+
     @property
     def operation_count(self) -> int:
         """Multiply-adds of one fit and its residual: Q^T v, Q c, and the norms."""
@@ -35,6 +42,12 @@ class GappyPOD:
         norm = np.linalg.norm(v)
         coef = np.linalg.solve(self.R, z) if len(z) else z
         return coef, float(np.linalg.norm(r) / norm) if norm > 0 else 0.0
+
+    def residual(self, values: np.ndarray) -> float:
+        """The relative residual of the fit alone (no coefficients): ||v - Q Q^T v|| / ||v||."""
+        r = values - self.Q @ (self.Q.T @ values)
+        norm = np.sqrt(values @ values)
+        return float(np.sqrt(r @ r) / norm) if norm > 0 else 0.0
 
     def reconstruct(self, values: np.ndarray) -> np.ndarray:
         return self.fit(values)[0] @ self.W

@@ -1,5 +1,14 @@
 """Incremental POD (Brand's rank-one SVD update) in an inner product X: the basis grows by one
-snapshot at a time without revisiting the old snapshots, as the adaptive ROM needs online."""
+snapshot at a time without revisiting the old snapshots, as the adaptive ROM needs online.
+
+The snapshots seen so far are kept in factored form S^T = basis^T K Y^T (Y orthogonal, never
+needed): `basis` is an X-orthonormal set of rows that only gains rows, one per new direction, and
+K a small square core. Brand's update borders K with the new snapshot's coefficients,
+K <- [[K, c], [0, rho]], and diagonalizes; here the diagonalization (an SVD of K, O(r^3)) is
+deferred until the modes or singular values are asked for, so an update costs O(n r) (two
+projections and one axpy). A reduced model can work in `basis` directly (the span of the modes plus
+any direction the truncation drops), so its projected operators grow by one bordering row and
+column per update instead of being recomputed in a rotated basis."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,15 +18,17 @@ import scipy.sparse as sp
 class IncrementalPOD:
     """Modes V (r, n), X-orthonormal, and singular values sigma (r,) of all snapshots seen so far.
 
-    update(s): with p = V X s and the X-orthogonal rest e = s - p V, rho = ||e||_X, the new
-    singular triplets come from the SVD of the small (r+1, r+1) matrix [[diag(sigma), p], [0, rho]].
-    Modes whose singular value falls below `tol` times the largest are dropped."""
+    update(s): with c = basis X s and the X-orthogonal rest e = s - c basis, rho = ||e||_X, the core
+    becomes [[K, c], [0, rho]] and e / rho joins the basis (or, when rho <= tol ||s||_X, the core
+    [K, c] is brought back to square by a QR). V and sigma come from the SVD of K; modes whose
+    singular value falls below `tol` times the largest are left out, and at most `max_modes` kept."""
 
     def __init__(self, V: np.ndarray, sigma: np.ndarray, X: sp.spmatrix | None = None, tol: float = 1e-10,
                  max_modes: int | None = None):
-        self.V = np.array(V, dtype=float)
-        self.sigma = np.array(sigma, dtype=float)
+        self.basis = np.array(V, dtype=float)
+        self.K = np.diag(np.asarray(sigma, dtype=float))
         self.X, self.tol, self.max_modes = X, tol, max_modes
+        self._svd = None
 
     @classmethod
     def from_snapshots(cls, S, X=None, tol=1e-10, max_modes=None, energy_tol: float | None = None):
@@ -27,30 +38,48 @@ class IncrementalPOD:
         V, lam = pod(S, X, energy_tol if energy_tol is not None else tol ** 2, max_modes)
         return cls(V, np.sqrt(lam[: len(V)]), X, tol, max_modes)
 
+    def _diagonalized(self):
+        if self._svd is None:
+            Q, sig, _ = np.linalg.svd(self.K)
+            keep = sig > self.tol * sig[0] if len(sig) else sig > 0
+            keep[self.max_modes or len(sig):] = False
+            self._svd = Q[:, keep], sig[keep]
+        return self._svd
+
+    @property
+    def sigma(self) -> np.ndarray:
+        return self._diagonalized()[1]
+
+    @property
+    def V(self) -> np.ndarray:
+        """The POD modes, ordered by singular value (formed on demand: O(n r^2))."""
+        return self._diagonalized()[0].T @ self.basis
+
     def _X(self, v):
         return v if self.X is None else self.X @ v
 
-    def update(self, s: np.ndarray) -> bool:
-        """Add one snapshot; returns whether the basis gained a direction."""
+    def update(self, s: np.ndarray) -> np.ndarray | None:
+        """Add one snapshot. Returns the new X-orthonormal direction appended to `basis`, or None
+        when the snapshot lies in the span (to `tol`)."""
         s = np.asarray(s, dtype=float)
-        p = self.V @ self._X(s)
-        e = s - p @ self.V
-        p2 = self.V @ self._X(e)  # second Gram-Schmidt pass: orthogonality to round-off
-        e -= p2 @ self.V
-        p = p + p2
+        Xs = self._X(s)
+        c = self.basis @ Xs
+        e = s - c @ self.basis
+        c2 = self.basis @ self._X(e)  # second Gram-Schmidt pass: orthogonality to round-off
+        e -= c2 @ self.basis
+        c += c2
         rho = float(np.sqrt(max(e @ self._X(e), 0.0)))
-        norm = float(np.sqrt(max(s @ self._X(s), 0.0)))
-        r = len(self.sigma)
-        new_direction = norm > 0 and rho > self.tol * norm
-        K = np.zeros((r + 1, r + 1))
-        K[:r, :r] = np.diag(self.sigma)
-        K[:r, r] = p
-        K[r, r] = rho if new_direction else 0.0
-        Q, sig, _ = np.linalg.svd(K)
-        stacked = np.vstack([self.V, e / rho if new_direction else np.zeros_like(s)])
-        keep = sig > self.tol * sig[0]
-        if self.max_modes is not None:
-            keep[self.max_modes:] = False
-        self.V = Q[:, keep].T @ stacked
-        self.sigma = sig[keep]
-        return bool(new_direction)
+        norm = float(np.sqrt(max(s @ Xs, 0.0)))
+        r = len(self.K)
+        self._svd = None
+        if norm > 0 and rho > self.tol * norm:
+            K = np.zeros((r + 1, r + 1))
+            K[:r, :r], K[:r, r], K[r, r] = self.K, c, rho
+            self.K = K
+            direction = e / rho
+            self.basis = np.vstack([self.basis, direction])
+            return direction
+        # In the span: [K, c] has the same left singular vectors and values as the square factor
+        # R^T of its transpose's QR.
+        self.K = np.linalg.qr(np.hstack([self.K, c[:, None]]).T, mode="r").T
+        return None

@@ -79,7 +79,7 @@ def main():
                      f"indicator ops {rom.indicator_operation_count}"))
         ad_s = ad.online_seconds + ad.fom_seconds
         rows.append((n, "adaptive ROM", f"tol 1e-2, {ad.fom_steps}/{p.steps} FOM steps", f"max err {e_ad:.3g}",
-                     f"x{t_fom / ad_s:.2f}", f"ROM+rebuilds {ad.online_seconds:.3f}s FOM steps {ad.fom_seconds:.3f}s; "
+                     f"x{t_fom / ad_s:.2f}", f"ROM+enrichments {ad.online_seconds:.3f}s FOM steps {ad.fom_seconds:.3f}s; "
                      f"FOM {fom_traj:.3f}s/train traj"))
     head = ("mesh", "model", "size", "q90 test proj. err / error", "gain / speed-up", "notes")
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]

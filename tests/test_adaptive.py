@@ -62,3 +62,33 @@ def test_indicator_follows_the_true_error_and_adaptivity_keeps_it_below_the_tole
     assert e_adapt.max() < ERROR_TOL, e_adapt.max()
     assert 0 < adaptive.fom_steps < p.steps  # the full model is called, but not at every step
     assert adaptive.basis_size[-1] == rom.N + adaptive.fom_steps  # one new direction per FOM step
+
+
+def test_enrichment_updates_equal_a_rebuild_and_the_step_solves_the_hyper_reduced_equations(coarse):
+    """The bordered updates of M_r, V U^T, U_P, the DEIM points, the reduced mesh and the Gappy data
+    after enrichment equal the same quantities formed from the full bases, and a ROM step solves
+    rho_c V M V^T (a - a_n) + dt V U^T (U_P^T)^{-1} g_P(a V) = 0 with g from the full-order assembly."""
+    p, fom, X, rom0 = coarse
+    rom = copy.deepcopy(rom0)
+    ref = fom.solve_trajectory(OUT_OF_TRAINING).u
+    for k in (1, 2, 5):  # three enrichments with full-order states
+        rom.enrich(ref[k], OUT_OF_TRAINING, k * p.dt)
+    V, U, W = rom.Vpod.basis, rom.Upod.basis, rom.Wpod.basis
+    assert (rom.N, rom.m) == (rom0.N + 3, rom0.m + 3) and len(np.unique(rom.P)) == rom.m
+    assert np.allclose(rom.Mr, V @ (rom.M @ V.T), atol=1e-12)
+    assert np.allclose(rom.VU, V @ U.T, atol=1e-12)
+    assert np.array_equal(rom.UP, U[:, rom.P])
+    touching = np.flatnonzero(np.isin(rom.dof_tri, rom.P).any(axis=1))
+    assert np.array_equal(np.sort(rom.E), touching)  # the reduced mesh grew by exactly the new elements
+    assert np.allclose(rom.Wp, W[:, rom._flux_points(rom.E)].T, atol=1e-12)
+    assert np.allclose(rom.Ve, rom._at_vertices(V, rom.E), atol=1e-14)
+    B = np.linalg.solve(U[:, rom.P], U @ V.T).T  # V U^T (U_P^T)^{-1}
+    a_n = rom.project(ref[5])
+    t = 6 * p.dt
+    a = rom.step(a_n, t, OUT_OF_TRAINING)
+    g_P = p.g_vector(a @ V, OUT_OF_TRAINING, t)[rom.P]
+    R = p.rho_c * (V @ (rom.M @ V.T)) @ (a - a_n) + p.dt * B @ g_P
+    assert np.linalg.norm(R) < 1e-9 * np.linalg.norm(p.dt * B @ g_P)
+    # The indicator on the reduced mesh equals the Gappy fit of the full-order flux at those entries.
+    flux = p.flux_field(a @ V)[0][rom._flux_points(rom.E)]
+    assert rom.indicator(a) == pytest.approx(rom.gappy.fit(flux)[1], rel=1e-10)

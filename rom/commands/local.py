@@ -298,7 +298,7 @@ def adaptive_rom(args):
             "rank_correlation": ("case", np.array(rank_corr), {"long_name": "Spearman(indicator, error), no enrichment"}),
             "fom_seconds": ("case", np.array(fom_seconds), {"units": "s"}),
             "rom_seconds_static": ("case", np.array(online_static), {"units": "s"}),
-            "rom_seconds_adaptive": ("case", np.array(online_adaptive), {"units": "s", "long_name": "ROM + rebuilds"}),
+            "rom_seconds_adaptive": ("case", np.array(online_adaptive), {"units": "s", "long_name": "ROM + enrichments"}),
             "fom_step_seconds_adaptive": ("case", np.array(fom_step_seconds), {"units": "s"}),
         },
         coords={"time": problem.times, "parameter": artefacts.strings(problem.parameter_names)},

@@ -48,8 +48,8 @@ class HyperReducedROM:
         self.rebuild()
 
     @classmethod
-    def from_snapshots(cls, problem, M, X, S: np.ndarray, mu: np.ndarray, tol_state=1e-6, tol_nonlinear=1e-8,
-                       tol_flux=1e-6, max_modes=60, method="qdeim"):
+    def from_snapshots(cls, problem, M, X, S: np.ndarray, mu: np.ndarray, tol_state=1e-5, tol_nonlinear=1e-6,
+                       tol_flux=1e-5, max_modes=60, method="qdeim"):
         """Offline: POD of the states, of the nonlinear term g and of the flux over the train
         trajectories S (n_mu, n_times, n_dofs)."""
         n_mu, n_t = S.shape[:2]

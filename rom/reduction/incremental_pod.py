@@ -25,7 +25,10 @@ class IncrementalPOD:
 
     def __init__(self, V: np.ndarray, sigma: np.ndarray, X: sp.spmatrix | None = None, tol: float = 1e-10,
                  max_modes: int | None = None):
-        self.basis = np.array(V, dtype=float)
+        V = np.array(V, dtype=float)
+        self._buffer = np.empty((max(2 * len(V), 8), V.shape[1]))  # spare rows: appends copy nothing
+        self._buffer[: len(V)] = V
+        self.r = len(V)
         self.K = np.diag(np.asarray(sigma, dtype=float))
         self.X, self.tol, self.max_modes = X, tol, max_modes
         self._svd = None
@@ -37,6 +40,11 @@ class IncrementalPOD:
 
         V, lam = pod(S, X, energy_tol if energy_tol is not None else tol ** 2, max_modes)
         return cls(V, np.sqrt(lam[: len(V)]), X, tol, max_modes)
+
+    @property
+    def basis(self) -> np.ndarray:
+        """The X-orthonormal rows spanning everything seen so far, in the order they were added."""
+        return self._buffer[: self.r]
 
     def _diagonalized(self):
         if self._svd is None:
@@ -76,9 +84,11 @@ class IncrementalPOD:
             K = np.zeros((r + 1, r + 1))
             K[:r, :r], K[:r, r], K[r, r] = self.K, c, rho
             self.K = K
-            direction = e / rho
-            self.basis = np.vstack([self.basis, direction])
-            return direction
+            if self.r == len(self._buffer):  # amortized O(n) per append
+                self._buffer = np.vstack([self._buffer, np.empty_like(self._buffer)])
+            self._buffer[r] = e / rho
+            self.r += 1
+            return self._buffer[r]
         # In the span: [K, c] has the same left singular vectors and values as the square factor
         # R^T of its transpose's QR.
         self.K = np.linalg.qr(np.hstack([self.K, c[:, None]]).T, mode="r").T

@@ -11,6 +11,7 @@ f_rb(mu) = sum_p phi_p(mu) V f_p. Where A(mu) is not affine, theta comes from an
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -45,6 +46,9 @@ class AffineCoefficients:
     problem: object
     theta_ref: np.ndarray | None = None
 
+    def __post_init__(self):
+        self._inv_ref = None if self.theta_ref is None else 1.0 / np.asarray(self.theta_ref, dtype=float)
+
     def theta(self, mu):
         return self.problem.theta(mu)
 
@@ -54,7 +58,7 @@ class AffineCoefficients:
     def alpha_lb(self, mu):
         if hasattr(self.problem, "coercivity_lower_bound"):
             return self.problem.coercivity_lower_bound(mu)
-        return np.min(self.problem.theta(mu) / self.theta_ref, axis=-1)
+        return (self.problem.theta(mu) * self._inv_ref).min(axis=-1)
 
     op_error = None
 
@@ -76,9 +80,15 @@ class ReducedBasisModel:
 
     def __post_init__(self):
         # Online data laid out once, so that a single query is a handful of small BLAS calls.
+        # The residual coefficients are w = [phi, -(c theta^T).ravel()], so R w = R_f phi + S(theta) c
+        # with S(theta) = -sum_q R_{A,q} theta_q: one product theta @ B gives both A_N(theta) and S.
         Q, N = self.A_rb.shape[:2]
+        P = self.f_rb.shape[0]
         self._A_flat = np.ascontiguousarray(self.A_rb.reshape(Q, N * N))
-        self._R = np.ascontiguousarray(self.R[:, : self.f_rb.shape[0] + N * Q])
+        self._R = np.ascontiguousarray(self.R[:, : P + N * Q])
+        R_A = self._R[:, P:].reshape(-1, N, Q)
+        self._B = np.ascontiguousarray(np.hstack([self._A_flat, -R_A.transpose(2, 0, 1).reshape(Q, -1)]))
+        self._R_f = np.ascontiguousarray(self._R[:, :P])
         self._lo, self._hi = self.bounds[:, 0], self.bounds[:, 1]
 
     @property
@@ -91,8 +101,12 @@ class ReducedBasisModel:
             raise ValueError(f"N = {N}: expected 1..{self.N}")
         P, Q = self.f_rb.shape[0], self.A_rb.shape[0]
         K = P + N * Q
+        # R is built column by column (echelon form): rows that are zero on the first K columns
+        # contribute nothing to R w, so they are dropped from the online work.
+        nonzero = np.flatnonzero(np.abs(self.R[:, :K]).max(axis=1) > 0)
+        rows = nonzero[-1] + 1 if len(nonzero) else 0
         return replace(self, A_rb=np.ascontiguousarray(self.A_rb[:, :N, :N]), f_rb=np.ascontiguousarray(self.f_rb[:, :N]),
-                       R=np.ascontiguousarray(self.R[:, :K]), G=np.ascontiguousarray(self.G[:K, :K]))
+                       R=np.ascontiguousarray(self.R[:rows, :K]), G=np.ascontiguousarray(self.G[:K, :K]))
 
     # -- parameter checks ---------------------------------------------------------------------
     def check(self, mu: np.ndarray) -> np.ndarray:
@@ -131,23 +145,25 @@ class ReducedBasisModel:
         return float(self.query(mu, method)[1])
 
     def query(self, mu: np.ndarray, method: str = "stable") -> tuple[np.ndarray, float]:
-        """(c, Delta) for one parameter with the least overhead (LAPACK called directly)."""
+        """(c, Delta) for one parameter with the least overhead (one product for the reduced
+        operator and the residual factor, LAPACK called directly)."""
         mu = np.asarray(mu, dtype=float).reshape(1, -1)
-        if mu.shape[1] != len(self._lo) or (mu < self._lo).any() or (mu > self._hi).any():
+        if mu.shape[1] != len(self._lo) or not ((self._lo <= mu) & (mu <= self._hi)).all():
             self.check(mu)  # raises, or flags, with the full message
         co = self.coefficients
-        theta, phi = co.theta(mu), co.phi(mu)
+        theta, phi = co.theta(mu)[0], co.phi(mu)[0]
         N = self.N
-        lu, piv, c, info = lapack.dgesv((theta @ self._A_flat).reshape(N, N), (phi @ self.f_rb)[0])
+        TB = theta @ self._B
+        lu, piv, c, info = lapack.dgesv(TB[: N * N].reshape(N, N), phi @ self.f_rb)
         if info != 0:
             raise np.linalg.LinAlgError(f"reduced system singular at mu = {mu[0].tolist()}")
         if method == "stable":
-            Rw = self._R @ np.concatenate([phi[0], -np.outer(c, theta[0]).ravel()])
-            r = np.sqrt(Rw @ Rw)
+            Rw = self._R_f @ phi + TB[N * N:].reshape(-1, N) @ c
+            r = math.sqrt(Rw @ Rw)
             if co.op_error is not None:
-                r += co.op_error(mu)[0] * np.sqrt(c @ c)
+                r += co.op_error(mu)[0] * math.sqrt(c @ c)
             return c, float(r / co.alpha_lb(mu)[0])
-        return c, float(self._estimate(mu, theta, phi, c[None, :], method)[0])
+        return c, float(self._estimate(mu, theta[None], phi[None], c[None, :], method)[0])
 
     def solve_batch(self, mu: np.ndarray) -> np.ndarray:
         """c (n, N) for a batch of parameters: one stacked LAPACK solve, no loop over parameters."""

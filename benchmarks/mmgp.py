@@ -14,25 +14,16 @@ import time
 import numpy as np
 import torch
 
-from rom.hifi.elasticity import PlateModel, TensilePlate, geometry_seed
+from rom.hifi.elasticity import TensilePlate
 from surrogates.gp import coverage, q2
-from surrogates.mmgp.geometry import MeshError, MeshSample
+from surrogates.mmgp.geometry import MeshError, solve_family
 from surrogates.mmgp.model import MMGP, rrmse_field, rrmse_scalar
 
 FIELDS, SCALARS = ["u_x", "u_y", "von_mises"], ["max_von_mises", "compliance"]
 
 
 def family(p, n, set_name, seed):
-    lo, hi = p.default_bounds.T
-    mu = lo + (hi - lo) * np.random.default_rng(seed).uniform(size=(n, 3))
-    samples, scalars = [], []
-    for i in range(n):
-        mesh = p.geometry(geometry_seed(0, set_name, i))
-        r = PlateModel(p, mesh, "petsc", {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-10}).solve(mu[i])
-        samples.append(MeshSample(mesh.nodes, mesh.triangles, {"u_x": r.displacement[:, 0], "u_y": r.displacement[:, 1],
-                                                               "von_mises": r.von_mises}))
-        scalars.append([r.max_von_mises, r.compliance])
-    return samples, mu, np.array(scalars)
+    return solve_family(p, n, set_name, seed, "petsc", {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-10})
 
 
 def main():

@@ -94,6 +94,12 @@ def read(path: str | Path) -> xr.Dataset:
         raise ArtefactError(f"{path}: not a readable romflow artefact ({exc})") from None
 
 
+def converged(snapshots: xr.Dataset) -> xr.Dataset:
+    """The converged samples of a snapshots artefact (failed samples are kept in the artefact with
+    NaN fields and their solver reason, and dropped here)."""
+    return snapshots.isel(sample=np.flatnonzero(snapshots["converged"].values.astype(bool)))
+
+
 def strings(values) -> np.ndarray:
     """A string array netCDF stores portably."""
     return np.asarray([str(v) for v in values], dtype=object)

@@ -83,9 +83,8 @@ def validate(study: dict, source: str = "config") -> dict:
 
 
 def _check_semantics(study: dict, source: str):
-    from rom.hifi.problems import PROBLEMS  # noqa: the registry is filled on import
-
-    import rom.hifi  # noqa: F401
+    # Importing rom.hifi.problems runs rom/hifi/__init__.py, which registers every problem.
+    from rom.hifi.problems import PROBLEMS
 
     name = study["problem"]["name"]
     if name not in PROBLEMS:
@@ -127,8 +126,6 @@ def _check_problem_arguments(spec: dict, cls, source: str):
 
 def make_problem(study: dict):
     from rom.hifi.problems import make_problem as _make
-
-    import rom.hifi  # noqa: F401
 
     return _make(study["problem"])
 

@@ -33,8 +33,8 @@ def snapshot_set(path, problem, scaling) -> tuple[np.ndarray, np.ndarray, np.nda
     ds = artefacts.read(path)
     if "time" not in ds.dims:
         raise ArtefactError(f"{path}: snapshots without a time axis; expected a transient problem (e.g. heat)")
-    ok = ds["converged"].values.astype(bool)
-    mu, U, times = ds["mu"].values[ok], ds["u"].values[ok], ds["time"].values
+    ds = artefacts.converged(ds)
+    mu, U, times = ds["mu"].values, ds["u"].values, ds["time"].values
     F = nodal_fields(problem, mu, U).astype(np.float32)
     X = scaling.inputs(np.repeat(mu, len(times), axis=0), np.tile(times, len(mu)))
     return X, F.reshape(-1, F.shape[-1]), mu, F

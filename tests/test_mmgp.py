@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from rom.hifi.elasticity import PlateModel, TensilePlate, geometry_seed
+from rom.hifi.elasticity import TensilePlate
 from rom.hifi.mesh import unit_square
-from surrogates.mmgp.geometry import MeshError, MeshSample, boundary_loop, check_mesh, signed_areas
+from surrogates.mmgp.geometry import MeshError, boundary_loop, check_mesh, signed_areas, solve_family
 from surrogates.mmgp.model import MMGP, rrmse_field, rrmse_scalar
 from surrogates.mmgp.morphing import morph
 from surrogates.mmgp.transfer import p1_transfer
@@ -56,16 +56,7 @@ def test_bad_meshes_are_rejected_with_the_sample_name():
 
 
 def _family(p, n, set_name, seed):
-    lo, hi = p.default_bounds.T
-    mu = lo + (hi - lo) * np.random.default_rng(seed).uniform(size=(n, 3))
-    samples, scalars = [], []
-    for i in range(n):
-        mesh = p.geometry(geometry_seed(0, set_name, i))
-        r = PlateModel(p, mesh, "scipy").solve(mu[i])
-        samples.append(MeshSample(mesh.nodes, mesh.triangles, {"u_x": r.displacement[:, 0], "u_y": r.displacement[:, 1],
-                                                               "von_mises": r.von_mises}))
-        scalars.append([r.max_von_mises, r.compliance])
-    return samples, mu, np.array(scalars)
+    return solve_family(p, n, set_name, seed, backend="scipy")
 
 
 def test_mmgp_end_to_end_small_family():

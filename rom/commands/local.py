@@ -68,13 +68,13 @@ def _operators(path):
 
 def trajectories(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Converged trajectories without the initial state (n, n_times, n_dofs) and their parameters."""
-    ok = ds["converged"].values.astype(bool)
-    U = ds["u"].values[ok]
+    ds = artefacts.converged(ds)
+    U = ds["u"].values
     if U.ndim == 2:
         U = U[:, None, :]
     elif np.allclose(U[:, 0], 0.0):
         U = U[:, 1:]  # a zero initial state is the same for every sample: it carries no information
-    return U, ds["mu"].values[ok]
+    return U, ds["mu"].values
 
 
 def _flat(U):
@@ -243,9 +243,8 @@ def adaptive_rom(args):
         raise config.ConfigError(f"adaptive_rom.enabled = true: expected problem.name = nonlinear_heat, "
                                  f"got {problem.name}")
     ops = _operators(args.operators)
-    train = artefacts.read(args.train)
-    ok = train["converged"].values.astype(bool)
-    S, mu_train = train["u"].values[ok], train["mu"].values[ok]
+    train = artefacts.converged(artefacts.read(args.train))
+    S, mu_train = train["u"].values, train["mu"].values
     mus = np.array(a["mu"], dtype=float) if a["mu"] else artefacts.read(args.test)["mu"].values[:1]
     if mus.ndim != 2 or mus.shape[1] != len(problem.parameter_names):
         raise config.ConfigError(f"adaptive_rom.mu = {a['mu']}: expected lists of {len(problem.parameter_names)} "

@@ -21,8 +21,7 @@ def register(sub):
 
 def converged_rows(ds: xr.Dataset) -> np.ndarray:
     """Snapshot matrix (n, n_dofs) of the converged samples (time steps flattened into rows)."""
-    ok = ds["converged"].values.astype(bool)
-    U = ds["u"].values[ok]
+    U = artefacts.converged(ds)["u"].values
     return U.reshape(-1, U.shape[-1])
 
 

@@ -351,18 +351,17 @@ def evaluate_rom(args):
         return 0
     if not args.test or not args.out:
         raise UserError("evaluate-rom: expected --test and --out (or --mu for one query)")
-    test = artefacts.read(args.test)
-    ok = test["converged"].values.astype(bool)
-    mu, U = test["mu"].values[ok], test["u"].values[ok]
+    test = artefacts.converged(artefacts.read(args.test))
+    mu, U = test["mu"].values, test["u"].values
     V = rb_ds["basis"].values
     X = ops.X
     norms = np.sqrt(np.einsum("ij,ij->i", U, (X @ U.T).T))
-    fom_seconds = float(test["solve_seconds"].values[ok].mean())
+    fom_seconds = float(test["solve_seconds"].values.mean())
     s = study["rb"]
     rng = np.random.default_rng(s["train_seed"] + 1)
     lo, hi = rb_ds["bounds"].values.T
     mu_batch = lo + (hi - lo) * rng.random((s["batch_size"], len(lo)))
-    data, attrs = {}, {"fom_seconds_per_solve": fom_seconds, "n_test": int(ok.sum()), "N": int(V.shape[0]),
+    data, attrs = {}, {"fom_seconds_per_solve": fom_seconds, "n_test": int(test.sizes["sample"]), "N": int(V.shape[0]),
                        "kinds": rb_ds.attrs["kinds"]}
     sizes = np.arange(1, V.shape[0] + 1)
     for kind, model in models.items():
@@ -401,7 +400,7 @@ def evaluate_rom(args):
         print(f"evaluate-rom {kind}: N = {model.N}, max rel error {attrs[f'{kind}_max_relative_error']:.2e}, "
               f"effectivity [{eff.min():.2f}, {eff.max():.2f}], {single * 1e6:.1f} us/query, "
               f"{1 / batched:.3g} queries/s batched, speed-up {fom_seconds / single:.0f}", file=sys.stderr)
-    ds = xr.Dataset(data, coords={"basis_size": sizes, "test_sample": test["sample"].values[ok]}, attrs=attrs)
+    ds = xr.Dataset(data, coords={"basis_size": sizes, "test_sample": test["sample"].values}, attrs=attrs)
     ds["norm"] = ("test_sample", norms)
     artefacts.write(ds, args.out, study, "rb_metrics")
     return 0

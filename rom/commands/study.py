@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import xarray as xr
 
 from rom import artefacts, config
@@ -49,8 +48,3 @@ def parameters_dataset(study: dict) -> xr.Dataset:
 def sample(args):
     study = config.load(args.study_config)
     artefacts.write(parameters_dataset(study), args.out, study, "parameters")
-
-
-def load_set(path, name: str) -> np.ndarray:
-    """Parameters of one set from parameters.h5."""
-    return artefacts.read(path)[f"mu_{name}"].values

@@ -225,11 +225,9 @@ class SnesStepper(Stepper):
         self.ghost = PETSc.Vec().createSeq(len(self.needed))
         index = PETSc.IS().createGeneral(self.needed.astype(PETSc.IntType), comm=PETSc.COMM_SELF)
         self.scatter = PETSc.Scatter().create(self.x, index, self.ghost, None)
-        self.J = PETSc.Mat().createAIJ(size=((nloc, n), (nloc, n)), comm=self.comm)
         self._indptr = np.asarray(self.pattern.indptr, dtype=PETSc.IntType)
         self._indices = np.asarray(self.pattern.indices, dtype=PETSc.IntType)
-        self.J.setPreallocationCSR((self._indptr, self._indices))
-        self.J.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+        self.J = petsc.aij(self.comm, n, self.pattern.row_start, self.pattern.row_stop, self._indptr, self._indices)
         self.snes = PETSc.SNES().create(comm=self.comm)
         self.snes.setFunction(self._residual, self.r)
         self.snes.setJacobian(self._jacobian, self.J)
@@ -239,8 +237,7 @@ class SnesStepper(Stepper):
         self.snes.getKSP().getPC().setType("bjacobi" if self.comm.size > 1 else "ilu")
         self.snes.getKSP().setTolerances(rtol=1e-10)
         self.snes.setFromOptions()
-        R = PETSc.SNES.ConvergedReason
-        self._names = {getattr(R, k): k for k in dir(R) if k.startswith(("CONVERGED", "DIVERGED"))}
+        self._names = petsc.reason_names(PETSc.SNES.ConvergedReason)
         self._mu, self._t, self._ue_prev = None, 0.0, None
 
     def _ghosted(self, X) -> np.ndarray:
@@ -293,8 +290,7 @@ class ScipyNewtonStepper(Stepper):
                 return u, SolveInfo(True, "CONVERGED_FNORM_RELATIVE", it, norm)
             if it == self.max_it:
                 break
-            J = sp.csr_matrix((self.jacobian_values(ue), self.pattern.indices, self.pattern.indptr),
-                              shape=(self.n_rows, self.pattern.n_dofs))
+            J = self.pattern.to_scipy(self.jacobian_values(ue))
             u -= spla.spsolve(J.tocsc(), r)
             if not np.all(np.isfinite(u)):
                 return u, SolveInfo(False, "DIVERGED_NANORINF", it, float("nan"))

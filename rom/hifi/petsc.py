@@ -58,9 +58,20 @@ class SolveInfo:
     residual_norm: float
 
 
-def _reason_names(PETSc) -> dict[int, str]:
-    R = PETSc.KSP.ConvergedReason
-    return {getattr(R, k): k for k in dir(R) if k.startswith(("CONVERGED", "DIVERGED"))}
+def reason_names(reasons) -> dict[int, str]:
+    """Names of a PETSc ConvergedReason enum (KSP or SNES) by value."""
+    return {getattr(reasons, k): k for k in dir(reasons) if k.startswith(("CONVERGED", "DIVERGED"))}
+
+
+def aij(comm, n: int, row_start: int, row_stop: int, indptr, indices):
+    """A row-distributed AIJ matrix preallocated on the local CSR pattern of rows [row_start, row_stop)."""
+    PETSc = init()
+    nloc = row_stop - row_start
+    A = PETSc.Mat().createAIJ(size=((nloc, n), (nloc, n)), comm=comm)
+    A.setPreallocationCSR((np.asarray(indptr, dtype=PETSc.IntType), np.asarray(indices, dtype=PETSc.IntType)))
+    # The same pattern is refilled for every parameter or Newton step: a new nonzero would be a bug.
+    A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+    return A
 
 
 class LinearSolver:
@@ -72,7 +83,6 @@ class LinearSolver:
         self.PETSc, self.comm = PETSc, comm
         self.n, self.row_start, self.row_stop = n, row_start, row_stop
         set_options(options)
-        nloc = row_stop - row_start
         self._indptr = np.asarray(indptr, dtype=PETSc.IntType)
         self._indices = np.asarray(indices, dtype=PETSc.IntType)
         self.A = self._aij()
@@ -80,15 +90,10 @@ class LinearSolver:
         self.ksp.setOperators(self.A)
         self.ksp.setFromOptions()
         self.x, self.b = self.A.createVecs()
-        self._names = _reason_names(PETSc)
+        self._names = reason_names(PETSc.KSP.ConvergedReason)
 
     def _aij(self):
-        PETSc, nloc = self.PETSc, self.row_stop - self.row_start
-        A = PETSc.Mat().createAIJ(size=((nloc, self.n), (nloc, self.n)), comm=self.comm)
-        A.setPreallocationCSR((self._indptr, self._indices))
-        # The same pattern is refilled for every parameter: a new nonzero would be a bug.
-        A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
-        return A
+        return aij(self.comm, self.n, self.row_start, self.row_stop, self._indptr, self._indices)
 
     def operator(self, values: np.ndarray):
         """A second matrix on the same pattern (e.g. the mass matrix of a time step); returns

@@ -39,8 +39,8 @@ def _snapshots(path, problem):
     ds = artefacts.read(path)
     if problem.transient or ds["u"].ndim != 2:
         raise UserError(f"{path}: POD+GP expects stationary snapshots (sample, dof); problem {problem.name} is transient")
-    ok = ds["converged"].values.astype(bool)
-    return ds["mu"].values[ok], ds["u"].values[ok]
+    ds = artefacts.converged(ds)
+    return ds["mu"].values, ds["u"].values
 
 
 def _homogeneous(mu: np.ndarray, degree: float) -> tuple[np.ndarray, np.ndarray]:

@@ -54,7 +54,7 @@ def register(sub):
 def simulate_geometries(args):
     from rom.hifi import petsc
     from rom.hifi.elasticity import PlateMesh, PlateModel, geometry_seed
-    from surrogates.mmgp.geometry import MeshSample, family_dataset
+    from surrogates.mmgp.geometry import family_dataset, plate_sample
 
     study = config.load(args.study_config)
     problem = config.make_problem(study)
@@ -83,7 +83,7 @@ def simulate_geometries(args):
             n = mesh.n_nodes
             U = r.displacement if r.converged else np.full((n, 2), np.nan)
             vm = r.von_mises if r.converged else np.full(n, np.nan)
-            samples.append(MeshSample(mesh.nodes, mesh.triangles, {"u_x": U[:, 0], "u_y": U[:, 1], "von_mises": vm}))
+            samples.append(plate_sample(mesh, U, vm))
             rows.append((seed, r.max_von_mises, r.compliance, r.converged, r.reason, r.iterations, r.seconds))
     if rank != 0:
         return 0

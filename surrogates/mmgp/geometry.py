@@ -106,3 +106,26 @@ def read_family(ds: xr.Dataset) -> list[MeshSample]:
     values = {n: ds[n].values for n in names}
     return [MeshSample(nodes[no[i]:no[i + 1]], tri[to[i]:to[i + 1]], {n: values[n][no[i]:no[i + 1]] for n in names})
             for i in range(len(no) - 1)]
+
+
+def plate_sample(mesh, displacement: np.ndarray, von_mises: np.ndarray) -> MeshSample:
+    """The nodal fields of a tensile-plate solution (rom.hifi.elasticity) as an MMGP sample."""
+    return MeshSample(mesh.nodes, mesh.triangles,
+                      {"u_x": displacement[:, 0], "u_y": displacement[:, 1], "von_mises": von_mises})
+
+
+def solve_family(problem, n: int, set_name: str, seed: int, backend: str = "petsc", options: dict | None = None):
+    """n shapes of a tensile-plate family with uniform random loads, solved serially (tests and
+    benchmarks; the pipeline's simulate-geometries adds MPI and failure records):
+    (samples, mu (n, d), scalars (n, 2) = max von Mises, compliance)."""
+    from rom.hifi.elasticity import PlateModel, geometry_seed
+
+    lo, hi = problem.default_bounds.T
+    mu = lo + (hi - lo) * np.random.default_rng(seed).uniform(size=(n, len(lo)))
+    samples, scalars = [], []
+    for i in range(n):  # one mesh and one solve per shape
+        mesh = problem.geometry(geometry_seed(0, set_name, i))
+        r = PlateModel(problem, mesh, backend, options).solve(mu[i])
+        samples.append(plate_sample(mesh, r.displacement, r.von_mises))
+        scalars.append([r.max_von_mises, r.compliance])
+    return samples, mu, np.array(scalars)

@@ -9,7 +9,6 @@ the ranks agree on every step through one small all_gather per iteration.
 """
 from __future__ import annotations
 
-import ast
 import threading
 import time
 from dataclasses import dataclass, field

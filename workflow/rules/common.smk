@@ -50,10 +50,6 @@ def trigger(*sections):
 FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
 
 
-def sets_of(study):
-    return [s for s in SETS if STUDIES[study]["design"][s].get("size", 0) > 0 or s == "train"]
-
-
 def chunks(w):
     s = STUDIES[w.study]
     n = n_chunks(s, w.set) if not (w.set == "train" and s["design"]["method"] in ("grid", "list")) else None

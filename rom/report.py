@@ -13,7 +13,9 @@ from rom.artefacts import atomic_path
 
 def write_section(path, title: str, order: int, text: str = "", metrics: dict | None = None,
                   figures: list[tuple[str, str]] | None = None, tables: dict | None = None):
-    """figures: (png path, caption); tables: name -> {"columns": [...], "rows": [[...], ...]}."""
+    """figures: (png path, caption); tables: name -> {"columns": [...], "rows": [[...], ...]}.
+    Metric names name the quantity only (settings are metrics of their own): the cross-study
+    comparison (aggregate) joins studies and sweep points by metric name."""
     section = {"title": title, "order": order, "text": text, "metrics": metrics or {},
                "figures": [{"file": str(f), "caption": c} for f, c in (figures or [])], "tables": tables or {}}
     with atomic_path(path) as tmp:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 import textwrap
 from pathlib import Path
 
@@ -31,13 +30,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def metric_name(title: str, key: str) -> str:
-    """'<section title>: <metric>', without parenthesised settings such as '(tol 1e-04)', which
-    would otherwise split one metric into a column per sweep point (the setting has its own column)."""
-    key = re.sub(r"\s*\([^()]*\d[^()]*\)", "", key).strip()
-    return f"{title}: {key}"
-
-
 def _value(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return v
@@ -54,7 +46,7 @@ def table(studies: dict[str, dict], sections: dict[str, list[dict]]) -> tuple[li
     for name, secs in sections.items():
         for sec in sorted(secs, key=lambda s: s.get("order", 0)):
             for key, v in sec.get("metrics", {}).items():
-                metrics[name][metric_name(sec["title"], key)] = _value(v)
+                metrics[name][f"{sec['title']}: {key}"] = _value(v)
     metric_cols = list(dict.fromkeys(c for name in studies for c in metrics[name]))
     columns = ["study", "sweep of", "full-order artefacts of", "problem", *swept, *metric_cols]
     rows = []

@@ -1,11 +1,12 @@
 # romflow: config -> sample -> simulate (PETSc, MPI) -> gather -> reduce / surrogates -> report.
-# Every rule is a thin shell around `python -m rom <stage>` (or `python -m surrogates <stage>`).
+# Every rule is a thin shell around `python -m rom <stage>` (or `python -m surrogates <stage>`), whose
+# arguments and rerun trigger follow from the stage's declaration (rom.pipeline).
+#
+# Which study runs: `--configfile my_study.yaml` runs that study alone (schema defaults for the rest);
+# without --configfile, the default study config/config.yaml and its include_studies.
 from snakemake.utils import min_version
 
 min_version("8.0")
-
-
-configfile: "config/config.yaml"
 
 
 # Rules call `python -m rom` from the venv that runs Snakemake: common.smk puts it first on PATH.
@@ -30,3 +31,15 @@ rule all:
         expand("results/{study}/report.html", study=STUDIES),
         "results/comparison.html",
     default_target: True
+
+
+onsuccess:
+    for line in study_warnings(STUDIES):
+        print(f"romflow: warning: {line}", file=sys.stderr)
+    print(f"romflow: reports in results/<study>/report.html, logs in results/<study>/logs/", file=sys.stderr)
+
+
+onerror:
+    print("romflow: a job failed; its log is shown above (results/<study>/logs/<rule>...). A config or "
+          "input error says what to change; rerun the same command after fixing it (finished work is kept).",
+          file=sys.stderr)

@@ -3,9 +3,8 @@ named dimensions, units and provenance attributes. Writes are atomic: a temporar
 folder, renamed when complete, so a crash never leaves a file that looks finished."""
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import os
+import functools
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -13,29 +12,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from rom.config import ROOT, digest
+from rom.errors import ArtefactError
+from rom.paths import ROOT, atomic_path, digest
+
+__all__ = ["ArtefactError", "atomic_path", "converged", "provenance", "read", "strings", "write"]
 
 _PACKAGES = ("romflow", "numpy", "scipy", "petsc4py", "mpi4py", "torch", "h5py", "xarray", "snakemake")
 
 
-class ArtefactError(RuntimeError):
-    """A missing or unreadable artefact; the message is the one line shown to the user."""
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -44,6 +29,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> str:
     found = []
     for name in _PACKAGES:

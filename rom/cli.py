@@ -1,4 +1,7 @@
-"""`python -m rom <stage> ...`: one subcommand per pipeline stage; Snakemake rules only call these.
+"""`python -m rom <stage> ...` and `python -m surrogates <stage> ...`: one subcommand per declared
+stage (rom.pipeline.STAGES; the declarations live in rom/commands and surrogates/commands). The
+parser, loading and validating the study, logging, writing artefacts with provenance and the report
+section all follow from the declaration; a stage function receives a `Context`.
 
 Arguments that start with a dash and are not ours (-ksp_monitor, -pc_type lu, ...) go to PETSc.
 User errors end in one line on stderr and exit status 2; finished artefacts are never removed."""
@@ -6,41 +9,201 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import time
+from functools import cached_property
+from pathlib import Path
 
-COMMANDS = ["rom.commands.study", "rom.commands.simulate", "rom.commands.pod", "rom.commands.rb", "rom.commands.local", "rom.commands.report", "rom.commands.aggregate"]
+from rom.errors import ConfigError, UserError
+
+__all__ = ["Context", "UserError", "add_study_arg", "main", "parser"]
+
+DESCRIPTIONS = {
+    "rom": "romflow's full-order and reduced-order stages: designs, PETSc simulations, POD, certified reduced "
+           "bases, EIM, local bases, the report.",
+    "surrogates": "romflow's surrogate stages: streamed neural-network training, Gaussian processes (POD + GP) "
+                  "and mesh-morphing GP (MMGP).",
+}
 
 
-def parser(commands=COMMANDS, prog="python -m rom", description=__doc__) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description,
+def _version() -> str:
+    import rom
+
+    return f"romflow {rom.__version__}"
+
+
+class Context:
+    """What a stage function works with: the validated study, its declared paths, artefact I/O with
+    provenance, the problem, logging and progress, the report section."""
+
+    def __init__(self, stage, args: argparse.Namespace, study: dict | None):
+        self.stage, self.args, self.study = stage, args, study
+        self.log = logging.getLogger(f"romflow.{stage.name}")
+        self.warnings: list[str] = []
+        self.petsc_args: list[str] = getattr(args, "petsc_args", [])
+
+    def path(self, name: str):
+        """The path (or list of paths) given for a declared artefact, None for an absent optional one."""
+        value = getattr(self.args, name)
+        if value is None:
+            return None
+        return [Path(v) for v in value] if isinstance(value, list) else Path(value)
+
+    def load_study(self, path) -> dict:
+        from rom import config
+
+        return config.load(path)
+
+    def save_study(self, study: dict, path):
+        from rom import config
+
+        config.write_study(study, path)
+
+    def option(self, name: str):
+        return getattr(self.args, name)
+
+    def read(self, name: str):
+        from rom import artefacts
+
+        path = self.path(name)
+        if path is None:
+            return None
+        ds = artefacts.read(path)
+        self.log.info("read %s (%s)", path, ", ".join(f"{k} {v}" for k, v in ds.sizes.items()))
+        return ds
+
+    def write(self, name: str, ds, kind: str | None = None):
+        from rom import artefacts
+
+        path = self.path(name)
+        if self.warnings:
+            ds.attrs["warnings"] = " | ".join(self.warnings)
+        artefacts.write(ds, path, self.study, kind or self.stage.name)
+        self.log.info("wrote %s (%s; %.1f MB)", path, ", ".join(f"{k} {v}" for k, v in ds.sizes.items()),
+                      path.stat().st_size / 1e6)
+        return path
+
+    @cached_property
+    def problem(self):
+        from rom import config
+
+        t0 = time.perf_counter()
+        p = config.make_problem(self.study)
+        mesh = getattr(p, "mesh", None)
+        if mesh is not None:
+            self.log.info("problem %s: %d nodes, %d cells, %d free dofs (%.2f s)", p.name, mesh.n_nodes,
+                          len(getattr(mesh, "triangles", getattr(mesh, "cells", []))), mesh.n_dofs,
+                          time.perf_counter() - t0)
+        return p
+
+    @cached_property
+    def space(self):
+        from rom import config
+
+        return config.parameter_space(self.study)
+
+    def progress(self, items, what: str, total: int | None = None, every: float = 5.0):
+        from rom.progress import progress
+
+        return progress(items, what, self.log, total, every)
+
+    def warn(self, message: str):
+        """A warning for the log, the artefact written next and the report section."""
+        self.log.warning(message)
+        self.warnings.append(message)
+
+    def section(self, title: str, order: int, text: str = "", metrics: dict | None = None, figures=None,
+                tables=None, name: str = "section"):
+        from rom.report import write_section
+
+        write_section(self.path(name), title, order, text, metrics, figures, tables, self.warnings)
+
+
+def add_study_arg(p: argparse.ArgumentParser):
+    p.add_argument("--study-config", required=True, help="resolved study file (results/<study>/study.yaml)")
+
+
+def _add_stage(sub, stage):
+    p = sub.add_parser(stage.command, help=stage.help, description=stage.help)
+    if stage.study:
+        add_study_arg(p)
+    for a in stage.inputs:
+        p.add_argument(a.flag, dest=a.name, required=not a.optional, nargs="+" if a.many else None,
+                       help=f"input: {a.help}" + (" (optional)" if a.optional else ""))
+    for a in stage.outputs:
+        p.add_argument(a.flag, dest=a.name, required=not a.optional, help=f"output: {a.help}")
+    for o in stage.options:
+        kw = {"dest": o.name, "help": o.help, "required": o.required}
+        if o.action:
+            kw["action"] = o.action
+        else:
+            kw.update(type=o.type, default=o.default, choices=o.choices)
+        p.add_argument(o.flag, **kw)
+    p.set_defaults(stage=stage)
+
+
+def parser(package: str = "rom") -> argparse.ArgumentParser:
+    from rom import pipeline
+
+    prog = f"python -m {package}"
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS[package] + "\n\n" + __doc__.split("\n\n")[-1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="<stage>")
-    for name in commands:
-        importlib.import_module(name).register(sub)
+    for stage in pipeline.stages(package):
+        _add_stage(sub, stage)
+    for module in pipeline.LEGACY.get(package, ()):
+        importlib.import_module(module).register(sub)
     return p
 
 
-def main(argv=None, commands=COMMANDS, prog="python -m rom") -> int:
-    from rom.artefacts import ArtefactError
-    from rom.config import ConfigError
+def _logging(rank: int):
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
+    logging.captureWarnings(True)
 
+
+def _rank() -> int:
+    import os
+
+    for key in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
+
+
+def run_stage(stage, args) -> int:
+    from rom import config
+
+    log = logging.getLogger(f"romflow.{stage.name}")
+    t0 = time.perf_counter()
+    study = config.load(args.study_config) if stage.study else None
+    if study is not None:  # after validation: bad input ends in its one line alone
+        log.info("start: study %s, problem %s", study["name"], study["problem"].get("name") or study["problem"]["class"])
+    ctx = Context(stage, args, study)
+    status = int(stage.run(ctx) or 0)
+    log.info("done in %.1f s", time.perf_counter() - t0)
+    return status
+
+
+def main(argv=None, package: str = "rom") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, rest = parser(commands, prog).parse_known_args(argv)
+    prog = f"python -m {package}"
+    args, rest = parser(package).parse_known_args(argv)
     stray = [a for a in rest if not a.startswith("-")]
     if stray and not (rest and rest[0].startswith("-")):
         print(f"{prog}: error: unexpected arguments {stray}", file=sys.stderr)
         return 2
     args.petsc_args = rest
+    _logging(_rank())
     try:
+        if hasattr(args, "stage"):
+            return run_stage(args.stage, args)
         return int(args.func(args) or 0)
-    except (ConfigError, ArtefactError, UserError) as exc:
+    except (ConfigError, UserError) as exc:
         print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-class UserError(RuntimeError):
-    """Bad input that is not a config or artefact problem (a parameter out of range, ...)."""
-
-
-def add_study_arg(p: argparse.ArgumentParser):
-    p.add_argument("--study-config", required=True, help="resolved study file (results/<study>/study.yaml)")
+    except KeyboardInterrupt:
+        print(f"{prog} {args.command}: interrupted", file=sys.stderr)
+        return 130

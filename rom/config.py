@@ -1,23 +1,40 @@
 """Study configs: one JSON schema (workflow/schemas) with defaults, checked the same way by the
-Snakefile and by the CLI, so bad input fails before any work with one line naming the key, the
-value and what was expected."""
+Snakefile and by the CLI, so bad input fails before any work with one line naming the key, the value
+and what was expected.
+
+Validation runs in this order, each step assuming the previous ones passed:
+1. the study schema (core keys and every stage section, defaults filled in);
+2. the problem: its name (or import path), then its own keys against the JSON-schema properties the
+   problem class declares (`arguments`), by the same validator;
+3. the parameter space the problem declares, with the study's `parameters` overrides (names, bounds
+   inside the admissible interval);
+4. the designs: sizes (below `design.max_samples`, computed before anything is allocated), the
+   list file (resolved relative to the study file);
+5. every enabled stage (rom.pipeline): the problem capabilities it needs and its own semantic checks.
+
+Relative paths in a study file (design.file, problem.mesh.file, include_studies) are relative to the
+folder of that study file; the resolved study stores them absolute.
+"""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
+import math
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from rom import sweeps
+from rom.errors import ConfigError
+from rom.hifi.capabilities import ParameterSpace
+from rom.paths import ROOT, digest, write_text_if_changed
+
+__all__ = ["ConfigError", "ROOT", "digest", "load", "parameter_space", "problem_class", "schema", "studies",
+           "validate", "write_study", "design_sizes", "make_problem", "invocation"]
+
 SCHEMA_DIR = ROOT / "workflow" / "schemas"
-
-
-class ConfigError(ValueError):
-    """A user error in a study config; its message is the one line shown to the user."""
+DEFAULT_STUDY = ROOT / "config" / "config.yaml"
 
 
 def schema() -> dict:
@@ -29,7 +46,8 @@ def schema() -> dict:
 
 
 def _with_defaults(cls):
-    """A validator that fills `default` values of absent properties (then validates them)."""
+    """A validator that fills `default` values of absent properties (then validates them), and knows
+    the keyword `increasing: true` (an array of numbers in strictly increasing order: ranges)."""
     validate_props = cls.VALIDATORS["properties"]
 
     def properties(validator, props, instance, sch):
@@ -43,19 +61,28 @@ def _with_defaults(cls):
                         instance[key] = copy.deepcopy(ref["default"])
         yield from validate_props(validator, props, instance, sch)
 
-    return jsonschema.validators.extend(cls, {"properties": properties})
+    def increasing(validator, value, instance, sch):
+        if value and isinstance(instance, list) and all(isinstance(v, (int, float)) for v in instance):
+            if any(b <= a for a, b in zip(instance, instance[1:])):
+                yield jsonschema.ValidationError("expected lower < upper")
+
+    def finite(validator, value, instance, sch):
+        if value and isinstance(instance, float) and not math.isfinite(instance):
+            yield jsonschema.ValidationError("expected a finite number")
+
+    return jsonschema.validators.extend(cls, {"properties": properties, "increasing": increasing, "finite": finite})
 
 
 _Validator = _with_defaults(jsonschema.Draft7Validator)
 
 
-def _describe(err: jsonschema.ValidationError) -> str:
-    path = ".".join(str(p) for p in err.absolute_path) or "<top>"
+def _describe(err: jsonschema.ValidationError, prefix: str = "") -> str:
+    path = ".".join([prefix] * bool(prefix) + [str(p) for p in err.absolute_path]) or "<top>"
     v, val = err.validator, err.validator_value
     if v == "additionalProperties":
         known = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(known))
-        where = f"{path}." if err.absolute_path else ""
+        where = f"{path}." if path != "<top>" else ""
         return f"{where}{extra[0]}: unknown key; expected one of: {', '.join(known)}"
     if v == "required":
         return f"{path}: missing key; {err.message}"
@@ -65,88 +92,135 @@ def _describe(err: jsonschema.ValidationError) -> str:
         "minimum": f"expected a value >= {val}",
         "maximum": f"expected a value <= {val}",
         "exclusiveMinimum": f"expected a value > {val}",
+        "exclusiveMaximum": f"expected a value < {val}",
         "minItems": f"expected at least {val} items",
         "maxItems": f"expected at most {val} items",
         "pattern": f"expected to match {val}",
+        "increasing": "expected lower < upper",
+        "finite": "expected a finite number",
     }.get(v, err.message)
     return f"{path} = {json.dumps(err.instance)}: {expected}"
 
 
-def validate(study: dict, source: str = "config") -> dict:
-    """Defaults filled, schema and semantic checks; raises ConfigError with one line."""
-    study = copy.deepcopy(study)
-    errors = sorted(_Validator(schema()).iter_errors(study), key=lambda e: list(e.absolute_path))
+def _schema_errors(instance, sch: dict, source: str, prefix: str = ""):
+    errors = sorted(_Validator(sch).iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
-        raise ConfigError(f"{source}: {_describe(errors[0])}")
-    _check_semantics(study, source)
-    return study
+        # The deepest path first would name a leaf inside a wrong container; the shallowest names the key.
+        raise ConfigError(f"{source}: {_describe(errors[0], prefix)}")
 
 
-def _check_semantics(study: dict, source: str):
-    # Importing rom.hifi.problems runs rom/hifi/__init__.py, which registers every problem.
-    from rom.hifi.problems import PROBLEMS
+# -- the problem ------------------------------------------------------------------------------------
+def problem_class(spec: dict, source: str = "config", base_dir: Path | None = None):
+    """The problem class a study's `problem` section names (a registered name, or `class: module:Name`)."""
+    from rom.hifi import registry
 
-    name = study["problem"]["name"]
-    if name not in PROBLEMS:
-        raise ConfigError(f"{source}: problem.name = {json.dumps(name)}: expected one of {sorted(PROBLEMS)}")
-    _check_problem_arguments(study["problem"], PROBLEMS[name], source)
     try:
-        problem_names = parameter_space(study)[0]
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: problem: {exc}") from None
-    for pname, spec in study["parameters"].items():
-        if pname not in problem_names:
-            raise ConfigError(f"{source}: parameters.{pname}: unknown parameter of problem {name}; "
-                              f"expected one of {problem_names}")
-        lo, hi = spec["bounds"]
-        if not lo < hi:
-            raise ConfigError(f"{source}: parameters.{pname}.bounds = {[lo, hi]}: expected lower < upper")
-        if spec["distribution"] == "loguniform" and lo <= 0:
-            raise ConfigError(f"{source}: parameters.{pname}.bounds = {[lo, hi]}: loguniform expects lower > 0")
-    design = study["design"]
-    if design["method"] == "list":
-        if "file" not in design:
-            raise ConfigError(f"{source}: design.file: missing; expected a CSV path for method list")
-        if not Path(design["file"]).is_file():
-            raise ConfigError(f"{source}: design.file = {json.dumps(design['file'])}: file not found")
-    if design["train"]["size"] < 1 and design["method"] not in ("grid", "list"):
-        raise ConfigError(f"{source}: design.train.size = {design['train']['size']}: expected a value >= 1")
+        return registry.problem_class(spec, base_dir)
+    except registry.ProblemLookupError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
-def _check_problem_arguments(spec: dict, cls, source: str):
-    """Problem keys are the constructor's keyword arguments (mesh.n becomes mesh_n)."""
-    import inspect
+def _problem_schema(cls) -> dict:
+    props = {"name": {"type": "string"}, "class": {"type": "string"}, **copy.deepcopy(cls.arguments)}
+    return {"type": "object", "additionalProperties": False, "properties": props}
 
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "mesh_n")]
-    for key in spec:
-        if key not in ("name", "mesh") and key not in accepted:
-            raise ConfigError(f"{source}: problem.{key}: unknown key for problem {spec['name']}; "
-                              f"expected one of: name, mesh, {', '.join(accepted)}")
+
+def parameter_space(study: dict) -> ParameterSpace:
+    """The study's parameter space: the problem's declaration (from its arguments alone, no mesh) with
+    the study's `parameters` overrides. Also unpacks as (names, bounds, distributions)."""
+    cls = problem_class(study["problem"])
+    return cls.parameter_space(study["problem"]).overridden(study.get("parameters", {}))
 
 
 def make_problem(study: dict):
-    from rom.hifi.problems import make_problem as _make
+    """The problem object of a validated study (builds the mesh)."""
+    from rom.hifi import registry
 
-    return _make(study["problem"])
-
-
-def parameter_space(study: dict):
-    """(names, bounds (d, 2), distributions) of the study: the problem's defaults overridden by
-    the config's `parameters` section."""
-    problem = make_problem(study)
-    names = list(problem.parameter_names)
-    bounds = np.array(problem.default_bounds, dtype=float)
-    dists = ["uniform"] * len(names)
-    for i, n in enumerate(names):
-        if n in study.get("parameters", {}):
-            bounds[i] = study["parameters"][n]["bounds"]
-            dists[i] = study["parameters"][n].get("distribution", "uniform")
-    return names, bounds, dists
+    return registry.make_problem(study["problem"])
 
 
-def load(path: str | Path) -> dict:
-    """Read and validate one study file."""
-    path = Path(path)
+# -- designs ----------------------------------------------------------------------------------------
+def design_sizes(study: dict, dim: int) -> dict[str, int]:
+    """Samples per set, computed without drawing them (a grid has grid_points ** dim points)."""
+    d = study["design"]
+    sizes = {s: int(d[s]["size"]) for s in ("train", "test", "validation")}
+    if d["method"] == "grid":
+        sizes["train"] = int(d["grid_points"]) ** dim
+    elif d["method"] == "list":
+        sizes["train"] = _list_rows(d["file"])
+    return sizes
+
+
+def _list_rows(path) -> int:
+    with open(path) as fh:
+        return max(sum(1 for line in fh if line.strip()) - 1, 0)
+
+
+def _resolve(path: str, base_dir: Path | None) -> str:
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    return str(p.absolute())
+
+
+def _check_design(study: dict, space: ParameterSpace, source: str, base_dir: Path | None):
+    d = study["design"]
+    if d["method"] == "list":
+        if "file" not in d:
+            raise ConfigError(f"{source}: design.file: missing; expected a CSV path for method list")
+        d["file"] = _resolve(d["file"], base_dir)
+        if not Path(d["file"]).is_file():
+            raise ConfigError(f"{source}: design.file = {json.dumps(d['file'])}: file not found; expected a CSV "
+                              "(header of parameter names, one sample per row; relative paths start at the study file)")
+        from rom.design import read_list
+
+        try:
+            read_list(d["file"], list(space.names), space.bounds)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    elif "file" in d:
+        raise ConfigError(f"{source}: design.file: set but design.method = {d['method']}; expected method list")
+    sizes = design_sizes(study, space.dim)
+    limit = d["max_samples"]
+    for name, n in sizes.items():
+        if n > limit:
+            what = (f"{d['grid_points']}^{space.dim} = {n} grid points" if name == "train" and d["method"] == "grid"
+                    else f"{n} samples")
+            raise ConfigError(f"{source}: design.{name}: {what}; expected at most design.max_samples = {limit} "
+                              "(raise it to run a larger design)")
+    if sizes["train"] < 1:
+        key = "design.file" if d["method"] == "list" else "design.train.size"
+        raise ConfigError(f"{source}: {key}: no train sample; expected at least 1")
+
+
+# -- the study ---------------------------------------------------------------------------------------
+def validate(study: dict, source: str = "config", base_dir: str | Path | None = None) -> dict:
+    """Defaults filled, schema and semantic checks; raises ConfigError with one line."""
+    if not isinstance(study, dict):
+        raise ConfigError(f"{source}: expected a mapping of study settings at the top level")
+    base_dir = Path(base_dir) if base_dir is not None else None
+    study = copy.deepcopy(study)
+    _schema_errors(study, schema(), source)
+    cls = problem_class(study["problem"], source, base_dir)
+    _schema_errors(study["problem"], _problem_schema(cls), source, "problem")
+    mesh = study["problem"].get("mesh", {})
+    if isinstance(mesh, dict) and "file" in mesh:
+        mesh["file"] = _resolve(mesh["file"], base_dir)
+    if "class" in study["problem"]:
+        study["problem"]["class"] = problem_class(study["problem"], source, base_dir).import_path
+    try:
+        cls.check_arguments(study["problem"]) if hasattr(cls, "check_arguments") else None
+        space = cls.parameter_space(study["problem"]).overridden(study["parameters"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    _check_design(study, space, source, base_dir)
+    from rom import pipeline  # the stage registry: the enabled stages' needs and checks
+
+    pipeline.check_study(study, cls, source)
+    return study
+
+
+def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: study file not found")
     try:
@@ -155,40 +229,52 @@ def load(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of study settings at the top level")
-    return validate(raw, str(path))
+    return raw
 
 
-def studies(config: dict, source: str = "config") -> dict[str, dict]:
-    """All studies of one invocation, by name: the config itself, its include_studies, and the
-    sweep points of each (rom.sweeps)."""
-    main = validate(config, source)
+def load(path: str | Path) -> dict:
+    """Read and validate one study file (relative paths in it start at its folder)."""
+    path = Path(path)
+    return validate(_read_yaml(path), str(path), path.parent)
+
+
+def studies(config: dict, source: str = "config", base_dir: str | Path | None = None) -> dict[str, dict]:
+    """All studies of one invocation, by name: the config itself, its include_studies (paths relative
+    to base_dir, the config's folder), and the sweep points of each (rom.sweeps)."""
+    base_dir = Path(base_dir) if base_dir is not None else None
+    main = validate(config, source, base_dir)
     includes, main["include_studies"] = main["include_studies"], []
     out = {main["name"]: main}
     for path in includes:
-        extra = load(path)
+        extra = load(_resolve(path, base_dir))
         extra["include_studies"] = []  # one level: included studies do not include further ones
         if extra["name"] in out:
             raise ConfigError(f"{path}: name = {json.dumps(extra['name'])}: expected a study name not used twice")
         out[extra["name"]] = extra
-    from rom.sweeps import with_sweeps  # each sweep point becomes a derived study
-
-    return with_sweeps(out, source)
+    return sweeps.with_sweeps(out, lambda s, src: validate(s, src), source)
 
 
-def digest(section) -> str:
-    """Stable short hash of a config section (recorded in artefacts, used as a rerun trigger)."""
-    return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def invocation(configfiles, config: dict, default: Path = DEFAULT_STUDY) -> tuple[dict, str, Path]:
+    """(study config, source, base folder) of one Snakemake invocation. `config` is Snakemake's: the
+    study files given on the command line merged in order, plus `--config KEY=VALUE` overrides. Those
+    files run alone, with the schema's defaults; with none, the default study (with the overrides)."""
+    files = [Path(f) for f in configfiles]
+    plain = json.loads(json.dumps(dict(config), default=str))
+    if files:
+        return plain, ", ".join(map(str, files)), files[-1].parent
+    return _deep_update(_read_yaml(default), plain), str(default), default.parent
+
+
+def _deep_update(base: dict, new: dict) -> dict:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
 
 
 def write_study(study: dict, path: str | Path) -> bool:
-    """Write the resolved study file atomically, only when its content changes (so its mtime
-    marks real changes). Returns whether it was written."""
-    from rom.artefacts import atomic_path
-
-    path = Path(path)
-    text = yaml.safe_dump(study, sort_keys=False)
-    if path.is_file() and path.read_text() == text:
-        return False
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
-    return True
+    """Write the resolved study file atomically, only when its content changes (so its mtime marks
+    real changes). Returns whether it was written."""
+    return write_text_if_changed(path, yaml.safe_dump(study, sort_keys=False))

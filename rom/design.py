@@ -1,8 +1,14 @@
-"""Designs of experiments for the train / test / validation parameter sets."""
+"""Designs of experiments for the train / test / validation parameter sets, their artefact
+(parameters.h5) and how a set is cut into simulate chunks."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import xarray as xr
 from scipy.stats import qmc
+
+SETS = ("train", "test", "validation")
 
 
 def unit_design(method: str, size: int, dim: int, seed: int, grid_points: int = 3) -> np.ndarray:
@@ -36,6 +42,8 @@ def read_list(path: str, names: list[str], bounds: np.ndarray) -> np.ndarray:
 
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
+    if not rows:
+        raise ValueError(f"design.file = {path}: empty file; expected a header of parameter names {names}")
     header = [h.strip() for h in rows[0]]
     missing = [n for n in names if n not in header]
     if missing:
@@ -43,8 +51,13 @@ def read_list(path: str, names: list[str], bounds: np.ndarray) -> np.ndarray:
     cols = [header.index(n) for n in names]
     try:
         mu = np.array([[float(r[c]) for c in cols] for r in rows[1:] if r], dtype=float)
-    except ValueError as exc:
-        raise ValueError(f"design.file = {path}: {exc}; expected numbers") from None
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"design.file = {path}: {exc}; expected one number per parameter on every row") from None
+    if len(mu) == 0:
+        raise ValueError(f"design.file = {path}: no sample rows; expected at least one row under the header")
+    if not np.isfinite(mu).all():
+        i, j = np.argwhere(~np.isfinite(mu))[0]
+        raise ValueError(f"design.file = {path}: row {i + 1} {names[j]} = {mu[i, j]}: expected a finite number")
     outside = (mu < bounds[:, 0]) | (mu > bounds[:, 1])
     if outside.any():
         i, j = np.argwhere(outside)[0]
@@ -52,12 +65,10 @@ def read_list(path: str, names: list[str], bounds: np.ndarray) -> np.ndarray:
     return mu
 
 
-def sample_sets(study: dict) -> dict[str, np.ndarray]:
-    """train / test / validation parameters of a study (the list design feeds the train set; test
-    and validation sets are always drawn, so a list design can still be evaluated)."""
-    from rom.config import parameter_space
-
-    names, bounds, dists = parameter_space(study)
+def sample_sets(study: dict, space) -> dict[str, np.ndarray]:
+    """train / test / validation parameters of a study in its parameter space (the list design feeds
+    the train set; test and validation sets are always drawn, so a list design can still be evaluated)."""
+    names, bounds, dists = list(space.names), space.bounds, list(space.distributions)
     d = study["design"]
     out = {}
     for index, name in enumerate(("train", "test", "validation")):
@@ -74,3 +85,25 @@ def sample_sets(study: dict) -> dict[str, np.ndarray]:
             unit = unit_design(method, size, len(names), seed) if size else np.empty((0, len(names)))
         out[name] = scale(unit, bounds, dists)
     return out
+
+
+def parameters_dataset(study: dict, space) -> xr.Dataset:
+    """The parameters artefact: one (n_set, d) array per set, the box and the distributions."""
+    from rom.artefacts import strings
+
+    sets = sample_sets(study, space)
+    data = {f"mu_{s}": ((f"{s}_sample", "parameter"), sets[s]) for s in SETS}
+    data["bounds"] = (("parameter", "bound"), space.bounds)
+    data["distribution"] = ("parameter", strings(space.distributions))
+    return xr.Dataset(data, coords={"parameter": strings(space.names), "bound": strings(["lower", "upper"]),
+                                    "parameter_units": ("parameter", strings(space.units))})
+
+
+def n_chunks(n_samples: int, chunk_size: int) -> int:
+    """simulate jobs of a set (one, even for an empty set: its artefact records zero samples)."""
+    return max(1, math.ceil(n_samples / chunk_size))
+
+
+def chunk_indices(n_samples: int, chunk_size: int, chunk: int) -> np.ndarray:
+    """The sample indices of one chunk."""
+    return np.arange(chunk * chunk_size, min((chunk + 1) * chunk_size, n_samples))

@@ -10,7 +10,8 @@ import itertools
 import json
 import re
 
-from rom.config import ConfigError, digest, validate
+from rom.errors import ConfigError
+from rom.paths import digest
 
 FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
 _RESERVED = ("name", "description", "include_studies", "sweeps")
@@ -49,9 +50,8 @@ def _assign(study: dict, key: str, value, source: str):
     node[leaf] = copy.deepcopy(value)
 
 
-def expand(study: dict, source: str = "config") -> dict[str, tuple[dict, dict]]:
-    """Derived studies of one validated study: name -> (study, point). Raises ConfigError naming
-    the sweep point when a derived study is not valid."""
+def derived(study: dict, source: str = "config") -> dict[str, tuple[dict, dict]]:
+    """Derived studies of one study before validation: name -> (study, point)."""
     out = {}
     for point in points(study.get("sweeps", {})):
         name = point_name(study["name"], point)
@@ -63,26 +63,36 @@ def expand(study: dict, source: str = "config") -> dict[str, tuple[dict, dict]]:
             _assign(child, key, value, source)
         if name in out:
             raise ConfigError(f"{source}: sweeps: two points are both named {name}; expected distinct values")
+        out[name] = (child, point)
+    return out
+
+
+def expand(study: dict, validate, source: str = "config") -> dict[str, tuple[dict, dict]]:
+    """Derived studies of one validated study, each validated by `validate(study, source)`:
+    name -> (study, point). Raises ConfigError naming the sweep point when one is not valid."""
+    out = {}
+    for name, (child, point) in derived(study, source).items():
+        label = ", ".join(f"{k}={json.dumps(v)}" for k, v in point.items())
         out[name] = (validate(child, f"{source}: sweeps point {label}"), point)
     return out
 
 
-def with_sweeps(studies: dict[str, dict], source: str = "config") -> dict[str, dict]:
+def with_sweeps(studies: dict[str, dict], validate, source: str = "config") -> dict[str, dict]:
     """The studies of one invocation followed by the derived studies of their sweeps."""
     out = dict(studies)
     for name, study in studies.items():
-        for child, (derived, _) in expand(study, f"{source} (study {name})").items():
+        for child, (validated, _) in expand(study, validate, f"{source} (study {name})").items():
             if child in out:
                 raise ConfigError(f"{source}: sweep point {child} of study {name}: the name is already a study; "
                                   "expected study names that differ from <name>-<key><value>")
-            out[child] = derived
+            out[child] = validated
     return out
 
 
 def families(studies: dict[str, dict]) -> dict[str, tuple[str, dict]]:
     """derived study -> (parent, point), for every derived study among `studies`."""
     return {child: (name, point) for name, study in studies.items()
-            for child, (_, point) in expand(study, name).items() if child in studies}
+            for child, (_, point) in derived(study, name).items() if child in studies}
 
 
 def fom_digest(study: dict) -> str:

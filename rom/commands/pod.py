@@ -1,51 +1,37 @@
-"""pod: method of snapshots in the H1-seminorm product, and test-set projection errors vs N."""
+"""pod: method of snapshots in the X (H1-seminorm) product, and the test-set projection errors vs N."""
 from __future__ import annotations
 
-import numpy as np
-import xarray as xr
-
-from rom import artefacts, config
-from rom.cli import add_study_arg
+from rom.hifi import capabilities as cap
+from rom.stage import Artefact, Stage, problem_has
 
 
-def register(sub):
-    p = sub.add_parser("pod", help="POD of the train snapshots (X = H1-seminorm product) and the test-set "
-                       "projection errors versus basis size")
-    add_study_arg(p)
-    p.add_argument("--operators", required=True)
-    p.add_argument("--train", required=True, help="snapshots/train.h5")
-    p.add_argument("--test", required=True, help="snapshots/test.h5")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=run)
-
-
-def converged_rows(ds: xr.Dataset) -> np.ndarray:
-    """Snapshot matrix (n, n_dofs) of the converged samples (time steps flattened into rows)."""
-    U = artefacts.converged(ds)["u"].values
-    return U.reshape(-1, U.shape[-1])
-
-
-def run(args):
+def run(ctx):
     from rom.hifi.operators import Operators
-    from rom.reduction.pod import pod, projection_errors
+    from rom.reduction.pod_study import pod_study
+    from rom.snapshots import snapshot_rows
 
-    study = config.load(args.study_config)
-    ops = Operators.from_dataset(artefacts.read(args.operators))
-    S = converged_rows(artefacts.read(args.train))
-    T = converged_rows(artefacts.read(args.test))
-    settings = study["pod"]
-    V, lam = pod(S, ops.X, settings["tol"], settings["max_modes"])
-    sizes = np.arange(0, len(V) + 1)
-    err = projection_errors(V, T, ops.X, sizes) if len(T) else np.zeros((len(sizes), 0))
-    energy_left = np.clip(1.0 - np.cumsum(lam) / lam.sum(), 0.0, None) if lam.sum() > 0 else lam
-    ds = xr.Dataset(
-        {
-            "modes": (("mode", "dof"), V, {"long_name": "X-orthonormal POD modes"}),
-            "eigenvalues": ("snapshot_mode", lam, {"long_name": "eigenvalues of the correlation S X S^T"}),
-            "energy_left_out": ("snapshot_mode", energy_left),
-            "test_error": (("basis_size", "test_sample"), err, {"long_name": "relative X-norm projection error"}),
-        },
-        coords={"basis_size": sizes},
-        attrs={"tol": settings["tol"], "n_modes": len(V), "n_train_snapshots": len(S)},
-    )
-    artefacts.write(ds, args.out, study, "pod")
+    ops = Operators.from_dataset(ctx.read("operators"))
+    S, T = snapshot_rows(ctx.read("train")), snapshot_rows(ctx.read("test"))
+    s = ctx.study["pod"]
+    ctx.log.info("POD of %d train snapshots of %d dofs (tol %g, at most %d modes)", len(S), S.shape[1], s["tol"],
+                 s["max_modes"])
+    ds = pod_study(S, T, ops.X, s["tol"], s["max_modes"])
+    ctx.log.info("%d modes; max test projection error with all of them %.3e", ds.attrs["n_modes"],
+                 float(ds["test_error"].values[-1].max()) if T.size else float("nan"))
+    ctx.write("out", ds, "pod")
+
+
+def converged_rows(ds):
+    """Snapshot rows of the converged samples (kept for rom.commands.rb until it is declared as stages)."""
+    from rom.snapshots import snapshot_rows
+
+    return snapshot_rows(ds)
+
+
+STAGES = (
+    Stage("pod", run, "POD of the train snapshots (X = H1-seminorm product) and the test-set projection errors "
+          "versus basis size", sections=("pod",), needs=frozenset({cap.MESH}), enabled=problem_has(cap.MESH),
+          inputs=(Artefact("operators", "fom/operators.h5"), Artefact("train", "snapshots/train.h5"),
+                  Artefact("test", "snapshots/test.h5 (may hold no sample)")),
+          outputs=(Artefact("out", "rom/pod.h5"),)),
+)

@@ -1,114 +1,120 @@
 """operators, simulate (one chunk of one sample set, under MPI) and gather."""
 from __future__ import annotations
 
-import math
-import sys
-
 import numpy as np
-import xarray as xr
 
-from rom import artefacts, config
-from rom.cli import UserError, add_study_arg
+from rom.errors import ConfigError, UserError
+from rom.hifi import capabilities as cap
+from rom.stage import Artefact, Option, Stage, problem_has
 
-
-def register(sub):
-    p = sub.add_parser("operators", help="assemble the affine components, X and M products and the mesh")
-    add_study_arg(p)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=operators)
-
-    p = sub.add_parser("simulate", help="full-order solves of one chunk of a sample set (run under mpiexec -n N); "
-                       "PETSc options such as -ksp_monitor pass through")
-    add_study_arg(p)
-    p.add_argument("--parameters", required=True, help="parameters.h5 from `sample`")
-    p.add_argument("--set", default="train", choices=["train", "test", "validation"])
-    p.add_argument("--chunk", type=int, default=0, help="chunk index (chunk_size samples each)")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=simulate)
-
-    p = sub.add_parser("gather", help="merge the chunks of one sample set; fails if too many samples failed")
-    add_study_arg(p)
-    p.add_argument("chunks", nargs="+")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=gather)
+FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
 
 
-def operators(args):
+def check_petsc_options(study: dict):
+    """PETSc options tried before any job (rom.hifi.petsc_options); unused ones are reported."""
+    import sys
+
+    from rom.hifi import registry
+    from rom.hifi.petsc_options import OptionError, check
+
+    if study["simulate"]["backend"] != "petsc":
+        return
+    solver = "snes" if cap.NONLINEAR in registry.problem_class(study["problem"]).capabilities else "ksp"
+    keyed = [("simulate.petsc_options", study["simulate"]["petsc_options"])]
+    if study.get("rb", {}).get("enabled"):
+        keyed.append(("rb.petsc_options", {**study["simulate"]["petsc_options"], **study["rb"]["petsc_options"]}))
+    for key, options in keyed:
+        try:
+            unused = check(options, solver, key)
+        except OptionError as exc:
+            raise ConfigError(str(exc)) from None
+        for name in unused:
+            print(f"romflow: warning: {key}.{name}: PETSc did not use this option in a trial {solver.upper()} solve "
+                  "(misspelt, or for another solver?)", file=sys.stderr)
+
+
+def operators(ctx):
     from rom.hifi.operators import operators_dataset
 
-    study = config.load(args.study_config)
-    artefacts.write(operators_dataset(config.make_problem(study)), args.out, study, "operators")
+    ctx.write("out", operators_dataset(ctx.problem), "operators")
 
 
-def n_chunks(study: dict, set_name: str, n_samples: int | None = None) -> int:
-    size = study["design"][set_name]["size"] if n_samples is None else n_samples
-    return max(1, math.ceil(size / study["simulate"]["chunk_size"]))
-
-
-def simulate(args):
+def simulate(ctx):
+    from rom.design import chunk_indices, n_chunks
     from rom.hifi import petsc
     from rom.hifi.solve import FullOrderModel
+    from rom.progress import Progress
+    from rom.snapshots import snapshots_dataset
 
-    study = config.load(args.study_config)
-    sim = study["simulate"]
+    sim, set_name, chunk = ctx.study["simulate"], ctx.option("set"), ctx.option("chunk")
     if sim["backend"] == "petsc":
-        petsc.init(args.petsc_args)
-    mu_all = artefacts.read(args.parameters)[f"mu_{args.set}"].values
+        petsc.init(ctx.petsc_args)
+    mu_all = ctx.read("parameters")[f"mu_{set_name}"].values
     c = sim["chunk_size"]
-    if args.chunk < 0 or args.chunk * c >= max(len(mu_all), 1):
-        raise UserError(f"--chunk {args.chunk}: expected 0..{max(n_chunks(study, args.set, len(mu_all)) - 1, 0)} "
-                        f"for {len(mu_all)} {args.set} samples in chunks of {c}")
-    index = np.arange(args.chunk * c, min((args.chunk + 1) * c, len(mu_all)))
-    problem = config.make_problem(study)
+    if chunk < 0 or chunk >= n_chunks(len(mu_all), c):
+        raise UserError(f"--chunk {chunk}: expected 0..{n_chunks(len(mu_all), c) - 1} for {len(mu_all)} {set_name} "
+                        f"samples in chunks of {c}")
+    index = chunk_indices(len(mu_all), c, chunk)
+    problem = ctx.problem
     fom = FullOrderModel(problem, sim["backend"], sim["petsc_options"])
-    solve = fom.solve_trajectory if problem.transient else fom.solve
-    results = []
-    for i, mu in zip(index, mu_all[index]):  # one PETSc solve (or trajectory) per sample
-        results.append(solve(mu))
-        if fom.rank == 0:
-            r = results[-1]
-            print(f"simulate: {args.set} sample {i}: {r.reason}, {r.iterations} iterations, {r.seconds:.3f} s",
-                  file=sys.stderr, flush=True)
+    ranks = fom.comm.size if fom.comm is not None else 1
+    ctx.log.info("%s chunk %d: samples %s on %d MPI rank(s), backend %s", set_name, chunk,
+                 f"{index[0]}..{index[-1]}" if len(index) else "none", ranks, sim["backend"])
+    bar = Progress(len(index), "samples", ctx.log)
+
+    def each(i, r):
+        ctx.log.debug("sample %d: %s, %d iterations, %.3f s", index[i], r.reason, r.iterations, r.seconds)
+        if not r.converged:
+            ctx.log.warning("sample %d (mu = %s) failed: %s", index[i], np.round(mu_all[index[i]], 6).tolist(), r.reason)
+        bar.step(note=f"last: {r.reason}, {r.iterations} iterations, {r.seconds:.3f} s")
+
+    results = fom.solve_samples(mu_all[index], each)
+    if sim["backend"] == "petsc":
+        for name in petsc.unused_options(sim["petsc_options"]):
+            ctx.warn(f"simulate.petsc_options.{name}: PETSc never used this option")
     if fom.rank != 0:
         return 0
-    shape = ((problem.steps + 1,) if problem.transient else ()) + (problem.mesh.n_dofs,)
-    U = np.full((len(index),) + shape, np.nan)
-    for i, r in enumerate(results):
-        if r.converged:
-            U[i] = r.u
-    dims = ("sample", "time", "dof") if problem.transient else ("sample", "dof")
-    coords = {"sample": index, "parameter": artefacts.strings(problem.parameter_names)}
-    if problem.transient:
-        coords["time"] = problem.times
-    ds = xr.Dataset(
-        {
-            "u": (dims, U, {"units": problem.units, "long_name": "solution at the free dofs"}),
-            "mu": (("sample", "parameter"), mu_all[index]),
-            "converged": ("sample", np.array([r.converged for r in results], dtype=np.int8)),
-            "reason": ("sample", artefacts.strings(r.reason for r in results)),
-            "iterations": ("sample", np.array([r.iterations for r in results])),
-            "solve_seconds": ("sample", np.array([r.seconds for r in results]), {"units": "s"}),
-        },
-        coords=coords,
-        attrs={"set": args.set, "chunk": args.chunk, "mpi_ranks": fom.comm.size if fom.comm else 1,
-               "backend": sim["backend"]},
-    )
-    artefacts.write(ds, args.out, study, "snapshots")
+    attrs = {"set": set_name, "chunk": chunk, "mpi_ranks": ranks, "backend": sim["backend"]}
+    ds = snapshots_dataset(problem, index, mu_all[index], results, attrs)
+    if len(results):
+        its = np.array([r.iterations for r in results])
+        ctx.log.info("iterations per sample: min %d, mean %.1f, max %d", its.min(), its.mean(), its.max())
+    ctx.write("out", ds, "snapshots")
     return 0
 
 
-def gather(args):
-    study = config.load(args.study_config)
-    parts = [artefacts.read(p) for p in args.chunks]
-    ds = xr.concat(parts, dim="sample", data_vars="minimal", coords="minimal", combine_attrs="drop_conflicts")
-    ds = ds.sortby("sample")
-    failed = int((ds["converged"] == 0).sum())
-    n = ds.sizes["sample"]
-    ds.attrs.update(n_failed=failed, chunks=len(parts))
-    artefacts.write(ds, args.out, study, "snapshots")
-    limit = study["simulate"]["max_failed_fraction"]
+def gather(ctx):
+    from rom import artefacts
+    from rom.snapshots import failures, gather as merge
+
+    ds = merge([artefacts.read(p) for p in ctx.path("chunks")])
+    ctx.write("out", ds, "snapshots")
+    failed, n, reasons = failures(ds)
+    ctx.log.info("%d samples, %d failed", n, failed)
+    limit = ctx.study["simulate"]["max_failed_fraction"]
     if n and failed / n > limit:
-        reasons = sorted(set(ds["reason"].values[ds["converged"].values == 0]))
         # The merged artefact is kept (it records which samples failed and why) but the stage fails.
         raise UserError(f"{failed} of {n} samples failed ({', '.join(reasons)}), more than "
-                        f"simulate.max_failed_fraction = {limit}; see {args.out}")
+                        f"simulate.max_failed_fraction = {limit}; see {ctx.path('out')}")
+
+
+_fixed_mesh = problem_has(cap.MESH)
+
+STAGES = (
+    Stage("operators", operators, "assemble the affine components, the X and M products and the mesh",
+          sections=("problem",), needs=frozenset({cap.MESH}), enabled=_fixed_mesh,
+          outputs=(Artefact("out", "fom/operators.h5"),)),
+    Stage("simulate", simulate, "full-order solves of one chunk of a sample set (run under the MPI launcher); "
+          "PETSc options such as -ksp_monitor pass through", sections=FOM_SECTIONS, mpi=True,
+          needs=frozenset({cap.MESH}), enabled=_fixed_mesh, check=check_petsc_options,
+          inputs=(Artefact("parameters", "parameters.h5 from `sample`"),),
+          outputs=(Artefact("out", "snapshots/<set>/chunk<i>.h5"),),
+          options=(Option("set", "sample set", default="train", choices=("train", "test", "validation"),
+                          wildcard="set"),
+                   Option("chunk", "chunk index (simulate.chunk_size samples each)", type=int, default=0,
+                          wildcard="chunk"))),
+    Stage("gather", gather, "merge the chunks of one sample set; fails if too many samples failed",
+          sections=FOM_SECTIONS, enabled=_fixed_mesh,
+          inputs=(Artefact("chunks", "snapshots/<set>/chunk*.h5", many=True),),
+          outputs=(Artefact("out", "snapshots/<set>.h5"),)),
+)

@@ -15,9 +15,11 @@ from functools import cached_property
 
 import numpy as np
 
+from . import capabilities as cap
 from . import fem
+from .capabilities import ParameterSpace
 from .mesh import TriMesh
-from .problems import Problem, register
+from .problems import Problem, number_range, register
 
 # Plane-stress material matrix split as D(nu) = young / (1 - nu^2) * (D1 + nu * D2); Voigt (xx, yy, xy).
 _D1 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
@@ -254,8 +256,22 @@ class TensilePlate(Problem):
     mesh cells across the plate width (h = width / mesh_n)."""
 
     name = "tensile_plate"
-    affine = False
-    fixed_mesh = False
+    capabilities = frozenset({cap.PARAMETERS, cap.GEOMETRY_FAMILY})
+    arguments = {
+        "mesh": {"type": "object", "default": {}, "additionalProperties": False,
+                 "properties": {"n": {"type": "integer", "minimum": 4, "maximum": 400, "default": 12,
+                                      "description": "mesh cells across the plate width"}}},
+        "width": {"type": "number", "exclusiveMinimum": 0, "default": 1.0},
+        "height": {"type": "number", "exclusiveMinimum": 0, "default": 2.0},
+        "notches": {"type": "integer", "minimum": 0, "maximum": 8, "default": 1},
+        "notch_depth": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.35, "default": 0.15,
+                        "description": "fraction of the width"},
+        "young": {"type": "number", "exclusiveMinimum": 0, "default": 100.0},
+        "pressure_range": number_range((0.5, 1.5)), "bending_range": number_range((-0.5, 0.5)),
+        "nu_range": number_range((0.2, 0.4)),
+    }
+    output_fields = {"u_x": "length", "u_y": "length", "von_mises": "stress"}
+    output_scalars = {"max_von_mises": "stress", "compliance": "energy"}
     # Linear elasticity: every output is positively homogeneous in the load amplitudes, of degree 1
     # (displacements, stresses) or 2 (compliance = f . u); MMGP's load scaling uses it.
     load_parameters = ("pressure", "bending")
@@ -273,13 +289,23 @@ class TensilePlate(Problem):
         self.notches, self.notch_depth, self.young = int(notches), float(notch_depth), float(young)
         self.ranges = [tuple(map(float, r)) for r in (pressure_range, bending_range, nu_range)]
 
-    @property
-    def parameter_names(self):
-        return ["pressure", "bending", "nu"]
+    @classmethod
+    def parameter_space(cls, args: dict) -> ParameterSpace:
+        keys = ("pressure_range", "bending_range", "nu_range")
+        defaults = ((0.5, 1.5), (-0.5, 0.5), (0.2, 0.4))
+        return ParameterSpace(("pressure", "bending", "nu"), [args.get(k, d) for k, d in zip(keys, defaults)],
+                              [[-np.inf, np.inf], [-np.inf, np.inf], [-1.0, 0.5]], units=("stress", "stress", "1"))
 
-    @property
-    def default_bounds(self):
-        return np.array(self.ranges)
+    def arguments_used(self):
+        return dict(zip(("pressure_range", "bending_range", "nu_range"), self.ranges))
+
+    def solve_geometry(self, mesh: PlateMesh, mu, backend="petsc", options=None, comm=None) -> "ElasticSolution":
+        """One sample of the family: its mesh solved at the load parameters mu."""
+        model = PlateModel(self, mesh, backend, options, comm)
+        try:
+            return model.solve(mu)
+        finally:
+            model.destroy()
 
     @property
     def h(self) -> float:

@@ -16,15 +16,24 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from . import capabilities as cap
 from . import fem
+from .capabilities import ParameterSpace
 from .mesh import unit_square
-from .problems import Problem, register
+from .problems import UNIT_SQUARE_MESH, Problem, number_range, register
 
 
 @register
 class NonaffineDiffusion(Problem):
     name = "nonaffine_diffusion"
-    affine = False
+    capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.ENTRY_PROBE, cap.COEFFICIENT_EIM,
+                              cap.COERCIVITY_BOUND})
+    arguments = {
+        "mesh": UNIT_SQUARE_MESH,
+        "amplitude_range": number_range((0.1, 10.0), "default bounds of mu_0 (kappa = 1 + mu_0 g > 0 needs mu_0 > -1)"),
+        "center_range": number_range((0.4, 0.6), "default bounds of the bump centre mu_1, mu_2"),
+        "width": {"type": "number", "exclusiveMinimum": 0, "default": 0.2},
+    }
 
     def __init__(self, mesh_n: int = 32, amplitude_range=(0.1, 10.0), center_range=(0.4, 0.6), width: float = 0.2):
         super().__init__(unit_square(mesh_n))
@@ -34,13 +43,18 @@ class NonaffineDiffusion(Problem):
         if self.width <= 0:
             raise ValueError(f"width = {width}: expected > 0")
 
-    @property
-    def parameter_names(self):
-        return ["mu_0", "mu_1", "mu_2"]
+    @classmethod
+    def parameter_space(cls, args: dict) -> ParameterSpace:
+        a, c = args.get("amplitude_range", (0.1, 10.0)), args.get("center_range", (0.4, 0.6))
+        return ParameterSpace(("mu_0", "mu_1", "mu_2"), [a, c, c], [[-1.0, np.inf], [-np.inf, np.inf], [-np.inf, np.inf]])
+
+    def arguments_used(self):
+        return {"amplitude_range": self.amplitude_range, "center_range": self.center_range}
 
     @property
-    def default_bounds(self):
-        return np.array([self.amplitude_range, self.center_range, self.center_range])
+    def eim_points(self) -> np.ndarray:
+        """Where g is interpolated: the element centroids (kappa is piecewise constant)."""
+        return self.mesh.centroids
 
     # -- the non-affine coefficient -----------------------------------------------------------
     def g(self, xy: np.ndarray, mu: np.ndarray) -> np.ndarray:

@@ -24,17 +24,29 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from . import capabilities as cap
 from . import fem
-from .petsc import SolveInfo
-from .problems import Problem, register
+from .capabilities import ParameterSpace
 from .mesh import unit_square
+from .petsc import SolveInfo
+from .problems import UNIT_SQUARE_MESH, Problem, number_range, register
+
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 
 
 @register
 class NonlinearHeat(Problem):
     name = "nonlinear_heat"
-    transient = True
-    affine = False
+    capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.TRANSIENT, cap.NONLINEAR})
+    arguments = {
+        "mesh": UNIT_SQUARE_MESH,
+        "dt": {**_POSITIVE, "default": 0.002}, "steps": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 25},
+        "rho_c": {**_POSITIVE, "default": 1.0}, "k0": {**_POSITIVE, "default": 1.0},
+        "beta": {"type": "number", "minimum": 0, "default": 1.0}, "source_width": {**_POSITIVE, "default": 0.1},
+        "travel": {"type": "number", "default": 0.2},
+        "x_source_range": number_range((0.2, 0.5)), "y_source_range": number_range((0.2, 0.8)),
+        "q0_range": number_range((40.0, 120.0)),
+    }
     units = "K"
 
     def __init__(self, mesh_n: int = 24, dt: float = 0.002, steps: int = 25, rho_c: float = 1.0, k0: float = 1.0,
@@ -46,13 +58,15 @@ class NonlinearHeat(Problem):
         self.source_width, self.travel = float(source_width), float(travel)
         self.ranges = np.array([x_source_range, y_source_range, q0_range], dtype=float)
 
-    @property
-    def parameter_names(self):
-        return ["x_source", "y_source", "q0"]
+    @classmethod
+    def parameter_space(cls, args: dict) -> ParameterSpace:
+        keys = ("x_source_range", "y_source_range", "q0_range")
+        defaults = ((0.2, 0.5), (0.2, 0.8), (40.0, 120.0))
+        return ParameterSpace(("x_source", "y_source", "q0"), [args.get(k, d) for k, d in zip(keys, defaults)],
+                              units=("1", "1", "K/s"))
 
-    @property
-    def default_bounds(self):
-        return self.ranges
+    def arguments_used(self):
+        return dict(zip(("x_source_range", "y_source_range", "q0_range"), map(tuple, self.ranges)))
 
     @property
     def times(self) -> np.ndarray:
@@ -115,11 +129,6 @@ class NonlinearHeat(Problem):
         Ku = np.einsum("eij,ej->ei", Ke, ue)
         dk = self.dk_of(ubar) / 3.0
         return self.k_of(ubar)[:, None, None] * Ke + Ku[:, :, None] * dk[:, None, None]
-
-    def element_flux(self, elems: np.ndarray, ue: np.ndarray) -> np.ndarray:
-        """Heat flux -k(u) grad u per element, (n_sel, 2): the dual quantity of the adaptive ROM."""
-        grad = np.einsum("eik,ei->ek", self.gradients_e[elems], ue)
-        return -self.conductivity(ue)[:, None] * grad
 
     # -- whole-mesh evaluations (snapshots of the nonlinear term and of the flux) ---------------
     def element_values(self, u: np.ndarray) -> np.ndarray:

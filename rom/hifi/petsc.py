@@ -138,3 +138,12 @@ class LinearSolver:
     def destroy(self):
         for obj in (self.ksp, self.A, self.b, self.x):
             obj.destroy()
+
+
+def unused_options(options: dict | None) -> list[str]:
+    """Names of config options that PETSc has not read in this process (PetscOptionsUsed), unless the
+    command line set them (then the command line's value was the one used)."""
+    from .petsc_options import used
+
+    names = [str(k).lstrip("-") for k in (options or {})]
+    return [n for n, u in used(names, prefix="").items() if not u]

@@ -3,61 +3,97 @@
 A problem knows its mesh, its parameters and how to assemble, for a row range of the free dofs,
 the operator values and right-hand sides. Affine problems expose their components
 (`operator_terms`, `theta`, `rhs_terms`, `phi`), so later stages rebuild A(mu) without mesh code.
+What each problem can do is declared in `capabilities` (rom.hifi.capabilities); its study-file keys
+in `arguments` (JSON-schema properties, checked by the config validator); its parameters by the
+classmethod `parameter_space(args)`, which needs no mesh.
 """
 from __future__ import annotations
 
-import abc
+import inspect
 from functools import cached_property
 
 import numpy as np
 
+from . import capabilities as cap
 from . import fem
+from .capabilities import ParameterSpace
 from .mesh import TriMesh, side_indicators, unit_square
+from .registry import PROBLEMS, register  # noqa: F401  (re-exported: problem modules register here)
+
+# Study-file keys shared by the problems on the unit square.
+UNIT_SQUARE_MESH = {"type": "object", "default": {}, "additionalProperties": False,
+                    "properties": {"n": {"type": "integer", "minimum": 2, "default": 32,
+                                         "description": "cells per side of the unit square"}}}
 
 
-class Problem(abc.ABC):
+def positive_range(default, description="") -> dict:
+    """Schema of a (lower, upper) range of positive numbers."""
+    return {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2,
+            "increasing": True, "default": list(default), "description": description}
+
+
+def number_range(default, description="") -> dict:
+    return {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2, "increasing": True,
+            "default": list(default), "description": description}
+
+
+class Problem:
+    """Shared implementation of the problems on one P1 mesh (capability `mesh`). Subclasses declare
+    `name`, `capabilities`, `arguments` and `parameter_space`."""
+
     name: str = ""
-    transient = False
-    affine = True
-    # False for problems whose every sample has its own mesh (geometry families): they skip the
-    # fixed-mesh stages (operators, simulate, gather, pod) and bring their own rules.
-    fixed_mesh = True
+    capabilities: frozenset = frozenset({cap.PARAMETERS, cap.MESH})
+    arguments: dict = {"mesh": UNIT_SQUARE_MESH}
     units = "1"
 
     def __init__(self, mesh: TriMesh):
         self.mesh = mesh
 
-    # -- parameters ---------------------------------------------------------------------------
+    @classmethod
+    def from_arguments(cls, args: dict):
+        """The problem from its validated study-file keys (`mesh.n` is the constructor's `mesh_n`)."""
+        args = dict(args)
+        mesh = args.pop("mesh", None)
+        if "mesh_n" in inspect.signature(cls).parameters:
+            if mesh:
+                args["mesh_n"] = mesh["n"]
+        elif mesh is not None:
+            args["mesh"] = mesh
+        return cls(**args)
+
+    # -- what the stages ask -----------------------------------------------------------------------
     @property
-    @abc.abstractmethod
+    def transient(self) -> bool:
+        return cap.TRANSIENT in self.capabilities
+
+    @property
+    def affine(self) -> bool:
+        return cap.AFFINE in self.capabilities
+
+    @property
+    def fixed_mesh(self) -> bool:
+        return cap.MESH in self.capabilities
+
+    # -- parameters (subclasses declare the classmethod parameter_space(args)) -----------------
+    @cached_property
+    def space(self) -> ParameterSpace:
+        return self.parameter_space(self.arguments_used())
+
+    def arguments_used(self) -> dict:
+        """The study-file keys this object was built with (for its parameter space)."""
+        return {}
+
+    @property
     def parameter_names(self) -> list[str]:
         """Names of the parameters, in the order of mu."""
+        return list(self.space.names)
 
     @property
-    @abc.abstractmethod
     def default_bounds(self) -> np.ndarray:
         """(d, 2) parameter box used when the study's `parameters` section does not override it."""
+        return self.space.bounds
 
-    # -- affine structure (non-affine problems override operator_values / rhs instead) ----------
-    def _not_affine(self):
-        return TypeError(f"problem {self.name} has no affine decomposition; use operator_values(mu, pattern)")
-
-    def operator_terms(self, pattern: fem.Pattern) -> np.ndarray:
-        """(Q, nnz) values of A_q on `pattern`."""
-        raise self._not_affine()
-
-    def theta(self, mu: np.ndarray) -> np.ndarray:
-        """(n, Q) coefficients of the operator terms for parameters mu (n, d)."""
-        raise self._not_affine()
-
-    def rhs_terms(self, pattern: fem.Pattern) -> np.ndarray:
-        """(P, n_rows) load vectors f_p on the owned rows."""
-        raise self._not_affine()
-
-    def phi(self, mu: np.ndarray) -> np.ndarray:
-        """(n, P) coefficients of the load terms."""
-        raise self._not_affine()
-
+    # -- stationary solve from the affine structure (non-affine problems override these two) -----
     def operator_values(self, mu: np.ndarray, pattern: fem.Pattern) -> np.ndarray:
         return self.theta(np.atleast_2d(mu))[0] @ self._cached(pattern, "A", self.operator_terms)
 
@@ -89,6 +125,13 @@ class ThermalBlock(Problem):
     of a B1 x B2 grid (blocks numbered x fastest). Affine: theta_q(mu) = mu_q, one load term."""
 
     name = "thermal_block"
+    capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.AFFINE})
+    arguments = {
+        "mesh": UNIT_SQUARE_MESH,
+        "blocks": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 64}, "minItems": 2,
+                   "maxItems": 2, "default": [2, 2], "description": "B1 x B2 blocks (numbered x fastest)"},
+        "mu_range": positive_range((0.1, 1.0), "default bounds of every block conductivity"),
+    }
     solution_degree = -1  # u(lambda mu) = u(mu) / lambda: homogeneous of degree -1 (used by POD+GP)
 
     def __init__(self, mesh_n: int = 64, blocks=(2, 2), mu_range=(0.1, 1.0)):
@@ -96,17 +139,19 @@ class ThermalBlock(Problem):
         self.blocks = tuple(int(b) for b in blocks)
         self.mu_range = tuple(float(v) for v in mu_range)
 
+    @classmethod
+    def parameter_space(cls, args: dict) -> ParameterSpace:
+        b1, b2 = args.get("blocks", (2, 2))
+        q = b1 * b2
+        return ParameterSpace(tuple(f"mu_{i}" for i in range(q)), np.tile(args.get("mu_range", (0.1, 1.0)), (q, 1)),
+                              np.tile([0.0, np.inf], (q, 1)), units=("1",) * q)
+
+    def arguments_used(self):
+        return {"blocks": self.blocks, "mu_range": self.mu_range}
+
     @property
     def n_terms(self) -> int:
         return self.blocks[0] * self.blocks[1]
-
-    @property
-    def parameter_names(self):
-        return [f"mu_{q}" for q in range(self.n_terms)]
-
-    @property
-    def default_bounds(self):
-        return np.tile(self.mu_range, (self.n_terms, 1))
 
     @cached_property
     def block_of_element(self) -> np.ndarray:
@@ -142,7 +187,14 @@ class Heat(Problem):
     lifting of side s; the matrix is the same for every step and every parameter."""
 
     name = "heat"
-    transient = True
+    capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.TRANSIENT, cap.AFFINE})
+    arguments = {
+        "mesh": UNIT_SQUARE_MESH,
+        "dt": {"type": "number", "exclusiveMinimum": 0, "default": 0.005, "description": "time step"},
+        "steps": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 100},
+        "alpha": {"type": "number", "exclusiveMinimum": 0, "default": 1.0, "description": "diffusivity"},
+        "temperature_range": number_range((0.0, 1.0), "default bounds of the five temperatures"),
+    }
     units = "K"
 
     def __init__(self, mesh_n: int = 32, dt: float = 0.005, steps: int = 100, alpha: float = 1.0,
@@ -151,13 +203,14 @@ class Heat(Problem):
         self.dt, self.steps, self.alpha = float(dt), int(steps), float(alpha)
         self.temperature_range = tuple(float(v) for v in temperature_range)
 
-    @property
-    def parameter_names(self):
-        return ["T_init", "T_left", "T_right", "T_bottom", "T_top"]
+    NAMES = ("T_init", "T_left", "T_right", "T_bottom", "T_top")
 
-    @property
-    def default_bounds(self):
-        return np.tile(self.temperature_range, (5, 1))
+    @classmethod
+    def parameter_space(cls, args: dict) -> ParameterSpace:
+        return ParameterSpace(cls.NAMES, np.tile(args.get("temperature_range", (0.0, 1.0)), (5, 1)), units=("K",) * 5)
+
+    def arguments_used(self):
+        return {"temperature_range": self.temperature_range}
 
     @property
     def times(self) -> np.ndarray:
@@ -188,20 +241,5 @@ class Heat(Problem):
         return self.mesh.full_field(u, self.boundary_values(mu))
 
 
-PROBLEMS = {cls.name: cls for cls in (ThermalBlock, Heat)}
-
-
-def register(cls):
-    """Class decorator for problems defined in other modules."""
-    PROBLEMS[cls.name] = cls
-    return cls
-
-
-def make_problem(spec: dict) -> Problem:
-    """Problem from the study config's `problem` section."""
-    spec = dict(spec)
-    name = spec.pop("name")
-    if name not in PROBLEMS:
-        raise ValueError(f"problem.name = {name!r}: expected one of {sorted(PROBLEMS)}")
-    mesh = spec.pop("mesh", {})
-    return PROBLEMS[name](mesh_n=mesh.get("n", 32), **spec)
+register(ThermalBlock)
+register(Heat)

@@ -9,8 +9,8 @@ from typing import Iterator
 
 import numpy as np
 
+from . import capabilities as cap
 from . import fem
-from .problems import Problem
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Sample:
 class FullOrderModel:
     """A problem bound to a linear-solver backend on a row range of its free dofs."""
 
-    def __init__(self, problem: Problem, backend: str = "petsc", options: dict | None = None, comm=None):
+    def __init__(self, problem, backend: str = "petsc", options: dict | None = None, comm=None):
         self.problem = problem
         n = problem.mesh.n_dofs
         if backend == "petsc":
@@ -66,12 +66,16 @@ class FullOrderModel:
         """Implicit Euler steps of a transient problem: yields (step, time, gathered u or None, info)
         as soon as each step is solved, so a streaming client can send it at once."""
         p = self.problem
-        if hasattr(p, "trajectory"):  # nonlinear problems bring their own (Newton) time stepping
+        if cap.NONLINEAR in p.capabilities:  # nonlinear problems bring their own (Newton) time stepping
             yield from p.trajectory(self, mu)
             return
-        # The step matrix is parameter independent for the heat problem: factor / set up once.
-        if not hasattr(self, "_mass"):
+        # The step matrix M + dt A(mu) is set up again only when it changes (never, for the heat
+        # problem, whose theta does not depend on mu): the preconditioner is built once per matrix.
+        key = tuple(np.round(p.theta(np.atleast_2d(mu))[0], 15)) if cap.AFFINE in p.capabilities else tuple(mu)
+        if getattr(self, "_step_key", None) != key:
             self.solver.set_values(p.operator_values(mu, self.pattern))
+            self._step_key = key
+        if not hasattr(self, "_mass"):
             self._mass = self.solver.operator(p.mass_product(self.pattern))
         lift = p.rhs(mu, self.pattern)
         u = p.initial_state(mu, self.pattern.n_rows)
@@ -93,3 +97,16 @@ class FullOrderModel:
         ok = last is not None and last.converged and len(fields) == self.problem.steps + 1
         U = np.stack(fields) if self.rank == 0 and ok else None
         return Sample(U, ok, last.reason if last else "NO_STEPS", its, time.perf_counter() - t0)
+
+    def solve_sample(self, mu: np.ndarray) -> Sample:
+        """One sample: a stationary solve or a whole trajectory, whichever the problem is."""
+        return self.solve_trajectory(mu) if cap.TRANSIENT in self.problem.capabilities else self.solve(mu)
+
+    def solve_samples(self, mus: np.ndarray, each=None) -> list[Sample]:
+        """Every sample in order (one PETSc solve or trajectory each); `each(i, sample)` after each."""
+        out = []
+        for i, mu in enumerate(np.atleast_2d(mus)):
+            out.append(self.solve_sample(mu))
+            if each is not None:
+                each(i, out[-1])
+        return out

@@ -247,3 +247,72 @@ def relative_errors(states: np.ndarray, reference: np.ndarray, X) -> np.ndarray:
     num = np.sqrt(np.einsum("td,td->t", E, (X @ E.T).T))
     den = np.sqrt(np.einsum("td,td->t", reference, (X @ reference.T).T))
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.ndarray, a: dict, fom, step,
+                   log=None):
+    """The `adaptive_rom` artefact: the hyper-reduced ROM built from the train trajectories S, run at
+    each parameter of `mus` without and with the indicator-driven enrichment (full-order steps by
+    `step`), against full-order references from `fom`."""
+    import copy
+
+    import xarray as xr
+    from scipy.stats import spearmanr
+
+    from rom.artefacts import strings
+
+    t0 = time.perf_counter()
+    rom0 = HyperReducedROM.from_snapshots(problem, ops.M, ops.X, S, mu_train, a["tol_state"], a["tol_nonlinear"],
+                                          a["tol_flux"], a["max_modes"], a["hyper_reduction"])
+    offline = time.perf_counter() - t0
+    if log is not None:
+        log.info("hyper-reduced ROM: N = %d, %d DEIM points, %d reduced elements of %d (%.1f s)", rom0.N, rom0.m,
+                 len(rom0.E), len(problem.mesh.triangles), offline)
+    rows = {k: [] for k in ("err_static", "err_adaptive", "eta_static", "eta_adaptive", "enriched", "basis_size")}
+    fom_seconds, online_static, online_adaptive, fom_step_seconds, fom_steps = [], [], [], [], []
+    for m in mus:  # a few parameters
+        t1 = time.perf_counter()
+        ref = fom.solve_trajectory(m)
+        fom_seconds.append(time.perf_counter() - t1)
+        if not ref.converged:
+            raise ValueError(f"adaptive_rom.mu = {list(m)}: the full-order reference failed ({ref.reason})")
+        static = run_adaptive(copy.deepcopy(rom0), m)
+        step.seconds = 0.0
+        adapt = run_adaptive(copy.deepcopy(rom0), m, a["indicator_tol"], step)
+        rows["err_static"].append(relative_errors(static.states, ref.u, ops.X))
+        rows["err_adaptive"].append(relative_errors(adapt.states, ref.u, ops.X))
+        rows["eta_static"].append(static.indicator)
+        rows["eta_adaptive"].append(adapt.indicator)
+        rows["enriched"].append(adapt.enriched)
+        rows["basis_size"].append(adapt.basis_size)
+        online_static.append(static.online_seconds)
+        online_adaptive.append(adapt.online_seconds)
+        fom_step_seconds.append(step.seconds)
+        fom_steps.append(adapt.fom_steps)
+        if log is not None:
+            log.info("mu = %s: max error %.3g static, %.3g adaptive with %d FOM steps", list(m),
+                     rows["err_static"][-1].max(), rows["err_adaptive"][-1].max(), fom_steps[-1])
+    rank_corr = [spearmanr(e[1:], h[1:]).correlation for e, h in zip(rows["err_static"], rows["eta_static"])]
+    dims = ("case", "time")
+    return xr.Dataset(
+        {
+            "mu": (("case", "parameter"), mus),
+            "error_static": (dims, np.array(rows["err_static"]), {"long_name": "relative X error, no enrichment"}),
+            "error_adaptive": (dims, np.array(rows["err_adaptive"])),
+            "indicator_static": (dims, np.array(rows["eta_static"]), {"long_name": "Gappy-POD flux residual"}),
+            "indicator_adaptive": (dims, np.array(rows["eta_adaptive"])),
+            "enriched": (dims, np.array(rows["enriched"]), {"long_name": "1 where a full-order step was taken"}),
+            "basis_size": (dims, np.array(rows["basis_size"])),
+            "fom_steps": ("case", np.array(fom_steps)),
+            "rank_correlation": ("case", np.array(rank_corr), {"long_name": "Spearman(indicator, error), no enrichment"}),
+            "fom_seconds": ("case", np.array(fom_seconds), {"units": "s"}),
+            "rom_seconds_static": ("case", np.array(online_static), {"units": "s"}),
+            "rom_seconds_adaptive": ("case", np.array(online_adaptive), {"units": "s", "long_name": "ROM + enrichments"}),
+            "fom_step_seconds_adaptive": ("case", np.array(fom_step_seconds), {"units": "s"}),
+        },
+        coords={"time": problem.times, "parameter": strings(problem.parameter_names)},
+        attrs={"N": rom0.N, "m": rom0.m, "reduced_elements": len(rom0.E), "flux_modes": len(rom0.Wpod.V),
+               "n_elements": len(problem.mesh.triangles), "n_dofs": problem.mesh.n_dofs,
+               "indicator_operations": rom0.indicator_operation_count, "indicator_tol": a["indicator_tol"],
+               "error_tol": a["error_tol"], "offline_seconds": offline, "hyper_reduction": a["hyper_reduction"]},
+    )

@@ -6,7 +6,7 @@ arrays and evaluated in NumPy, so the artefact needs no pickle and selection cos
 matrix-vector products."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -59,24 +59,3 @@ class NearestMedoidSelector:
         z = (np.atleast_2d(mu) - self.lower) / (self.upper - self.lower)
         zm = (self.medoid_mu - self.lower) / (self.upper - self.lower)
         return np.argmin(((z[:, None, :] - zm[None]) ** 2).sum(axis=2), axis=1)
-
-
-@dataclass
-class LocalDictionary:
-    """Local X-orthonormal bases (one per cluster) and a selector; `solve` is the projection of a
-    given state onto the selected basis (the dictionary is reused by any Galerkin ROM)."""
-
-    bases: list[np.ndarray]
-    selector: object
-    X: object = field(default=None, repr=False)
-
-    def select(self, mu: np.ndarray) -> np.ndarray:
-        return self.selector.predict(mu)
-
-    def basis(self, mu: np.ndarray, N: int | None = None) -> np.ndarray:
-        V = self.bases[int(self.select(mu)[0])]
-        return V if N is None else V[:N]
-
-    def project(self, mu: np.ndarray, u: np.ndarray, N: int | None = None) -> np.ndarray:
-        V = self.basis(mu, N)
-        return (V @ (self.X @ u.T)).T @ V

@@ -44,11 +44,6 @@ def lebesgue_constant(U: np.ndarray, P: np.ndarray) -> float:
     return float(1.0 / np.linalg.svd(U[:, P], compute_uv=False).min())
 
 
-def interpolation_operator(U: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """(m, m) matrix T with f ~ (T f[P]) @ U: the coefficients of the interpolant from f[P]."""
-    return np.linalg.inv(U[:, P].T)
-
-
 def interpolate(U: np.ndarray, P: np.ndarray, f_at_P: np.ndarray) -> np.ndarray:
     """The interpolant of f (last axis holds the values at P) in span(U)."""
     return np.linalg.solve(U[:, P].T, np.asarray(f_at_P).T).T @ U

@@ -1,12 +1,18 @@
-# Config access and paths shared by every rule file. The config is validated here, against the same
-# schema the CLI uses, before any job runs; a bad config ends in one line and a non-zero exit.
-import json
+# Config access, paths and the helpers every rule file uses (no rules here). The studies of the
+# invocation are validated here, against the same schema and stage declarations the CLI uses, before
+# any job runs; a bad config ends in one line and a non-zero exit.
+#
+# Which study runs: the study files given with --configfile, alone (merged in order if several), with
+# the schema's defaults for everything they do not set; with no --configfile, the default study
+# config/config.yaml (and its include_studies). --config KEY=VALUE overrides apply on top either way.
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from rom import config as romconfig
-from rom.commands.simulate import n_chunks
+from rom import pipeline
+from rom.design import n_chunks as _n_chunks
 
 # Rules call `python -m rom`: the interpreter that runs Snakemake (the project's venv) comes first.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -15,7 +21,8 @@ for _key in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "OMPI_M
     os.environ.setdefault(_key, "1")
 
 try:
-    STUDIES = romconfig.studies(config, "config")
+    _config, _source, _base = romconfig.invocation(workflow.overwrite_configfiles, config)
+    STUDIES = romconfig.studies(_config, _source, _base)
 except romconfig.ConfigError as _exc:
     sys.stderr.write(f"romflow: config error: {_exc}\n")
     raise SystemExit(1)
@@ -42,44 +49,87 @@ def study_file(w):
     return ancient(f"results/{w.study}/study.yaml")
 
 
-def trigger(*sections):
-    """A params value that changes exactly when the named config sections of the study change."""
+def trigger(stage):
+    """A params value that changes exactly when the config sections the stage declares change."""
+    sections = pipeline.DECLARED[stage].sections
     return lambda w: romconfig.digest([STUDIES[w.study].get(s) for s in sections])
 
 
 FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
 
 
-def chunks(w):
-    s = STUDIES[w.study]
-    n = n_chunks(s, w.set) if not (w.set == "train" and s["design"]["method"] in ("grid", "list")) else None
-    if n is None:  # grid and list designs know their size only from the parameters artefact
-        n = n_chunks(s, w.set, n_design_samples(s))
-    return expand("results/{study}/snapshots/{set}/chunk{chunk}.h5", study=w.study, set=w.set, chunk=range(n))
+def sections_trigger(*sections):
+    """The trigger of an undeclared stage, from the named sections (the digest of their settings)."""
+    return lambda w: romconfig.digest([STUDIES[w.study].get(s) for s in sections])
 
 
-def n_design_samples(s):
-    from rom.design import sample_sets
+def stage_args(stage):
+    """The stage's command-line arguments from its declaration: --study-config, each declared input
+    and output the rule names, and the options its wildcards supply."""
+    s = pipeline.STAGES[stage]
 
-    return len(sample_sets(s)["train"])
+    def args(w, input, output):
+        out = ["--study-config", input.cfg] if s.study else []
+        for a in s.inputs + s.outputs:
+            files = input if a in s.inputs else output
+            if a.name in files.keys():
+                value = files[a.name]
+                out += [a.flag, *([value] if isinstance(value, str) else list(value))]
+        for o in s.options:
+            if o.wildcard is not None:
+                out += [o.flag, w[o.wildcard]]
+        return " ".join(shlex.quote(str(v)) for v in out)
+
+    return args
+
+
+def command(stage):
+    """The shell command of a stage's rule (MPI stages under the launcher, `params.launch`)."""
+    s = pipeline.STAGES[stage]
+    launch = "{params.launch} " if s.mpi else ""
+    return f"{launch}python -m {s.package} {s.command} {{params.args}} > {{log}} 2>&1"
 
 
 def mpi_ranks(w):
     return STUDIES[w.study]["simulate"]["mpi_ranks"]
 
 
-def mpi_launcher(w):
-    """The launcher prefix of a simulate job (resource `mpi`, rank count included). The SLURM
-    profile replaces it by `srun -n <ranks>`, or by nothing for one rank: the executor plugin
-    rejects an MPI job with a single task."""
-    return f"mpiexec -n {mpi_ranks(w)}"
+def mpi_launcher():
+    """The one place the MPI launcher is chosen: srun under the SLURM executor (the profile's
+    `executor: slurm`, and its job steps), mpiexec otherwise."""
+    plugin = workflow.executor_plugin
+    return "srun" if plugin is not None and plugin.name.startswith("slurm") else "mpiexec"
+
+
+def launch(w):
+    """The launcher prefix of an MPI job; none for one rank (the SLURM executor plugin refuses MPI jobs
+    of one task, and one rank needs no launcher)."""
+    ranks = mpi_ranks(w)
+    return f"{mpi_launcher()} -n {ranks}" if ranks > 1 else ""
+
+
+def mpi_resource(w):
+    """Resource `mpi` (what the SLURM executor plugin reads): the launcher's name for several ranks."""
+    return mpi_launcher() if mpi_ranks(w) > 1 else ""
 
 
 def fixed_mesh(study):
     """Whether the study's problem lives on one mesh (the sample/simulate/pod chain applies)."""
-    from rom.hifi.problems import PROBLEMS
+    return pipeline.fixed_mesh(STUDIES[study])
 
-    return PROBLEMS[STUDIES[study]["problem"]["name"]].fixed_mesh
+
+def runs(stage, study):
+    """Whether a declared stage runs for the study."""
+    return pipeline.DECLARED[stage].runs_for(STUDIES[study])
+
+
+def n_samples(study, set_name):
+    return romconfig.design_sizes(STUDIES[study], romconfig.parameter_space(STUDIES[study]).dim)[set_name]
+
+
+def chunks(w):
+    n = _n_chunks(n_samples(w.study, w.set), STUDIES[w.study]["simulate"]["chunk_size"])
+    return expand("results/{study}/snapshots/{set}/chunk{chunk}.h5", study=w.study, set=w.set, chunk=range(n))
 
 
 # Report sections: each rule file registers a function study -> list of section JSON paths.
@@ -88,3 +138,17 @@ REPORT_SECTIONS = []
 
 def report_sections(w):
     return [p for fn in REPORT_SECTIONS for p in fn(w.study)]
+
+
+def study_warnings(studies):
+    """The warnings stages wrote into the report sections of these studies (shown at the end of a run)."""
+    import json
+
+    out = []
+    for study in studies:
+        for path in sorted(Path("results", study, "sections").glob("*.json")):
+            try:
+                out += [f"{study}: {w}" for w in json.loads(path.read_text()).get("warnings", [])]
+            except (OSError, ValueError):
+                pass
+    return out

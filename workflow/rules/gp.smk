@@ -1,7 +1,7 @@
 # POD + GP on fixed-mesh parametric studies (gp.enabled): fit, then test errors, coverage, figures.
 
 
-gp_enabled = lambda study: fixed_mesh(study) and STUDIES[study].get("gp", {}).get("enabled", False)
+gp_enabled = lambda study: runs("gp", study)
 # The RB comparison is optional: only when the RB stage runs for the study.
 gp_rb_inputs = lambda w: (
     {"rb": f"results/{w.study}/rom/rb_metrics.h5"}
@@ -20,7 +20,7 @@ rule gp:
     output:
         "results/{study}/surrogates/gp.h5",
     params:
-        trigger=trigger("gp", "seed"),
+        trigger=sections_trigger("gp", "seed"),
         threads=lambda w: STUDIES[w.study]["gp"]["threads"],
     threads: 1
     log:
@@ -61,7 +61,7 @@ rule evaluate_gp:
         ),
         section="results/{study}/sections/gp.json",
     params:
-        trigger=trigger("gp"),
+        trigger=sections_trigger("gp"),
         extra=gp_rb_args,
         threads=lambda w: STUDIES[w.study]["gp"]["threads"],
     log:

@@ -1,8 +1,8 @@
 # Local reduced bases by clustering, and the adaptive hyper-reduced nonlinear ROM (issue 4).
 
 
-local_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["local"]["enabled"]
-adaptive_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["adaptive_rom"]["enabled"]
+local_enabled = lambda study: runs("cluster", study)
+adaptive_enabled = lambda study: runs("adaptive_rom", study)
 # Inputs of figures_local: the artefacts of the enabled stages, passed on as --clusters/--local/--adaptive.
 local_figure_inputs = lambda w: {
     **({"clusters": f"results/{w.study}/rom/local/clusters.h5", "local": f"results/{w.study}/rom/local/local_bases.h5"}
@@ -17,16 +17,16 @@ rule cluster:
         operators="results/{study}/fom/operators.h5",
         train="results/{study}/snapshots/train.h5",
     output:
-        "results/{study}/rom/local/clusters.h5",
+        out="results/{study}/rom/local/clusters.h5",
     params:
-        trigger=trigger("local"),
+        trigger=trigger("cluster"),
+        args=stage_args("cluster"),
     log:
         "results/{study}/logs/cluster.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom cluster --study-config {input.cfg} --operators {input.operators} --train {input.train} "
-        "--out {output} > {log} 2>&1"
+        command("cluster")
 
 
 rule local_bases:
@@ -37,16 +37,16 @@ rule local_bases:
         test="results/{study}/snapshots/test.h5",
         clusters="results/{study}/rom/local/clusters.h5",
     output:
-        "results/{study}/rom/local/local_bases.h5",
+        out="results/{study}/rom/local/local_bases.h5",
     params:
-        trigger=trigger("local"),
+        trigger=trigger("local_bases"),
+        args=stage_args("local_bases"),
     log:
         "results/{study}/logs/local_bases.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom local-bases --study-config {input.cfg} --operators {input.operators} --train {input.train} "
-        "--test {input.test} --clusters {input.clusters} --out {output} > {log} 2>&1"
+        command("local_bases")
 
 
 rule adaptive_rom:
@@ -56,16 +56,16 @@ rule adaptive_rom:
         train="results/{study}/snapshots/train.h5",
         test="results/{study}/snapshots/test.h5",
     output:
-        "results/{study}/rom/adaptive_rom.h5",
+        out="results/{study}/rom/adaptive_rom.h5",
     params:
-        trigger=trigger("adaptive_rom", "simulate"),
+        trigger=trigger("adaptive_rom"),
+        args=stage_args("adaptive_rom"),
     log:
         "results/{study}/logs/adaptive_rom.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom adaptive-rom --study-config {input.cfg} --operators {input.operators} --train {input.train} "
-        "--test {input.test} --out {output} > {log} 2>&1"
+        command("adaptive_rom")
 
 
 rule figures_local:
@@ -76,17 +76,14 @@ rule figures_local:
         section="results/{study}/sections/local.json",
         figdir=directory("results/{study}/figures/local"),
     params:
-        trigger=trigger("report"),
-        files=lambda w, input: " ".join(
-            f"--{k} {v}" for k, v in input.items() if k in ("clusters", "local", "adaptive")
-        ),
+        trigger=trigger("figures_local"),
+        args=stage_args("figures_local"),
     log:
         "results/{study}/logs/figures_local.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom figures-local --study-config {input.cfg} {params.files} --figdir {output.figdir} "
-        "--section {output.section} > {log} 2>&1"
+        command("figures_local")
 
 
 REPORT_SECTIONS.append(

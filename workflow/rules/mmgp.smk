@@ -12,17 +12,18 @@ rule simulate_geometries:
     output:
         "results/{study}/geometries/{set}.h5",
     params:
-        trigger=trigger(*FOM_SECTIONS),
+        trigger=sections_trigger(*FOM_SECTIONS),
+        launch=launch,
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,
-        mpi=mpi_launcher,
+        mpi=mpi_resource,
     log:
         "results/{study}/logs/simulate_geometries_{set}.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "{resources.mpi} python -m surrogates simulate-geometries --study-config {input.cfg} "
+        "{params.launch} python -m surrogates simulate-geometries --study-config {input.cfg} "
         "--parameters {input.parameters} --set {wildcards.set} --out {output} > {log} 2>&1"
 
 
@@ -33,7 +34,7 @@ rule mmgp_fit:
     output:
         "results/{study}/surrogates/mmgp.h5",
     params:
-        trigger=trigger("mmgp", "seed"),
+        trigger=sections_trigger("mmgp", "seed"),
         threads=lambda w: STUDIES[w.study]["mmgp"]["threads"],
     log:
         "results/{study}/logs/mmgp_fit.log",
@@ -53,7 +54,7 @@ rule mmgp_predict:
         predictions="results/{study}/surrogates/mmgp_test.h5",
         vtu=directory("results/{study}/surrogates/vtu"),
     params:
-        trigger=trigger("mmgp"),
+        trigger=sections_trigger("mmgp"),
         threads=lambda w: STUDIES[w.study]["mmgp"]["threads"],
     log:
         "results/{study}/logs/mmgp_predict.log",
@@ -92,7 +93,7 @@ rule evaluate_mmgp:
         ),
         section="results/{study}/sections/mmgp.json",
     params:
-        trigger=trigger("mmgp"),
+        trigger=sections_trigger("mmgp"),
     log:
         "results/{study}/logs/evaluate_mmgp.log",
     conda:

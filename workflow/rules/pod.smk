@@ -8,16 +8,16 @@ rule pod:
         train="results/{study}/snapshots/train.h5",
         test="results/{study}/snapshots/test.h5",
     output:
-        "results/{study}/rom/pod.h5",
+        out="results/{study}/rom/pod.h5",
     params:
         trigger=trigger("pod"),
+        args=stage_args("pod"),
     log:
         "results/{study}/logs/pod.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom pod --study-config {input.cfg} --operators {input.operators} --train {input.train} "
-        "--test {input.test} --out {output} > {log} 2>&1"
+        command("pod")
 
 
 rule figures_pod:
@@ -38,13 +38,15 @@ rule figures_pod:
             subcategory="{study}",
         ),
         section="results/{study}/sections/pod.json",
+    params:
+        trigger=trigger("figures_pod"),
+        args=stage_args("figures_pod"),
     log:
         "results/{study}/logs/figures_pod.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom figures-pod --study-config {input.cfg} --pod {input.pod} --spectrum {output.spectrum} "
-        "--errors {output.errors} --section {output.section} > {log} 2>&1"
+        command("figures_pod")
 
 
 REPORT_SECTIONS.append(

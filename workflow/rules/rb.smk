@@ -20,7 +20,7 @@ rule eim:
     output:
         "results/{study}/rom/eim.h5",
     params:
-        trigger=trigger("problem", "parameters", "eim"),
+        trigger=sections_trigger("problem", "parameters", "eim"),
     log:
         "results/{study}/logs/eim.log",
     conda:
@@ -37,18 +37,19 @@ rule reduced_basis:
     output:
         "results/{study}/rom/rb.h5",
     params:
-        trigger=trigger(*FOM_SECTIONS, "rb", "eim"),
+        trigger=sections_trigger(*FOM_SECTIONS, "rb", "eim"),
         extra=rb_args,
+        launch=launch,
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,
-        mpi="mpiexec",
+        mpi=mpi_resource,
     log:
         "results/{study}/logs/reduced_basis.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "{resources.mpi} -n {resources.tasks} python -m rom reduced-basis --study-config {input.cfg} "
+        "{params.launch} python -m rom reduced-basis --study-config {input.cfg} "
         "--operators {input.operators} {params.extra} --out {output} > {log} 2>&1"
 
 
@@ -62,7 +63,7 @@ rule evaluate_rom:
     output:
         "results/{study}/rom/rb_metrics.h5",
     params:
-        trigger=trigger("rb"),
+        trigger=sections_trigger("rb"),
         extra=eim_args,
     log:
         "results/{study}/logs/evaluate_rom.log",

@@ -5,11 +5,15 @@ rule report:
     input:
         cfg=study_file,
         sections=report_sections,
+        parameters="results/{study}/parameters.h5",
     output:
-        "results/{study}/report.html",
+        out="results/{study}/report.html",
+    params:
+        trigger=trigger("report"),
+        args=stage_args("report"),
     log:
         "results/{study}/logs/report.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom report --study-config {input.cfg} {input.sections} --out {output} > {log} 2>&1"
+        command("report")

@@ -6,30 +6,32 @@ rule sample:
     input:
         cfg=study_file,
     output:
-        "results/{study}/parameters.h5",
+        out="results/{study}/parameters.h5",
     params:
-        trigger=trigger("problem", "parameters", "design", "seed"),
+        trigger=trigger("sample"),
+        args=stage_args("sample"),
     log:
         "results/{study}/logs/sample.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom sample --study-config {input.cfg} --out {output} > {log} 2>&1"
+        command("sample")
 
 
 rule operators:
     input:
         cfg=study_file,
     output:
-        "results/{study}/fom/operators.h5",
+        out="results/{study}/fom/operators.h5",
     params:
-        trigger=trigger("problem"),
+        trigger=trigger("operators"),
+        args=stage_args("operators"),
     log:
         "results/{study}/logs/operators.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom operators --study-config {input.cfg} --out {output} > {log} 2>&1"
+        command("operators")
 
 
 rule simulate:
@@ -37,21 +39,21 @@ rule simulate:
         cfg=study_file,
         parameters="results/{study}/parameters.h5",
     output:
-        "results/{study}/snapshots/{set}/chunk{chunk}.h5",
+        out="results/{study}/snapshots/{set}/chunk{chunk}.h5",
     params:
-        trigger=trigger(*FOM_SECTIONS),
+        trigger=trigger("simulate"),
+        args=stage_args("simulate"),
+        launch=launch,
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,
-        mpi=mpi_launcher,
+        mpi=mpi_resource,
     log:
         "results/{study}/logs/simulate/{set}_chunk{chunk}.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "{resources.mpi} python -m rom simulate --study-config {input.cfg} "
-        "--parameters {input.parameters} --set {wildcards.set} --chunk {wildcards.chunk} "
-        "--out {output} > {log} 2>&1"
+        command("simulate")
 
 
 rule gather:
@@ -59,15 +61,16 @@ rule gather:
         cfg=study_file,
         chunks=chunks,
     output:
-        "results/{study}/snapshots/{set}.h5",
+        out="results/{study}/snapshots/{set}.h5",
     params:
-        trigger=trigger(*FOM_SECTIONS),
+        trigger=trigger("gather"),
+        args=stage_args("gather"),
     log:
         "results/{study}/logs/gather_{set}.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom gather --study-config {input.cfg} {input.chunks} --out {output} > {log} 2>&1"
+        command("gather")
 
 
 rule figures_snapshots:
@@ -84,16 +87,14 @@ rule figures_snapshots:
         ),
         section="results/{study}/sections/simulate.json",
     params:
-        trigger=trigger("report"),
+        trigger=trigger("figures_snapshots"),
+        args=stage_args("figures_snapshots"),
     log:
         "results/{study}/logs/figures_snapshots.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom figures-snapshots --study-config {input.cfg} --operators {input.operators} "
-        "--train {input.train} --figure {output.figure} --section {output.section} > {log} 2>&1"
+        command("figures_snapshots")
 
 
-REPORT_SECTIONS.append(
-    lambda study: [f"results/{study}/sections/simulate.json"] if fixed_mesh(study) else []
-)
+REPORT_SECTIONS.append(lambda study: [f"results/{study}/sections/simulate.json"] if fixed_mesh(study) else [])

@@ -18,7 +18,7 @@ rule train_online:
     wildcard_constraints:
         policy="fifo|firo|reservoir",
     params:
-        trigger=trigger(*SURROGATE_SECTIONS),
+        trigger=sections_trigger(*SURROGATE_SECTIONS),
         checkpoint="results/{study}/surrogate/online_{policy}.ckpt",
         clients="results/{study}/logs/clients_{policy}",
     threads: 2
@@ -41,7 +41,7 @@ rule train_offline:
         model="results/{study}/surrogate/offline.pt",
         history="results/{study}/surrogate/offline.h5",
     params:
-        trigger=trigger(*SURROGATE_SECTIONS),
+        trigger=sections_trigger(*SURROGATE_SECTIONS),
     threads: 2
     log:
         "results/{study}/logs/train_offline.log",
@@ -61,7 +61,7 @@ rule evaluate_surrogate:
         "results/{study}/metrics/surrogate.h5",
     params:
         models=lambda w: labelled(STUDIES[w.study], "pt"),
-        trigger=trigger("surrogate"),
+        trigger=sections_trigger("surrogate"),
     log:
         "results/{study}/logs/evaluate_surrogate.log",
     conda:
@@ -105,7 +105,7 @@ rule figures_surrogate:
         section="results/{study}/sections/surrogate.json",
     params:
         histories=lambda w: labelled(STUDIES[w.study], "h5"),
-        trigger=trigger("surrogate", "report"),
+        trigger=sections_trigger("surrogate", "report"),
     log:
         "results/{study}/logs/figures_surrogate.log",
     conda:

@@ -50,10 +50,11 @@ rule aggregate:
             category="Comparison",
         ),
         section="results/comparison.json",
+    params:
+        args=stage_args("aggregate"),
     log:
         "results/logs/aggregate.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom aggregate --studies {input.studies} --sections {input.sections} --csv {output.csv} "
-        "--html {output.html} --figure {output.figure} --section {output.section} > {log} 2>&1"
+        command("aggregate")

@@ -1,0 +1,259 @@
+"""What a full-order problem can do, as explicit contracts.
+
+A problem class declares `capabilities` (a frozenset of the names below) and implements the members
+of the protocol of each capability it declares; `check_problem_class` verifies that at registration.
+Stages declare the capabilities they need (rom.stage.Stage.needs), and a study whose problem lacks
+one is refused at validation time, naming the capability. Built-in problems, problems declared in a
+study file, user classes given by import path and black-box commands all meet the same contracts.
+
+Conventions shared by every protocol: parameters `mu` are arrays (d,) for one value or (n, d) for a
+batch; vectors live on the free dofs, and a `pattern` (rom.hifi.fem.Pattern) is the CSR sparsity of
+the rows [row_start, row_stop) one MPI rank owns, so assembly is per rank and vectorized.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Protocol
+
+import numpy as np
+
+# Capability names (stages list them in `needs`).
+PARAMETERS = "parameters"
+MESH = "mesh"
+STATIONARY = "stationary"
+TRANSIENT = "transient"
+AFFINE = "affine"
+ENTRY_PROBE = "entry_probe"
+COEFFICIENT_EIM = "coefficient_eim"
+COERCIVITY_BOUND = "coercivity_bound"
+NONLINEAR = "nonlinear"
+GEOMETRY_FAMILY = "geometry_family"
+
+
+@dataclass(frozen=True)
+class ParameterSpace:
+    """Names, default box and distributions of a problem's parameters, readable from the problem's
+    arguments alone (no mesh is built). `admissible` (d, 2) is the open interval where the problem is
+    well posed (a conductivity > 0: (0, inf)); a study's bounds must lie inside it."""
+
+    names: tuple[str, ...]
+    bounds: np.ndarray
+    admissible: np.ndarray | None = None
+    distributions: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        d = len(self.names)
+        object.__setattr__(self, "bounds", np.asarray(self.bounds, dtype=float).reshape(d, 2))
+        adm = np.tile([-np.inf, np.inf], (d, 1)) if self.admissible is None else self.admissible
+        object.__setattr__(self, "admissible", np.asarray(adm, dtype=float).reshape(d, 2))
+        object.__setattr__(self, "distributions", tuple(self.distributions) or ("uniform",) * d)
+        object.__setattr__(self, "units", tuple(self.units) or ("1",) * d)
+
+    @property
+    def dim(self) -> int:
+        return len(self.names)
+
+    def __iter__(self):
+        """Unpacks as (names, bounds, distributions)."""
+        return iter((list(self.names), self.bounds, list(self.distributions)))
+
+    def __getitem__(self, i):
+        return tuple(self)[i]
+
+    def overridden(self, parameters: dict) -> "ParameterSpace":
+        """The space with a study's `parameters` section applied (bounds, distribution per name).
+        Raises ValueError naming the parameter for an unknown name or bounds outside `admissible`."""
+        bounds, dists = self.bounds.copy(), list(self.distributions)
+        for name, spec in parameters.items():
+            if name not in self.names:
+                raise ValueError(f"parameters.{name}: unknown parameter; expected one of {list(self.names)}")
+            i = self.names.index(name)
+            lo, hi = spec["bounds"]
+            if spec.get("distribution") == "loguniform" and lo <= 0:
+                raise ValueError(f"parameters.{name}.bounds = {[lo, hi]}: loguniform expects lower > 0")
+            a, b = self.admissible[i]
+            if not (a < lo and hi < b):
+                raise ValueError(f"parameters.{name}.bounds = {[lo, hi]}: expected inside the admissible interval "
+                                 f"({a:g}, {b:g}) of {name} [{self.units[i]}]")
+            bounds[i] = lo, hi
+            dists[i] = spec.get("distribution", dists[i])
+        return ParameterSpace(self.names, bounds, self.admissible, tuple(dists), self.units)
+
+
+class Problem(Protocol):
+    """Every problem (capability `parameters`): a name, its capabilities, the JSON-schema properties of
+    its study-file keys (`arguments`: types, shapes, ranges, defaults; the config validator checks the
+    study's `problem` section against them) and its parameter space from those arguments."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[str]]
+    arguments: ClassVar[dict]
+
+    @classmethod
+    def parameter_space(cls, args: dict) -> ParameterSpace: ...
+
+
+class FixedMesh(Protocol):
+    """One mesh and P1 function space (capability `mesh`): `mesh` (nodes, cells, Dirichlet mask,
+    `n_dofs`, `dof_of_node`), the inner products on a pattern and nodal fields from free dofs."""
+
+    mesh: Any
+    units: ClassVar[str]
+
+    def energy_product(self, pattern) -> np.ndarray: ...  # X values (nnz,), symmetric positive definite
+    def mass_product(self, pattern) -> np.ndarray: ...  # M values (nnz,)
+    def full_field(self, mu, u) -> np.ndarray: ...  # nodal values, Dirichlet data included
+
+
+class Stationary(Protocol):
+    """A(mu) u = f(mu) (capability `stationary`): operator values and right-hand side for one mu."""
+
+    def operator_values(self, mu, pattern) -> np.ndarray: ...  # (nnz,)
+    def rhs(self, mu, pattern) -> np.ndarray: ...  # (n_rows,)
+
+
+class Transient(Protocol):
+    """Implicit time stepping (capability `transient`): `dt`, `steps`, `times` (steps + 1,), the initial
+    state; a linear problem's step is operator_values(mu) u^{k+1} = M u^k + rhs(mu) (the FOM drives it),
+    a nonlinear problem brings `trajectory(fom, mu)` (capability `nonlinear`)."""
+
+    dt: float
+    steps: int
+    times: np.ndarray
+
+    def initial_state(self, mu, n_rows: int) -> np.ndarray: ...
+
+
+class Affine(Protocol):
+    """A(mu) = sum_q theta_q(mu) A_q and f(mu) = sum_p phi_p(mu) f_p (capability `affine`); the
+    components are what the operators artefact stores, so later stages rebuild A(mu) without mesh code."""
+
+    def operator_terms(self, pattern) -> np.ndarray: ...  # (Q, nnz)
+    def theta(self, mu) -> np.ndarray: ...  # (n, Q)
+    def rhs_terms(self, pattern) -> np.ndarray: ...  # (P, n_rows)
+    def phi(self, mu) -> np.ndarray: ...  # (n, P)
+
+
+class EntryProbe(Protocol):
+    """A few entries of a non-affine A(mu) (capability `entry_probe`): what the nonintrusive matrix EIM
+    needs online. `entry_probe(pattern, slots)(mu)` -> (n, len(slots)) at CSR positions `slots`."""
+
+    def entry_probe(self, pattern, slots) -> Any: ...
+
+
+class CoefficientEIM(Protocol):
+    """A non-affine coefficient g(x; mu) to interpolate (capability `coefficient_eim`): values at points,
+    the operator terms of a collateral basis, the EIM-affine theta, and the factor that turns an
+    interpolation error of g into one of the coefficient."""
+
+    eim_points: np.ndarray
+
+    def g(self, xy, mu) -> np.ndarray: ...  # (n, n_points)
+    def eim_operator_terms(self, pattern, basis) -> np.ndarray: ...
+    def eim_theta(self, mu, beta) -> np.ndarray: ...
+    def kappa_scale(self, mu) -> np.ndarray: ...
+
+
+class CoercivityBound(Protocol):
+    """A certified lower bound of the coercivity constant in the X norm (capability `coercivity_bound`)."""
+
+    def coercivity_lower_bound(self, mu) -> np.ndarray: ...  # (n,)
+
+
+class Nonlinear(Protocol):
+    """Nonlinear transient diffusion rho_c u_t - div(k(u) grad u) = q(x, t; mu), k evaluated per element at
+    the mean of its nodal values (capability `nonlinear`): what the hyper-reduced ROM evaluates on a few
+    elements (conductivity k_of / dk_of, the element stiffness, mass and gradients, the load), the
+    nonlinear term g(u) = N(u) - F(t) and its Jacobian per element, whole-mesh snapshots of g and of the
+    heat flux (the Gappy-POD dual quantity), and the problem's own Newton time stepping."""
+
+    rho_c: float
+
+    def k_of(self, ubar) -> np.ndarray: ...
+    def dk_of(self, ubar) -> np.ndarray: ...
+    def element_load(self, elems, mu, t) -> np.ndarray: ...
+    def element_g(self, elems, ue, mu, t) -> np.ndarray: ...
+    def element_g_jacobian(self, elems, ue) -> np.ndarray: ...
+    def g_vectors(self, U, mu, t) -> np.ndarray: ...
+    def g_vector(self, u, mu, t) -> np.ndarray: ...
+    def flux_field(self, U) -> np.ndarray: ...
+    def stepper(self, fom): ...
+    def trajectory(self, fom, mu) -> Iterator: ...
+
+
+class GeometryFamily(Protocol):
+    """One mesh per sample (capability `geometry_family`): `geometry(seed)` meshes sample `seed`,
+    `solve_geometry(mesh, mu, ...)` solves it; the outputs are declared by name with their units."""
+
+    output_fields: ClassVar[dict[str, str]]
+    output_scalars: ClassVar[dict[str, str]]
+
+    def geometry(self, seed: int) -> Any: ...
+    def solve_geometry(self, mesh, mu, backend="petsc", options=None, comm=None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    protocol: type
+    members: tuple[str, ...]
+    implies: tuple[str, ...] = field(default=())
+
+
+CAPABILITIES = {c.name: c for c in (
+    Capability(PARAMETERS, Problem, ("name", "capabilities", "arguments", "parameter_space")),
+    Capability(MESH, FixedMesh, ("mesh", "units", "energy_product", "mass_product", "full_field")),
+    Capability(STATIONARY, Stationary, ("operator_values", "rhs"), (MESH,)),
+    Capability(TRANSIENT, Transient, ("dt", "steps", "times", "initial_state"), (MESH,)),
+    Capability(AFFINE, Affine, ("operator_terms", "theta", "rhs_terms", "phi")),
+    Capability(ENTRY_PROBE, EntryProbe, ("entry_probe",), (STATIONARY,)),
+    Capability(COEFFICIENT_EIM, CoefficientEIM, ("eim_points", "g", "eim_operator_terms", "eim_theta", "kappa_scale"),
+               (STATIONARY,)),
+    Capability(COERCIVITY_BOUND, CoercivityBound, ("coercivity_lower_bound",)),
+    Capability(NONLINEAR, Nonlinear, ("rho_c", "k_of", "dk_of", "stiffness_e", "mass_e", "gradients_e", "element_load",
+                                      "element_g", "element_g_jacobian", "g_vectors", "g_vector", "flux_field",
+                                      "stepper", "trajectory"), (TRANSIENT,)),
+    Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars", "geometry", "solve_geometry")),
+)}
+
+
+class ProblemContractError(TypeError):
+    """A problem class that does not implement what it declares."""
+
+
+def check_problem_class(cls) -> type:
+    """Verify that `cls` implements every member of every capability it declares (and the capabilities
+    those imply); returns cls. Members that are instance attributes set in __init__ (`mesh`, `dt`, ...)
+    are checked by the conformance tests on instances, not here."""
+    caps = getattr(cls, "capabilities", None)
+    if not isinstance(caps, frozenset) or PARAMETERS not in caps:
+        raise ProblemContractError(f"{cls.__qualname__}: expected a class attribute `capabilities`, a frozenset "
+                                   f"containing {PARAMETERS!r} (known: {sorted(CAPABILITIES)})")
+    unknown = sorted(caps - set(CAPABILITIES))
+    if unknown:
+        raise ProblemContractError(f"{cls.__qualname__}: unknown capabilities {unknown}; expected some of "
+                                   f"{sorted(CAPABILITIES)}")
+    for cap in sorted(caps):
+        missing_caps = [c for c in CAPABILITIES[cap].implies if c not in caps]
+        if missing_caps:
+            raise ProblemContractError(f"{cls.__qualname__}: capability {cap!r} needs {missing_caps} declared too")
+    instance_attributes = {"mesh", "dt", "steps", "times", "eim_points", "rho_c"}
+    for cap in sorted(caps):
+        missing = [m for m in CAPABILITIES[cap].members if m not in instance_attributes and not hasattr(cls, m)]
+        if missing:
+            raise ProblemContractError(f"{cls.__qualname__}: declares capability {cap!r} but lacks {missing} "
+                                       f"(see rom.hifi.capabilities.{CAPABILITIES[cap].protocol.__name__})")
+    if not isinstance(cls.__dict__.get("parameter_space", None), classmethod) and not any(
+            isinstance(b.__dict__.get("parameter_space"), classmethod) for b in cls.__mro__):
+        raise ProblemContractError(f"{cls.__qualname__}: parameter_space must be a classmethod (readable "
+                                   "without building the mesh)")
+    return cls
+
+
+def check_problem_instance(problem) -> None:
+    """The instance-attribute members of the declared capabilities (conformance tests, user classes)."""
+    for cap in sorted(problem.capabilities):
+        missing = [m for m in CAPABILITIES[cap].members if not hasattr(problem, m)]
+        if missing:
+            raise ProblemContractError(f"problem {problem.name}: declares capability {cap!r} but lacks {missing}")

@@ -1,0 +1,87 @@
+"""Problems by name (the built-in ones register themselves with `register`) or by import path (a user's
+class: `problem: {class: "mypackage.heat:MyProblem"}`, from an installed package or a module beside the
+study file). Every class is checked against the capability protocols it declares before any job."""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from .capabilities import ProblemContractError, check_problem_class
+
+PROBLEMS: dict[str, type] = {}
+
+
+class ProblemLookupError(ValueError):
+    """An unknown problem name, an import path that does not load, or a class that breaks its contract."""
+
+
+def register(cls):
+    """Class decorator of the built-in problems (and of any module that wants a short name)."""
+    check_problem_class(cls)
+    cls.import_path = f"{cls.__module__}:{cls.__qualname__}"
+    PROBLEMS[cls.name] = cls
+    return cls
+
+
+def _import_class(path: str, base_dir: Path | None):
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ProblemLookupError(f"problem.class = {path!r}: expected 'module:ClassName' (e.g. mypackage.heat:MyProblem)")
+    local = base_dir / (module_name.replace(".", "/") + ".py") if base_dir is not None else None
+    try:
+        if local is not None and local.is_file():
+            # A module beside the study file; registered under its name so worker processes find it too.
+            spec = importlib.util.spec_from_file_location(module_name, local)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except Exception as exc:  # a user's module may fail in any way: one line naming it
+        raise ProblemLookupError(f"problem.class = {path!r}: cannot import {module_name} "
+                                 f"({type(exc).__name__}: {exc}); expected an installed module or {module_name}.py "
+                                 "beside the study file") from None
+    cls = getattr(module, attr, None)
+    if not inspect.isclass(cls):
+        raise ProblemLookupError(f"problem.class = {path!r}: {module_name} has no class {attr}")
+    try:
+        check_problem_class(cls)
+    except ProblemContractError as exc:
+        raise ProblemLookupError(f"problem.class = {path!r}: {exc}") from None
+    # Stored in the resolved study: a module beside the study file by its absolute file path.
+    cls.import_path = f"{local.absolute()}:{attr}" if local is not None and local.is_file() else path
+    return cls
+
+
+def problem_class(spec: dict, base_dir: Path | None = None):
+    """The class a `problem` section names: `class` (import path) wins over `name`."""
+    import rom.hifi  # noqa: F401  (registers the built-in problems)
+
+    if not isinstance(spec, dict):
+        raise ProblemLookupError(f"problem = {spec!r}: expected a mapping with a name (or a class)")
+    if spec.get("class"):
+        path = str(spec["class"])
+        builtin = [c for c in PROBLEMS.values() if c.import_path == path]
+        if builtin:
+            return builtin[0]
+        if ".py:" in path:  # an absolute file path stored by an earlier resolution
+            file, attr = path.rsplit(":", 1)
+            return _import_class(f"{Path(file).stem}:{attr}", Path(file).parent)
+        return _import_class(path, base_dir)
+    name = spec.get("name")
+    if name not in PROBLEMS:
+        raise ProblemLookupError(f"problem.name = {name!r}: expected one of {sorted(PROBLEMS)} "
+                                 "(or problem.class: 'module:ClassName' for a class of your own)")
+    return PROBLEMS[name]
+
+
+def make_problem(spec: dict, base_dir: Path | None = None):
+    """The problem object of a validated `problem` section (builds its mesh)."""
+    cls = problem_class(spec, base_dir)
+    args = {k: v for k, v in spec.items() if k not in ("name", "class")}
+    if hasattr(cls, "from_arguments"):
+        return cls.from_arguments(args)
+    return cls(**args)

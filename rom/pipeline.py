@@ -1,0 +1,75 @@
+"""The stage registry: every declared stage of romflow (rom/commands/*, surrogates/commands/*), by name,
+and the validation of a study against the stages that run for it (their capability needs and their own
+semantic checks). The CLI, the Snakemake rules and the config validator all read this one table."""
+from __future__ import annotations
+
+import json
+
+from rom.commands import aggregate, local, pod, report, simulate, study as study_stages
+from rom.errors import ConfigError
+from rom.hifi import capabilities as cap
+from rom.stage import Stage, all_of, problem_has, section_enabled
+
+MODULES = (study_stages, simulate, pod, local, report, aggregate)
+# Subcommands not yet declared as stages (argparse `register` modules), by package.
+LEGACY = {"rom": ("rom.commands.rb",),
+          "surrogates": ("surrogates.commands.stream", "surrogates.commands.gp", "surrogates.commands.mmgp")}
+
+_noop = None  # legacy declarations below carry no function: their subcommands come from LEGACY
+
+
+def _legacy(name, package, sections, needs, enabled, needs_test=False):
+    return Stage(name=name, run=_noop, help="", package=package, sections=sections, needs=frozenset(needs),
+                 enabled=enabled, needs_test=needs_test)
+
+
+fixed_mesh = problem_has(cap.MESH)  # the sample/simulate/pod chain applies
+geometry_family = problem_has(cap.GEOMETRY_FAMILY)
+_and = all_of
+
+LEGACY_STAGES = (
+    _legacy("eim", "rom", ("problem", "parameters", "eim"), {cap.COEFFICIENT_EIM}, section_enabled("eim")),
+    _legacy("reduced_basis", "rom", ("problem", "parameters", "design", "simulate", "seed", "rb", "eim"),
+            {cap.MESH, cap.STATIONARY}, section_enabled("rb")),
+    _legacy("evaluate_rom", "rom", ("rb",), {cap.STATIONARY}, section_enabled("rb"), True),
+    _legacy("train_online", "surrogates", ("problem", "parameters", "design", "simulate", "surrogate", "seed"),
+            {cap.TRANSIENT}, section_enabled("surrogate"), True),
+    _legacy("gp", "surrogates", ("gp", "seed"), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh)),
+    _legacy("evaluate_gp", "surrogates", ("gp",), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh), True),
+    _legacy("mmgp_fit", "surrogates", ("mmgp",), {cap.GEOMETRY_FAMILY}, section_enabled("mmgp")),
+)
+
+STAGES: dict[str, Stage] = {s.name: s for m in MODULES for s in m.STAGES}
+DECLARED: dict[str, Stage] = {**STAGES, **{s.name: s for s in LEGACY_STAGES}}
+
+
+def stages(package: str = "rom") -> list[Stage]:
+    return [s for s in STAGES.values() if s.package == package]
+
+
+def check_study(study: dict, cls, source: str = "config"):
+    """Refuse, in one line, a study for which an enabled stage needs a capability its problem lacks,
+    or fails the stage's own checks (run before any job)."""
+    caps = cls.capabilities
+    name = study["problem"].get("name") or study["problem"].get("class")
+    for stage in DECLARED.values():
+        if not stage.runs_for(study):
+            continue
+        missing = sorted(stage.needs - caps)
+        if missing:
+            raise ConfigError(f"{source}: stage {stage.name} needs the problem capability {missing[0]!r}, which problem "
+                              f"{name} does not have (it has: {', '.join(sorted(caps))}); expected a problem with "
+                              f"{missing[0]!r} or the stage's section disabled")
+        if stage.needs_test and study["design"]["test"]["size"] < 1:
+            raise ConfigError(f"{source}: design.test.size = {study['design']['test']['size']}: stage {stage.name} "
+                              "evaluates on the test set; expected at least 1 test sample")
+        if stage.check is not None:
+            try:
+                stage.check(study)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
+
+
+def describe(study: dict) -> str:
+    """The stages that run for a study, one line (logs, dry runs)."""
+    return json.dumps([s.name for s in DECLARED.values() if s.runs_for(study)])

@@ -36,7 +36,7 @@ LEGACY_STAGES = (
             {cap.TRANSIENT}, section_enabled("surrogate"), True),
     _legacy("gp", "surrogates", ("gp", "seed"), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh)),
     _legacy("evaluate_gp", "surrogates", ("gp",), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh), True),
-    _legacy("mmgp_fit", "surrogates", ("mmgp",), {cap.GEOMETRY_FAMILY}, section_enabled("mmgp")),
+    _legacy("mmgp_fit", "surrogates", ("mmgp", "seed"), {cap.GEOMETRY_FAMILY}, section_enabled("mmgp")),
 )
 
 STAGES: dict[str, Stage] = {s.name: s for m in MODULES for s in m.STAGES}

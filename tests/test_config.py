@@ -1,6 +1,7 @@
 """Bad config input fails before any work, in one line naming the key, the value and what was expected."""
 import copy
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, rom_cli, run, tiny_study, write_yaml
@@ -20,6 +21,32 @@ BAD = [
      ["parameters.mu_0.bounds", "lower > 0"]),
     ("bad enum", lambda s: s["design"].update(method="halton"), ["design.method", "halton", "lhs"]),
     ("zero ranks", lambda s: s["simulate"].update(mpi_ranks=0), ["simulate.mpi_ranks", ">= 1"]),
+    # What a new user met (issue 10): every one refused before any work, in one line.
+    ("huge grid", lambda s: (s["problem"].update(blocks=[3, 3]), s["design"].update(method="grid", grid_points=10)),
+     ["design.train", "10^9 = 1000000000 grid points", "design.max_samples = 5000"]),
+    ("default grid on 9 parameters", lambda s: (s["problem"].update(blocks=[3, 3]), s["design"].update(method="grid")),
+     ["design.train", "3^9 = 19683 grid points", "at most design.max_samples"]),
+    ("blocks of three", lambda s: s["problem"].update(blocks=[3, 3, 3]), ["problem.blocks = [3, 3, 3]", "at most 2 items"]),
+    ("blocks not a list", lambda s: s["problem"].update(blocks=3), ["problem.blocks = 3", "expected type array"]),
+    ("reversed problem range", lambda s: s["problem"].update(mu_range=[1.0, 0.1]),
+     ["problem.mu_range = [1.0, 0.1]", "expected lower < upper"]),
+    ("negative conductivity", lambda s: s.update(parameters={"mu_0": {"bounds": [-1, 1]}}),
+     ["parameters.mu_0.bounds = [-1, 1]", "admissible interval (0, inf)"]),
+    ("NaN bound", lambda s: s.update(parameters={"mu_0": {"bounds": [float("nan"), 1]}}),
+     ["parameters.mu_0.bounds.0", "finite"]),
+    ("no test set for rb", lambda s: (s["design"]["test"].update(size=0), s.update(rb={"enabled": True})),
+     ["design.test.size = 0", "evaluate_rom", "at least 1 test sample"]),
+    ("stage on a problem without the capability", lambda s: (s.update(problem={"name": "heat", "mesh": {"n": 8}}),
+                                                              s.update(rb={"enabled": True})),
+     ["stage reduced_basis needs the problem capability 'stationary'"]),
+    ("unknown PETSc type", lambda s: s["simulate"].update(petsc_options={"ksp_type": "cgg"}),
+     ["simulate.petsc_options.ksp_type = 'cgg'", "unknown type", "'cg'", "'gmres'"]),
+    ("unparsable PETSc value", lambda s: s["simulate"].update(petsc_options={"ksp_rtol": "tiny"}),
+     ["simulate.petsc_options", "tiny has no numeric value"]),
+    ("design file missing", lambda s: s["design"].update(method="list", file="nowhere.csv"),
+     ["design.file", "nowhere.csv", "file not found"]),
+    ("huge mesh", lambda s: s["problem"].update(mesh={"n": 10**6}), ["problem.mesh.n = 1000000", "expected a value <="]),
+    ("problem keys of another problem", lambda s: s["problem"].update(dt=0.1), ["problem.dt", "unknown key", "blocks"]),
 ]
 
 
@@ -63,3 +90,39 @@ def test_snakemake_refuses_bad_config_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "parameters.mu_0.bounds = [2.0, 1.0]: expected lower < upper" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("case,mutate,expected", BAD, ids=[b[0] for b in BAD])
+def test_cli_refuses_each_bad_config_in_one_line_without_traceback(case, mutate, expected, tmp_path, capsys):
+    """The CLI's own entry point (what every rule runs): exit status 2, one line on stderr naming the key."""
+    from rom.cli import main
+
+    study = tiny_study()
+    mutate(study)
+    cfg = write_yaml(tmp_path / "bad.yaml", study)
+    assert main(["configure", "--config", str(cfg), "--out", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for piece in expected:
+        assert piece in lines[0], f"{piece!r} not in {lines[0]!r}"
+    assert not (tmp_path / "s.yaml").exists()
+
+
+def test_design_file_is_relative_to_the_study_file(tmp_path, monkeypatch):
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / "points.csv").write_text("mu_0,mu_1,mu_2,mu_3\n0.2,0.3,0.4,0.5\n0.9,0.8,0.7,0.6\n")
+    study = tiny_study(design={"method": "list", "file": "points.csv", "test": {"size": 2, "seed": 2}})
+    cfg = write_yaml(folder / "s.yaml", study)
+    monkeypatch.chdir(tmp_path)  # another working directory than the study file's
+    resolved = config.load(cfg)
+    assert resolved["design"]["file"] == str(folder / "points.csv")
+    from rom.design import sample_sets
+
+    np.testing.assert_array_equal(sample_sets(resolved, config.parameter_space(resolved))["train"],
+                                  [[0.2, 0.3, 0.4, 0.5], [0.9, 0.8, 0.7, 0.6]])
+    # A bad row names the row and the parameter.
+    (folder / "points.csv").write_text("mu_0,mu_1,mu_2,mu_3\n0.2,0.3,0.4,7.0\n")
+    with pytest.raises(config.ConfigError, match=r"row 1 mu_3 = 7.0: expected within \[0.1, 1.0\]"):
+        config.load(cfg)

@@ -85,3 +85,17 @@ def test_comparison_table_across_sweep_points(swept):
     assert section["metrics"]["sweep points"] == 2 and section["metrics"]["studies reusing full-order artefacts"] == 2
     html = (res / "comparison.html").read_text()
     assert html.count("<tr><td>tiny") == 3 and "data:image/png;base64" in html  # 3 rows, the figure embedded
+
+
+@pytest.mark.pipeline
+def test_comparison_lists_every_metric_that_differs(swept):
+    workdir, _ = swept
+    section = json.loads((workdir / "results" / "comparison.json").read_text())
+    differ = section["tables"]["metrics that differ"]
+    assert differ["columns"] == ["metric", "tiny", "tiny-max_modes2", "tiny-max_modes4"]
+    rows = {r[0]: r[1:] for r in differ["rows"]}
+    # POD sizes 6/2/4 and their errors differ; the full-order metrics (same snapshots) do not.
+    assert rows["Proper orthogonal decomposition: POD modes"] == [6, 2, 4]
+    assert "Proper orthogonal decomposition: max test projection error with all modes" in rows
+    assert not any(k.startswith("Full-order simulations") for k in rows), sorted(rows)
+    assert section["metrics"]["metrics that differ"] == len(rows) >= 2

@@ -1,7 +1,3 @@
-"""Full-order models. The only package that touches PETSc and MPI.
-
-Importing it registers every problem: modules defining problems are imported here."""
-from . import problems  # noqa: F401
-from . import nonaffine  # noqa: F401
-from . import elasticity  # noqa: F401
-from . import nonlinear_heat  # noqa: F401
+"""Full-order models: the only package that touches PETSc and MPI. Problems (rom.hifi.problems and the
+modules beside it) meet the contracts of rom.hifi.capabilities; rom.hifi.registry finds them by name or
+import path."""

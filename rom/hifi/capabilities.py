@@ -74,8 +74,9 @@ class ParameterSpace:
                 raise ValueError(f"parameters.{name}.bounds = {[lo, hi]}: loguniform expects lower > 0")
             a, b = self.admissible[i]
             if not (a < lo and hi < b):
+                unit = f" [{self.units[i]}]" if self.units[i] != "1" else ""
                 raise ValueError(f"parameters.{name}.bounds = {[lo, hi]}: expected inside the admissible interval "
-                                 f"({a:g}, {b:g}) of {name} [{self.units[i]}]")
+                                 f"({a:g}, {b:g}) of {name}{unit}, where the problem is well posed")
             bounds[i] = lo, hi
             dists[i] = spec.get("distribution", dists[i])
         return ParameterSpace(self.names, bounds, self.admissible, tuple(dists), self.units)

@@ -19,7 +19,7 @@ from . import capabilities as cap
 from . import fem
 from .capabilities import ParameterSpace
 from .mesh import TriMesh
-from .problems import Problem, number_range, register
+from .problems import Problem, number_range
 
 # Plane-stress material matrix split as D(nu) = young / (1 - nu^2) * (D1 + nu * D2); Voigt (xx, yy, xy).
 _D1 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
@@ -250,7 +250,6 @@ class PlateModel:
         self.solver.destroy()
 
 
-@register
 class TensilePlate(Problem):
     """A family of notched plates under tension (module docstring). `mesh.n` is the number of
     mesh cells across the plate width (h = width / mesh_n)."""

@@ -20,10 +20,9 @@ from . import capabilities as cap
 from . import fem
 from .capabilities import ParameterSpace
 from .mesh import unit_square
-from .problems import UNIT_SQUARE_MESH, Problem, number_range, register
+from .problems import UNIT_SQUARE_MESH, Problem, number_range
 
 
-@register
 class NonaffineDiffusion(Problem):
     name = "nonaffine_diffusion"
     capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.ENTRY_PROBE, cap.COEFFICIENT_EIM,

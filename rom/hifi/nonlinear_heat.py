@@ -29,12 +29,11 @@ from . import fem
 from .capabilities import ParameterSpace
 from .mesh import unit_square
 from .petsc import SolveInfo
-from .problems import UNIT_SQUARE_MESH, Problem, number_range, register
+from .problems import UNIT_SQUARE_MESH, Problem, number_range
 
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 
 
-@register
 class NonlinearHeat(Problem):
     name = "nonlinear_heat"
     capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.TRANSIENT, cap.NONLINEAR})

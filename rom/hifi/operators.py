@@ -9,10 +9,9 @@ import scipy.sparse as sp
 import xarray as xr
 
 from . import fem
-from .problems import Problem
 
 
-def operators_dataset(problem: Problem) -> xr.Dataset:
+def operators_dataset(problem) -> xr.Dataset:
     pattern = fem.Pattern.build(problem.mesh)
     m = problem.mesh
     data = {

@@ -18,12 +18,11 @@ from . import capabilities as cap
 from . import fem
 from .capabilities import ParameterSpace
 from .mesh import TriMesh, side_indicators, unit_square
-from .registry import PROBLEMS, register  # noqa: F401  (re-exported: problem modules register here)
 
 # Study-file keys shared by the problems on the unit square.
 UNIT_SQUARE_MESH = {"type": "object", "default": {}, "additionalProperties": False,
-                    "properties": {"n": {"type": "integer", "minimum": 2, "default": 32,
-                                         "description": "cells per side of the unit square"}}}
+                    "properties": {"n": {"type": "integer", "minimum": 2, "maximum": 4096, "default": 32,
+                                         "description": "cells per side of the unit square (n^2 free dofs)"}}}
 
 
 def positive_range(default, description="") -> dict:
@@ -240,6 +239,3 @@ class Heat(Problem):
     def full_field(self, mu, u):
         return self.mesh.full_field(u, self.boundary_values(mu))
 
-
-register(ThermalBlock)
-register(Heat)

@@ -1,6 +1,6 @@
-"""Problems by name (the built-in ones register themselves with `register`) or by import path (a user's
-class: `problem: {class: "mypackage.heat:MyProblem"}`, from an installed package or a module beside the
-study file). Every class is checked against the capability protocols it declares before any job."""
+"""Problems by name (the built-in ones, listed here) or by import path (a user's class:
+`problem: {class: "mypackage.heat:MyProblem"}`, from an installed package or a module beside the study
+file). Every class is checked against the capability protocols it declares before any job."""
 from __future__ import annotations
 
 import importlib
@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 
 from .capabilities import ProblemContractError, check_problem_class
+from .elasticity import TensilePlate
+from .nonaffine import NonaffineDiffusion
+from .nonlinear_heat import NonlinearHeat
+from .problems import Heat, ThermalBlock
 
 PROBLEMS: dict[str, type] = {}
 
@@ -19,11 +23,15 @@ class ProblemLookupError(ValueError):
 
 
 def register(cls):
-    """Class decorator of the built-in problems (and of any module that wants a short name)."""
+    """Add a problem class under its `name` (checked against the capabilities it declares)."""
     check_problem_class(cls)
     cls.import_path = f"{cls.__module__}:{cls.__qualname__}"
     PROBLEMS[cls.name] = cls
     return cls
+
+
+for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate):
+    register(_cls)
 
 
 def _import_class(path: str, base_dir: Path | None):
@@ -58,8 +66,6 @@ def _import_class(path: str, base_dir: Path | None):
 
 def problem_class(spec: dict, base_dir: Path | None = None):
     """The class a `problem` section names: `class` (import path) wins over `name`."""
-    import rom.hifi  # noqa: F401  (registers the built-in problems)
-
     if not isinstance(spec, dict):
         raise ProblemLookupError(f"problem = {spec!r}: expected a mapping with a name (or a class)")
     if spec.get("class"):

@@ -16,6 +16,10 @@ from rom.design import n_chunks as _n_chunks
 
 # Rules call `python -m rom`: the interpreter that runs Snakemake (the project's venv) comes first.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+# The project's packages come from the repository itself, in the venv and in the conda envs of
+# --sdm conda alike (those install the dependencies only; Snakemake clears PYTHONPATH when it
+# activates them, so each command sets it).
+PYTHONPATH = os.pathsep.join([str(romconfig.ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 # Open MPI refuses root without these, and more ranks than cores without oversubscription.
 for _key in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "OMPI_MCA_rmaps_base_oversubscribe"):
     os.environ.setdefault(_key, "1")
@@ -87,7 +91,7 @@ def command(stage):
     """The shell command of a stage's rule (MPI stages under the launcher, `params.launch`)."""
     s = pipeline.STAGES[stage]
     launch = "{params.launch} " if s.mpi else ""
-    return f"{launch}python -m {s.package} {s.command} {{params.args}} > {{log}} 2>&1"
+    return f"PYTHONPATH={shlex.quote(PYTHONPATH)} {launch}python -m {s.package} {s.command} {{params.args}} > {{log}} 2>&1"
 
 
 def mpi_ranks(w):

@@ -21,7 +21,7 @@ rule simulate_geometries:
     log:
         "results/{study}/logs/simulate_geometries_{set}.log",
     conda:
-        "../../envs/hifi.yaml"
+        "../../envs/surrogates.yaml"
     shell:
         "{params.launch} python -m surrogates simulate-geometries --study-config {input.cfg} "
         "--parameters {input.parameters} --set {wildcards.set} --out {output} > {log} 2>&1"

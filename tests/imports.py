@@ -1,0 +1,112 @@
+"""Static import graph of the project's packages (every import statement, module level or inside a
+function), for the import-cycle test and the conda env cross-check."""
+from __future__ import annotations
+
+import ast
+import functools
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGES = ("rom", "surrogates")
+
+
+@functools.lru_cache(maxsize=1)
+def module_files() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _imports(path: Path, module: str, is_package: bool) -> tuple[str, ...]:
+    """Absolute names imported by a module (`from a import b` gives a.b when a.b is a module)."""
+    tree = ast.parse(path.read_text(), str(path))
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                prefix = base[: len(base) - node.level + 1]
+                mod = ".".join(prefix + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            names.append(mod)
+            names += [f"{mod}.{a.name}" for a in node.names]
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=1)
+def graph() -> dict[str, set[str]]:
+    """Project module -> project modules it imports."""
+    files = module_files()
+    out = {}
+    for module, path in files.items():
+        targets = set()
+        for name in _imports(path, module, path.name == "__init__.py"):
+            if name in files and name != module:
+                targets.add(name)
+        out[module] = targets
+    return out
+
+
+def third_party(module: str) -> set[str]:
+    """Top-level third-party packages imported by `module` and every project module it imports,
+    transitively (the standard library and the project itself excluded)."""
+    files = module_files()
+    g = graph()
+    seen, todo, found = set(), [module], set()
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        todo += sorted(g[m])
+        for name in _imports(files[m], m, files[m].name == "__init__.py"):
+            top = name.split(".")[0]
+            if top and top not in PACKAGES and top not in sys.stdlib_module_names:
+                found.add(top)
+    return found
+
+
+def cycles() -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each as a list."""
+    g = graph()
+    index, low, stack, on, out = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(g[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out

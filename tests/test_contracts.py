@@ -1,0 +1,161 @@
+"""The contracts between the layers: every built-in problem meets the capabilities it declares, a stage
+whose problem lacks a capability is refused at validation, every rule's rerun trigger is the digest of
+the sections its stage declares, and the packages have no import cycle."""
+import copy
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+import imports
+from conftest import ROOT, tiny_study, write_yaml
+from rom import config, pipeline
+from rom.hifi import capabilities as cap
+from rom.hifi import fem
+from rom.hifi.registry import PROBLEMS
+
+EPS = np.finfo(float).eps
+# Small instances of every built-in problem (its declared arguments' defaults otherwise).
+SMALL = {"thermal_block": {"mesh": {"n": 8}, "blocks": [2, 3]}, "heat": {"mesh": {"n": 8}, "steps": 3},
+         "nonaffine_diffusion": {"mesh": {"n": 6}}, "nonlinear_heat": {"mesh": {"n": 8}, "steps": 3},
+         "tensile_plate": {"mesh": {"n": 6}}}
+
+
+def make(name):
+    spec = config.validate({"name": "c", "problem": {"name": name, **SMALL[name]}})["problem"]
+    cls = PROBLEMS[name]
+    return cls, spec, cls.from_arguments({k: v for k, v in spec.items() if k != "name"})
+
+
+def draw(space, n, seed):
+    lo, hi = space.bounds.T
+    return lo + (hi - lo) * np.random.default_rng(seed).random((n, space.dim))
+
+
+def test_no_import_cycle():
+    assert imports.cycles() == []
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_builtin_problem_meets_its_declared_capabilities(name):
+    cls, spec, p = make(name)
+    cap.check_problem_class(cls)
+    cap.check_problem_instance(p)
+    space = cls.parameter_space(spec)
+    # Parameters: readable without a mesh, a valid box inside the admissible interval.
+    assert len(set(space.names)) == space.dim and space.bounds.shape == (space.dim, 2)
+    assert np.all(space.bounds[:, 0] < space.bounds[:, 1])
+    assert np.all(space.admissible[:, 0] < space.bounds[:, 0]) and np.all(space.bounds[:, 1] < space.admissible[:, 1])
+    assert list(p.parameter_names) == list(space.names)
+    mu = draw(space, 3, 1)
+    caps = cls.capabilities
+    if cap.MESH in caps:
+        pattern = fem.Pattern.build(p.mesh)
+        for values in (p.energy_product(pattern), p.mass_product(pattern)):
+            P = pattern.to_scipy(values)
+            assert abs(P - P.T).max() <= 8 * EPS * abs(P).max()  # symmetric to round-off
+            np.linalg.cholesky(P.toarray())  # positive definite
+        assert p.full_field(mu[0], np.zeros(p.mesh.n_dofs)).shape == (p.mesh.n_nodes,)
+    if cap.STATIONARY in caps or (cap.TRANSIENT in caps and cap.NONLINEAR not in caps):
+        assert p.operator_values(mu[0], pattern).shape == (pattern.nnz,)
+        assert p.rhs(mu[0], pattern).shape == (pattern.n_rows,)
+    if cap.AFFINE in caps:
+        A_q, f_p = p.operator_terms(pattern), p.rhs_terms(pattern)
+        theta, phi = p.theta(mu), p.phi(mu)
+        assert theta.shape == (3, len(A_q)) and phi.shape == (3, len(f_p))
+        direct = DIRECT[name](p, mu[1], pattern)
+        np.testing.assert_allclose(theta[1] @ A_q, direct, rtol=0, atol=16 * EPS * np.abs(direct).max())
+    if cap.ENTRY_PROBE in caps:
+        slots = np.random.default_rng(2).choice(pattern.nnz, 12, replace=False)
+        A = np.stack([p.operator_values(m, pattern) for m in mu])
+        np.testing.assert_allclose(p.entry_probe(pattern, slots)(mu), A[:, slots], rtol=0, atol=16 * EPS * np.abs(A).max())
+    if cap.COEFFICIENT_EIM in caps:
+        # With the unit collateral basis (one term per point) the EIM-affine operator is exact.
+        npts = len(p.eim_points)
+        terms = p.eim_operator_terms(pattern, np.eye(npts))
+        beta = p.g(p.eim_points, mu)
+        for i in range(3):
+            A = p.operator_values(mu[i], pattern)
+            np.testing.assert_allclose(p.eim_theta(mu[i:i + 1], beta[i:i + 1])[0] @ terms, A, rtol=0,
+                                       atol=64 * EPS * np.abs(A).max())
+    if cap.COERCIVITY_BOUND in caps:
+        X = pattern.to_scipy(p.energy_product(pattern)).toarray()
+        for m in mu:
+            A = pattern.to_scipy(p.operator_values(m, pattern)).toarray()
+            L = np.linalg.cholesky(X)
+            Li = np.linalg.inv(L)
+            alpha = np.linalg.eigvalsh(Li @ (0.5 * (A + A.T)) @ Li.T).min()
+            assert p.coercivity_lower_bound(m[None])[0] <= alpha * (1 + 1e-10)
+    if cap.TRANSIENT in caps:
+        assert len(p.times) == p.steps + 1 and p.times[0] == 0.0
+        assert p.initial_state(mu[0], p.mesh.n_dofs).shape == (p.mesh.n_dofs,)
+    if cap.NONLINEAR in caps:
+        elems = np.arange(len(p.mesh.triangles))
+        ue = np.random.default_rng(3).random((len(elems), 3))
+        J = p.element_g_jacobian(elems, ue)
+        h = 1e-6
+        for j in range(3):  # central differences: exact for the quadratic k(u), to O(h^2) rounding
+            d = np.zeros_like(ue)
+            d[:, j] = h
+            fd = (p.element_g(elems, ue + d, mu[0], 0.1) - p.element_g(elems, ue - d, mu[0], 0.1)) / (2 * h)
+            np.testing.assert_allclose(J[:, :, j], fd, rtol=1e-6, atol=1e-6 * np.abs(J).max())
+    if cap.GEOMETRY_FAMILY in caps:
+        mesh = p.geometry(7)
+        sol = p.solve_geometry(mesh, mu[0], "scipy")
+        assert sol.converged and sol.displacement.shape == (mesh.n_nodes, 2)
+        assert set(cls.output_fields) == {"u_x", "u_y", "von_mises"}
+        assert np.isfinite(sol.compliance) and sol.compliance > 0
+
+
+def _thermal_block(p, mu, pattern):
+    return pattern.assemble(fem.stiffness_local(p.mesh, mu[p.block_of_element]))
+
+
+def _heat(p, mu, pattern):
+    return pattern.assemble(fem.mass_local(p.mesh)) + p.dt * p.alpha * pattern.assemble(fem.stiffness_local(p.mesh))
+
+
+DIRECT = {"thermal_block": _thermal_block, "heat": _heat}
+
+
+def test_stage_needing_a_missing_capability_is_refused_in_one_line():
+    study = {"name": "h", "problem": {"name": "heat", "mesh": {"n": 8}}, "rb": {"enabled": True}}
+    with pytest.raises(config.ConfigError) as err:
+        config.validate(study, "h.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "stage reduced_basis needs the problem capability 'stationary'" in msg and "problem heat" in msg
+
+
+def test_every_declared_stage_has_a_known_section_and_capability():
+    sections = set(config.schema()["properties"])
+    for stage in pipeline.DECLARED.values():
+        assert set(stage.sections) <= sections, stage.name
+        assert stage.needs <= set(cap.CAPABILITIES), stage.name
+
+
+@pytest.mark.pipeline
+def test_rule_triggers_are_the_digest_of_the_declared_sections(tmp_path):
+    from snakemake.api import SnakemakeApi
+    from snakemake.iocontainers import Wildcards
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    study = tiny_study(rb={"enabled": True}, gp={"enabled": True})
+    cfg = write_yaml(tmp_path / "cfg.yaml", study)
+    resolved = config.validate(copy.deepcopy(study), str(cfg), tmp_path)
+    with SnakemakeApi(OutputSettings()) as api:
+        wf = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[cfg]),
+                          snakefile=ROOT / "Snakefile", workdir=tmp_path, storage_settings=StorageSettings())
+        rules = {r.name: r for r in wf._workflow.rules}  # the parsed workflow (Snakemake's own object)
+    checked = 0
+    for name, stage in pipeline.DECLARED.items():
+        if name not in rules:
+            continue
+        params = rules[name].params
+        assert ("trigger" in params.keys()) == bool(stage.sections), name
+        if stage.sections:
+            value = params["trigger"](Wildcards(fromdict={"study": "tiny"}))
+            assert value == config.digest([resolved.get(s) for s in stage.sections]), name
+            checked += 1
+    assert checked >= 15

@@ -41,6 +41,7 @@ class Context:
         self.stage, self.args, self.study = stage, args, study
         self.log = logging.getLogger(f"romflow.{stage.name}")
         self.warnings: list[str] = []
+        self.upstream_warnings: list[str] = []  # of the artefacts read: a report section repeats them
         self.petsc_args: list[str] = getattr(args, "petsc_args", [])
 
     def path(self, name: str):
@@ -71,6 +72,7 @@ class Context:
             return None
         ds = artefacts.read(path)
         self.log.info("read %s (%s)", path, ", ".join(f"{k} {v}" for k, v in ds.sizes.items()))
+        self.upstream_warnings += [w for w in str(ds.attrs.get("warnings", "")).split(" | ") if w]
         return ds
 
     def write(self, name: str, ds, kind: str | None = None):
@@ -117,7 +119,8 @@ class Context:
                 tables=None, name: str = "section"):
         from rom.report import write_section
 
-        write_section(self.path(name), title, order, text, metrics, figures, tables, self.warnings)
+        warnings = list(dict.fromkeys(self.upstream_warnings + self.warnings))
+        write_section(self.path(name), title, order, text, metrics, figures, tables, warnings)
 
 
 def add_study_arg(p: argparse.ArgumentParser):

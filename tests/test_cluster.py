@@ -95,3 +95,38 @@ def test_artefacts_equal_a_local_run(runs):
         assert u_slurm.shape == u_local.shape == ({"train": 6, "test": 4}[name], 15 * 15)
         np.testing.assert_allclose(u_slurm, u_local, rtol=0, atol=1e-8 * np.abs(u_local).max())
         assert artefacts.read(local / f"results/tiny/snapshots/{name}/chunk0.h5").attrs["mpi_ranks"] == 2
+
+
+@pytest.fixture(scope="module")
+def mpi_rules(slurm, tmp_path_factory):
+    """Every MPI rule through SLURM: the RB greedy (reduced_basis) and the shape family's solves
+    (simulate_geometries), each with 2 ranks; and the dry run's printed commands."""
+    workdir = tmp_path_factory.mktemp("mpi_rules")
+    plates = {"name": "plates", "problem": {"name": "tensile_plate", "mesh": {"n": 6}},
+              "design": {"method": "lhs", "train": {"size": 2, "seed": 1}, "test": {"size": 1, "seed": 2}},
+              "simulate": {"mpi_ranks": 2}}
+    write_yaml(workdir / "plates.yaml", plates)
+    write_yaml(workdir / "cfg.yaml", {**study(), "include_studies": ["plates.yaml"],
+                                      "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "N_max": 3}})
+    base = [SNAKEMAKE, "results/tiny/rom/rb.h5", "results/plates/geometries/train.h5", "--profile",
+            ROOT / "config/profiles/slurm", "-s", ROOT / "Snakefile", "-d", workdir, "--configfile", workdir / "cfg.yaml"]
+    dry = run([*base, "-n", "-p"], timeout=300)
+    proc = run([*base, "--slurm-init-seconds-before-status-checks", "2"], timeout=600)
+    return workdir, dry.stdout + dry.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.cluster
+def test_every_mpi_rule_runs_under_srun(mpi_rules):
+    workdir, dry, _ = mpi_rules
+    # The dry run shows the real command of every MPI rule: srun with the study's ranks.
+    for command in ("python -m rom simulate", "python -m rom reduced-basis", "python -m surrogates simulate-geometries"):
+        assert f"srun -n 2 {command}" in dry, command
+        assert f"mpiexec -n 2 {command}" not in dry
+    for rule, command in (("reduced_basis", "python -m rom reduced-basis"),
+                          ("simulate_geometries", "python -m surrogates simulate-geometries")):
+        logs = sorted((workdir / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
+        assert logs, rule
+        assert all(f"srun -n 2 {command}" in log.read_text() for log in logs), rule
+    assert artefacts.read(workdir / "results/tiny/rom/rb.h5").attrs["mpi_ranks"] == 2
+    geo = artefacts.read(workdir / "results/plates/geometries/train.h5")
+    assert geo.sizes["sample"] == 2 if "sample" in geo.sizes else len(geo["node_offset"]) == 3

@@ -17,9 +17,13 @@ from rom.design import n_chunks as _n_chunks
 # Rules call `python -m rom`: the interpreter that runs Snakemake (the project's venv) comes first.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 # The project's packages come from the repository itself, in the venv and in the conda envs of
-# --sdm conda alike (those install the dependencies only; Snakemake clears PYTHONPATH when it
-# activates them, so each command sets it).
+# --sdm conda alike (those install the dependencies only). Jobs inherit PYTHONPATH; Snakemake clears
+# it when it activates a conda env, so under --sdm conda each command sets it again.
 PYTHONPATH = os.pathsep.join([str(romconfig.ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+os.environ["PYTHONPATH"] = PYTHONPATH
+_deploy = workflow.deployment_settings
+_CONDA_CLEARS_PYTHONPATH = _deploy is not None and "conda" in {str(m).lower() for m in _deploy.deployment_method} \
+    and not _deploy.conda_not_block_search_path_envvars
 # Open MPI refuses root without these, and more ranks than cores without oversubscription.
 for _key in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "OMPI_MCA_rmaps_base_oversubscribe"):
     os.environ.setdefault(_key, "1")
@@ -91,7 +95,8 @@ def command(stage):
     """The shell command of a stage's rule (MPI stages under the launcher, `params.launch`)."""
     s = pipeline.STAGES[stage]
     launch = "{params.launch} " if s.mpi else ""
-    return f"PYTHONPATH={shlex.quote(PYTHONPATH)} {launch}python -m {s.package} {s.command} {{params.args}} > {{log}} 2>&1"
+    env = f"PYTHONPATH={shlex.quote(PYTHONPATH)} " if _CONDA_CLEARS_PYTHONPATH else ""
+    return f"{env}{launch}python -m {s.package} {s.command} {{params.args}} > {{log}} 2>&1"
 
 
 def mpi_ranks(w):
@@ -100,9 +105,11 @@ def mpi_ranks(w):
 
 def mpi_launcher():
     """The one place the MPI launcher is chosen: srun under the SLURM executor (the profile's
-    `executor: slurm`, and its job steps), mpiexec otherwise."""
+    `executor: slurm`) and inside a SLURM allocation (where that executor's jobs run their command),
+    mpiexec otherwise."""
     plugin = workflow.executor_plugin
-    return "srun" if plugin is not None and plugin.name.startswith("slurm") else "mpiexec"
+    slurm = (plugin is not None and "slurm" in plugin.name) or "SLURM_JOB_ID" in os.environ
+    return "srun" if slurm else "mpiexec"
 
 
 def launch(w):

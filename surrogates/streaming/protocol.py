@@ -161,12 +161,18 @@ def encode_bye(client: int, mu, steps: int, *, key: bytes) -> list[bytes]:
 
 
 # -- decoding ---------------------------------------------------------------------------------
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 def _depth_ok(raw: bytes) -> bool:
     """Bracket nesting never deeper than MAX_DEPTH and never closed before opened (brackets inside
     strings count too: no valid header has any), checked before the recursive JSON parser runs."""
-    b = np.frombuffer(raw, np.uint8)
-    d = np.cumsum(((b == 91) | (b == 123)).astype(np.int64) - ((b == 93) | (b == 125)))  # [{ and ]}
-    return len(d) == 0 or (d.min() >= 0 and d.max() <= MAX_DEPTH)
+    depth = 0
+    for b in raw.translate(None, _NOT_BRACKETS):  # the brackets alone: a handful for a valid header
+        depth += 1 if b in b"[{" else -1
+        if not 0 <= depth <= MAX_DEPTH:
+            return False
+    return True
 
 
 def _int_literal(s: str) -> int:
@@ -256,9 +262,10 @@ def _decode(frames, expect: Expect, key: bytes) -> Message:
         raise ProtocolError("truncated", f"payload of {len(payload)} bytes, header nbytes {nbytes!r}: "
                                          f"expected {expected}")
     field = np.frombuffer(payload, dtype=dtype)
-    with np.errstate(over="ignore", invalid="ignore"):
-        trained = field.astype(np.float32, copy=False)  # what the optimizer will see
-        ok = bool(np.isfinite(trained).all()) and float(np.abs(trained).max(initial=0.0)) <= VALUE_LIMIT
+    # NaN fails every comparison; values within the limit in float64 cast to float32 without overflow
+    ok = float(np.abs(field).max(initial=0.0)) <= VALUE_LIMIT
+    if ok and dtype != np.float32:
+        ok = float(np.abs(field.astype(np.float32)).max(initial=0.0)) <= VALUE_LIMIT  # what the optimizer sees
     if not ok:
         raise ProtocolError("bad_values", f"field has values that are not finite in float32 or above "
                                           f"{VALUE_LIMIT:.3g} in magnitude")

@@ -50,6 +50,7 @@ def test_ranks_resume_from_the_newest_batch_all_of_them_saved():
 
 
 @pytest.mark.mpi
+@pytest.mark.slow  # two torchrun launches: about 40 s on an idle 2-core machine, 90 s at load 7
 def test_killed_data_parallel_run_resumes_with_equal_batches(tmp_path):
     """2 gloo ranks checkpoint every 0.05 s at batches rank 0 schedules; rank 0 SIGKILLs itself
     right after a checkpoint (rank 1 may or may not have written its own), torchrun stops rank 1.

@@ -8,8 +8,9 @@ captures the graph up front (warm-up steps whose effect on the weights and the o
 undone), before any other thread uses the device, in the capture mode that restricts only the
 capturing thread. The learning rate lives in one device tensor that the graph reads; it is put
 back into the optimizer after a checkpoint is loaded (a loaded state brings its own, on the CPU,
-which a graph would read once and freeze). bf16 autocast runs without its weight-cast cache
-(a cache inside a captured graph would hold casts of the first replay's weights).
+which a graph would read once and freeze). bf16 autocast runs without its weight-cast cache (the
+cached casts, freed when autocast exits inside the capture, could be reused by later captured
+kernels while the graph still reads them).
 On the CPU the step is eager PyTorch (the path tested here).
 """
 from __future__ import annotations

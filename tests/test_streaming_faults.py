@@ -229,3 +229,21 @@ def test_client_blocked_in_send_exits_when_the_server_dies():
         server.kill()
         client.close()
     assert not t.is_alive() and len(outcome) == 1 and "is gone" in str(outcome[0])
+
+
+def test_report_warns_when_online_is_worse_and_says_why():
+    import xarray as xr
+
+    from surrogates.streaming.report import comparison
+
+    def run(**attrs):
+        return xr.Dataset(attrs=attrs)
+
+    off = run(mode="offline", distinct_simulations=16, batches=900)
+    hist = {"online_reservoir": run(mode="online", distinct_simulations=10, batches=600, simulations_received=10,
+                                    simulations_planned=24, dropped=0), "offline": off}
+    warning = comparison({"online_reservoir": 0.132, "offline": 0.058}, hist)
+    assert warning.startswith("Warning: the online model (online_reservoir, test error 0.132) is worse")
+    assert "only 10 of 24 streamed simulations arrived" in warning and "10 distinct simulations, offline on 16" in warning
+    assert "600 batches against 900" in warning
+    assert comparison({"online_reservoir": 0.047, "offline": 0.056}, hist) is None

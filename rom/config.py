@@ -128,8 +128,9 @@ def _problem_schema(cls) -> dict:
 def parameter_space(study: dict) -> ParameterSpace:
     """The study's parameter space: the problem's declaration (from its arguments alone, no mesh) with
     the study's `parameters` overrides. Also unpacks as (names, bounds, distributions)."""
-    cls = problem_class(study["problem"])
-    return cls.parameter_space(study["problem"]).overridden(study.get("parameters", {}))
+    from rom.hifi import registry
+
+    return registry.parameter_space(study)
 
 
 def make_problem(study: dict):

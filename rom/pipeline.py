@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 
 from rom.commands import aggregate, local, pod, report, simulate, study as study_stages
+from surrogates.commands import stream
 from rom.errors import ConfigError
 from rom.hifi import capabilities as cap
 from rom.stage import Stage, all_of, problem_has, section_enabled
 
-MODULES = (study_stages, simulate, pod, local, report, aggregate)
+MODULES = (study_stages, simulate, pod, local, report, aggregate, stream)
 # Subcommands not yet declared as stages (argparse `register` modules), by package.
 LEGACY = {"rom": ("rom.commands.rb",),
-          "surrogates": ("surrogates.commands.stream", "surrogates.commands.gp", "surrogates.commands.mmgp")}
+          "surrogates": ("surrogates.commands.gp", "surrogates.commands.mmgp")}
 
 _noop = None  # legacy declarations below carry no function: their subcommands come from LEGACY
 
@@ -32,8 +33,6 @@ LEGACY_STAGES = (
     _legacy("reduced_basis", "rom", ("problem", "parameters", "design", "simulate", "seed", "rb", "eim"),
             {cap.MESH, cap.STATIONARY}, section_enabled("rb")),
     _legacy("evaluate_rom", "rom", ("rb",), {cap.STATIONARY}, section_enabled("rb"), True),
-    _legacy("train_online", "surrogates", ("problem", "parameters", "design", "simulate", "surrogate", "seed"),
-            {cap.TRANSIENT}, section_enabled("surrogate"), True),
     _legacy("gp", "surrogates", ("gp", "seed"), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh)),
     _legacy("evaluate_gp", "surrogates", ("gp",), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh), True),
     _legacy("mmgp_fit", "surrogates", ("mmgp", "seed"), {cap.GEOMETRY_FAMILY}, section_enabled("mmgp")),

@@ -91,3 +91,9 @@ def make_problem(spec: dict, base_dir: Path | None = None):
     if hasattr(cls, "from_arguments"):
         return cls.from_arguments(args)
     return cls(**args)
+
+
+def parameter_space(study: dict):
+    """A validated study's parameter space: the problem's declaration with the study's `parameters`."""
+    spec = study["problem"]
+    return problem_class(spec).parameter_space(spec).overridden(study.get("parameters", {}))

@@ -1,7 +1,7 @@
-"""Streamed surrogate training: train-online (server + launcher of the simulation ensemble),
-train-offline (the baseline from snapshot files), evaluate-surrogate, figures-surrogate, and
-stream-client (the FOM client process; started by the launcher). Argument plumbing only: the work
-is in surrogates.streaming (session, report, client)."""
+"""Streamed surrogate training: train_online (server + launcher of the simulation ensemble),
+train_offline (the baseline from snapshot files), evaluate_surrogate, figures_surrogate, and
+stream_client (a FOM client process; the launcher starts the light entry surrogates.streaming.worker).
+Declarations and argument plumbing only: the work is in surrogates.streaming (session, report, client)."""
 from __future__ import annotations
 
 import os
@@ -9,64 +9,11 @@ import sys
 
 import numpy as np
 
-from rom import artefacts, config
-from rom.cli import UserError, add_study_arg
-from surrogates.streaming.paths import labelled, runs  # noqa: F401  (workflow/rules/surrogates.smk imports them here)
+from rom.errors import UserError
+from rom.hifi import capabilities as cap
+from rom.stage import Artefact, Option, Stage, section_enabled
 
-
-def register(sub):
-    p = sub.add_parser("train-online", help="train the MLP surrogate while an ensemble of FOM clients streams "
-                       "its time steps (ZeroMQ); run under torchrun for data-parallel ranks")
-    add_study_arg(p)
-    p.add_argument("--policy", required=True, choices=["fifo", "firo", "reservoir"])
-    p.add_argument("--test", help="snapshots/test.h5 for validation (optional)")
-    p.add_argument("--model", required=True, help="trained model (.pt)")
-    p.add_argument("--history", required=True, help="history artefact (.h5)")
-    p.add_argument("--checkpoint", help="checkpoint to write and to resume from (default: <model>.ckpt)")
-    p.add_argument("--client-logs", help="folder for the clients' logs")
-    p.add_argument("--fault", action="append", default=[], metavar="CLIENT:KIND:STEP",
-                   help="fault injection (tests): client CLIENT does KIND (kill|hang) after STEP on its first "
-                        "attempt; server:kill:BATCH: the server SIGKILLs itself after its first checkpoint at or "
-                        "after BATCH")
-    p.set_defaults(func=train_online)
-
-    p = sub.add_parser("train-offline", help="the same MLP trained from the snapshot files (DataLoader), same budget")
-    add_study_arg(p)
-    p.add_argument("--train", required=True, help="snapshots/train.h5")
-    p.add_argument("--test", help="snapshots/test.h5 for validation (optional)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--history", required=True)
-    p.set_defaults(func=train_offline)
-
-    p = sub.add_parser("evaluate-surrogate", help="relative L2 test errors per time step of trained surrogates")
-    add_study_arg(p)
-    p.add_argument("--test", required=True)
-    p.add_argument("--models", nargs="+", required=True, metavar="LABEL=PATH")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=evaluate)
-
-    p = sub.add_parser("figures-surrogate", help="report figures and section of the streamed surrogates")
-    add_study_arg(p)
-    p.add_argument("--histories", nargs="+", required=True, metavar="LABEL=PATH")
-    p.add_argument("--metrics", required=True)
-    p.add_argument("--operators", required=True)
-    p.add_argument("--loss", required=True)
-    p.add_argument("--throughput", required=True)
-    p.add_argument("--seen", required=True)
-    p.add_argument("--fields", required=True)
-    p.add_argument("--section", required=True)
-    p.set_defaults(func=figures)
-
-    p = sub.add_parser("stream-client", help="solve the simulations the launcher handed over (environment) "
-                       "and stream every time step; or one given by --address/--client/--mu")
-    add_study_arg(p)
-    p.add_argument("--backend", choices=["petsc", "scipy"], default="petsc")
-    p.add_argument("--address", help="tcp://host:port of the server (one simulation given by hand)")
-    p.add_argument("--client", type=int, help="client id the server registered")
-    p.add_argument("--mu", help="comma-separated parameter values")
-    p.add_argument("--key-file", help="the server's secret (default: $ROMFLOW_STREAM_KEY_FILE)")
-    p.add_argument("--watch-pid", type=int, help="exit when this (server) process is gone")
-    p.set_defaults(func=stream_client)
+SURROGATE_SECTIONS = ("problem", "parameters", "design", "simulate", "surrogate", "seed")
 
 
 def _faults(items) -> tuple[dict, int | None]:
@@ -96,78 +43,114 @@ def _pairs(items, what):
     return out
 
 
-def train_online(args):
-    from surrogates.streaming.session import StreamingError, train_online as run
+def train_online(ctx):
+    from surrogates.streaming.session import train_online as run
 
-    study = config.load(args.study_config)
-    clients, server = _faults(args.fault)
-    try:
-        run(study, args.study_config, args.policy, args.model, args.history, args.checkpoint, args.test,
-            args.client_logs, clients, server)
-    except StreamingError as exc:
-        raise UserError(str(exc)) from None
-    return 0
+    clients, server = _faults(ctx.option("fault") or [])
+    run(ctx.study, ctx.args.study_config, ctx.option("policy"), ctx.path("model"), ctx.path("history"),
+        ctx.option("checkpoint"), ctx.path("test"), ctx.option("client_logs"), clients, server, log=ctx.log.info)
 
 
-def train_offline(args):
-    from surrogates.streaming.session import StreamingError, train_offline as run
+def train_offline(ctx):
+    from surrogates.streaming.session import train_offline as run
 
-    study = config.load(args.study_config)
-    try:
-        run(study, args.train, args.model, args.history, args.test)
-    except StreamingError as exc:
-        raise UserError(str(exc)) from None
-    return 0
+    run(ctx.study, ctx.path("train"), ctx.path("model"), ctx.path("history"), ctx.path("test"), log=ctx.log.info)
 
 
-def evaluate(args):
+def evaluate(ctx):
     from surrogates.streaming.report import evaluate as run
 
-    study = config.load(args.study_config)
-    ds = run(study, args.test, _pairs(args.models, "models"))
-    artefacts.write(ds, args.out, study, "surrogate_metrics")
+    ds = run(ctx.study, ctx.path("test"), _pairs(ctx.option("models"), "models"))
+    ctx.write("out", ds, "surrogate_metrics")
     err = ds["relative_l2_error"].values
     for i, m in enumerate(ds["model"].values):
-        print(f"{m}: mean relative L2 test error {err[i].mean():.3e} (max {err[i].max():.3e})", flush=True)
+        ctx.log.info("%s: mean relative L2 test error %.3e (max %.3e)", m, err[i].mean(), err[i].max())
 
 
-def figures(args):
+def figures(ctx):
     from surrogates.streaming.report import write
 
-    study = config.load(args.study_config)
-    hist = {k: artefacts.read(p) for k, p in _pairs(args.histories, "histories").items()}
-    write(study, hist, artefacts.read(args.metrics), artefacts.read(args.operators), args.loss, args.throughput,
-          args.seen, args.fields, args.section)
+    hist = {k: ctx.read_path(p) for k, p in _pairs(ctx.option("histories"), "histories").items()}
+    write(ctx.study, hist, ctx.read("metrics"), ctx.read("operators"), ctx.path("loss"), ctx.path("throughput"),
+          ctx.path("seen"), ctx.path("fields"), ctx.path("section"), log=ctx.log.info)
 
 
-def stream_client(args):
+def stream_client(ctx):
     from surrogates.streaming.client import ENV_KEY_FILE, Assignment, ServerGone, run_worker, single
 
-    study = config.load(args.study_config)
-    by_hand = [args.address, args.client, args.mu]
+    a = ctx.args
+    by_hand = [a.address, a.client, a.mu]
     if any(v is not None for v in by_hand) and not all(v is not None for v in by_hand):
         raise UserError("--address, --client and --mu: expected all three (one simulation by hand) or none "
                         "(the launcher's environment)")
     try:
-        if args.mu is not None:
+        if a.mu is not None:
             try:
-                mu = np.array([float(v) for v in args.mu.split(",")])
+                mu = np.array([float(v) for v in a.mu.split(",")])
             except ValueError:
-                raise UserError(f"--mu {args.mu}: expected comma-separated numbers") from None
-            names = config.parameter_space(study)[0]
+                raise UserError(f"--mu {a.mu}: expected comma-separated numbers") from None
+            names = ctx.space.names
             if len(mu) != len(names):
-                raise UserError(f"--mu {args.mu}: {len(mu)} values; expected {len(names)} ({', '.join(names)})")
-            key_file = args.key_file or os.environ.get(ENV_KEY_FILE)
+                raise UserError(f"--mu {a.mu}: {len(mu)} values; expected {len(names)} ({', '.join(names)})")
+            key_file = a.key_file or os.environ.get(ENV_KEY_FILE)
             if not key_file:
                 raise UserError(f"--key-file: missing (or ${ENV_KEY_FILE}); expected the server's key file")
-            job = single(args.address, args.client, mu, key_file, args.watch_pid)
+            job = single(a.address, a.client, mu, key_file, a.watch_pid)
         else:
             job = Assignment.from_environment()
     except ValueError as exc:
         raise UserError(str(exc)) from None
     try:
-        run_worker(study, job, args.backend, args.petsc_args)
+        run_worker(ctx.study, job, a.backend, ctx.petsc_args)
     except ServerGone as exc:
         print(f"stream-client: {exc}; stopping", file=sys.stderr)
         return 3
     return 0
+
+
+def check(study: dict):
+    from surrogates.streaming.settings import validate_settings
+
+    validate_settings(study, "config")
+
+
+_enabled = section_enabled("surrogate")
+LABELLED = "LABEL=PATH of each run (surrogates.streaming.paths.labelled)"
+
+STAGES = (
+    Stage("train_online", train_online, "train the MLP surrogate while an ensemble of FOM clients streams its time "
+          "steps (ZeroMQ); run under torchrun for data-parallel ranks", package="surrogates",
+          sections=SURROGATE_SECTIONS, needs=frozenset({cap.TRANSIENT}), enabled=_enabled, check=check,
+          needs_test=True,
+          inputs=(Artefact("test", "snapshots/test.h5 for validation", optional=True),),
+          outputs=(Artefact("model", "trained model (.pt)"), Artefact("history", "history artefact (.h5)")),
+          options=(Option("policy", "buffer policy", choices=("fifo", "firo", "reservoir"), required=True,
+                          wildcard="policy"),
+                   Option("checkpoint", "checkpoint to write and to resume from (default: <model>.ckpt)"),
+                   Option("client_logs", "folder for the clients' logs"),
+                   Option("fault", "fault injection (tests): CLIENT:KIND:STEP (kill|hang after STEP on the first "
+                          "attempt) or server:kill:BATCH", action="append"))),
+    Stage("train_offline", train_offline, "the same MLP trained from the snapshot files (DataLoader), same budget",
+          package="surrogates", sections=SURROGATE_SECTIONS, needs=frozenset({cap.TRANSIENT}), enabled=_enabled,
+          inputs=(Artefact("train", "snapshots/train.h5"), Artefact("test", "snapshots/test.h5", optional=True)),
+          outputs=(Artefact("model", "trained model (.pt)"), Artefact("history", "history artefact (.h5)"))),
+    Stage("evaluate_surrogate", evaluate, "relative L2 test errors per time step of trained surrogates",
+          package="surrogates", sections=("surrogate",), enabled=_enabled, needs_test=True,
+          inputs=(Artefact("test", "snapshots/test.h5"),), outputs=(Artefact("out", "metrics/surrogate.h5"),),
+          options=(Option("models", LABELLED, required=True, many=True),)),
+    Stage("figures_surrogate", figures, "report figures and section of the streamed surrogates", package="surrogates",
+          sections=("surrogate", "report"), enabled=_enabled,
+          inputs=(Artefact("metrics", "metrics/surrogate.h5"), Artefact("operators", "fom/operators.h5")),
+          outputs=(Artefact("loss", "PNG"), Artefact("throughput", "PNG"), Artefact("seen", "PNG"),
+                   Artefact("fields", "PNG"), Artefact("section", "section JSON")),
+          options=(Option("histories", LABELLED, required=True, many=True),)),
+    Stage("stream_client", stream_client, "solve the simulations the launcher handed over (environment) and stream "
+          "every time step; or one given by --address/--client/--mu", package="surrogates",
+          sections=SURROGATE_SECTIONS, enabled=lambda study: False,
+          options=(Option("backend", "FOM backend", choices=("petsc", "scipy"), default="petsc"),
+                   Option("address", "tcp://host:port of the server (one simulation given by hand)"),
+                   Option("client", "client id the server registered", type=int),
+                   Option("mu", "comma-separated parameter values"),
+                   Option("key_file", "the server's secret (default: $ROMFLOW_STREAM_KEY_FILE)"),
+                   Option("watch_pid", "exit when this (server) process is gone", type=int))),
+)

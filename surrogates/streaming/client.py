@@ -167,14 +167,14 @@ class Assignment:
 def run_worker(study: dict, job: Assignment, backend: str = "petsc", petsc_args=()):
     """Solve the study's transient problem for each assigned simulation in turn and stream every
     step (rank 0 sends). The FOM is set up once; its step matrix does not depend on mu."""
-    from rom import config
+    from rom.hifi import registry
     from rom.hifi.solve import FullOrderModel
 
     if backend == "petsc":
         from rom.hifi import petsc
 
         petsc.init(list(petsc_args))
-    problem = config.make_problem(study)
+    problem = registry.make_problem(study["problem"])
     fom = FullOrderModel(problem, backend, study["simulate"]["petsc_options"])
     for sim in job.simulations:
         client = job.client(sim).connect() if fom.rank == 0 else None

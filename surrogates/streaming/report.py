@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from rom import artefacts, config
+from rom import artefacts
+from rom.hifi import registry
 
 
 def evaluate(study: dict, test, models: dict[str, str]) -> xr.Dataset:
@@ -17,7 +18,7 @@ def evaluate(study: dict, test, models: dict[str, str]) -> xr.Dataset:
     from surrogates.nn import load_model
     from surrogates.offline import snapshot_set
 
-    problem = config.make_problem(study)
+    problem = registry.make_problem(study["problem"])
     errors, preds = [], []
     F = mu = None
     for label, path in models.items():

@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from rom import artefacts, config
+from rom import artefacts
+from rom.errors import UserError
+from rom.hifi import registry
 
 from . import protocol
 from .settings import settings as run_settings, validate_settings
 
 
-class StreamingError(RuntimeError):
+class StreamingError(UserError):
     """A run that cannot proceed; the message is one line naming what was wrong."""
 
 
@@ -34,7 +36,7 @@ def setup(study: dict):
 
     validate_settings(study)
     s = study["surrogate"]
-    problem = config.make_problem(study)
+    problem = registry.make_problem(study["problem"])
     if not problem.transient:
         raise StreamingError(f"problem.name = {problem.name}: the streamed surrogate expects a transient problem (heat)")
     try:
@@ -44,7 +46,7 @@ def setup(study: dict):
     if device.type == "cpu":
         # intra-op threads on a shared CPU spin against the clients; one thread is several times faster
         torch.set_num_threads(s["cpu_threads"])
-    names, bounds, _ = config.parameter_space(study)
+    names, bounds, _ = registry.parameter_space(study)
     return problem, names, bounds, Scaling(bounds, problem.times[-1]), device, s.get("seed", study["seed"])
 
 
@@ -82,7 +84,7 @@ def ensemble(study: dict, names, bounds, seed: int):
     """(initial parameter vectors, redraw(k)) of the streamed ensemble (seeded)."""
     from rom.design import scale, unit_design
 
-    dists = config.parameter_space(study)[2]
+    dists = registry.parameter_space(study)[2]
     method = study["design"]["method"] if study["design"]["method"] in ("lhs", "sobol", "random") else "lhs"
     mus = scale(unit_design(method, study["surrogate"]["online"]["simulations"], len(names), seed + 101), bounds, dists)
 

@@ -47,8 +47,8 @@ def buffer_problem(capacity: int, watermark: int, batch_size: int, ingest_chunk:
 
 def validate_settings(study: dict, source: str = "config"):
     """Semantic checks of a study's `surrogate` section (after the schema filled the defaults);
-    raises rom.config.ConfigError with one line."""
-    from rom.config import ConfigError
+    raises rom.errors.ConfigError with one line."""
+    from rom.errors import ConfigError
 
     s = study["surrogate"]
     b, on = s["buffer"], s["online"]
@@ -64,13 +64,7 @@ def validate_settings(study: dict, source: str = "config"):
                               f"expected a command line (shell quoting)") from None
         if not argv:
             raise ConfigError(f"{source}: surrogate.online.client_command = {json.dumps(command)}: expected a command")
-    if s["enabled"]:
-        from rom.hifi.problems import PROBLEMS
-
-        name = study["problem"]["name"]
-        if name in PROBLEMS and not PROBLEMS[name].transient:
-            raise ConfigError(f"{source}: surrogate.enabled = true for problem.name = {json.dumps(name)}: the "
-                              f"streamed surrogate expects a transient problem (heat)")
+    # A non-transient problem is refused by the stage's capability need (rom.pipeline).
 
 
 def settings(study: dict, policy: str, rank: int = 0) -> Settings:

@@ -96,7 +96,7 @@ def test_function_and_matrix_eim_give_the_same_rb_accuracy(setting):
     rel = {}
     for name, red in (("function", red_f), ("matrix", red_m)):
         model = red.model()
-        c, delta = model.query_batch(test)
+        c, delta = model.solve_and_estimate_batch(test)
         E = U - c @ red.V
         err = np.sqrt(np.einsum("ij,ij->i", E, (ops.X @ E.T).T))
         rel[name] = err / norms

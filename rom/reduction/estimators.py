@@ -93,6 +93,7 @@ class ResidualRiesz:
         self._W = np.empty((0, n), dtype=self.dtype)  # X-orthonormal rows spanning the representers
         self._rank = 0
         self._R = np.zeros((0, 0), dtype=self.dtype)  # Z^T = W^T R
+        self._G = np.zeros((0, 0), dtype=self.dtype)  # Z X Z^T = R^T R, grown by its new columns
         self._cache = None
         self._add(np.atleast_2d(np.asarray(f_terms, dtype=float)).astype(self.dtype))
 
@@ -116,9 +117,8 @@ class ResidualRiesz:
 
     def _double(self):
         if self._cache is None:
-            G = self._R.T @ self._R
             self._cache = (np.ascontiguousarray(self._R, dtype=np.float64),
-                           np.ascontiguousarray(0.5 * (G + G.T), dtype=np.float64))
+                           np.ascontiguousarray(self._G, dtype=np.float64))
         return self._cache
 
     def riesz(self, G: np.ndarray) -> np.ndarray:
@@ -141,6 +141,13 @@ class ResidualRiesz:
         R[: self._R.shape[0], :k_old] = self._R
         R[:, k_old:] = R_cols
         self._R = R
+        cross = np.einsum("ik,il->kl", R, R_cols)  # (K, k_new): new columns of R^T R
+        G = np.empty((k_old + k_new,) * 2, dtype=self.dtype)
+        G[:k_old, :k_old] = self._G
+        G[:, k_old:] = cross
+        G[k_old:, :k_old] = cross[:k_old].T
+        G[k_old:, k_old:] = 0.5 * (cross[k_old:] + cross[k_old:].T)
+        self._G = G
         if len(W_new):
             if rows > len(self._W):  # amortized growth: appends copy nothing most of the time
                 grown = np.empty((max(2 * len(self._W), rows, 8), self._W.shape[1]), dtype=self.dtype)

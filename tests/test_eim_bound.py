@@ -101,4 +101,7 @@ def test_matrix_eim_operator_errors_equal_a_dense_eigensolve(setting):
     kappa = np.array([p.kappa(m) for m in mu[:24]])
     gamma = Em.coefficients(A[:, Em.points]) @ Em.snapshot_coeffs
     kappa_err = np.abs(kappa - gamma @ kappa[Em.selected]).max(axis=1)
-    assert np.all(op > 0) and np.all(op <= kappa_err * (1 + 1e-9)), (op / kappa_err).max()
+    # (At the selected matrices both are rounding noise, ~1e-15: compared elsewhere only.)
+    rest = np.setdiff1d(np.arange(len(op)), Em.selected)
+    assert np.all(op[rest] <= kappa_err[rest] * (1 + 1e-9)), (op / kappa_err)[rest].max()
+    assert np.all(op[rest] >= 0.05 * kappa_err[rest]), (op / kappa_err)[rest].min()

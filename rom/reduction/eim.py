@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from .linalg import unit_lower_solve
+
 
 @dataclass
 class EIMBasis:
@@ -63,13 +65,16 @@ class EIMBasis:
 def eim(G: np.ndarray, M_max: int, tol: float = 0.0) -> EIMBasis:
     """Greedy EIM of the rows of G; stops when the max training error (in the max norm) falls
     below tol * max|G| or at M_max terms. The last selected point beyond M is kept as the indicator.
-    Vectorized: one rank-one update of all training residuals per term."""
-    G = np.asarray(G, dtype=float)
+    Vectorized: one rank-one update of all training residuals per term. Works in the dtype of G
+    (float64, or long double for the extended-precision estimator of eim_estimator)."""
+    G = np.asarray(G)
+    G = G.astype(np.float64) if G.dtype not in (np.float64, np.longdouble) else G
     n_train, n_points = G.shape
     scale = np.abs(G).max() if G.size else 0.0
     r = G.copy()
     basis, points, selected, errors = [], [], [], []
-    C = np.zeros((0, 0))
+    C = np.zeros((0, 0), dtype=G.dtype)
+    B = np.zeros((0, 0), dtype=G.dtype)  # B[l, m] = q_m(x_l), grown by one row and column per term
     for m in range(min(M_max, n_train, n_points) + 1):
         err = np.abs(r).max(axis=1)
         i = int(np.argmax(err))
@@ -80,13 +85,15 @@ def eim(G: np.ndarray, M_max: int, tol: float = 0.0) -> EIMBasis:
             break
         q = r[i] / r[i, j]
         # q_m in terms of the selected training functions: r_i = g_i - sum_l b_l q_l.
-        b = solve_triangular(np.array(basis)[:, points].T, G[i, points], lower=True, unit_diagonal=True) \
-            if basis else np.zeros(0)
-        row = np.zeros(m + 1)
+        b = unit_lower_solve(B, G[i, points]) if basis else np.zeros(0, dtype=G.dtype)
+        row = np.zeros(m + 1, dtype=G.dtype)
         row[m] = 1.0
         row[:m] -= b @ C if m else 0.0
         C = np.pad(C, ((0, 1), (0, 1)))
         C[m] = row / r[i, j]
+        B = np.pad(B, ((0, 1), (0, 1)))
+        B[m, :m] = [qk[j] for qk in basis]
+        B[m, m] = 1.0
         r -= np.outer(r[:, j], q)
         basis.append(q)
         points.append(j)
@@ -94,7 +101,7 @@ def eim(G: np.ndarray, M_max: int, tol: float = 0.0) -> EIMBasis:
     else:
         next_point = -1
     M = len(points)
-    basis_arr = np.array(basis).reshape(M, n_points)
+    basis_arr = np.array(basis, dtype=G.dtype).reshape(M, n_points)
     out = EIMBasis(basis_arr, np.array(points, dtype=np.int64), np.array(selected, dtype=np.int64), C,
                    np.array(errors), next_point, basis_arr[:, next_point] if next_point >= 0 else None)
     return out

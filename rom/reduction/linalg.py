@@ -106,6 +106,19 @@ def gram_schmidt(U: np.ndarray, X=None) -> np.ndarray:
     return gram_schmidt_rows(np.array(U, dtype=np.result_type(U, np.float64)), X)[0]
 
 
+def unit_lower_solve(L: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Solve L X = B for unit lower triangular L (m, m) and B (m,) or (m, k), in the dtype of the
+    data (LAPACK for double; forward substitution, a loop over the m rows, for long double)."""
+    if L.dtype == np.float64 and B.dtype == np.float64:
+        from scipy.linalg import solve_triangular
+
+        return solve_triangular(L, B, lower=True, unit_diagonal=True, check_finite=False)
+    X = np.array(B, dtype=np.result_type(L, B))
+    for i in range(1, len(L)):
+        X[i] -= L[i, :i] @ X[:i]
+    return X
+
+
 def orthonormality_error(V: np.ndarray, X=None) -> float:
     """max |V X V^T - I|."""
     return float(np.abs(x_inner(V, V, X) - np.eye(len(V))).max()) if len(V) else 0.0

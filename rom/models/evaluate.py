@@ -18,12 +18,15 @@ from rom.reduction.linalg import EXTENDED, RefinedSolver, x_norms
 
 def refined_solutions(A_terms, f_terms, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """Solutions (n, n_dofs) of sum_q theta_q A_q u = sum_p phi_p f_p, in long double: one double LU
-    per parameter and iterative refinement with long-double residuals (linalg.RefinedSolver)."""
+    per parameter and iterative refinement whose residuals apply sum_q theta_q A_q in long double
+    (the affine operator itself, not its assembly rounded to double: linalg.RefinedSolver)."""
     f_ext = np.asarray(f_terms, dtype=float).astype(EXTENDED)
+    A_ext = [Aq.astype(EXTENDED) for Aq in A_terms]
     out = []
     for t, p in zip(np.atleast_2d(theta), np.atleast_2d(phi)):  # one factorization per parameter
         A = sum(float(tq) * Aq for tq, Aq in zip(t, A_terms))
-        out.append(RefinedSolver(A).solve(p.astype(EXTENDED) @ f_ext))
+        exact = sum(EXTENDED(tq) * Aq for tq, Aq in zip(t, A_ext))
+        out.append(RefinedSolver(A, A_ext=exact).solve(p.astype(EXTENDED) @ f_ext))
     return np.array(out)
 
 

@@ -7,6 +7,7 @@ Runtime about 10 s on 2 cores."""
 import numpy as np
 import pytest
 
+from rom.hifi import fem
 from rom.hifi.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.hifi.solve import FullOrderModel
@@ -76,6 +77,55 @@ def test_output_bound_holds_and_correction_helps(block, spec):
     back = OutputModel.from_dataset(ds, f"output_{out.name}_", primal.model(), out)
     for key, value in back.evaluate(test).items():
         np.testing.assert_array_equal(value, model.evaluate(test)[key])
+
+
+class ConvectedBlock(ThermalBlock):
+    """Thermal block plus the convection b . grad u, b = (1, 0.5): A(mu) is not symmetric (a fifth,
+    skew term with coefficient 1), its symmetric part is the thermal block's, so alpha >= min_q mu_q."""
+
+    def operator_terms(self, pattern):
+        g = fem.p1_gradients(self.mesh)
+        conv = np.einsum("e,ej->ej", self.mesh.areas / 3, g @ np.array([1.0, 0.5]))
+        local = np.broadcast_to(conv[:, None, :], (len(conv), 3, 3))  # int (b . grad phi_j) phi_i
+        return np.vstack([super().operator_terms(pattern), pattern.assemble(local)[None]])
+
+    def theta(self, mu):
+        mu = np.asarray(mu, dtype=float)
+        return np.column_stack([mu, np.ones(len(mu))])
+
+
+class ConvectedCoefficients(AffineCoefficients):
+    def alpha_lb(self, mu):
+        return np.asarray(mu, dtype=float).min(axis=1)
+
+
+@pytest.mark.parametrize("backend", ["petsc", "scipy"])
+def test_dual_of_a_nonsymmetric_operator(backend):
+    """The dual problem uses A^T: the FOM's transpose solve is checked against the residual, and
+    the output bound holds with primal and dual bases that differ."""
+    p = ConvectedBlock(32, (2, 2))
+    ops = Operators.from_dataset(operators_dataset(p))
+    fom = FullOrderModel(p, backend)
+    if backend == "petsc":  # a direct solve, set on the KSP (the options database is process-wide)
+        fom.solver.ksp.setType("preonly")
+        fom.solver.ksp.getPC().setType("lu")
+    out = thermal_block_output(p, {"name": "mean_block_0", "kind": "region_mean", "blocks": [0]})
+    dual_solve = dual_fom_solve(fom, out)
+    mu = np.array([0.2, 0.7, 0.4, 0.9])
+    A = ops.assemble(p.theta(mu[None])[0])
+    assert abs(A - A.T).max() > 1e-3
+    z = dual_solve(mu)
+    np.testing.assert_allclose(A.T @ z, -out.terms[0], atol=1e-11 * np.abs(out.terms).max())
+    coef = ConvectedCoefficients(p)
+    primal = CoerciveRBReductor(ops.X, ops.A_terms, ops.f_terms, coef, p.default_bounds)
+    dual = dual_reductor(ops.X, ops.A_terms, out, coef, p.default_bounds)
+    train, test = draw(80, 11), draw(15, 12)
+    weak_greedy(train, lambda m: fom.solve(m).u, primal, 1e-3, 8)
+    weak_greedy(train, dual_solve, dual, 1e-3, 8)
+    r = OutputModel.build(primal, dual, ops.A_terms, ops.f_terms, out).evaluate(test)
+    s = out.value(test, np.array([fom.solve(m).u for m in test]))
+    assert np.all(r["bound"] >= np.abs(s - r["s"]))
+    assert np.median(np.abs(s - r["s"]) / np.abs(s - r["s_rb"])) < 0.05
 
 
 def test_bad_output_specs_are_refused():

@@ -137,26 +137,39 @@ def dual_reductor(X, A_terms, output: AffineOutput, coefficients, bounds, names=
 
 
 def dual_fom_solve(fom, output: AffineOutput):
-    """z(mu) solving A(mu)^T z = -l(mu) with the FOM's own linear solver: the same matrix when A(mu)
-    is symmetric (checked by PETSc, in parallel too), PETSc's transpose solve otherwise."""
+    """z(mu) solving A(mu)^T z = -l(mu) with the FOM's own linear solver. PETSc: the same matrix
+    when A(mu) is symmetric (MatIsSymmetric, in parallel too), else KSPSolveTranspose. SciPy
+    (serial): the transposed values on the structurally symmetric P1 pattern."""
     pattern = fom.pattern
     rows = slice(pattern.row_start, pattern.row_stop)
+    if fom.backend == "scipy":
+        T = sp.csr_matrix((np.arange(pattern.nnz, dtype=float) + 1, pattern.indices, pattern.indptr),
+                          shape=(pattern.n_rows, pattern.n_dofs)).T.tocsr()
+        T.sort_indices()
+        if not (np.array_equal(T.indptr, pattern.indptr) and np.array_equal(T.indices, pattern.indices)):
+            raise ValueError("dual solve: the operator pattern is not structurally symmetric; expected a P1 pattern")
+        transpose = T.data.astype(np.int64) - 1  # values[transpose] are the values of A^T on the pattern
 
     def solve(mu):
         mu = np.asarray(mu, dtype=float)
-        fom.solver.set_values(fom.problem.operator_values(mu, pattern))
+        values = fom.problem.operator_values(mu, pattern)
         rhs = -(output.lam(mu[None])[0] @ output.terms[:, rows])
-        A = getattr(fom.solver, "A", None)
-        if A is None or A.isSymmetric(1e-13 * max(A.norm(), 1.0)):
+        if fom.backend == "scipy":
+            fom.solver.set_values(values[transpose])
             z, info = fom.solver.solve(rhs)
         else:
             s = fom.solver
-            s.b.array[:] = rhs
-            s.x.set(0.0)
-            s.ksp.solveTranspose(s.b, s.x)
-            z, info = s.x.array.copy(), None
-            if int(s.ksp.getConvergedReason()) <= 0:
-                raise RuntimeError(f"dual (transpose) solve at mu = {mu.tolist()} did not converge")
+            s.set_values(values)
+            if s.A.isSymmetric(1e-13 * max(s.A.norm(), 1.0)):
+                z, info = s.solve(rhs)
+            else:
+                s.b.array[:] = rhs
+                s.x.set(0.0)
+                s.ksp.solveTranspose(s.b, s.x)
+                reason = int(s.ksp.getConvergedReason())
+                if reason <= 0:
+                    raise RuntimeError(f"dual (transpose) solve at mu = {mu.tolist()} did not converge (reason {reason})")
+                z, info = s.x.array.copy(), None
         if info is not None and not info.converged:
             raise RuntimeError(f"dual solve at mu = {mu.tolist()} did not converge ({info.reason})")
         return fom.solver.gather(z)

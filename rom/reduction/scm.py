@@ -202,8 +202,8 @@ def dual_values(lam: np.ndarray, a: np.ndarray, G: np.ndarray, theta: np.ndarray
     (..., m) on constraint rows a (..., m), G (..., m, Q) and theta (..., Q),
     lam^T a + sum_q min(d_q y_q^-, d_q y_q^+) with d = theta - G^T lam, less its rounding error."""
     lo, hi = box[:, 0], box[:, 1]
-    offset = np.einsum("...i,...i->...", lam, a)
-    d = theta - np.einsum("...i,...iq->...q", lam, G)
+    offset = (lam * a).sum(axis=-1)
+    d = theta - (lam[..., None, :] @ G)[..., 0, :]
     size = np.abs(offset) + (np.abs(d) * np.maximum(np.abs(lo), np.abs(hi))).sum(axis=-1)
     return offset + np.minimum(d * lo, d * hi).sum(axis=-1) - 4 * (G.shape[-1] + G.shape[-2] + 2) * _U * size
 
@@ -283,22 +283,36 @@ class SCMBounds:
         self.cert_rows = np.vstack([self.cert_rows, rows[None]])
         self.cert_lam0 = np.vstack([self.cert_lam0, cert.lam0[None]])
         self.cert_W = np.concatenate([self.cert_W, cert.W[None]])
+        self.__dict__.pop("_gathered", None)
+
+    def _gather(self):
+        """Per certificate: its constraint rows' alpha (C, Q) and theta (C, Q, Q), zero on unused
+        slots, and W flattened for one matrix product; cached until the next append."""
+        g = self.__dict__.get("_gathered")
+        if g is None or g[0] != (self.n_certificates, self.K):
+            used = self.cert_rows >= 0
+            r = np.maximum(self.cert_rows, 0)
+            a = np.where(used, self.alpha_constraints[r], 0.0) if self.K else np.zeros(used.shape)
+            G = np.where(used[..., None], self.theta_constraints[r], 0.0) if self.K else np.zeros(used.shape + (used.shape[1],))
+            Q = self.box.shape[0]
+            W = (self.cert_W * used[..., None]).reshape(-1, Q)
+            g = ((self.n_certificates, self.K), a, np.ascontiguousarray(G), W, self.cert_lam0 * used)
+            self.__dict__["_gathered"] = g
+        return g[1:]
 
     def certificate_values(self, theta: np.ndarray, which=slice(None)) -> np.ndarray:
-        """Dual values (n, C) of the stored certificates `which` at theta (n, Q)."""
-        rows, lam0, W = self.cert_rows[which], self.cert_lam0[which], self.cert_W[which]
-        used = rows >= 0
-        r = np.maximum(rows, 0)
-        a = np.where(used, self.alpha_constraints[r] if self.K else 0.0, 0.0)            # (C, Q)
-        G = np.where(used[..., None], self.theta_constraints[r] if self.K else 0.0, 0.0)  # (C, Q, Q)
-        lam = np.maximum(lam0[None] + np.einsum("cij,nj->nci", W, theta), 0.0) * used[None]
-        return dual_values(lam, a[None], G[None], theta[:, None, :], self.box)
+        """Dual values (n, C) of the stored certificates `which` (a slice) at theta (n, Q)."""
+        a, G, W, lam0 = self._gather()
+        C, Q = lam0.shape
+        a, G, W, lam0 = a[which], G[which], W.reshape(C, Q, Q)[which], lam0[which]  # slices: views
+        lam = np.maximum((theta @ W.reshape(-1, Q).T).reshape(len(theta), len(lam0), Q) + lam0, 0.0)
+        return dual_values(lam, a, G, theta[:, None, :], self.box)
 
     def lower_bound(self, mu: np.ndarray) -> np.ndarray:
         """Certified alpha_LB(mu) (n,): the best stored certificate, or the box alone (vectorized)."""
         th = self._theta(mu)
-        Q = th.shape[1]
-        out = dual_values(np.zeros((len(th), 1)), np.zeros((1, 1)), np.zeros((1, 1, Q)), th, self.box)
+        lo, hi = self.box[:, 0], self.box[:, 1]
+        out = np.minimum(th * lo, th * hi).sum(axis=1) - 4 * (th.shape[1] + 2) * _U * (np.abs(th) * np.maximum(np.abs(lo), np.abs(hi))).sum(axis=1)
         if self.n_certificates:
             for i in range(0, len(th), self.chunk):  # bounded memory: chunk x C x Q x Q
                 out[i:i + self.chunk] = np.maximum(out[i:i + self.chunk],
@@ -407,6 +421,9 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
     box = np.empty((Q, 2))
     vectors = []
     for q, A in enumerate(terms):
+        if not np.any(A.data):  # a skew term (convection): its Rayleigh quotient is 0
+            box[q] = 0.0
+            continue
         top = smallest_eigenvalue(-A, metric, precond_X, eig_rtol, seed=q)
         box[q, 1] = -top.lower
         scale = max(abs(top.ritz), np.finfo(float).tiny)
@@ -414,7 +431,7 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
         box[q, 0] = bottom.lower
         vectors += [top.vectors, bottom.vectors]
         h.factorizations += top.factorizations + bottom.factorizations
-    h.eigen_solves += 2 * Q
+    h.eigen_solves += 2 * sum(bool(np.any(A.data)) for A in terms)
     h.seconds_eigen = time.perf_counter() - t0
     log.info("SCM box %s in %.2f s", np.round(box, 6).tolist(), h.seconds_eigen)
 

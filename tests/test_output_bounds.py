@@ -3,7 +3,7 @@ and the outward flux through a side, against PETSc FOM solves (direct). Checks t
 by conservation (the four sides add up to int f = 1), the bound |s - s_N| <= Delta_s at every test
 parameter, and that the corrected output beats l^T u_N.
 
-Runtime about 10 s on 2 cores."""
+Runtime about 12 s on 2 cores."""
 import numpy as np
 import pytest
 

@@ -2,7 +2,7 @@
 slicing with PETSc's own sparse Cholesky inertia, the closed form of the thermal block), and the RB
 error bound certified by SCM where min-theta does not apply.
 
-Runtime about 25 s on 2 cores (two SCM greedies at 3969 dofs, two RB greedies with PETSc solves)."""
+Runtime about 20 s on 2 cores (two SCM greedies at 3969 dofs, two RB greedies with PETSc solves)."""
 import numpy as np
 import pytest
 import scipy.linalg as sla

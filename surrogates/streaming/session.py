@@ -14,6 +14,7 @@ import xarray as xr
 
 from rom import artefacts
 from rom.errors import UserError
+from rom.paths import digest
 from rom.hifi import registry
 
 from . import protocol
@@ -166,7 +167,7 @@ def train_online(study: dict, study_path: str | Path, policy: str, model_path: s
         launcher = Launcher(argv, environment, mus, redraw, on["max_running"], on["client_timeout"],
                             on["max_crashes"], on["client_ranks"], on["launcher"], log_dir, faults,
                             on["client_startup_timeout"], on["simulations_per_client"])
-    tag = config.digest([study[k] for k in ("problem", "parameters", "design", "surrogate", "seed")]
+    tag = digest([study[k] for k in ("problem", "parameters", "design", "surrogate", "seed")]
                         + [policy, world, sorted((faults or {}).items()), kill_after_checkpoint])
     try:
         try:

@@ -64,7 +64,18 @@ def validate_settings(study: dict, source: str = "config"):
                               f"expected a command line (shell quoting)") from None
         if not argv:
             raise ConfigError(f"{source}: surrogate.online.client_command = {json.dumps(command)}: expected a command")
-    # A non-transient problem is refused by the stage's capability need (rom.pipeline).
+    if s["enabled"]:
+        from rom.hifi import capabilities as cap
+        from rom.hifi.registry import ProblemLookupError, problem_class
+
+        try:
+            transient = cap.TRANSIENT in problem_class(study["problem"]).capabilities
+        except ProblemLookupError:
+            return  # the problem itself is refused where the study is validated
+        if not transient:
+            raise ConfigError(f"{source}: surrogate.enabled = true for problem.name = "
+                              f"{json.dumps(study['problem'].get('name'))}: the streamed surrogate expects a transient "
+                              "problem (heat)")
 
 
 def settings(study: dict, policy: str, rank: int = 0) -> Settings:

@@ -1,10 +1,10 @@
-"""GP regression: held-out values inside the 3-sigma band, ARD finds the irrelevant input,
+"""GP regression: calibrated held-out intervals, ARD finds the irrelevant input,
 the artefact round trip reproduces the predictor."""
 import numpy as np
 import pytest
 import torch
 
-from surrogates.gp import GP, coverage
+from surrogates.gp import GP, coverage, homogeneous_inputs as _homogeneous, predict_pod_gp as predict
 
 torch.set_num_threads(1)
 
@@ -19,12 +19,14 @@ def test_gp_recovers_smooth_function_within_3_sigma_and_ignores_irrelevant_input
     Xt, Yt = _data(200, 1)
     gp = GP(restarts=2, iterations=40, seed=0).fit(X, Y)
     mean, var = gp.predict(Xt)
+    # Calibrated intervals: of 400 held-out values a Gaussian puts 0.27% beyond 3 sigma (the
+    # largest of 400 |z| is ~3 itself, so no bound on the max); allow 1%.
     z = np.abs(mean - Yt) / np.sqrt(var)
-    assert z.max() < 3.0, z.max()
+    assert np.mean(z > 3.0) <= 0.01, np.sort(z.ravel())[-5:]
     assert np.abs(mean - Yt).max() < 2e-2
     ls = gp.hyperparameters["lengthscale"]
     assert np.all(ls[:, 1] > 10 * ls[:, 0]), ls  # x_1 does not enter the function
-    assert coverage(Yt, mean, var) > 0.95
+    assert 0.90 <= coverage(Yt, mean, var) <= 0.99
 
 
 def test_gp_dataset_round_trip_and_extrapolation_flag():
@@ -59,8 +61,6 @@ def test_log_input_transform_fits_inverse_conductivity_better_and_round_trips():
 def test_parameter_scaling_is_exact_for_a_homogeneous_solution():
     """Thermal block: u(2 mu) = u(mu) / 2, so the POD+GP prediction at 2 mu is half that at mu
     (variance a quarter), whatever the GP learned."""
-    from surrogates.commands.gp import _homogeneous, predict
-
     rng = np.random.default_rng(4)
     mu = rng.uniform(0.1, 1.0, (12, 3))
     C = np.column_stack([1.0 / mu.sum(axis=1), 1.0 / mu[:, 0]])  # homogeneous of degree -1

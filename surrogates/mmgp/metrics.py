@@ -30,11 +30,16 @@ def scalar_rrmse(ref: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def _entry(rrmse, ref, pred, var, factors=None) -> dict:
     """factors: the model's calibrated half-width factors (surrogates.gp.interval_factors);
-    None: Gaussian intervals. The Gaussian curve is reported too (the variance alone)."""
+    None: Gaussian intervals. The Gaussian curve is reported too (the variance alone). Values
+    predicted exactly with zero variance (Dirichlet nodes) are left out of the coverage: they are
+    inside every interval and would lift the curve at every level."""
+    r2 = q2(ref, pred)
+    exact = (var == 0) & (ref == pred)
+    ref, pred, var = ref[~exact], pred[~exact], var[~exact]
     gauss = calibration_curve(ref, pred, var)
     curve = gauss if factors is None else np.array([calibrated_coverage(ref, pred, np.sqrt(var), factors, a)
                                                     for a in CALIBRATION_LEVELS])
-    return {"rrmse": float(rrmse), "q2": q2(ref, pred), "coverage95": float(curve[list(CALIBRATION_LEVELS).index(0.95)]),
+    return {"rrmse": float(rrmse), "q2": r2, "coverage95": float(curve[list(CALIBRATION_LEVELS).index(0.95)]),
             "calibration": curve.tolist(), "calibration_max_deviation": float(np.abs(curve - CALIBRATION_LEVELS).max()),
             "calibration_gaussian": gauss.tolist()}
 

@@ -54,9 +54,9 @@ class MMGP:
     units: name -> unit of the outputs (carried into the artefacts)."""
 
     def __init__(self, fields: list[str], scalar_names: list[str], input_names: list[str], morphing="mean_value",
-                 geometry_modes=8, field_modes=12, support=0, start_point=(0.0, 0.0), restarts=4, iterations=300,
+                 geometry_modes=16, field_modes=12, support=0, start_point=(0.0, 0.0), restarts=4, iterations=300,
                  seed=0, load_inputs=(), degrees=None, floor_variance=True, units=None, gtol=1e-5,
-                 out_of_range_level=0.05):
+                 out_of_range_level=0.02):
         if morphing not in METHODS:
             raise ValueError(f"morphing = {morphing!r}: expected one of {list(METHODS)}")
         self.fields, self.scalar_names, self.input_names = list(fields), list(scalar_names), list(input_names)
@@ -154,7 +154,10 @@ class MMGP:
                 dof = max(len(samples) - len(self.f_modes[f]) - 1, 1)
                 self.f_floor[f] = sum(Ti @ (u - Bi @ ri) ** 2 for Ti, Bi, u, ri in zip(T, back, own[f], rec)) / dof
         Z = self._geometry_coefficients(X)
-        self.train_geometry_residual = self._geometry_residual(X, Z)
+        # In-sample residuals of modes fitted to these very shapes are too small on average: scaled
+        # by sqrt(n / (n - k - 1)), the degrees of freedom left (as for the floor variance).
+        dof = max(len(samples) - len(self.x_modes) - 1, 1)
+        self.train_geometry_residual = self._geometry_residual(X, Z) * np.sqrt(len(samples) / dof)
         Y = np.column_stack(coef + [scalars / r[:, None] ** self._scalar_degrees])
         t1 = time.perf_counter()
         self.gp.fit(self._gp_inputs(Z, inputs, r), Y, self.output_names)
@@ -176,8 +179,10 @@ class MMGP:
             sl, V = slice(sizes[j], sizes[j + 1]), self.f_modes[f]
             res = np.concatenate([u - B @ (self.f_mean[f] + c @ V) for B, u, c in zip(back, own[f], c_loo[:, sl])])
             sd = np.sqrt(np.concatenate([(B @ V.T) ** 2 @ v + B @ self.f_floor[f] for B, v in zip(back, v_loo[:, sl])]))
-            # A node with no variance (a Dirichlet value) and no residual is inside every interval.
-            z = np.divide(res, sd, out=np.where(res == 0, 0.0, np.inf), where=sd > 0)
+            # Nodes without variance (Dirichlet values, predicted exactly) say nothing about the
+            # intervals: left out.
+            random = (sd > 0) | (res != 0)
+            z = np.divide(res[random], sd[random], out=np.full(int(random.sum()), np.inf), where=sd[random] > 0)
             out[f] = interval_factors(z)
         z = self.gp.loo_z()
         for k, name in enumerate(self.scalar_names):
@@ -270,8 +275,9 @@ class MMGP:
                 if draws:  # fresh coefficients per draw; standardized by the chain's std, then calibrated
                     dev = np.sqrt(v) * rng.standard_normal((draws, len(c))) @ W.T
                     dev = dev + np.sqrt(floor) * rng.standard_normal((draws, len(floor)))
-                    sd = np.sqrt((W**2) @ v + floor)
-                    fd[f] = fm[f] + scale * sd * calibrated_normal(self.interval_factors[f], dev / sd)
+                    sd = np.sqrt((W**2) @ v + floor)  # zero at nodes without variance (Dirichlet values)
+                    xi = np.divide(dev, sd, out=np.zeros_like(dev), where=sd > 0)
+                    fd[f] = fm[f] + scale * sd * calibrated_normal(self.interval_factors[f], xi)
             out["fields_mean"].append(fm)
             out["fields_var"].append(fv)
             if len(quantiles):

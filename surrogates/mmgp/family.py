@@ -167,9 +167,10 @@ def read_mesh_folder(folder, set_name: str, input_names, field_units: dict, scal
         raise FamilyError(f"{path}: index not found; expected a CSV with columns file, set, "
                           f"{', '.join(list(input_names) + list(scalar_units))}")
     with open(path, newline="") as fh:
-        rows = [{k.strip(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(fh)]
+        reader = csv.DictReader(fh)
+        rows = [{k.strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+        header = [h.strip() for h in reader.fieldnames or []]
     need = ["file", "set", *input_names, *scalar_units]
-    header = list(rows[0]) if rows else []
     missing = [c for c in need if c not in header]
     if missing:
         raise FamilyError(f"{path}: no column {missing[0]!r}; expected columns {need}")

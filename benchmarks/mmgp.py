@@ -52,13 +52,14 @@ def support_floor(model, test) -> dict:
     modes, back-transfer): the floor a perfect GP would reach with this support."""
     out = {}
     per = {f: [] for f in model.fields}
-    for s in test[0]:
+    r = model._load_magnitude(test[1], [f"test {i}" for i in range(len(test[1]))])
+    for s, ri in zip(test[0], r):
         m, T = model._to_support(s, "test")
         B = p1_transfer(model.support_nodes, model.support_triangles, m)
-        for f in model.fields:
-            u = T @ s.fields[f]
-            c = (u - model.f_mean[f]) @ (model.M @ model.f_modes[f].T)
-            per[f].append(B @ (model.f_mean[f] + c @ model.f_modes[f]))
+        for f in model.fields:  # per unit load, as the model stores its modes
+            scale = ri ** model.degrees[f]
+            c = (T @ s.fields[f] / scale - model.f_mean[f]) @ (model.M @ model.f_modes[f].T)
+            per[f].append(scale * (B @ (model.f_mean[f] + c @ model.f_modes[f])))
     for f in model.fields:
         ref, off = ragged([s.fields[f] for s in test[0]])
         out[f] = field_rrmse(ref, ragged(per[f])[0], off)

@@ -601,7 +601,7 @@ def pod_gp_cross_validation(mu: np.ndarray, U: np.ndarray, X, V: np.ndarray, deg
     for held in np.array_split(order, folds):  # K small fits
         keep = np.setdiff1d(order, held)
         Vf = pod(U[keep], X, 1e-14, k)[0]
-        gp = fit_pod_gp(mu[keep], pod_coefficients(U[keep], X, Vf), degree, **gp_options)
+        gp = fit_pod_gp(mu[keep], pod_coefficients(U[keep], X, Vf), degree, seed=seed, **gp_options)
         c, var = predict_pod_gp(gp, mu[held], degree)
         e_node[held] = U[held] - c @ Vf
         e_coef[held] = pod_coefficients(e_node[held], X, V)

@@ -70,7 +70,7 @@ def fit(args):
                 raise config.ConfigError(f"gp.folds = {s['folds']}: {len(mu)} train snapshots; expected at least "
                                          f"{2 * s['folds']} (or gp.calibration: loo)")
             coef_f, node_f, _ = calibrate_pod_gp(gp, V, *pod_gp_cross_validation(mu, U, ops.X, V, degree, s["folds"],
-                                                                                  study["seed"], **options))
+                                                                                  **options))
         else:
             z = gp.loo_z()
             coef_f, node_f = np.stack([interval_factors(z[:, j]) for j in range(z.shape[1])]), gaussian_factors()

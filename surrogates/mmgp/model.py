@@ -4,13 +4,16 @@ regress the field coefficients and output scalars on [geometry coefficients, sca
 independent GPs (surrogates.gp: one optimizer state per output).
 
 The chain after the GP (decompression, back-transfer) is linear and the GP outputs are
-independent given the inputs, so the predictive distribution of a nodal value is exactly Gaussian
-with variance sum_k (T V_k)^2 var(c_k) (plus the learned noise), to which the model adds the
-variance of what the chain itself cannot represent: the transfer + POD truncation error of the
-training fields (their round trip onto the support, the modes and back onto their own mesh), a
-per-node variance on the support. Quantiles are therefore exact Gaussian quantiles; posterior
-draws take fresh coefficients for every draw and every shape (and, for the truncation part,
-independent nodal noise of the floor variance).
+independent given the inputs, so a nodal value's GP part is exactly Gaussian with variance
+sum_k (T V_k)^2 var(c_k) (plus the learned noise), to which the model adds the variance of what
+the chain itself cannot represent: the transfer + POD truncation error of the training fields
+(their round trip onto the support, the modes and back onto their own mesh), a per-node variance
+on the support. Pooled over nodes and shapes, the standardized errors are a scale mixture, not a
+Gaussian, so intervals, quantiles and draws use per output the empirical distribution of the
+standardized leave-one-out residuals of the training set pushed through the same chain
+(surrogates.gp quantile recalibration). Draws take fresh coefficients for every draw and every
+shape (and independent nodal noise of the floor variance for the truncation part), then map each
+standardized nodal value to the calibrated distribution (a Gaussian copula).
 
 Out-of-range score: two conformal p-values against the training set, Bonferroni-combined: the GP
 novelty (surrogates.gp.GP.novelty, leave-one-out at the training inputs) and the geometry

@@ -135,7 +135,8 @@ def main():
         print("RRMSE ratio uniform / mean_value: " + ", ".join(f"{o} {v:.2f}" for o, v in ratio.items()))
     if "support_floor" in summary:
         print("transfer + POD floor (RRMSE with exact coefficients) per support shape: " +
-              "; ".join(f"support {k}: " + ", ".join(f"{f} {v:.2e}" for f, v in fl.items()) for k, fl in summary["support_floor"].items()))
+              "; ".join(f"support {k}: " + ", ".join(f"{f} {v:.2e}" for f, v in fl.items())
+                        for k, fl in summary["support_floor"].items()))
     best = summary.get("mean_value", next(iter(summary.values())))
     missed = [o for o, t in TARGETS.items() if best[o]["rrmse"] > t]
     bad_cov = [o for o in names if not 0.90 <= best[o]["coverage95"] <= 0.99]

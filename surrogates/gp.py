@@ -12,7 +12,8 @@ norm, loss change, iterations) is recorded per output.
 
 Calibration: per-output variance factor, the mean squared standardized leave-one-out residual
 (closed form from K^-1); interval half-widths from the empirical distribution of those residuals
-(quantile recalibration, `interval_factors`), so intervals hold at every level, not only on average. Novelty: the latent posterior variance fraction 1 - k*^T K^-1 k* / s^2
+(quantile recalibration, `interval_factors`), so intervals hold at every level, not only on average.
+Novelty: the latent posterior variance fraction 1 - k*^T K^-1 k* / s^2
 averaged over the outputs, compared with its leave-one-out values at the training inputs (a
 conformal p-value: under exchangeability a new in-family input gets p <= a with probability <= a).
 
@@ -105,7 +106,8 @@ def batched_lbfgs(fun, x0, max_iter: int, gtol: float = 1e-5, ftol: float = 1e-9
     """Minimize m independent smooth functions at once: fun(x (k, p), rows (k,)) -> (f (k,), g (k, p))
     evaluates rows `rows` of the batch. Per row: L-BFGS direction, backtracking Armijo step,
     stop when max |g| <= gtol (status 1) or when the loss decreases, or the quasi-Newton model
-    predicts it to decrease, by less than ftol max(1, |f|) (status 2); 3: iteration budget spent; 4: no step decreases the loss; -1: not finite at x0.
+    predicts it to decrease, by less than ftol max(1, |f|) (status 2); 3: iteration budget spent;
+    4: no step decreases the loss; -1: not finite at x0.
     Returns x, f, g, iterations (m,), status (m,)."""
     import torch
 

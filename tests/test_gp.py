@@ -153,7 +153,7 @@ def test_pod_gp_intervals_calibrated_by_cross_validating_the_chain():
     from rom.hifi.problems import make_problem
     from rom.hifi.solve import FullOrderModel
     from rom.reduction.pod import pod
-    from surrogates.gp import (calibrate_pod_gp, calibrated_coverage, fit_pod_gp, interval_factors, pod_coefficients,
+    from surrogates.gp import (calibrate_pod_gp, fit_pod_gp, interval_factors, pod_coefficients,
                                pod_gp_cross_validation, pod_gp_test_metrics)
 
     p = make_problem({"name": "thermal_block", "mesh": {"n": 24}, "blocks": [2, 2], "mu_range": [0.1, 1.0]})

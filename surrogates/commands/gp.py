@@ -174,4 +174,5 @@ def evaluate(args):
                   {"POD+GP vs RB on the test set": {"columns": ["model", "max rel. error", "mean rel. error",
                                                                 "seconds per query"], "rows": rows},
                    "Calibration per POD mode": {"columns": ["mode", "test z-score s.d.", "95% coverage"],
-                                                "rows": [[k, z, c] for k, (z, c) in enumerate(zip(r["z_sd"], r["coverage95_modes"]))]}})
+                                                "rows": [[k, z, c] for k, (z, c) in
+                                                         enumerate(zip(r["z_sd"], r["coverage95_modes"]))]}})

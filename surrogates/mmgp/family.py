@@ -131,7 +131,8 @@ def read_mesh_sample(path, fields) -> MeshSample:
     try:
         mesh = meshio.read(path)
     except Exception as exc:  # meshio raises many types for unreadable files
-        raise FamilyError(f"{path}: not a mesh meshio can read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise FamilyError(f"{path}: not a mesh meshio can read ({type(exc).__name__}: {first})") from None
     tri = [c.data for c in mesh.cells if c.type == "triangle"]
     if not tri:
         raise FamilyError(f"{path}: no triangle cells (found {sorted({c.type for c in mesh.cells})}); expected a triangle mesh")

@@ -317,12 +317,14 @@ class MMGP:
             ds[f"{f}_modes"] = ((f"{f}_mode", "support_node"), self.f_modes[f])
             ds[f"{f}_floor_variance"] = ("support_node", self.f_floor[f])
         ds["degree"] = ("output", [self.degrees[o] for o in self.fields + self.scalar_names])
-        ds["interval_factor"] = (("output", "calibration_level"), np.stack([self.interval_factors[o] for o in self.fields + self.scalar_names]),
+        outputs = self.fields + self.scalar_names
+        ds["interval_factor"] = (("output", "calibration_level"), np.stack([self.interval_factors[o] for o in outputs]),
                                  {"long_name": "calibrated half-width of the central interval, in predicted standard deviations"})
         ds = ds.assign_coords(calibration_level=CALIBRATION_GRID)
         ds["units"] = ("output", np.array([self.units[o] for o in self.fields + self.scalar_names], dtype=object))
         ds.attrs.update(load_inputs=",".join(self.input_names[j] for j in self.load_inputs),
-                        floor_variance=int(self.floor_variance), fields=",".join(self.fields), scalar_names=",".join(self.scalar_names),
+                        floor_variance=int(self.floor_variance), fields=",".join(self.fields),
+                        scalar_names=",".join(self.scalar_names),
                         input_names=",".join(self.input_names), morphing=self.morphing, geometry_modes=self.geometry_modes,
                         field_modes=self.field_modes, start_point=list(self.start_point), support=self.support,
                         out_of_range_level=self.out_of_range_level, n_converged=int(self.gp.converged.sum()),

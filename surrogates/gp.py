@@ -255,7 +255,9 @@ class GP:
         self.y_mean, y_std = Yc.mean(axis=1), Yc.std(axis=1)
         self.y_std = np.where(y_std > 0, y_std, 1.0)
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, output_names=None) -> "GP":
+    def fit(self, X: np.ndarray, Y: np.ndarray, output_names=None, start=None) -> "GP":
+        """start: (m, d + 3) log-hyperparameters (GP.theta of a related fit) for restart 0 instead
+        of the defaults: a warm start."""
         import torch
 
         X, Y = np.atleast_2d(np.asarray(X, dtype=float)), np.asarray(Y, dtype=float)
@@ -279,6 +281,7 @@ class GP:
         def fun(theta, rows):
             return _negative_log_likelihood(theta, Xt, Yt[rows], self.noise_floor)
 
+        warm = None if start is None else np.asarray(start, dtype=float).reshape(m, d + 3)
         rng = np.random.default_rng(self.seed)
         best_f = torch.full((m,), np.inf, dtype=torch.float64, device=self.device)
         best = torch.zeros(m, d + 3, dtype=torch.float64, device=self.device)
@@ -291,7 +294,10 @@ class GP:
             else:
                 start = np.concatenate([0.5 * np.log(d) + rng.uniform(np.log(0.2), np.log(5.0), d),
                                         [rng.uniform(np.log(0.3), np.log(3.0)), rng.uniform(np.log(1e-4), np.log(1e-1)), 0.0]])
-            theta0 = torch.as_tensor(np.tile(start, (m, 1)), dtype=torch.float64, device=self.device)
+            rows = np.tile(start, (m, 1))
+            if r == 0 and warm is not None:
+                rows = warm
+            theta0 = torch.as_tensor(rows, dtype=torch.float64, device=self.device)
             with torch.no_grad():
                 x, f, g, its, status = batched_lbfgs(fun, theta0, self.iterations, self.gtol, self.ftol)
             failed = ~torch.isfinite(f)

@@ -144,7 +144,8 @@ def mmgp_fit(args):
         model = MMGP(fam.fields, fam.scalar_names, fam.input_names, args.morphing or s["morphing"], s["geometry_modes"],
                      s["field_modes"], s["support"], (0.0, 0.0), s["restarts"], s["iterations"], study["seed"],
                      load_inputs=loads, degrees=getattr(problem, "output_degrees", None), floor_variance=s["floor_variance"],
-                     units={**fam.field_units, **fam.scalar_units}, gtol=s["gtol"], out_of_range_level=s["out_of_range_level"])
+                     units={**fam.field_units, **fam.scalar_units}, gtol=s["gtol"], out_of_range_level=s["out_of_range_level"],
+                     calibration=s["calibration"], folds=s["folds"])
         model.fit(fam.samples, fam.inputs, fam.scalars, fam.names)
     except ValueError as exc:  # MeshError included: one line naming the sample
         raise UserError(str(exc)) from None

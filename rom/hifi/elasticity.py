@@ -159,6 +159,17 @@ class ElasticSolution:
     iterations: int
     seconds: float
 
+    def fields(self, n_nodes: int) -> dict[str, np.ndarray]:
+        """The declared nodal outputs (TensilePlate.field_units), NaN when the solve failed."""
+        U = self.displacement if self.converged and self.displacement is not None else np.full((n_nodes, 2), np.nan)
+        vm = self.von_mises if self.converged and self.von_mises is not None else np.full(n_nodes, np.nan)
+        return {"u_x": U[:, 0], "u_y": U[:, 1], "von_mises": vm}
+
+    @property
+    def scalars(self) -> dict[str, float]:
+        """The declared scalar outputs (TensilePlate.scalar_units)."""
+        return {"max_von_mises": self.max_von_mises, "compliance": self.compliance}
+
 
 class PlateModel:
     """The elasticity FOM of one plate mesh on PETSc (row-distributed, MPI) or SciPy."""
@@ -275,6 +286,10 @@ class TensilePlate(Problem):
     # (displacements, stresses) or 2 (compliance = f . u); MMGP's load scaling uses it.
     load_parameters = ("pressure", "bending")
     output_degrees = {"u_x": 1, "u_y": 1, "von_mises": 1, "max_von_mises": 1, "compliance": 2}
+    # The outputs of a solve (ElasticSolution.fields / .scalars) and their units (nondimensional
+    # plate: lengths in plate widths, stresses in units of `young`'s unit, compliance = f . u).
+    field_units = {"u_x": "length", "u_y": "length", "von_mises": "stress"}
+    scalar_units = {"max_von_mises": "stress", "compliance": "energy"}
 
     def __init__(self, mesh_n: int = 12, width: float = 1.0, height: float = 2.0, notches: int = 1,
                  notch_depth: float = 0.15, young: float = 100.0, pressure_range=(0.5, 1.5),

@@ -215,6 +215,9 @@ def validate(study: dict, source: str = "config", base_dir: str | Path | None = 
     mesh = study["problem"].get("mesh", {})
     if isinstance(mesh, dict) and "file" in mesh:
         mesh["file"] = _resolve(mesh["file"], base_dir)
+    for key, sub in cls.arguments.items():  # the problem's own path-valued keys
+        if isinstance(sub, dict) and sub.get("x-path") and isinstance(study["problem"].get(key), str):
+            study["problem"][key] = _resolve(study["problem"][key], base_dir)
     if "class" in study["problem"]:
         study["problem"]["class"] = problem_class(study["problem"], source, base_dir).import_path
     try:

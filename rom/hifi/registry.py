@@ -14,6 +14,7 @@ from .elasticity import TensilePlate
 from .nonaffine import NonaffineDiffusion
 from .nonlinear_heat import NonlinearHeat
 from .problems import Heat, ThermalBlock
+from .shape_family import MeshFamily
 
 PROBLEMS: dict[str, type] = {}
 
@@ -30,7 +31,7 @@ def register(cls):
     return cls
 
 
-for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate):
+for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate, MeshFamily):
     register(_cls)
 
 

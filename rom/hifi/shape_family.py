@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problems import Problem, register
+from . import capabilities as cap
+from .capabilities import ParameterSpace
+from .problems import Problem
 
 
 @dataclass
@@ -36,15 +38,19 @@ def broadcast_mesh(make_mesh, comm=None):
 
 
 def solve_shapes(problem, mu: np.ndarray, set_name: str, study_seed: int, backend: str = "petsc",
-                 options: dict | None = None, comm=None) -> list[ShapeSolution] | None:
+                 options: dict | None = None, comm=None, progress=None) -> list[ShapeSolution] | None:
     """Sample i of set `set_name` is the shape of geometry_seed(study_seed, set_name, i) under the
-    inputs mu[i]; `comm` (mpi4py, None for serial) is the communicator PETSc runs on.
+    inputs mu[i]; `comm` (mpi4py, None for serial) is the communicator PETSc runs on; `progress`
+    (iterable, what) -> iterable wraps the loop over shapes (progress lines in the log).
     Returns the solutions on rank 0, None on the other ranks."""
     from .elasticity import PlateMesh, PlateModel, geometry_seed
 
     rank = comm.rank if comm is not None else 0
     out = []
-    for i, m in enumerate(np.atleast_2d(mu)):  # one mesh and one solve per shape
+    shapes = enumerate(np.atleast_2d(mu))
+    if progress is not None and rank == 0:
+        shapes = progress(shapes, "shapes", total=len(np.atleast_2d(mu)))
+    for i, m in shapes:  # one mesh and one solve per shape
         seed = geometry_seed(study_seed, set_name, i)
         mesh = broadcast_mesh(lambda: problem.geometry(seed), comm)
         fom = PlateModel(problem, PlateMesh(mesh.nodes, mesh.triangles), backend, options)  # PETSc.COMM_WORLD
@@ -62,7 +68,6 @@ def uniform_inputs(problem, n: int, seed: int) -> np.ndarray:
     return lo + (hi - lo) * np.random.default_rng(seed).uniform(size=(n, len(lo)))
 
 
-@register
 class MeshFamily(Problem):
     """A shape family read, not solved: user mesh files (`source: files`, a folder with an index
     CSV: file, set, inputs, output scalars) or a PLAID dataset (`source: plaid`, its problem
@@ -71,9 +76,20 @@ class MeshFamily(Problem):
     simulate-geometries reads each set's inputs from the family itself."""
 
     name = "mesh_family"
-    affine = False
-    fixed_mesh = False
+    capabilities = frozenset({cap.PARAMETERS, cap.GEOMETRY_FAMILY})
     SOURCES = ("files", "plaid")
+    arguments = {
+        "source": {"enum": list(SOURCES), "default": "files",
+                   "description": "files: a folder of mesh files with an index CSV; plaid: a PLAID dataset"},
+        "path": {"type": "string", "x-path": True, "description": "the family's folder (relative to the study file)"},
+        "inputs": {"type": "array", "items": {"type": "string"}, "default": [],
+                   "description": "names of the scalar inputs (columns of the index, or PLAID scalars)"},
+        "index": {"type": "string", "default": "samples.csv"},
+        "problem_definition": {"type": ["string", "null"], "default": None},
+    }
+    # The outputs of a read family are declared in the study's mmgp section (fields, scalars, units).
+    output_fields: dict = {}
+    output_scalars: dict = {}
 
     def __init__(self, mesh_n: int = 0, source: str = "files", path: str = "", inputs=(), index: str = "samples.csv",
                  problem_definition: str | None = None):
@@ -85,10 +101,10 @@ class MeshFamily(Problem):
         self.source, self.path, self.index = source, str(path), str(index)
         self.inputs, self.problem_definition = [str(n) for n in inputs], problem_definition
 
-    @property
-    def parameter_names(self):
-        return list(self.inputs)
+    @classmethod
+    def parameter_space(cls, args: dict) -> ParameterSpace:
+        names = tuple(str(n) for n in args.get("inputs", ()))
+        return ParameterSpace(names, np.tile([0.0, 1.0], (len(names), 1)))
 
-    @property
-    def default_bounds(self):
-        return np.tile([0.0, 1.0], (len(self.inputs), 1))
+    def arguments_used(self):
+        return {"inputs": self.inputs}

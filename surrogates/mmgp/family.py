@@ -81,9 +81,10 @@ def from_dataset(ds: xr.Dataset, source: str = "family", fields=None, scalars=No
 
 def declared_outputs(section: dict, problem) -> tuple[dict, dict]:
     """(fields, scalars), name -> unit: the mmgp section's `fields` / `scalars`, by default the
-    problem's declared outputs (field_units / scalar_units). A solved family can only give outputs
-    its problem declares; a read family (mesh_family) must declare its fields."""
-    known_f, known_s = getattr(problem, "field_units", None), getattr(problem, "scalar_units", None)
+    problem's declared outputs (output_fields / output_scalars: capability geometry_family). A solved
+    family can only give outputs its problem declares; a read family (mesh_family, which declares
+    none) must declare its fields."""
+    known_f, known_s = (getattr(problem, "output_fields", None) or None), (getattr(problem, "output_scalars", None) or None)
     fields = dict(section.get("fields") or known_f or {})
     scalars = dict(section.get("scalars") or known_s or {})
     if not fields:

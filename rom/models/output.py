@@ -226,12 +226,11 @@ class OutputModel:
 
     def to_dataset(self, prefix: str) -> xr.Dataset:
         p = prefix
-        # The dual basis has its own size: its mode dimensions are renamed apart from the primal's.
-        ds = self.dual.to_dataset(prefix=f"{p}dual_").rename_dims({"mode": f"{p}dual_mode", "mode_": f"{p}dual_mode_"})
-        return ds.merge(xr.Dataset({
-            f"{p}l_rb": ((f"{p}term", "mode"), self.l_rb, {"long_name": "l_j^T v_n"}),
+        # The dual model's dimensions carry its prefix (f"{p}dual_mode": its own basis size).
+        return self.dual.to_dataset(prefix=f"{p}dual_").merge(xr.Dataset({
+            f"{p}l_rb": ((f"{p}term", f"{p}mode"), self.l_rb, {"long_name": "l_j^T v_n"}),
             f"{p}f_du": ((f"{p}rhs_term", f"{p}dual_mode"), self.f_du, {"long_name": "f_p^T w_m"}),
-            f"{p}a_du": ((f"{p}op_term", f"{p}dual_mode", "mode"), self.a_du, {"long_name": "w_m^T A_q v_n"}),
+            f"{p}a_du": ((f"{p}op_term", f"{p}dual_mode", f"{p}mode"), self.a_du, {"long_name": "w_m^T A_q v_n"}),
         }))
 
     @classmethod

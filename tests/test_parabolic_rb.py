@@ -8,7 +8,7 @@ import pytest
 
 from rom.hifi.problems import Heat
 from rom.hifi.solve import FullOrderModel
-from rom.models.parabolic import ParabolicReductor, energy_errors, heat_system, pod_greedy
+from rom.models.parabolic import ParabolicReductor, affine_system, energy_errors, pod_greedy
 
 
 def petsc_trajectories(problem):
@@ -31,7 +31,7 @@ def petsc_trajectories(problem):
 def heat():
     p = Heat(32)
     traj = petsc_trajectories(p)
-    system = heat_system(p)
+    system = affine_system(p)
     rng = np.random.default_rng(0)
     train, test = rng.random((40, 5)), rng.random((10, 5))
     U = np.stack([traj(m) for m in test])

@@ -169,8 +169,8 @@ def parser(package: str = "rom") -> argparse.ArgumentParser:
     return p
 
 
-def _logging(rank: int):
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO if rank == 0 else logging.WARNING,
+def _logging(rank: int, quiet: bool = False):
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO if rank == 0 and not quiet else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     logging.captureWarnings(True)
 
@@ -207,7 +207,8 @@ def main(argv=None, package: str = "rom") -> int:
         print(f"{prog}: error: unexpected arguments {stray}", file=sys.stderr)
         return 2
     args.petsc_args = rest
-    _logging(_rank())
+    stage = getattr(args, "stage", None)
+    _logging(_rank(), stage is not None and stage.quiet is not None and stage.quiet(args))
     try:
         if hasattr(args, "stage"):
             return run_stage(args.stage, args)

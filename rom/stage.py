@@ -64,6 +64,7 @@ class Stage:
     needs_test: bool = False                    # evaluates on the test set: design.test.size >= 1
     mpi: bool = False                           # every MPI rank runs `run`; rank 0 writes
     study: bool = True                          # takes --study-config
+    quiet: Callable | None = None               # quiet(args): log warnings only (an interactive query)
 
     @property
     def command(self) -> str:

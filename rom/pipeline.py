@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 
-from rom.commands import aggregate, local, pod, report, simulate, study as study_stages
+from rom.commands import aggregate, local, pod, rb, report, simulate, study as study_stages
 from surrogates.commands import stream
 from rom.errors import ConfigError
 from rom.hifi import capabilities as cap
 from rom.stage import Stage, all_of, problem_has, section_enabled
 
-MODULES = (study_stages, simulate, pod, local, report, aggregate, stream)
+MODULES = (study_stages, simulate, pod, rb, local, report, aggregate, stream)
 # Subcommands not yet declared as stages (argparse `register` modules), by package.
-LEGACY = {"rom": ("rom.commands.rb",),
-          "surrogates": ("surrogates.commands.gp", "surrogates.commands.mmgp")}
+LEGACY = {"surrogates": ("surrogates.commands.gp", "surrogates.commands.mmgp")}
 
 _noop = None  # legacy declarations below carry no function: their subcommands come from LEGACY
 
@@ -29,10 +28,6 @@ geometry_family = problem_has(cap.GEOMETRY_FAMILY)
 _and = all_of
 
 LEGACY_STAGES = (
-    _legacy("eim", "rom", ("problem", "parameters", "eim"), {cap.COEFFICIENT_EIM}, section_enabled("eim")),
-    _legacy("reduced_basis", "rom", ("problem", "parameters", "design", "simulate", "seed", "rb", "eim"),
-            {cap.MESH, cap.STATIONARY}, section_enabled("rb")),
-    _legacy("evaluate_rom", "rom", ("rb",), {cap.STATIONARY}, section_enabled("rb"), True),
     _legacy("gp", "surrogates", ("gp", "seed"), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh)),
     _legacy("evaluate_gp", "surrogates", ("gp",), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh), True),
     _legacy("mmgp_fit", "surrogates", ("mmgp", "seed"), {cap.GEOMETRY_FAMILY}, section_enabled("mmgp")),

@@ -120,12 +120,13 @@ DIRECT = {"thermal_block": _thermal_block, "heat": _heat}
 
 
 def test_stage_needing_a_missing_capability_is_refused_in_one_line():
-    study = {"name": "h", "problem": {"name": "heat", "mesh": {"n": 8}}, "rb": {"enabled": True}}
+    # heat is transient and affine (parabolic RB); the nonlinear heat problem has no reduced basis.
+    study = {"name": "h", "problem": {"name": "nonlinear_heat", "mesh": {"n": 8}}, "rb": {"enabled": True}}
     with pytest.raises(config.ConfigError) as err:
         config.validate(study, "h.yaml")
     msg = str(err.value)
     assert "\n" not in msg
-    assert "stage reduced_basis needs the problem capability 'stationary'" in msg and "problem heat" in msg
+    assert "stage reduced_basis needs the problem capability 'stationary'" in msg and "problem nonlinear_heat" in msg
 
 
 def test_every_declared_stage_has_a_known_section_and_capability():

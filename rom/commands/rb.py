@@ -116,9 +116,10 @@ def eim(ctx):
     ctx.log.info("EIM of problem %s: %d training and %d test parameters, at most %d terms, tol %g%s",
                  ctx.problem.name, s["train_size"], s["test_size"], s["max_modes"], s["tol"],
                  ", and the matrix EIM" if s["matrix"] else "")
-    ds = eim_dataset(ctx.problem, training_set(space, s["train_size"], s["seed"]),
-                     training_set(space, s["test_size"], s["seed"] + 1), space.bounds, s["max_modes"], s["tol"],
-                     s["matrix"], s["bound_grid"], s["bound_order"])
+    with _user_errors():
+        ds = eim_dataset(ctx.problem, training_set(space, s["train_size"], s["seed"]),
+                         training_set(space, s["test_size"], s["seed"] + 1), space.bounds, s["max_modes"], s["tol"],
+                         s["matrix"], s["bound_grid"], s["bound_order"])
     err = ds["train_max_error"].values
     if ds.attrs["M"] == s["max_modes"] and err[-1] > s["tol"] * err[0]:
         ctx.warn(f"eim: stopped at eim.max_modes = {s['max_modes']} terms with relative training error "

@@ -43,10 +43,6 @@ def stage_module(package: str, command: str) -> str:
     for s in pipeline.STAGES.values():
         if s.package == package and s.command == command:
             return s.run.__module__
-    for module in pipeline.LEGACY[package]:  # subcommands not yet declared as stages
-        src = (ROOT / (module.replace(".", "/") + ".py")).read_text()
-        if f'add_parser("{command}"' in src:
-            return module
     raise AssertionError(f"no module defines {package} {command}")
 
 

@@ -40,7 +40,8 @@ def _family(ctx, path, fields, scalars):
 
 
 def simulate_geometries(ctx):
-    from surrogates.mmgp.family import FamilyError, read_set, solved_family
+    from surrogates.mmgp.family import FamilyError, solved_family
+    from surrogates.mmgp.plaid import read_set
 
     problem, set_name = ctx.problem, ctx.option("set")
     fields, scalars = _outputs(ctx)

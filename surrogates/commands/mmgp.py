@@ -198,7 +198,6 @@ STAGES = (
           options=(Option("morphing", "overrides mmgp.morphing", choices=_morphing_choices()), THREADS)),
     Stage("mmgp_predict", mmgp_predict, "predict fields with their variance on the meshes of a family",
           package="surrogates", sections=("mmgp", "seed"), needs=frozenset({cap.GEOMETRY_FAMILY}), enabled=_enabled,
-          needs_test=True,
           inputs=(Artefact("model", "surrogates/mmgp.h5"),
                   Artefact("family", "geometries/<set>.h5 (references are kept for evaluation)")),
           outputs=(Artefact("out", "surrogates/mmgp_predictions.h5"),

@@ -62,7 +62,7 @@ def test_every_rule_env_names_every_import_of_its_command():
     assert len(found) >= 25, sorted(found)
     for rule, r in found.items():
         assert r["env"].is_file(), (rule, r["env"])
-        needed = imports.third_party(stage_module(r["package"], r["stage"])) | imports.third_party(f"{r['package']}.cli")
+        needed = imports.third_party(stage_module(r["package"], r["stage"]), f"{r['package']}.cli")
         needed = {CONDA_NAME.get(n, n) for n in needed} | IMPLICIT
         have = set(env_packages(r["env"]))
         assert needed <= have, f"rule {rule} ({r['env'].name}) lacks {sorted(needed - have)}"

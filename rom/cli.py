@@ -170,7 +170,9 @@ def parser(package: str = "rom") -> argparse.ArgumentParser:
 
 
 def _logging(rank: int, quiet: bool = False):
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO if rank == 0 and not quiet else logging.WARNING,
+    """Log lines (progress, sizes, timings, warnings) on stdout; stderr carries the one-line error of
+    a failed command alone. The rules send both to the stage's log file."""
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO if rank == 0 and not quiet else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     logging.captureWarnings(True)
 

@@ -216,6 +216,20 @@ class Pattern:
         rows = np.repeat(np.arange(self.row_start, self.row_stop, dtype=np.int64), np.diff(self.indptr))
         return rows * self.n_dofs + self.indices
 
+    def positions(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CSR positions of global entries (rows, cols) (arrays of one shape) whose row this pattern owns
+        and whose column is free: (positions, found), -1 elsewhere; `found` is False for such an entry
+        the pattern lacks."""
+        use = (rows >= self.row_start) & (rows < self.row_stop) & (cols >= 0)
+        key = rows[use] * self.n_dofs + cols[use]
+        pos = np.minimum(np.searchsorted(self._keys, key), max(self.nnz - 1, 0))
+        hit = self._keys[pos] == key if self.nnz else np.zeros(len(key), dtype=bool)
+        out = np.full(rows.shape, -1, dtype=np.int64)
+        out[use] = np.where(hit, pos, -1)
+        found = np.ones(rows.shape, dtype=bool)
+        found[use] = hit
+        return out, found
+
     def slots(self, dof: np.ndarray) -> np.ndarray:
         """CSR positions (m, k, k) of the couplings of `dof` (m, k) (facets, subsets of cells), -1 where
         the row is owned elsewhere or either dof is fixed. Raises ValueError for a coupling the
@@ -223,15 +237,10 @@ class Pattern:
         k = dof.shape[1]
         rows = np.repeat(dof, k, axis=1).reshape(-1, k, k)
         cols = np.tile(dof, (1, k)).reshape(-1, k, k)
-        use = (rows >= self.row_start) & (rows < self.row_stop) & (cols >= 0)
-        key = rows[use] * self.n_dofs + cols[use]
-        pos = np.minimum(np.searchsorted(self._keys, key), max(self.nnz - 1, 0))
-        found = self._keys[pos] == key if self.nnz else np.zeros(len(key), dtype=bool)
+        out, found = self.positions(rows, cols)
         if not found.all():
             raise ValueError(f"{(~found).sum()} facet couplings are not in the cell pattern: the facets are not "
                              "faces of the mesh's cells")
-        out = np.full(rows.shape, -1, dtype=np.int64)
-        out[use] = pos
         return out
 
     def sum_at(self, slots: np.ndarray, local: np.ndarray, term: np.ndarray | None = None,

@@ -226,3 +226,89 @@ class SimplexMesh:
         out[..., free] = u[..., self._numbering[free]]
         out[..., self.fixed] = fixed_values
         return out[..., 0] if self.components == 1 else out
+
+
+# -- topology of simplex meshes (vectorized: lexicographic sorts of node-index rows) ---------------------
+def _sorted_groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lexicographic order of the rows (m, k) and the group number of each sorted row (equal rows share
+    one)."""
+    order = np.lexsort(rows.T[::-1])
+    s = rows[order]
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = (s[1:] != s[:-1]).any(axis=1)
+    return order, np.cumsum(new) - 1
+
+
+def row_counts(rows: np.ndarray) -> np.ndarray:
+    """How often each row of `rows` (m, k) occurs (as a set of nodes: rows are compared sorted), (m,)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    order, group = _sorted_groups(np.sort(rows, axis=1))
+    out = np.empty(len(rows), dtype=np.int64)
+    out[order] = np.bincount(group)[group]
+    return out
+
+
+def first_of_rows(rows: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct node set among `rows`, ascending."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64)
+    order, group = _sorted_groups(np.sort(rows, axis=1))
+    first = np.full(group[-1] + 1, len(rows), dtype=np.int64)
+    np.minimum.at(first, group, order)
+    return np.sort(first)
+
+
+def rows_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Whether each row of `a` equals (as a node set) some row of `b`, (len(a),)."""
+    if not len(a):
+        return np.zeros(0, dtype=bool)
+    both = np.sort(np.concatenate([b, a]), axis=1)
+    tag = np.r_[np.zeros(len(b), dtype=np.int64), np.ones(len(a), dtype=np.int64)]
+    order = np.lexsort(np.vstack([tag, both.T[::-1]]))  # rows of b first among equal rows
+    s = both[order]
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = (s[1:] != s[:-1]).any(axis=1)
+    group = np.cumsum(new) - 1
+    has_b = tag[order][new] == 0
+    out = np.empty(len(both), dtype=bool)
+    out[order] = has_b[group]
+    return out[len(b):]
+
+
+def cell_faces(cells: np.ndarray) -> np.ndarray:
+    """The d + 1 faces of every cell, vertex i left out in block i: (m * (d + 1), d)."""
+    return np.concatenate([np.delete(cells, i, axis=1) for i in range(cells.shape[1])])
+
+
+def boundary_faces(nodes: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Faces that belong to one cell only, oriented with the outward normal (counter-clockwise seen from
+    outside in 3D; the domain on the left in 2D)."""
+    k = cells.shape[1]
+    faces = cell_faces(cells)
+    once = row_counts(faces) == 1
+    f = faces[once]
+    opposite = cells[np.tile(np.arange(len(cells)), k)[once], np.repeat(np.arange(k), len(cells))[once]]
+    p = nodes[f]
+    if nodes.shape[1] == 2:
+        t = p[:, 1] - p[:, 0]
+        normal = np.column_stack([t[:, 1], -t[:, 0]])
+    else:
+        normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    inward = np.einsum("ij,ij->i", normal, nodes[opposite] - p[:, 0]) > 0
+    f = f.copy()
+    f[inward] = f[inward][:, ::-1] if nodes.shape[1] == 2 else f[inward][:, [0, 2, 1]]
+    return f
+
+
+def view_triangles(nodes: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """A 2D triangulation for plots of nodal fields in the xy plane: the cells of a 2D mesh; for a 3D mesh
+    the boundary faces seen from +z (outward normal up), ordered from the lowest to the highest, so that
+    drawing them in order shows the surface a viewer above the part sees."""
+    if nodes.shape[1] == 2:
+        return cells
+    f = boundary_faces(nodes, cells)
+    p = nodes[f]
+    up = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])[:, 2] > 0
+    f = f[up]
+    return f[np.argsort(nodes[f, 2].mean(axis=1), kind="stable")]

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 from .capabilities import ProblemContractError, check_problem_class
+from .declared import Diffusion, Elasticity, TransientDiffusion
 from .elasticity import TensilePlate
+from .external import External, ExternalMatrices, ExternalTransient
 from .nonaffine import NonaffineDiffusion
 from .nonlinear_heat import NonlinearHeat
 from .problems import Heat, ThermalBlock
@@ -30,8 +32,13 @@ def register(cls):
     return cls
 
 
-for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate):
+for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate, Diffusion, Elasticity,
+             External):
     register(_cls)
+# Forms a registered name takes by its keys (`variant(spec)`): checked like the registered classes.
+for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient):
+    check_problem_class(_cls)
+    _cls.import_path = f"{_cls.__module__}:{_cls.__qualname__}"
 
 
 def _import_class(path: str, base_dir: Path | None):
@@ -81,7 +88,9 @@ def problem_class(spec: dict, base_dir: Path | None = None):
     if name not in PROBLEMS:
         raise ProblemLookupError(f"problem.name = {name!r}: expected one of {sorted(PROBLEMS)} "
                                  "(or problem.class: 'module:ClassName' for a class of your own)")
-    return PROBLEMS[name]
+    cls = PROBLEMS[name]
+    # A declared PDE's capabilities follow from its keys (a `transient` form is another class).
+    return cls.variant(spec) if hasattr(cls, "variant") else cls
 
 
 def make_problem(spec: dict, base_dir: Path | None = None):

@@ -2,6 +2,13 @@
 # (results/<study>/study.yaml, the resolved config every rule reads, is written by common.smk.)
 
 
+def simulate_launch(w):
+    """The launcher of a simulate job: none for a black box, whose stage runs the user's command under
+    the launcher itself (simulate.mpi_ranks ranks per sample)."""
+    cls = romconfig.problem_class(STUDIES[w.study]["problem"])
+    return "" if getattr(cls, "black_box", False) else launch(w)
+
+
 rule sample:
     input:
         cfg=study_file,
@@ -43,7 +50,7 @@ rule simulate:
     params:
         trigger=trigger("simulate"),
         args=stage_args("simulate"),
-        launch=launch,
+        launch=simulate_launch,
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,

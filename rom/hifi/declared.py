@@ -179,7 +179,8 @@ class DeclaredProblem(Problem):
 
     @classmethod
     def from_arguments(cls, args: dict):
-        return cls(args)
+        """The problem of validated keys, in the form they call for (`variant`)."""
+        return (cls.variant(args) if hasattr(cls, "variant") else cls)(args)
 
     def arguments_used(self):
         return self.args

@@ -132,7 +132,7 @@ class External(Problem):
 
     @classmethod
     def from_arguments(cls, args):
-        return cls(args)
+        return cls.variant(args)(args)
 
     def arguments_used(self):
         return self.args
@@ -209,7 +209,10 @@ class External(Problem):
         argv = self.argv(template, mu, workdir, ranks)
         t0 = time.perf_counter()
         try:
-            proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=self.timeout)
+            # The environment romflow started with: an MPI singleton (PETSc in this process) adds its own
+            # runtime variables to the C environment, and a child mpiexec that inherits them fails.
+            proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=self.timeout,
+                                  env=dict(os.environ))
         except subprocess.TimeoutExpired:
             return False, f"TIMEOUT: no result after {self.timeout:g} s", time.perf_counter() - t0
         except OSError as exc:

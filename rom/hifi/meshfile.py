@@ -352,7 +352,7 @@ def ensure_mesh(mesh: dict, problem: str) -> Path:
         raise MeshFileError(f"problem {problem}: mesh.generate = {mesh['generate']!r}: bad placeholder ({exc}); "
                             "expected {python}, {root} and {file}") from None
     try:
-        proc = subprocess.run(argv, cwd=path.parent, capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(argv, cwd=path.parent, capture_output=True, text=True, timeout=3600, env=dict(os.environ))
     except OSError as exc:
         raise MeshFileError(f"problem {problem}: mesh.generate: cannot run {argv[0]!r} ({exc})") from None
     if proc.returncode != 0 or not tmp.is_file():

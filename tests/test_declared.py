@@ -404,6 +404,9 @@ def test_bad_declarations_are_refused_in_one_line(two_region_box):
             "expected some of: k")
     refused(study(p, conductivity={"left": "1e3", "right": 1.0}), 'problem.conductivity.left = "1e3": expected to match')
     refused(study(p.parent / "missing.msh"), "problem diffusion: mesh missing.msh: file not found")
+    no_mesh = study(p)
+    del no_mesh["problem"]["mesh"]
+    refused(no_mesh, "problem diffusion: mesh: missing; expected mesh: {file: part.msh}")
 
 
 def test_bad_elasticity_declarations_are_refused(two_region_box, tmp_path):

@@ -200,6 +200,9 @@ class DeclaredProblem(Problem):
         """Validation before any job: the mesh file (made by mesh.generate when missing, its digest
         recorded in args), its group names (read cheaply) against every region and boundary group the
         declaration names, and the values' signs."""
+        if "mesh" not in args:
+            raise ValueError(f"problem {cls.name}: mesh: missing; expected mesh: {{file: part.msh}} (a gmsh or meshio "
+                             "file with named physical groups)")
         path = meshfile.ensure_mesh(args["mesh"], cls.name)
         groups = meshfile.mesh_groups(path, cls.name)
         args["mesh"]["digest"] = meshfile.file_digest(path)

@@ -240,6 +240,30 @@ def test_declared_affine_terms_equal_a_direct_assembly(tmp_path):
     np.testing.assert_allclose(full[on_x0 & on_y0], (mu[2] + 0.25) / 2)
 
 
+def test_transient_declaration_steps_like_an_independent_implicit_euler(tmp_path):
+    """The FOM's trajectory of the transient form: (M + dt A) u^{k+1} = M u^k + dt f from u^0 = initial, with
+    A, f, M assembled independently (scipy) on all nodes."""
+    from rom.hifi.solve import FullOrderModel
+
+    path = gmsh_meshes.box(3, 0.35, tmp_path / "box.msh", regions=2)
+    dt, steps = 0.05, 4
+    p = TransientDiffusion(declared_3d(path, transient={"dt": dt, "steps": steps, "initial": "g"}))
+    mu = np.random.default_rng(11).uniform(0.5, 2.0, len(p.parameter_names))
+    fom = FullOrderModel(p, "petsc", {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-13})
+    s = fom.solve_trajectory(mu)
+    assert s.converged and s.u.shape == (steps + 1, p.mesh.n_dofs)
+    step, rhs = direct_diffusion(p, mu, transient=dt)
+    mf, free = p.file, p.mesh.dof_node
+    _, vol = p1_gradients_by_inverse(mf.nodes[mf.cells])
+    M = coo(p.mesh.n_nodes, mf.cells, vol[:, None, None] * (np.ones((4, 4)) + np.eye(4)) / 20)[free][:, free]
+    u = np.full(p.mesh.n_dofs, mu[2])
+    lu = spla.splu(step.tocsc())
+    for k in range(1, steps + 1):
+        u = lu.solve(M @ u + rhs)
+        # CG to rtol 1e-13 per step: the difference stays at that level times the step count.
+        assert np.linalg.norm(s.u[k] - u) < 1e-10 * np.linalg.norm(u), k
+
+
 def direct_elasticity(p, mu):
     mf, n, dim = p.file, p.mesh.n_nodes, p.mesh.dim
     val = dict(zip(p.parameter_names, mu))

@@ -229,21 +229,41 @@ class SimplexMesh:
 
 
 # -- topology of simplex meshes (vectorized: lexicographic sorts of node-index rows) ---------------------
-def _sorted_groups(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lexicographic order of the rows (m, k) and the group number of each sorted row (equal rows share
-    one)."""
-    order = np.lexsort(rows.T[::-1])
-    s = rows[order]
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = (s[1:] != s[:-1]).any(axis=1)
+def _packed(rows: np.ndarray, n: int) -> list[np.ndarray]:
+    """Rows (m, k) of integers in [0, n) packed into as few int64 keys as hold them (most significant
+    first): one key for k = 3 up to 2^21 nodes, so most comparisons are 1D sorts."""
+    per = max(1, 62 // max(int(n - 1).bit_length(), 1))
+    keys = []
+    for start in range(0, rows.shape[1], per):
+        key = np.zeros(len(rows), dtype=np.int64)
+        for c in range(start, min(start + per, rows.shape[1])):
+            key = key * n + rows[:, c]
+        keys.append(key)
+    return keys
+
+
+def _sorted_groups(keys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Lexicographic order of rows given by their packed keys and the group number of each sorted row
+    (equal rows share one)."""
+    order = np.argsort(keys[0], kind="stable") if len(keys) == 1 else np.lexsort(keys[::-1])
+    new = np.zeros(len(order), dtype=bool)
+    new[0] = True
+    for key in keys:
+        s = key[order]
+        new[1:] |= s[1:] != s[:-1]
     return order, np.cumsum(new) - 1
+
+
+def _node_sets(rows: np.ndarray, n: int | None = None) -> list[np.ndarray]:
+    rows = np.sort(np.asarray(rows, dtype=np.int64), axis=1)
+    return _packed(rows, n if n is not None else int(rows.max(initial=0)) + 1)
 
 
 def row_counts(rows: np.ndarray) -> np.ndarray:
     """How often each row of `rows` (m, k) occurs (as a set of nodes: rows are compared sorted), (m,)."""
     if not len(rows):
         return np.zeros(0, dtype=np.int64)
-    order, group = _sorted_groups(np.sort(rows, axis=1))
+    order, group = _sorted_groups(_node_sets(rows))
     out = np.empty(len(rows), dtype=np.int64)
     out[order] = np.bincount(group)[group]
     return out
@@ -253,7 +273,7 @@ def first_of_rows(rows: np.ndarray) -> np.ndarray:
     """Indices of the first occurrence of each distinct node set among `rows`, ascending."""
     if not len(rows):
         return np.zeros(0, dtype=np.int64)
-    order, group = _sorted_groups(np.sort(rows, axis=1))
+    order, group = _sorted_groups(_node_sets(rows))
     first = np.full(group[-1] + 1, len(rows), dtype=np.int64)
     np.minimum.at(first, group, order)
     return np.sort(first)
@@ -263,15 +283,22 @@ def rows_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Whether each row of `a` equals (as a node set) some row of `b`, (len(a),)."""
     if not len(a):
         return np.zeros(0, dtype=bool)
-    both = np.sort(np.concatenate([b, a]), axis=1)
+    n = int(max(a.max(), b.max(initial=0))) + 1
+    ka, kb = _node_sets(a, n), _node_sets(b, n)
+    if len(ka) == 1:
+        return np.isin(ka[0], kb[0])
+    # Several keys: sort a and b together, rows of b first among equal rows.
+    keys = [np.concatenate([y, x]) for x, y in zip(ka, kb)]
     tag = np.r_[np.zeros(len(b), dtype=np.int64), np.ones(len(a), dtype=np.int64)]
-    order = np.lexsort(np.vstack([tag, both.T[::-1]]))  # rows of b first among equal rows
-    s = both[order]
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = (s[1:] != s[:-1]).any(axis=1)
+    order = np.lexsort([tag] + keys[::-1])
+    new = np.zeros(len(order), dtype=bool)
+    new[0] = True
+    for key in keys:
+        s = key[order]
+        new[1:] |= s[1:] != s[:-1]
     group = np.cumsum(new) - 1
     has_b = tag[order][new] == 0
-    out = np.empty(len(both), dtype=bool)
+    out = np.empty(len(order), dtype=bool)
     out[order] = has_b[group]
     return out[len(b):]
 

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fem import simplex_gradients
-from .mesh import cell_faces, first_of_rows, rows_in
+from .mesh import cell_faces, first_of_rows, rows_in, simplex_volumes
 
 
 class MeshFileError(ValueError):
@@ -297,11 +296,13 @@ def _checked(raw: _Raw, path: str, where: str) -> MeshFile:
 
 
 def _oriented(nodes, cells, label, where) -> np.ndarray:
-    _, det = simplex_gradients(nodes, cells)
+    det = simplex_volumes(nodes, cells)
+    # Degenerate: a volume at round-off of the longest edge's (|vol| <= 1e3 eps h^d), compared squared.
     p = nodes[cells]
     i, j = np.triu_indices(cells.shape[1], 1)
-    h = np.linalg.norm(p[:, i] - p[:, j], axis=2).max(axis=1)
-    degenerate = np.abs(det) <= 1e3 * np.finfo(float).eps * h ** nodes.shape[1]
+    e = p[:, i] - p[:, j]
+    h2 = np.einsum("mkd,mkd->mk", e, e).max(axis=1)
+    degenerate = det * det <= (1e3 * np.finfo(float).eps) ** 2 * h2 ** nodes.shape[1]
     if degenerate.any():
         raise MeshFileError(f"{where}: {degenerate.sum()} degenerate cells (zero volume, to round-off of their edge "
                             "lengths); expected cells of positive volume")

@@ -75,6 +75,14 @@ class Context:
         self.upstream_warnings += [w for w in str(ds.attrs.get("warnings", "")).split(" | ") if w]
         return ds
 
+    def read_path(self, path):
+        """An artefact given by path rather than by a declared name (LABEL=PATH options)."""
+        from rom import artefacts
+
+        ds = artefacts.read(path)
+        self.upstream_warnings += [w for w in str(ds.attrs.get("warnings", "")).split(" | ") if w]
+        return ds
+
     def write(self, name: str, ds, kind: str | None = None):
         from rom import artefacts
 
@@ -141,7 +149,7 @@ def _add_stage(sub, stage):
         if o.action:
             kw["action"] = o.action
         else:
-            kw.update(type=o.type, default=o.default, choices=o.choices)
+            kw.update(type=o.type, default=o.default, choices=o.choices, nargs="+" if o.many else None)
         p.add_argument(o.flag, **kw)
     p.set_defaults(stage=stage)
 

@@ -41,6 +41,7 @@ class Option:
     required: bool = False
     wildcard: str | None = None
     action: str | None = None
+    many: bool = False  # several values (nargs="+")
 
     @property
     def flag(self) -> str:

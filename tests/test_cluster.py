@@ -118,8 +118,9 @@ def mpi_rules(slurm, tmp_path_factory):
 @pytest.mark.cluster
 def test_every_mpi_rule_runs_under_srun(mpi_rules):
     workdir, dry, _ = mpi_rules
-    # The dry run shows the real command of every MPI rule: srun with the study's ranks.
-    for command in ("python -m rom simulate", "python -m rom reduced-basis", "python -m surrogates simulate-geometries"):
+    # The dry run shows the real command of every MPI rule: srun with the study's ranks (simulate is
+    # not needed by these targets; its srun command is checked on the first run's job logs above).
+    for command in ("python -m rom reduced-basis", "python -m surrogates simulate-geometries"):
         assert f"srun -n 2 {command}" in dry, command
         assert f"mpiexec -n 2 {command}" not in dry
     for rule, command in (("reduced_basis", "python -m rom reduced-basis"),
@@ -129,4 +130,4 @@ def test_every_mpi_rule_runs_under_srun(mpi_rules):
         assert all(f"srun -n 2 {command}" in log.read_text() for log in logs), rule
     assert artefacts.read(workdir / "results/tiny/rom/rb.h5").attrs["mpi_ranks"] == 2
     geo = artefacts.read(workdir / "results/plates/geometries/train.h5")
-    assert geo.sizes["sample"] == 2 if "sample" in geo.sizes else len(geo["node_offset"]) == 3
+    assert len(geo["node_offset"]) == 3  # two shapes solved

@@ -121,7 +121,7 @@ def test_builtin_problem_meets_its_declared_capabilities(name):
             d[:, j] = h
             fd = (p.element_g(elems, ue + d, mu[0], 0.1) - p.element_g(elems, ue - d, mu[0], 0.1)) / (2 * h)
             np.testing.assert_allclose(J[:, :, j], fd, rtol=1e-6, atol=1e-6 * np.abs(J).max())
-    if cap.GEOMETRY_FAMILY in caps:
+    if cap.GEOMETRY_SOLVER in caps:
         mesh = p.geometry(7)
         sol = p.solve_geometry(mesh, mu[0], "scipy")
         assert sol.converged and sol.displacement.shape == (mesh.n_nodes, 2)

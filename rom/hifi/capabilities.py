@@ -28,6 +28,7 @@ COEFFICIENT_EIM = "coefficient_eim"
 COERCIVITY_BOUND = "coercivity_bound"
 NONLINEAR = "nonlinear"
 GEOMETRY_FAMILY = "geometry_family"
+GEOMETRY_SOLVER = "geometry_solver"
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,16 @@ class Nonlinear(Protocol):
 
 
 class GeometryFamily(Protocol):
-    """One mesh per sample (capability `geometry_family`): `geometry(seed)` meshes sample `seed`,
-    `solve_geometry(mesh, mu, ...)` solves it; the outputs are declared by name with their units."""
+    """One mesh per sample (capability `geometry_family`), with output fields and scalars declared by
+    name and unit (a family read from files declares them in the study's mmgp section instead)."""
 
     output_fields: ClassVar[dict[str, str]]
     output_scalars: ClassVar[dict[str, str]]
+
+
+class GeometrySolver(Protocol):
+    """A family whose samples romflow meshes and solves (capability `geometry_solver`):
+    `geometry(seed)` meshes sample `seed`, `solve_geometry(mesh, mu, ...)` solves it."""
 
     def geometry(self, seed: int) -> Any: ...
     def solve_geometry(self, mesh, mu, backend="petsc", options=None, comm=None) -> Any: ...
@@ -232,7 +238,8 @@ CAPABILITIES = {c.name: c for c in (
     Capability(NONLINEAR, Nonlinear, ("rho_c", "k_of", "dk_of", "stiffness_e", "mass_e", "gradients_e", "element_load",
                                       "element_g", "element_g_jacobian", "g_vectors", "g_vector", "flux_field",
                                       "stepper", "trajectory"), (TRANSIENT,)),
-    Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars", "geometry", "solve_geometry")),
+    Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars")),
+    Capability(GEOMETRY_SOLVER, GeometrySolver, ("geometry", "solve_geometry"), (GEOMETRY_FAMILY,)),
 )}
 
 

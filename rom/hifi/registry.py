@@ -17,6 +17,7 @@ from .external import External, ExternalMatrices, ExternalTransient
 from .nonaffine import NonaffineDiffusion
 from .nonlinear_heat import NonlinearHeat
 from .problems import Heat, ThermalBlock
+from .shape_family import MeshFamily
 
 PROBLEMS: dict[str, type] = {}
 
@@ -33,8 +34,8 @@ def register(cls):
     return cls
 
 
-for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate, Diffusion, Elasticity,
-             External):
+for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate, MeshFamily, Diffusion,
+             Elasticity, External):
     register(_cls)
 # Forms a registered name takes by its keys (`variant(spec)`): checked like the registered classes.
 for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient):
@@ -123,3 +124,9 @@ def make_problem(spec: dict, base_dir: Path | None = None):
     if hasattr(cls, "from_arguments"):
         return cls.from_arguments(args)
     return cls(**args)
+
+
+def parameter_space(study: dict):
+    """A validated study's parameter space: the problem's declaration with the study's `parameters`."""
+    spec = study["problem"]
+    return problem_class(spec).parameter_space(spec).overridden(study.get("parameters", {}))

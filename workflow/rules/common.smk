@@ -13,14 +13,14 @@ from pathlib import Path
 from rom import config as romconfig
 from rom import pipeline
 from rom.design import n_chunks as _n_chunks
+from rom.paths import export_pythonpath
 
 # Rules call `python -m rom`: the interpreter that runs Snakemake (the project's venv) comes first.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 # The project's packages come from the repository itself, in the venv and in the conda envs of
 # --sdm conda alike (those install the dependencies only). Jobs inherit PYTHONPATH; Snakemake clears
 # it when it activates a conda env, so under --sdm conda each command sets it again.
-PYTHONPATH = os.pathsep.join([str(romconfig.ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-os.environ["PYTHONPATH"] = PYTHONPATH
+PYTHONPATH = export_pythonpath()
 _deploy = workflow.deployment_settings
 _CONDA_CLEARS_PYTHONPATH = _deploy is not None and "conda" in {str(m).lower() for m in _deploy.deployment_method} \
     and not _deploy.conda_not_block_search_path_envvars
@@ -71,10 +71,15 @@ def sections_trigger(*sections):
     return lambda w: romconfig.digest([STUDIES[w.study].get(s) for s in sections])
 
 
-def stage_args(stage):
+def stage_args(stage, **values):
     """The stage's command-line arguments from its declaration: --study-config, each declared input
-    and output the rule names, and the options its wildcards supply."""
+    and output the rule names, the options its wildcards supply, and options given here (a path
+    pattern formatted with the wildcards, or a function of them)."""
     s = pipeline.STAGES[stage]
+    declared = {o.name for o in s.options}
+    unknown = sorted(set(values) - declared)
+    if unknown:
+        raise ValueError(f"stage_args({stage!r}): {unknown} are not options of the stage; expected some of {sorted(declared)}")
 
     def args(w, input, output):
         out = ["--study-config", input.cfg] if s.study else []
@@ -86,6 +91,10 @@ def stage_args(stage):
         for o in s.options:
             if o.wildcard is not None:
                 out += [o.flag, w[o.wildcard]]
+            elif o.name in values:
+                v = values[o.name]
+                v = v(w) if callable(v) else v.format(**dict(w.items()))
+                out += [o.flag, *(v if isinstance(v, (list, tuple)) else [v])]
         return " ".join(shlex.quote(str(v)) for v in out)
 
     return args

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gmsh_meshes
-from conftest import ROOT, rom_cli, write_yaml
+from conftest import ROOT, rom_cli
 from rom import config
 from rom.hifi import fem
 from rom.hifi.registry import make_problem, problem_class
@@ -118,9 +118,13 @@ def test_the_simulate_stage_of_a_black_box_refuses_to_run_under_mpiexec(square, 
     study = {"name": "bb", "problem": spec(square), "parameters": {"kappa": {"bounds": [0.5, 4.0]},
                                                                    "x0": {"bounds": [0.3, 0.7]}},
              "design": {"train": {"size": 2, "seed": 1}, "test": {"size": 0}}, "simulate": {"mpi_ranks": 2}}
-    write_yaml(tmp_path / "cfg.yaml", study)
-    rom_cli("configure", "--config", tmp_path / "cfg.yaml", "--out", tmp_path / "s.yaml")
-    rom_cli("sample", "--study-config", tmp_path / "s.yaml", "--out", tmp_path / "p.h5")
+    from rom import artefacts
+    from rom.design import parameters_dataset
+
+    resolved = config.validate(study, "bb.yaml")
+    config.write_study(resolved, tmp_path / "s.yaml")
+    artefacts.write(parameters_dataset(resolved, config.parameter_space(resolved)), tmp_path / "p.h5", resolved,
+                    "parameters")
     proc = rom_cli("simulate", "--study-config", tmp_path / "s.yaml", "--parameters", tmp_path / "p.h5", "--out",
                    tmp_path / "c.h5", mpi=2, check=False)
     assert proc.returncode != 0

@@ -46,7 +46,6 @@ def test_declared_3d_diffusion_two_ranks_equal_one_rank(tmp_path):
     """A tetrahedral gmsh mesh, a declared problem with every boundary kind: the row-distributed assembly
     (each rank its own cells) and solve on 2 ranks give the serial snapshots to the solver tolerance."""
     import gmsh_meshes
-    from conftest import write_yaml
 
     mesh = gmsh_meshes.box(3, 0.1, tmp_path / "part.msh", regions=2)
     study = {"name": "part3d", "problem": {
@@ -55,10 +54,13 @@ def test_declared_3d_diffusion_two_ranks_equal_one_rank(tmp_path):
         "parameters": {"k": {"bounds": [0.5, 5.0]}, "g": {"bounds": [0.0, 1.0]}, "h": {"bounds": [0.5, 2.0]}},
         "design": {"train": {"size": 3, "seed": 1}, "test": {"size": 0}},
         "simulate": {"petsc_options": {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12}}}
-    cfg = write_yaml(tmp_path / "part3d.yaml", study)
+    from rom import config
+    from rom.design import parameters_dataset
+
+    valid = config.validate(study, "part3d.yaml")
     resolved = tmp_path / "study.yaml"
-    rom_cli("configure", "--config", cfg, "--out", resolved)
-    rom_cli("sample", "--study-config", resolved, "--out", tmp_path / "p.h5")
+    config.write_study(valid, resolved)
+    artefacts.write(parameters_dataset(valid, config.parameter_space(valid)), tmp_path / "p.h5", valid, "parameters")
     for ranks in (1, 2):
         proc = rom_cli("simulate", "--study-config", resolved, "--parameters", tmp_path / "p.h5", "--set", "train",
                        "--chunk", "0", "--out", tmp_path / f"c{ranks}.h5", mpi=ranks)

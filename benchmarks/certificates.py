@@ -32,7 +32,7 @@ from rom.hifi.operators import Operators, operators_dataset  # noqa: E402
 from rom.hifi.problems import Heat, ThermalBlock  # noqa: E402
 from rom.hifi.solve import FullOrderModel  # noqa: E402
 from rom.models.output import OutputModel, dual_fom_solve, dual_reductor, thermal_block_output  # noqa: E402
-from rom.models.parabolic import ParabolicReductor, energy_errors, heat_system, pod_greedy  # noqa: E402
+from rom.models.parabolic import ParabolicReductor, affine_system, energy_errors, pod_greedy  # noqa: E402
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor  # noqa: E402
 from rom.reduction.greedy import weak_greedy  # noqa: E402
 from rom.reduction.scm import scm_greedy  # noqa: E402
@@ -118,7 +118,7 @@ def bench_parabolic(mesh):
     def traj(mu):
         return fom.solve_trajectory(np.asarray(mu, dtype=float)).u
 
-    system = heat_system(p)
+    system = affine_system(p)
     red = ParabolicReductor(system)
     rng = np.random.default_rng(0)
     train, test = rng.random((60, 5)), rng.random((10, 5))

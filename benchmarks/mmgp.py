@@ -35,7 +35,7 @@ def family(p, n, set_name, seed):
     mu = uniform_inputs(p, n, seed)
     sol = solve_shapes(p, mu, set_name, 0, "petsc", OPTIONS)
     return ([MeshSample(s.nodes, s.triangles, s.fields) for s in sol], mu,
-            np.array([[s.scalars[k] for k in p.scalar_units] for s in sol]))
+            np.array([[s.scalars[k] for k in p.output_scalars] for s in sol]))
 
 
 def metrics(model, test, out):
@@ -91,9 +91,9 @@ def main():
           f"simulated in {time.perf_counter() - t0:.1f} s (gmsh + PETSc)")
     rows, summary = {}, {}
     for variant in a.variants.split(","):
-        model = MMGP(list(p.field_units), list(p.scalar_units), p.parameter_names, variant, a.geometry_modes,
+        model = MMGP(list(p.output_fields), list(p.output_scalars), p.parameter_names, variant, a.geometry_modes,
                      a.field_modes, restarts=a.restarts, iterations=a.iterations, load_inputs=p.load_parameters,
-                     degrees=p.output_degrees, units={**p.field_units, **p.scalar_units})
+                     degrees=p.output_degrees, units={**p.output_fields, **p.output_scalars})
         model.fit(*train)
         out = model.predict(test[0], test[1])
         off = model.predict(shifted[0], shifted[1])["out_of_range"]
@@ -111,12 +111,12 @@ def main():
         if variant == "mean_value":
             floors = {}
             for k in [int(x) for x in a.supports.split(",")]:
-                ref = MMGP(list(p.field_units), [], p.parameter_names, variant, a.geometry_modes, a.field_modes, support=k,
+                ref = MMGP(list(p.output_fields), [], p.parameter_names, variant, a.geometry_modes, a.field_modes, support=k,
                            restarts=1, iterations=1, load_inputs=p.load_parameters, degrees=p.output_degrees)
                 ref.fit(train[0], train[1], np.empty((a.train, 0)))
                 floors[k] = support_floor(ref, test)
             summary["support_floor"] = {str(k): v for k, v in floors.items()}
-    names = list(p.field_units) + list(p.scalar_units)
+    names = list(p.output_fields) + list(p.output_scalars)
     print(f"\n{'output':<14}{'target':>9}" + "".join(f"{v + ' RRMSE':>22}{'Q2':>8}{'cov95':>7}{'cal.dev':>8}" for v in rows))
     for o in names:
         target = f"{TARGETS[o]:.1e}" if o in TARGETS else "-"

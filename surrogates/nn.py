@@ -1,6 +1,6 @@
 """The surrogate network and its training step.
 
-MLP (mu, t) -> nodal field as in METHODS.md section 5 (6 -> 256 -> 256 -> mesh nodes, ReLU, MSE,
+MLP (mu, t) -> nodal field as in the Melissa heat-equation example (Meyer et al.) (6 -> 256 -> 256 -> mesh nodes, ReLU, MSE,
 Adam). `Trainer.step(x, y)` is one optimizer step. On CUDA it uses a fused, capturable Adam and
 replays the whole step (forward, backward, optimizer) as a captured CUDA graph on static input
 tensors: a batch is then one index gather into those tensors plus one graph launch. `prepare()`

@@ -160,17 +160,18 @@ DIRECT = {"thermal_block": _thermal_block, "heat": _heat, "diffusion": _declared
 
 
 def test_stage_needing_a_missing_capability_is_refused_in_one_line():
-    study = {"name": "h", "problem": {"name": "heat", "mesh": {"n": 8}}, "rb": {"enabled": True}}
+    # heat is transient and affine (parabolic RB); the nonlinear heat problem has no reduced basis.
+    study = {"name": "h", "problem": {"name": "nonlinear_heat", "mesh": {"n": 8}}, "rb": {"enabled": True}}
     with pytest.raises(config.ConfigError) as err:
         config.validate(study, "h.yaml")
     msg = str(err.value)
     assert "\n" not in msg
-    assert "stage reduced_basis needs the problem capability 'stationary'" in msg and "problem heat" in msg
+    assert "stage reduced_basis needs the problem capability 'stationary'" in msg and "problem nonlinear_heat" in msg
 
 
 def test_every_declared_stage_has_a_known_section_and_capability():
     sections = set(config.schema()["properties"])
-    for stage in pipeline.DECLARED.values():
+    for stage in pipeline.STAGES.values():
         assert set(stage.sections) <= sections, stage.name
         assert stage.needs <= set(cap.CAPABILITIES), stage.name
 
@@ -189,7 +190,7 @@ def test_rule_triggers_are_the_digest_of_the_declared_sections(tmp_path):
                           snakefile=ROOT / "Snakefile", workdir=tmp_path, storage_settings=StorageSettings())
         rules = {r.name: r for r in wf._workflow.rules}  # the parsed workflow (Snakemake's own object)
     checked = 0
-    for name, stage in pipeline.DECLARED.items():
+    for name, stage in pipeline.STAGES.items():
         if name not in rules:
             continue
         params = rules[name].params

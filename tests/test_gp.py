@@ -150,7 +150,7 @@ def test_pod_gp_intervals_calibrated_by_cross_validating_the_chain():
     from scipy.stats import qmc
 
     from rom.hifi.operators import Operators, operators_dataset
-    from rom.hifi.problems import make_problem
+    from rom.hifi.registry import make_problem
     from rom.hifi.solve import FullOrderModel
     from rom.reduction.pod import pod
     from surrogates.gp import (calibrate_pod_gp, fit_pod_gp, interval_factors, pod_coefficients,

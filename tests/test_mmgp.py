@@ -18,7 +18,7 @@ from surrogates.mmgp.morphing import barycentric_embedding, barycentric_weights,
 from surrogates.mmgp.transfer import p1_transfer
 
 torch.set_num_threads(1)
-FIELDS, SCALARS = list(TensilePlate.field_units), list(TensilePlate.scalar_units)
+FIELDS, SCALARS = list(TensilePlate.output_fields), list(TensilePlate.output_scalars)
 
 
 @pytest.fixture(scope="module")

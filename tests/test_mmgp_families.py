@@ -16,7 +16,7 @@ from surrogates.mmgp.model import MMGP
 
 torch.set_num_threads(1)
 P = TensilePlate(mesh_n=6)
-FIELDS, SCALARS = list(P.field_units), list(P.scalar_units)
+FIELDS, SCALARS = list(P.output_fields), list(P.output_scalars)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def solved():
         sol = solve_shapes(P, mu, name, 0, backend="scipy")
         out[name] = Family([MeshSample(s.nodes, s.triangles, s.fields) for s in sol], mu,
                            np.array([[s.scalars[k] for k in SCALARS] for s in sol]), [f"{name} {i}" for i in range(n)],
-                           P.parameter_names, dict(P.field_units), dict(P.scalar_units), {"set": name})
+                           P.parameter_names, dict(P.output_fields), dict(P.output_scalars), {"set": name})
     return out
 
 
@@ -80,7 +80,7 @@ def test_mmgp_on_a_folder_of_mesh_files_equals_the_in_memory_family(tmp_path, so
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    read = {n: read_mesh_folder(tmp_path, n, P.parameter_names, P.field_units, P.scalar_units) for n in ("train", "test")}
+    read = {n: read_mesh_folder(tmp_path, n, P.parameter_names, P.output_fields, P.output_scalars) for n in ("train", "test")}
     for n in read:
         assert np.array_equal(read[n].inputs, solved[n].inputs) and np.array_equal(read[n].scalars, solved[n].scalars)
     kw = dict(geometry_modes=2, field_modes=3, restarts=1, iterations=15, load_inputs=P.load_parameters, degrees=P.output_degrees)
@@ -91,7 +91,7 @@ def test_mmgp_on_a_folder_of_mesh_files_equals_the_in_memory_family(tmp_path, so
     assert np.array_equal(pa["scalars_var"], pb["scalars_var"])
     (tmp_path / "samples.csv").write_text("file,set,pressure\n")
     with pytest.raises(FamilyError, match=r"samples.csv: no column 'bending'"):
-        read_mesh_folder(tmp_path, "train", P.parameter_names, P.field_units, P.scalar_units)
+        read_mesh_folder(tmp_path, "train", P.parameter_names, P.output_fields, P.output_scalars)
 
 
 def _renamed(fam: Family) -> Family:

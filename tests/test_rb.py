@@ -174,7 +174,7 @@ def test_cli_chain_and_bad_query(tmp_path, capsys):
     cfg = write_yaml(tmp_path / "cfg.yaml", tiny_study(
         design={"method": "lhs", "train": {"size": 2, "seed": 1}, "test": {"size": 5, "seed": 2}},
         simulate={"chunk_size": 8, "petsc_options": {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12}},
-        rb={"enabled": True, "train_size": 60, "tol": 1e-4, "N_max": 3, "batch_size": 500, "n_timing": 10}))
+        rb={"enabled": True, "train_size": 60, "tol": 1e-4, "max_modes": 3, "batch_size": 500, "n_timing": 10}))
     s = tmp_path / "study.yaml"
     assert cli("configure", "--config", cfg, "--out", s) == 0
     for cmd in (["sample", "--out", tmp_path / "p.h5"], ["operators", "--out", tmp_path / "ops.h5"],

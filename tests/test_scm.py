@@ -9,6 +9,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from rom.hifi import capabilities as cap
 from rom.hifi import fem, petsc
 from rom.hifi.mesh import unit_square
 from rom.hifi.operators import Operators, operators_dataset
@@ -27,6 +28,7 @@ class AnisotropicReaction(Problem):
     so min-theta gives no bound; alpha(mu) is near lambda_min(T(mu)) and comes from SCM."""
 
     name = "anisotropic_reaction"
+    capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.AFFINE})
 
     def __init__(self, mesh_n=64):
         super().__init__(unit_square(mesh_n))

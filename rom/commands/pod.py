@@ -26,13 +26,6 @@ def run(ctx):
     ctx.write("out", ds, "pod")
 
 
-def converged_rows(ds):
-    """Snapshot rows of the converged samples (kept for rom.commands.rb until it is declared as stages)."""
-    from rom.snapshots import snapshot_rows
-
-    return snapshot_rows(ds)
-
-
 STAGES = (
     Stage("pod", run, "POD of the train snapshots (X = H1-seminorm product) and the test-set projection errors "
           "versus basis size", sections=("pod",), needs=frozenset({cap.MESH}), enabled=problem_has(cap.MESH),

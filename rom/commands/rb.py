@@ -1,78 +1,34 @@
-"""eim, reduced-basis (weak greedy under MPI, or POD), evaluate-rom and figures-rb: argument plumbing.
+"""eim, reduced_basis (weak greedy / POD / POD-greedy under MPI), evaluate_rom, figures_rb and
+figures_eim: declarations and argument plumbing.
 
-The library does the work: rom.models.eim_artefact (EIM artefact), rom.models.factory (models of
-each kind, the rb artefact), rom.reduction.greedy, rom.hifi.distributed (rank 0 drives the FOM
-solves of the greedy under `mpiexec -n <simulate.mpi_ranks>`, the other ranks serve them),
-rom.models.evaluate (evaluate-rom) and rom.models.rb_figures (figures-rb).
+The library does the work: rom.models.eim_artefact (the EIM artefact), rom.models.offline (the
+reduction: SCM, outputs, parabolic RB, the rb artefact), rom.hifi.distributed (rank 0 drives the
+collective FOM solves under `mpiexec -n <simulate.mpi_ranks>`, the other ranks serve them),
+rom.models.factory (models from artefacts), rom.models.evaluate (evaluate_rom) and rom.figures.rb.
 """
 from __future__ import annotations
 
-import logging
-import sys
-import time
 from contextlib import contextmanager
 
 import numpy as np
 
-from rom import artefacts, config
-from rom.cli import UserError, add_study_arg
-
-log = logging.getLogger("rom.rb")
-
-
-def register(sub):
-    p = sub.add_parser("eim", help="function EIM of the non-affine coefficient and nonintrusive matrix EIM of A(mu)")
-    add_study_arg(p)
-    p.add_argument("--operators", required=True)
-    p.add_argument("--out", required=True, help="rom/eim.h5")
-    p.set_defaults(func=eim_command)
-
-    p = sub.add_parser("reduced-basis", help="certified RB: weak greedy with FOM solves (run under mpiexec -n N) "
-                       "or POD of the train snapshots; PETSc options pass through")
-    add_study_arg(p)
-    p.add_argument("--operators", required=True)
-    p.add_argument("--eim", help="rom/eim.h5 (problems without an affine operator)")
-    p.add_argument("--train", help="snapshots/train.h5 (rb.method: pod)")
-    p.add_argument("--out", required=True, help="rom/rb.h5")
-    p.set_defaults(func=reduced_basis)
-
-    p = sub.add_parser("evaluate-rom", help="errors, effectivities and timings of the reduced models on the test "
-                       "snapshots; or, with --mu, one certified query")
-    add_study_arg(p)
-    p.add_argument("--operators", required=True)
-    p.add_argument("--rb", required=True)
-    p.add_argument("--eim")
-    p.add_argument("--test", help="snapshots/test.h5")
-    p.add_argument("--out", help="metrics artefact (rom/rb_metrics.h5)")
-    p.add_argument("--mu", help="one parameter, comma separated: print the RB answer and its error bound")
-    p.set_defaults(func=evaluate_rom)
-
-    p = sub.add_parser("figures-rb", help="report figures and section of the reduced basis (--rb) or of the EIM (--eim)")
-    add_study_arg(p)
-    p.add_argument("--rb")
-    p.add_argument("--metrics")
-    p.add_argument("--eim")
-    p.add_argument("--convergence", help="PNG: max error and estimates vs N")
-    p.add_argument("--effectivity", help="PNG: effectivity vs true error")
-    p.add_argument("--eim-figure", help="PNG: EIM error vs number of terms")
-    p.add_argument("--section", required=True)
-    p.set_defaults(func=figures_rb)
-
-
-def _logging():
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+from rom.commands.simulate import FOM_SECTIONS
+from rom.errors import ConfigError, UserError
+from rom.hifi import capabilities as cap
+from rom.stage import Artefact, Option, Stage, all_of, problem_has, section_enabled
 
 
 @contextmanager
 def _user_errors():
-    """Bad input found by the library (a parameter out of range, a model the artefacts cannot
-    give) ends in one line, like every user error."""
+    """Bad input found by the library (a parameter out of range, a model the artefacts cannot give,
+    a problem that is not coercive on its box) ends in one line, exit status 2."""
     from rom.models.factory import ModelError
     from rom.models.rb import ExtrapolationError
+    from rom.reduction.scm import NotCoerciveError
 
     try:
         yield
-    except (ExtrapolationError, ModelError) as exc:
+    except (ExtrapolationError, ModelError, NotCoerciveError) as exc:
         raise UserError(str(exc)) from None
 
 
@@ -83,115 +39,123 @@ def _single_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def training_set(study: dict, size: int, seed: int) -> np.ndarray:
-    """Latin hypercube in the study's parameter box (log-uniform axes in log space)."""
-    from rom.design import scale, unit_design
+def _operators(ctx):
+    from rom.hifi.operators import Operators
 
-    names, bounds, dists = config.parameter_space(study)
-    return scale(unit_design("lhs", size, len(names), seed), bounds, dists)
+    return Operators.from_dataset(ctx.read("operators"))
 
 
-def _nonaffine(problem, what: str):
-    if not hasattr(problem, "eim_operator_terms"):
-        raise UserError(f"{what}: problem {problem.name} has no non-affine coefficient to interpolate; "
-                        "expected problem.name nonaffine_diffusion")
+# -- checks at validation time ----------------------------------------------------------------------
+def _problem(study):
+    """(capabilities, name) of the study's problem."""
+    from rom.hifi.registry import problem_class
+
+    return problem_class(study["problem"]).capabilities, study["problem"].get("name") or study["problem"].get("class")
+
+
+def check_eim(study: dict):
+    caps, name = _problem(study)
+    if study["eim"]["matrix"] and cap.ENTRY_PROBE not in caps:
+        raise ConfigError(f"eim.matrix = true: the matrix EIM needs the problem capability 'entry_probe', which problem "
+                          f"{name} does not have; expected eim.matrix: false")
+
+
+def check_rb(study: dict):
+    """What the schema cannot say: which problems the stage reduces (stationary affine, stationary
+    with an interpolated coefficient, or transient affine), and the outputs and SCM settings."""
+    caps, name = _problem(study)
+    s = study["rb"]
+    stationary = cap.STATIONARY in caps and (cap.AFFINE in caps or cap.COEFFICIENT_EIM in caps)
+    parabolic = cap.TRANSIENT in caps and cap.AFFINE in caps and cap.NONLINEAR not in caps
+    if not (stationary or parabolic):
+        raise ConfigError(f"stage reduced_basis needs the problem capability 'stationary' (with 'affine' or "
+                          f"'coefficient_eim') or 'transient' with 'affine' (parabolic RB), which problem {name} does not "
+                          f"have (it has: {', '.join(sorted(caps))}); expected such a problem or rb.enabled: false")
+    if stationary and cap.AFFINE not in caps and not study["eim"]["enabled"]:
+        raise ConfigError(f"rb.enabled = true: problem {name} is not affine; expected eim.enabled: true (the RB model "
+                          "is built on the EIM of its coefficient)")
+    if s["scm"]["enabled"] is True and cap.AFFINE not in caps:
+        raise ConfigError(f"rb.scm.enabled = true: SCM bounds an affine operator, and problem {name} is not affine; "
+                          "expected rb.scm.enabled: auto or false")
+    if parabolic and s["method"] != "greedy":
+        raise ConfigError(f"rb.method = {s['method']}: problem {name} is transient (POD-greedy); expected rb.method: greedy")
+    if parabolic and s["outputs"]:
+        raise ConfigError(f"rb.outputs: output bounds of transient problems are not available (no space-time dual "
+                          f"problem); expected rb.outputs: [] for problem {name}")
+    if s["outputs"]:
+        _check_outputs(study, name)
+
+
+def _check_outputs(study: dict, name):
+    outputs = study["rb"]["outputs"]
+    if study["problem"].get("name") != "thermal_block" or study["problem"].get("class"):
+        raise ConfigError(f"rb.outputs: outputs are defined for the thermal_block problem only (region means of its "
+                          f"blocks, side fluxes); expected rb.outputs: [] for problem {name}")
+    b1, b2 = study["problem"]["blocks"]
+    names = [o["name"] for o in outputs]
+    for i, o in enumerate(outputs):
+        key = f"rb.outputs.{i} ({o['name']})"
+        if names.count(o["name"]) > 1:
+            raise ConfigError(f"{key}: name used twice; expected distinct output names")
+        if o["kind"] == "region_mean":
+            blocks = o.get("blocks", [])
+            if not blocks or min(blocks) < 0 or max(blocks) >= b1 * b2:
+                raise ConfigError(f"{key}: blocks = {blocks}; expected a non-empty list of block indices in "
+                                  f"0..{b1 * b2 - 1} ({b1} x {b2} blocks, numbered x fastest)")
+        elif "side" not in o:
+            raise ConfigError(f"{key}: kind boundary_flux needs side; expected one of left, right, bottom, top")
 
 
 # -- eim ----------------------------------------------------------------------------------------
-def eim_command(args):
+def eim(ctx):
+    from rom.artefacts import strings
     from rom.models.eim_artefact import eim_dataset
+    from rom.models.offline import training_set
 
-    _logging()
-    study = config.load(args.study_config)
-    s = study["eim"]
-    problem = config.make_problem(study)
-    _nonaffine(problem, "eim")
-    names, bounds, _ = config.parameter_space(study)
-    ds = eim_dataset(problem, training_set(study, s["train_size"], s["seed"]),
-                     training_set(study, s["test_size"], s["seed"] + 1), bounds, s["M_max"], s["tol"], s["matrix"],
-                     s["bound_grid"], s["bound_order"])
-    artefacts.write(ds.assign_coords(parameter=artefacts.strings(names)), args.out, study, "eim")
+    s, space = ctx.study["eim"], ctx.space
+    ctx.log.info("EIM of problem %s: %d training and %d test parameters, at most %d terms, tol %g%s",
+                 ctx.problem.name, s["train_size"], s["test_size"], s["max_modes"], s["tol"],
+                 ", and the matrix EIM" if s["matrix"] else "")
+    with _user_errors():
+        ds = eim_dataset(ctx.problem, training_set(space, s["train_size"], s["seed"]),
+                         training_set(space, s["test_size"], s["seed"] + 1), space.bounds, s["max_modes"], s["tol"],
+                         s["matrix"], s["bound_grid"], s["bound_order"])
+    err = ds["train_max_error"].values
+    if ds.attrs["M"] == s["max_modes"] and err[-1] > s["tol"] * err[0]:
+        ctx.warn(f"eim: stopped at eim.max_modes = {s['max_modes']} terms with relative training error "
+                 f"{err[-1] / err[0]:.2e}, above eim.tol = {s['tol']:g}")
+    ctx.write("out", ds.assign_coords(parameter=strings(space.names)), "eim")
 
 
-# -- reduced-basis --------------------------------------------------------------------------------
-def reduced_basis(args):
+# -- reduced_basis ----------------------------------------------------------------------------------
+def reduced_basis(ctx):
     from rom.hifi import petsc
     from rom.hifi.distributed import RootDriven
     from rom.hifi.solve import FullOrderModel
+    from rom.models import offline
 
-    _logging()
-    study = config.load(args.study_config)
-    s, sim = study["rb"], study["simulate"]
-    problem = config.make_problem(study)
-    if problem.transient:
-        raise UserError(f"reduced-basis: problem {problem.name} is transient; expected a stationary problem "
-                        "(thermal_block, nonaffine_diffusion)")
-    if s["method"] == "pod" and not args.train:
-        raise UserError("reduced-basis: rb.method = pod needs --train snapshots/train.h5")
+    s, sim = ctx.study["rb"], ctx.study["simulate"]
     if sim["backend"] == "petsc":
-        petsc.init(args.petsc_args)
+        petsc.init(ctx.petsc_args)
+    problem = ctx.problem
     fom = FullOrderModel(problem, sim["backend"], {**sim["petsc_options"], **s["petsc_options"]})
-    with RootDriven(fom) as fom_solves, _user_errors(), _single_thread():
-        if fom_solves.is_root:
-            _reduce_on_root(args, study, problem, fom_solves)
+    operations = offline.fom_operations(problem, fom, s["outputs"])
+    with RootDriven(fom, operations) as solves, _user_errors(), _single_thread():
+        if not solves.is_root:
+            return 0
+        ctx.log.info("FOM solves on %d MPI rank(s), backend %s", solves.size, sim["backend"])
+        if problem.transient:
+            ds = offline.reduce_parabolic(problem, _operators(ctx), ctx.space, s, solves)
+        else:
+            ds = offline.reduce_stationary(problem, _operators(ctx), ctx.space, s, solves, ctx.read("eim"),
+                                           ctx.read("train"))
+        if ds.attrs["warning"]:
+            ctx.warn(f"rb: {ds.attrs['warning']}")
+        ctx.write("out", ds, "rb")
     return 0
 
 
-def _reduce_on_root(args, study, problem, fom_solves):
-    from rom.hifi.operators import Operators
-    from rom.models import factory
-    from rom.reduction.greedy import GreedyHistory, weak_greedy
-    from rom.reduction.pod import pod
-
-    s = study["rb"]
-    names, bounds, _ = config.parameter_space(study)
-    ops = Operators.from_dataset(artefacts.read(args.operators))
-    eim_ds = artefacts.read(args.eim) if args.eim else None
-    if not problem.affine and eim_ds is None:
-        raise UserError(f"reduced-basis: problem {problem.name} is not affine; expected --eim rom/eim.h5 (eim.enabled: true)")
-    if not problem.affine and hasattr(problem, "coercivity_lower_bound"):
-        low = problem.coercivity_lower_bound(bounds[:, 0][None, :])[0]
-        if low <= 0:
-            raise UserError(f"parameters: coercivity lower bound {low:g} <= 0 at the lower bounds; "
-                            "expected mu_0 > -1 for nonaffine_diffusion")
-    kinds = factory.model_kinds(problem, eim_ds)
-    settings = (bounds, names, s["extrapolation"], s["estimator"], s["eim_bound"])
-    reductor = factory.reductor(problem, ops, eim_ds, kinds[0], *settings)
-    mu_train = training_set(study, s["train_size"], s["train_seed"])
-
-    def fom_solve(mu):
-        r = fom_solves.solve(mu)
-        if not r.converged:
-            raise UserError(f"reduced-basis: FOM solve at mu = {np.round(mu, 6).tolist()} failed ({r.reason}); "
-                            "check simulate.petsc_options / rb.petsc_options")
-        return r.u
-
-    t0 = time.perf_counter()
-    if s["method"] == "greedy":
-        history = weak_greedy(mu_train, fom_solve, reductor, s["tol"], s["N_max"])
-    else:
-        from rom.commands.pod import converged_rows
-
-        V, _ = pod(converged_rows(artefacts.read(args.train)), ops.X, s["tol"] ** 2, s["N_max"])
-        reductor.set_basis(V)
-        history = GreedyHistory(stop_reason="pod")
-    offline = time.perf_counter() - t0
-    models = {kinds[0]: reductor.model()}
-    for kind in kinds[1:]:
-        # The matrix-EIM model on the same basis: the FOM's matrices only, no assembly code.
-        other = factory.reductor(problem, ops, eim_ds, kind, *settings)
-        other.set_basis(reductor.V)
-        models[kind] = other.model()
-    ds = factory.rb_dataset(models, reductor.V, history, mu_train, bounds, names, dict(
-        method=s["method"], tol=s["tol"], N_max=s["N_max"], estimator=s["estimator"], eim_bound=s["eim_bound"],
-        reorthonormalizations=reductor.reorthonormalizations, offline_seconds=offline, mpi_ranks=fom_solves.size,
-        eim_terms=int(eim_ds.attrs["M"]) if eim_ds is not None else 0,
-        **{f"{k}_eim_bound": factory.eim_bound_label(k, s["eim_bound"]) for k in kinds if k != "affine"}))
-    artefacts.write(ds, args.out, study, "rb")
-    print(f"reduced-basis: N = {reductor.N} ({history.stop_reason}) in {offline:.1f} s", file=sys.stderr)
-
-
-# -- evaluate-rom ---------------------------------------------------------------------------------
+# -- evaluate_rom ---------------------------------------------------------------------------------
 def _parse_mu(text: str, names) -> np.ndarray:
     try:
         mu = np.array([float(v) for v in text.split(",")])
@@ -202,63 +166,80 @@ def _parse_mu(text: str, names) -> np.ndarray:
     return mu
 
 
-def evaluate_rom(args):
-    from rom.hifi.operators import Operators
-    from rom.models.evaluate import evaluation_dataset
-    from rom.models.factory import eim_bound_label, load_models
+def evaluate_rom(ctx):
+    from rom import artefacts
+    from rom.models import evaluate
 
-    study = config.load(args.study_config)
-    problem = config.make_problem(study)
-    ops = Operators.from_dataset(artefacts.read(args.operators))
-    rb_ds = artefacts.read(args.rb)
-    eim_ds = artefacts.read(args.eim) if args.eim else None
-    s = study["rb"]
     with _user_errors(), _single_thread():
-        models = load_models(problem, ops, rb_ds, eim_ds, s["extrapolation"])
+        rb_ds = ctx.read("rb")
         names = [str(v) for v in rb_ds["parameter"].values]
-        if args.mu is not None:
-            mu = _parse_mu(args.mu, names)
-            for kind, m in models.items():
-                extrapolated = bool(m.check(mu)[0])
-                c, delta = m.solve_and_estimate(mu)
-                unorm = float(np.linalg.norm(c))
-                label = eim_bound_label(kind, rb_ds.attrs.get("eim_bound", "indicator"))
-                print(f"{kind}: N = {m.N}, ||u_rb||_X = {unorm:.6g}, error bound {delta:.3e} "
-                      f"(relative {delta / unorm:.3e}){'' if label == 'none' else f', EIM share: {label}'}"
-                      f"{'  [extrapolated]' if extrapolated else ''}")
+        problem, ops, eim_ds, s = ctx.problem, _operators(ctx), ctx.read("eim"), ctx.study["rb"]
+        if ctx.option("mu") is not None:
+            for line in evaluate.query(problem, ops, rb_ds, _parse_mu(ctx.option("mu"), names), s["extrapolation"],
+                                       eim_ds):
+                print(line)
             return 0
-        if not args.test or not args.out:
+        if ctx.path("test") is None or ctx.path("out") is None:
             raise UserError("evaluate-rom: expected --test and --out (or --mu for one query)")
-        test = artefacts.converged(artefacts.read(args.test))
-        rng = np.random.default_rng(s["train_seed"] + 1)
-        lo, hi = rb_ds["bounds"].values.T
-        mu_batch = lo + (hi - lo) * rng.random((s["batch_size"], len(lo)))
-        labels = {k: eim_bound_label(k, rb_ds.attrs.get("eim_bound", "indicator")) for k in models if k != "affine"}
-        ds = evaluation_dataset(models, rb_ds["basis"].values, ops.X, test["mu"].values, test["u"].values,
-                                test["sample"].values, float(test["solve_seconds"].values.mean()), mu_batch,
-                                s["n_timing"], labels)
-    for kind in models:
-        a = ds.attrs
-        print(f"evaluate-rom {kind}: N = {a['N']}, max rel error {a[f'{kind}_max_relative_error']:.2e}, "
-              f"effectivity [{a[f'{kind}_effectivity_min']:.2f}, {a[f'{kind}_effectivity_max']:.2f}], "
-              f"{a[f'{kind}_seconds_per_solve'] * 1e6:.1f} us/solve, {a[f'{kind}_seconds_per_query'] * 1e6:.1f} us/query "
-              f"with bound, {1 / a[f'{kind}_seconds_per_query_batched']:.3g} queries/s batched", file=sys.stderr)
-    artefacts.write(ds, args.out, study, "rb_metrics")
+        test = artefacts.converged(ctx.read("test"))
+        ctx.log.info("%d test snapshots, %s model(s) %s with N = %d; timing %d single and %d batched queries",
+                     test.sizes["sample"], rb_ds.attrs.get("formulation", "stationary"), rb_ds.attrs["kinds"],
+                     int(rb_ds.attrs["N"]), s["n_timing"], s["batch_size"])
+        ds = evaluate.rb_metrics(problem, ops, rb_ds, test, s, eim_ds)
+    lines, warnings = evaluate.summary(ds)
+    for line in lines:
+        ctx.log.info("%s", line)
+    for w in warnings:
+        ctx.warn(w)
+    ctx.write("out", ds, "rb_metrics")
     return 0
 
 
 # -- figures ----------------------------------------------------------------------------------------
-def figures_rb(args):
-    from rom.models.rb_figures import eim_figures, rb_figures
+def figures_rb(ctx):
+    from rom.figures.rb import rb_section
 
-    config.load(args.study_config)
-    if args.rb:
-        if not (args.metrics and args.convergence and args.effectivity):
-            raise UserError("figures-rb --rb: expected --metrics, --convergence and --effectivity")
-        rb_figures(artefacts.read(args.rb), artefacts.read(args.metrics), args.convergence, args.effectivity,
-                   args.section)
-        return 0
-    if not (args.eim and args.eim_figure):
-        raise UserError("figures-rb: expected --rb (reduced basis) or --eim with --eim-figure")
-    eim_figures(artefacts.read(args.eim), args.eim_figure, args.section)
-    return 0
+    s = rb_section(ctx.read("rb"), ctx.read("metrics"), ctx.path("convergence"), ctx.path("effectivity"))
+    ctx.section(s["title"], s["order"], s["text"], s["metrics"], s["figures"], s["tables"])
+
+
+def figures_eim(ctx):
+    from rom.figures.rb import eim_section
+
+    s = eim_section(ctx.read("eim"), ctx.path("figure"))
+    ctx.section(s["title"], s["order"], s["text"], s["metrics"], s["figures"], s["tables"])
+
+
+_mesh = problem_has(cap.MESH)
+_rb = all_of(section_enabled("rb"), _mesh)
+_eim = all_of(section_enabled("eim"), _mesh)
+OPERATORS = Artefact("operators", "fom/operators.h5")
+EIM = Artefact("eim", "rom/eim.h5 (problems made affine by EIM)", optional=True)
+RB = Artefact("rb", "rom/rb.h5")
+
+STAGES = (
+    Stage("eim", eim, "function EIM of the non-affine coefficient (with its rigorous bound over the box) and the "
+          "nonintrusive matrix EIM of A(mu)", sections=("problem", "parameters", "eim"),
+          needs=frozenset({cap.MESH, cap.COEFFICIENT_EIM}), enabled=_eim, check=check_eim,
+          inputs=(OPERATORS,), outputs=(Artefact("out", "rom/eim.h5"),)),
+    Stage("reduced_basis", reduced_basis, "certified RB: weak greedy with FOM solves (SCM where min-theta does not "
+          "hold, dual greedies of rb.outputs), POD of the train snapshots, or POD-greedy for transient problems; run "
+          "under the MPI launcher, PETSc options pass through", sections=FOM_SECTIONS + ("rb", "eim"), mpi=True,
+          needs=frozenset({cap.MESH}), enabled=_rb, check=check_rb,
+          inputs=(OPERATORS, EIM, Artefact("train", "snapshots/train.h5 (rb.method: pod)", optional=True)),
+          outputs=(Artefact("out", "rom/rb.h5"),)),
+    Stage("evaluate_rom", evaluate_rom, "errors, bounds, effectivities (outputs too) and timings of the reduced "
+          "models on the test snapshots; or, with --mu, one certified query", sections=("rb",),
+          needs=frozenset({cap.MESH}), enabled=_rb, needs_test=True,
+          inputs=(OPERATORS, RB, EIM, Artefact("test", "snapshots/test.h5 (not with --mu)", optional=True)),
+          outputs=(Artefact("out", "rom/rb_metrics.h5 (not with --mu)", optional=True),),
+          options=(Option("mu", "one parameter, comma separated: print the RB answer and its error bound"),),
+          quiet=lambda args: args.mu is not None),
+    Stage("figures_rb", figures_rb, "report figures and section of the reduced basis", sections=("report",),
+          enabled=_rb, inputs=(RB, Artefact("metrics", "rom/rb_metrics.h5")),
+          outputs=(Artefact("convergence", "PNG: max error and bounds vs N"),
+                   Artefact("effectivity", "PNG: effectivities"), Artefact("section", "section JSON"))),
+    Stage("figures_eim", figures_eim, "report figure and section of the EIM", sections=("report",), enabled=_eim,
+          inputs=(Artefact("eim", "rom/eim.h5"),),
+          outputs=(Artefact("figure", "PNG: EIM error vs number of terms"), Artefact("section", "section JSON"))),
+)

@@ -131,6 +131,6 @@ STAGES = (
                           wildcard="chunk"))),
     Stage("gather", gather, "merge the chunks of one sample set; fails if too many samples failed",
           sections=FOM_SECTIONS, enabled=_fixed_mesh,
-          inputs=(Artefact("chunks", "snapshots/<set>/chunk*.h5", many=True),),
+          inputs=(Artefact("chunks", "snapshots/<set>/chunk*.h5", many=True, positional=True),),
           outputs=(Artefact("out", "snapshots/<set>.h5"),)),
 )

@@ -24,7 +24,7 @@ def test_errors(E: EIMBasis, G_test: np.ndarray) -> np.ndarray:
     return residual_sup_norms(E, G_test).max(axis=1)
 
 
-def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.ndarray, M_max: int, tol: float,
+def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.ndarray, max_modes: int, tol: float,
                 matrix: bool, bound_grid: int, bound_order: int) -> xr.Dataset:
     """The EIM artefact's variables and attributes (parameter names are the caller's coordinates).
     bounds (d, 2): the parameter box over which the rigorous bound of the function EIM holds."""
@@ -33,8 +33,10 @@ def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.n
 
     xy = problem.mesh.centroids
     t0 = time.perf_counter()
-    E = eim(problem.g(xy, mu_train), M_max, tol)
+    E = eim(problem.g(xy, mu_train), max_modes, tol)
     seconds = time.perf_counter() - t0
+    log.info("function EIM of g at %d element centroids over %d training parameters: %d terms (at most %d), max "
+             "training error %.2e (%.2f s)", len(xy), len(mu_train), E.M, max_modes, E.max_errors[E.M], seconds)
     data = {
         "basis": (("term", "triangle"), E.basis, {"long_name": "collateral basis q_m of g at element centroids"}),
         "points": ("term", E.points, {"long_name": "magic points (triangle index)"}),
@@ -64,8 +66,9 @@ def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.n
         pattern = fem.Pattern.build(problem.mesh)
         t0 = time.perf_counter()
         # The FOM as a black box: whole matrices at the training parameters, nothing else.
+        log.info("matrix EIM: %d FOM matrices of %d entries", len(mu_train), pattern.nnz)
         A = np.stack([problem.operator_values(mu, pattern) for mu in mu_train])
-        Em = eim(A, M_max, tol)
+        Em = eim(A, max_modes, tol)
         A_test = np.stack([problem.operator_values(mu, pattern) for mu in mu_test])
         rows = np.repeat(np.arange(pattern.n_rows), np.diff(pattern.indptr))
         csr = _csr(pattern)
@@ -86,8 +89,8 @@ def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.n
         })
         attrs.update(matrix_M=Em.M, matrix_next_slot=Em.next_point, matrix_seconds=time.perf_counter() - t0,
                      matrix_operator_error=float(op.max()))
-        log.info("matrix EIM: %d terms, max training error %.2e, max training operator error %.2e",
-                 Em.M, Em.max_errors[Em.M], op.max())
+        log.info("matrix EIM: %d terms, max training error %.2e, max training operator error %.2e (%.2f s)",
+                 Em.M, Em.max_errors[Em.M], op.max(), attrs["matrix_seconds"])
     return xr.Dataset(data, attrs=attrs)
 
 

@@ -31,22 +31,43 @@ def eim_bound_label(kind: str, eim_bound: str) -> str:
     return EIM_BOUND.get((kind, eim_bound), "none")
 
 
-def coefficients(problem, ops, eim_ds, kind: str, eim_bound: str = "rigorous"):
-    """(coefficients, A_terms, f_terms) of the model family `kind`: affine, function_eim, matrix_eim."""
+def coercivity_source(problem, X, A_terms) -> str:
+    """Where the coercivity lower bound of an affine operator comes from without SCM: 'problem'
+    (capability coercivity_bound), 'min_theta' (rb.min_theta_valid), or 'none' (SCM needed)."""
+    from rom.hifi import capabilities as cap
+    from rom.models.rb import min_theta_valid
+
+    if cap.COERCIVITY_BOUND in problem.capabilities and not problem.transient:
+        return "problem"
+    return "min_theta" if min_theta_valid(X, A_terms) else "none"
+
+
+def uses_scm(setting, source: str) -> bool:
+    """rb.scm.enabled (auto | true | false) and the bound available without it: whether SCM runs."""
+    return setting is True or (setting == "auto" and source == "none")
+
+
+def coefficients(problem, ops, eim_ds, kind: str, eim_bound: str = "rigorous", scm=None):
+    """(coefficients, A_terms, f_terms) of the model family `kind`: affine, function_eim, matrix_eim.
+    scm: SCMBounds of the affine operator (rom.reduction.scm), which then certifies alpha_LB (the
+    larger of SCM's and a valid bound of the problem's own)."""
     from rom.hifi import fem
     from rom.models.eim_rb import FunctionEIMCoefficients, MatrixEIMCoefficients
     from rom.models.rb import AffineCoefficients
+    from rom.reduction.scm import SCMCoefficients
 
     if kind == "affine":
         if not ops.A_terms:
             raise ModelError(f"problem {problem.name} is not affine: enable the eim section (eim.enabled: true)")
-        scale = np.abs(ops.X.data).max()
-        if hasattr(problem, "coercivity_lower_bound"):
-            return AffineCoefficients(problem), ops.A_terms, ops.f_terms
-        if abs(ops.X - sum(ops.A_terms)).max() > 1e-12 * scale:
-            raise ModelError(f"problem {problem.name}: no coercivity lower bound; min-theta needs X = sum_q A_q "
-                             "(thermal_block); other problems need coercivity_lower_bound(mu) or an SCM")
-        return AffineCoefficients(problem, np.ones(len(ops.A_terms))), ops.A_terms, ops.f_terms
+        source = coercivity_source(problem, ops.X, ops.A_terms)
+        base = AffineCoefficients(problem, np.ones(len(ops.A_terms)) if source == "min_theta" else None)
+        if scm is not None:
+            return SCMCoefficients(base, scm, keep_base_bound=source != "none"), ops.A_terms, ops.f_terms
+        if source == "none":
+            raise ModelError(f"problem {problem.name}: no coercivity lower bound of its own (min-theta needs X = sum_q A_q "
+                             "with positive semidefinite terms); expected rb.scm.enabled: auto or true (SCM), or a "
+                             "problem with the coercivity_bound capability")
+        return base, ops.A_terms, ops.f_terms
     if eim_ds is None:
         raise ModelError(f"model kind {kind} needs the EIM artefact (--eim rom/eim.h5)")
     if eim_bound not in ("rigorous", "indicator"):
@@ -82,27 +103,68 @@ def coefficients(problem, ops, eim_ds, kind: str, eim_bound: str = "rigorous"):
     return coef, [csr(v) for v in Q], f_terms
 
 
+def scm_bounds(rb_ds, theta):
+    """The SCMBounds stored in an rb artefact (variables scm_*), or None."""
+    from rom.reduction.scm import SCMBounds
+
+    return SCMBounds.from_dataset(rb_ds, theta) if "scm_box" in rb_ds else None
+
+
 def load_models(problem, ops, rb_ds, eim_ds=None, extrapolation: str = "refuse") -> dict:
-    """The reduced models of an rb artefact by kind (affine, function_eim, matrix_eim), with the
-    EIM bound the artefact was built with (attribute eim_bound; 'indicator' for older artefacts)."""
+    """The reduced models of a stationary rb artefact by kind (affine, function_eim, matrix_eim),
+    with the EIM bound the artefact was built with (attribute eim_bound; 'indicator' for older
+    artefacts) and its SCM bounds, if any."""
     from rom.models.rb import ReducedBasisModel
 
     names = [str(v) for v in rb_ds["parameter"].values]
     eim_bound = rb_ds.attrs.get("eim_bound", "indicator")
     out = {}
     for kind in rb_ds.attrs["kinds"].split(","):
-        coef = coefficients(problem, ops, eim_ds, kind, eim_bound)[0]
+        scm = scm_bounds(rb_ds, problem.theta) if kind == "affine" else None
+        coef = coefficients(problem, ops, eim_ds, kind, eim_bound, scm)[0]
         out[kind] = ReducedBasisModel.from_dataset(rb_ds, coef, rb_ds["bounds"].values, names, extrapolation,
                                                    prefix=f"{kind}_")
     return out
 
 
+def output_specs(rb_ds) -> list[dict]:
+    """The outputs an rb artefact certifies (attribute outputs: the study's rb.outputs as JSON)."""
+    import json
+
+    return json.loads(rb_ds.attrs.get("outputs", "[]"))
+
+
+def load_outputs(problem, rb_ds, primal) -> dict:
+    """The OutputModels of an rb artefact by output name, on the primal (affine) model."""
+    from rom.models.output import OutputModel, thermal_block_output
+
+    return {spec["name"]: OutputModel.from_dataset(rb_ds, f"output_{spec['name']}_", primal,
+                                                   thermal_block_output(problem, spec))
+            for spec in output_specs(rb_ds)}
+
+
+def load_parabolic(problem, ops, rb_ds):
+    """(ParabolicRBModel, ParabolicSystem) of a parabolic rb artefact (formulation parabolic)."""
+    from rom.models.parabolic import ParabolicRBModel, affine_system
+    from rom.reduction.scm import SCMCoefficients
+
+    system = affine_system(problem, ops, rb_ds["bounds"].values)
+    scm = scm_bounds(rb_ds, system.coefficients.theta)
+    if scm is not None:
+        system.coefficients = SCMCoefficients(system.coefficients, scm,
+                                              keep_base_bound=system.coefficients.theta_ref is not None)
+    elif system.coefficients.theta_ref is None:
+        raise ModelError(f"problem {problem.name}: the rb artefact has no SCM bounds and min-theta does not apply; "
+                         "expected an artefact built with rb.scm.enabled: auto or true")
+    return ParabolicRBModel.from_dataset(rb_ds, system.coefficients, system.psi), system
+
+
 def reductor(problem, ops, eim_ds, kind: str, bounds, names, extrapolation="refuse", estimator="stable",
-             eim_bound="rigorous"):
+             eim_bound="rigorous", scm=None):
     """An empty CoerciveRBReductor of the model kind."""
     from rom.models.rb import CoerciveRBReductor
 
-    coef, A_terms, f_terms = coefficients(problem, ops, eim_ds, kind, eim_bound)
+    coef, A_terms, f_terms = coefficients(problem, ops, eim_ds, kind, eim_bound, scm)
     return CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, extrapolation, estimator)
 
 

@@ -206,7 +206,14 @@ class OutputModel:
 
     def evaluate(self, mu: np.ndarray) -> dict:
         """For a batch of parameters: the plain output l^T u_N (`s_rb`), the corrected output
-        (`s`), its certified bound (`bound`) and the two RB error bounds (`delta_primal`, `delta_dual`)."""
+        (`s`), its certified bound (`bound`), the two RB error bounds (`delta_primal`, `delta_dual`)
+        and the rounding allowance the bound includes (`rounding`).
+
+        The identity s - s_N = -e_du^T r_pr(u_N) holds for any reduced coefficients c, d, so only the
+        floating-point evaluation of s_N itself is left: its sums of k terms err by at most
+        gamma_k sum |terms| (Higham, any summation order), which is added to the bound. Once the
+        product of the two residual norms falls below ~k eps |s| (tight tolerances), that rounding
+        is what the corrected output's error is made of."""
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         co = self.primal.coefficients
         c = self.primal.solve_batch(mu)
@@ -222,16 +229,33 @@ class OutputModel:
             bound = np.where(alpha > 0, alpha * delta_pr * delta_du, np.inf)
         if co.op_error is not None:
             bound = bound + co.op_error(mu) * np.linalg.norm(c, axis=1) * np.linalg.norm(d, axis=1)
-        return {"s_rb": s_rb, "s": s_rb - correction, "bound": bound, "delta_primal": delta_pr, "delta_dual": delta_du}
+        rounding = self.rounding(mu, c, d, theta, phi, lam)
+        return {"s_rb": s_rb, "s": s_rb - correction, "bound": bound + rounding, "delta_primal": delta_pr,
+                "delta_dual": delta_du, "rounding": rounding}
+
+    def rounding(self, mu, c, d, theta, phi, lam) -> np.ndarray:
+        """gamma_k times the sum of the magnitudes of every term of s_N (k: the longest sum, plus the
+        offset and the final difference)."""
+        L, N = self.l_rb.shape
+        Q, M = self.a_du.shape[:2]
+        P = self.f_du.shape[0]
+        size = np.einsum("il,ln,in->i", np.abs(lam), np.abs(self.l_rb), np.abs(c))
+        size += np.einsum("ip,pm,im->i", np.abs(phi), np.abs(self.f_du), np.abs(d))
+        size += np.einsum("iq,qmn,im,in->i", np.abs(theta), np.abs(self.a_du), np.abs(d), np.abs(c))
+        if self.output.offset_terms is not None:
+            size += np.abs(self.output.offset_coef(mu)) @ np.abs(self.output.offset_terms)
+        k = max(L * N, P * M, Q * M * N) + len(np.atleast_1d(self.output.offset_terms if self.output.offset_terms
+                                                          is not None else [])) + 3
+        u = np.finfo(float).eps / 2
+        return k * u / (1 - k * u) * size
 
     def to_dataset(self, prefix: str) -> xr.Dataset:
         p = prefix
-        # The dual basis has its own size: its mode dimensions are renamed apart from the primal's.
-        ds = self.dual.to_dataset(prefix=f"{p}dual_").rename_dims({"mode": f"{p}dual_mode", "mode_": f"{p}dual_mode_"})
-        return ds.merge(xr.Dataset({
-            f"{p}l_rb": ((f"{p}term", "mode"), self.l_rb, {"long_name": "l_j^T v_n"}),
+        # The dual model's dimensions carry its prefix (f"{p}dual_mode": its own basis size).
+        return self.dual.to_dataset(prefix=f"{p}dual_").merge(xr.Dataset({
+            f"{p}l_rb": ((f"{p}term", f"{p}mode"), self.l_rb, {"long_name": "l_j^T v_n"}),
             f"{p}f_du": ((f"{p}rhs_term", f"{p}dual_mode"), self.f_du, {"long_name": "f_p^T w_m"}),
-            f"{p}a_du": ((f"{p}op_term", f"{p}dual_mode", "mode"), self.a_du, {"long_name": "w_m^T A_q v_n"}),
+            f"{p}a_du": ((f"{p}op_term", f"{p}dual_mode", f"{p}mode"), self.a_du, {"long_name": "w_m^T A_q v_n"}),
         }))
 
     @classmethod

@@ -28,25 +28,27 @@ terms are in the basis, the default).
 POD-greedy (Haasdonk-Ohlberger 2008): at each step the training parameter with the largest
 relative bound Delta_K / ||u_N||, its FOM trajectory projected onto the X-orthogonal complement of
 the basis, and the leading POD mode(s) of that projection error added.
+
+Any linear transient affine problem (capabilities `transient` and `affine`) comes in this form by
+`affine_system`: its step S(mu) u^k = M u^{k-1} + g(mu), S = sum_q theta_q S_q, g = sum_p phi_p g_p
+(what the FOM solves) is M (u^k - u^{k-1}) / dt + A u^k = f with A = (S - M) / dt, f = g / dt.
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
+import xarray as xr
 
-from rom.hifi import fem
+from rom.models.rb import min_theta_valid
 from rom.reduction.estimators import ResidualRiesz
+from rom.reduction.linalg import dependent_tol, orthogonalize
 from rom.reduction.pod import pod
 
 log = logging.getLogger("rom.parabolic")
-
-# A new direction whose X-norm after orthogonalization to the basis is below this fraction of its
-# norm is dependent (to rounding) and not added.
-DEPENDENT_TOL = 1e-12
 
 
 @dataclass
@@ -64,39 +66,91 @@ class ParabolicSystem:
     steps: int
 
 
-class HeatCoefficients:
-    """The `heat` problem as M u_t + alpha K u = alpha sum_s T_s l_s: one operator term K with
-    theta = alpha, load terms the side liftings with phi_s = alpha T_s, and X = K, so the
-    coercivity constant is alpha exactly."""
+class StepCoefficients:
+    """theta, phi of A(mu), f(mu) from the step form of a transient affine problem (see the module
+    doc): theta_A = theta_S[:, kept] / dt, with -1 / dt for an explicit mass term when no term of S is
+    M itself, and phi = phi_S / dt. alpha_lb is min-theta, theta_A(mu) / theta_ref (valid when
+    X = sum of the A terms with positive semidefinite terms); without theta_ref there is no bound of
+    its own (SCM supplies one: rom.reduction.scm.SCMCoefficients)."""
 
     op_error = None
 
-    def __init__(self, alpha: float):
-        self.alpha = float(alpha)
+    def __init__(self, problem, kept: np.ndarray, dt: float, mass_term: bool, theta_ref=None):
+        self.problem, self.kept, self.dt, self.mass_term = problem, np.asarray(kept, dtype=np.int64), float(dt), mass_term
+        self.theta_ref = None if theta_ref is None else np.asarray(theta_ref, dtype=float)
 
     def theta(self, mu):
-        return np.full((len(np.atleast_2d(mu)), 1), self.alpha)
+        mu = np.atleast_2d(np.asarray(mu, dtype=float))
+        t = self.problem.theta(mu)[:, self.kept] / self.dt
+        return np.column_stack([t, np.full(len(mu), -1.0 / self.dt)]) if self.mass_term else t
 
     def phi(self, mu):
-        return self.alpha * np.atleast_2d(np.asarray(mu, dtype=float))[:, 1:]
+        return self.problem.phi(np.atleast_2d(np.asarray(mu, dtype=float))) / self.dt
 
     def alpha_lb(self, mu):
-        return np.full(len(np.atleast_2d(mu)), self.alpha)
+        if self.theta_ref is None:
+            raise ValueError(f"problem {self.problem.name}: no coercivity lower bound of A(mu) (min-theta needs "
+                             "X = sum_q A_q); expected rb.scm.enabled: auto or true")
+        return (self.theta(mu) / self.theta_ref).min(axis=-1)
 
-    @staticmethod
-    def psi(mu):
-        return np.atleast_2d(np.asarray(mu, dtype=float))[:, :1]
+
+class AffineInitialState:
+    """psi(mu) = [1, mu_0, .., mu_{d-1}][:, kept]: the coefficients of an initial state affine in mu."""
+
+    def __init__(self, kept: np.ndarray):
+        self.kept = np.asarray(kept, dtype=np.int64)
+
+    def __call__(self, mu):
+        mu = np.atleast_2d(np.asarray(mu, dtype=float))
+        return np.column_stack([np.ones(len(mu)), mu])[:, self.kept]
 
 
-def heat_system(problem) -> ParabolicSystem:
-    """The ParabolicSystem of rom.hifi.problems.Heat (its step operator M + dt alpha K, step load
-    dt alpha sum_s T_s l_s and uniform initial temperature T_init on the free dofs)."""
-    pattern = fem.Pattern.build(problem.mesh)
-    K = pattern.to_scipy(problem.energy_product(pattern))
-    M = pattern.to_scipy(problem.mass_product(pattern))
-    co = HeatCoefficients(problem.alpha)
-    return ParabolicSystem(K, M, [K], problem.rhs_terms(pattern), np.ones((1, pattern.n_rows)), co, co.psi,
-                           problem.dt, problem.steps)
+def initial_state_terms(problem, n_rows: int, bounds: np.ndarray) -> tuple[np.ndarray, AffineInitialState]:
+    """(u0_terms (J, n), psi) with u^0(mu) = psi(mu) @ u0_terms, read off `problem.initial_state`
+    at mu = 0 and the unit vectors (exact for a formula linear in mu), terms that are zero dropped.
+    Raises ValueError if the initial state is not affine in mu (checked at two points of the box)."""
+    d = len(bounds)
+    base = np.asarray(problem.initial_state(np.zeros(d), n_rows), dtype=float)
+    slopes = np.stack([np.asarray(problem.initial_state(e, n_rows), dtype=float) - base for e in np.eye(d)])
+    terms = np.vstack([base, slopes])
+    scale = max(np.abs(terms).max(), np.finfo(float).tiny)
+    kept = np.flatnonzero(np.abs(terms).max(axis=1) > 0)
+    psi = AffineInitialState(kept)
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    for t in (0.3, 0.8):
+        mu = lo + t * (hi - lo)
+        direct = np.asarray(problem.initial_state(mu, n_rows), dtype=float)
+        if np.abs(psi(mu)[0] @ terms[kept] - direct).max() > 1e-12 * max(scale, np.abs(direct).max()) * (d + 1):
+            raise ValueError(f"problem {problem.name}: initial_state(mu) is not affine in mu (it differs from its "
+                             f"affine interpolation at mu = {np.round(mu, 6).tolist()}); parabolic RB expects "
+                             "u^0(mu) = u0_0 + sum_i mu_i u0_i")
+    return terms[kept], psi
+
+
+def affine_system(problem, ops=None, bounds: np.ndarray | None = None) -> ParabolicSystem:
+    """The ParabolicSystem of a linear transient affine problem from its operators `ops`
+    (rom.hifi.operators.Operators: X, M, the step terms S_q, the step loads g_p; assembled from the
+    problem if None): a step term equal to M with theta_q = 1 is the mass part (the heat problem's),
+    otherwise -M / dt joins the terms of A. Coercivity: min-theta where X = sum of the A terms
+    (heat: A = alpha K, X = K, alpha_LB = alpha exactly), else none of its own (SCM). bounds: the
+    parameter box (default: the problem's)."""
+    if ops is None:
+        from rom.hifi.operators import Operators, operators_dataset
+
+        ops = Operators.from_dataset(operators_dataset(problem))
+    bounds = problem.default_bounds if bounds is None else np.asarray(bounds, dtype=float)
+    M = sp.csr_matrix(ops.M)
+    scale = np.abs(M.data).max()
+    probe = bounds[:, 0] + np.array([[0.25], [0.75]]) * (bounds[:, 1] - bounds[:, 0])
+    theta = problem.theta(probe)
+    mass = [q for q, S in enumerate(ops.A_terms)
+            if np.all(theta[:, q] == 1.0) and abs(sp.csr_matrix(S) - M).max() <= 1e-12 * scale]
+    kept = np.array([q for q in range(len(ops.A_terms)) if q not in mass[:1]], dtype=np.int64)
+    A_terms = [ops.A_terms[q] for q in kept] + ([] if mass else [M])
+    u0_terms, psi = initial_state_terms(problem, M.shape[0], bounds)
+    theta_ref = np.ones(len(A_terms)) if min_theta_valid(ops.X, A_terms) else None
+    co = StepCoefficients(problem, kept, problem.dt, not mass, theta_ref)
+    return ParabolicSystem(ops.X, M, A_terms, ops.f_terms, u0_terms, co, psi, problem.dt, problem.steps)
 
 
 def energy_errors(E: np.ndarray, system: ParabolicSystem, alpha: np.ndarray) -> np.ndarray:
@@ -180,6 +234,51 @@ class ParabolicRBModel:
         m2 = np.einsum("ia,ab,ib->i", c[:, -1], self.M_rb, c[:, -1])
         return np.sqrt(m2 + alpha * self.dt * (c[:, 1:] ** 2).sum(axis=(1, 2)))
 
+    def truncated(self, N: int, V: np.ndarray, M: sp.spmatrix, u0_terms: np.ndarray) -> "ParabolicRBModel":
+        """The model on the first N basis vectors (rows of V; the POD-greedy basis is hierarchical).
+        The initial projection depends on N: recomputed from the initial terms (explicitly)."""
+        if not 0 < N <= self.N:
+            raise ValueError(f"N = {N}: expected 1..{self.N}")
+        K = self.f_rb.shape[0] + N * (self.A_rb.shape[0] + 1)
+        nonzero = np.flatnonzero(np.abs(self.R[:, :K]).max(axis=1) > 0)
+        rows = nonzero[-1] + 1 if len(nonzero) else 0
+        u0_rb, G0 = initial_projection(V[:N], M, self.M_rb[:N, :N], u0_terms)
+        return replace(self, M_rb=self.M_rb[:N, :N].copy(), A_rb=self.A_rb[:, :N, :N].copy(),
+                       f_rb=self.f_rb[:, :N].copy(), u0_rb=u0_rb, R=self.R[:rows, :K].copy(), G0=G0)
+
+    # -- artefact -------------------------------------------------------------------------------
+    def to_dataset(self, prefix: str = "parabolic_") -> xr.Dataset:
+        p = prefix
+        return xr.Dataset({
+            f"{p}M_rb": ((f"{p}mode", f"{p}mode_"), self.M_rb, {"long_name": "V M V^T"}),
+            f"{p}A_rb": ((f"{p}term", f"{p}mode", f"{p}mode_"), self.A_rb, {"long_name": "V A_q V^T"}),
+            f"{p}f_rb": ((f"{p}rhs_term", f"{p}mode"), self.f_rb, {"long_name": "V f_p"}),
+            f"{p}u0_rb": ((f"{p}initial_term", f"{p}mode"), self.u0_rb,
+                          {"long_name": "M-projection coefficients of the initial terms"}),
+            f"{p}R": ((f"{p}riesz_row", f"{p}riesz"), self.R,
+                      {"long_name": "stable time-step residual factor, terms f_p, [A_q v_n, M v_n] (extended precision)"}),
+            f"{p}G0": ((f"{p}initial_term", f"{p}initial_term_"), self.G0,
+                       {"long_name": "M-Gram matrix of the initial projection errors"}),
+        }, attrs={f"{p}dt": self.dt, f"{p}steps": int(self.steps)})
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset, coefficients, psi, prefix: str = "parabolic_") -> "ParabolicRBModel":
+        p = prefix
+        return cls(ds[f"{p}M_rb"].values, ds[f"{p}A_rb"].values, ds[f"{p}f_rb"].values, ds[f"{p}u0_rb"].values,
+                   ds[f"{p}R"].values, ds[f"{p}G0"].values, coefficients, psi, float(ds.attrs[f"{p}dt"]),
+                   int(ds.attrs[f"{p}steps"]))
+
+
+def initial_projection(V: np.ndarray, M: sp.spmatrix, M_rb: np.ndarray, u0_terms: np.ndarray):
+    """(u0_rb (J, N), G0 (J, J)): M-projection coefficients of the initial terms onto the rows of V
+    (M_rb = V M V^T) and the M-Gram matrix of their projection errors, formed explicitly."""
+    u0_terms = np.atleast_2d(u0_terms)
+    MU0 = (M @ u0_terms.T).T
+    u0_rb = np.linalg.solve(M_rb, V @ MU0.T).T if len(V) else np.zeros((len(u0_terms), 0))
+    E = u0_terms - u0_rb @ V
+    G0 = E @ (M @ E.T)
+    return u0_rb, 0.5 * (G0 + G0.T)
+
 
 class ParabolicReductor:
     """X-orthonormal basis (rows of V) of a ParabolicSystem, with reduced operators and the
@@ -203,24 +302,15 @@ class ParabolicReductor:
     def N(self) -> int:
         return len(self.V)
 
-    def _X_norm(self, v):
-        return float(np.sqrt(v @ (self.X @ v)))
-
     def extend(self, U: np.ndarray) -> int:
-        """Orthonormalize the rows of U against the basis (twice-iterated Gram-Schmidt in X) and add
-        the independent ones; returns how many were added."""
+        """Orthonormalize the rows of U against the basis (linalg.orthogonalize: twice-iterated
+        Gram-Schmidt in X, one dependence threshold) and add the independent ones; returns how many
+        were added."""
         added = 0
+        tol = dependent_tol(np.float64)
         for u in np.atleast_2d(np.asarray(U, dtype=float)):
-            v = u.copy()
-            norm0 = norm = self._X_norm(v)
-            if norm0 == 0:
-                continue
-            for _ in range(3):  # again while a pass cancels more than half of the norm
-                v -= (self.V @ (self.X @ v)) @ self.V
-                previous, norm = norm, self._X_norm(v)
-                if norm > 0.5 * previous:
-                    break
-            if norm <= DEPENDENT_TOL * norm0:
+            _, v, norm, norm0 = orthogonalize(u, self.V, self.X)
+            if norm0 == 0 or norm <= tol * norm0:
                 continue
             self._append(v / norm)
             added += 1
@@ -245,15 +335,9 @@ class ParabolicReductor:
         self.riesz.extend(v)
 
     def initial_projection(self, N: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(u0_rb (J, N), G0 (J, J)): M-projection coefficients of the initial terms onto the first
-        N basis vectors and the M-Gram matrix of their projection errors (formed explicitly)."""
+        """(u0_rb (J, N), G0 (J, J)) of the first N basis vectors (`initial_projection`)."""
         N = self.N if N is None else N
-        V = self.V[:N]
-        MU0 = (self.M @ self.u0_terms.T).T
-        u0_rb = np.linalg.solve(self.M_rb[:N, :N], V @ MU0.T).T if N else np.zeros((len(self.u0_terms), 0))
-        E = self.u0_terms - u0_rb @ V
-        G0 = E @ (self.M @ E.T)
-        return u0_rb, 0.5 * (G0 + G0.T)
+        return initial_projection(self.V[:N], self.M, self.M_rb[:N, :N], self.u0_terms)
 
     def model(self, N: int | None = None) -> ParabolicRBModel:
         """The model on the first N basis vectors (all by default; the POD-greedy basis is
@@ -280,18 +364,21 @@ class PODGreedyHistory:
     warning: str = ""
 
 
-def pod_greedy(mu_train: np.ndarray, fom_trajectory, reductor: ParabolicReductor, tol: float, N_max: int,
+def pod_greedy(mu_train: np.ndarray, fom_trajectory, reductor: ParabolicReductor, tol: float, max_modes: int,
                modes_per_step: int = 1) -> PODGreedyHistory:
     """Grow the basis by the leading POD modes of the worst trajectory's projection error until
-    max_train Delta_K / ||u_N|| < tol or N >= N_max.
+    max_train Delta_K / ||u_N|| < tol or N >= max_modes (stop reason 'N_max').
 
-    fom_trajectory(mu) -> (K + 1, n_dofs) the FOM states u^0..u^K."""
+    fom_trajectory(mu) -> (K + 1, n_dofs) the FOM states u^0..u^K. One log line per step (basis
+    size, worst bound and where, the seconds of the estimates and of the step's FOM trajectory)."""
     if modes_per_step < 1:
         raise ValueError(f"modes_per_step = {modes_per_step}: expected at least 1")
     mu_train = np.atleast_2d(np.asarray(mu_train, dtype=float))
     h = PODGreedyHistory()
     X = reductor.X
+    t_start = time.perf_counter()
     while True:
+        t0 = time.perf_counter()
         if reductor.N:
             m = reductor.model()
             c = m.solve_batch(mu_train)
@@ -302,13 +389,17 @@ def pod_greedy(mu_train: np.ndarray, fom_trajectory, reductor: ParabolicReductor
         i = int(np.argmax(est))
         h.max_estimate.append(float(est[i]))
         h.basis_size.append(reductor.N)
-        log.info("POD-greedy N=%d max relative space-time bound %.3e at training parameter %d", reductor.N, est[i], i)
+        log.info("POD-greedy N=%d/%d: max relative space-time bound %.3e at training parameter %d (estimates over %d "
+                 "trajectories %.2f s%s, %.1f s elapsed)", reductor.N, max_modes, est[i], i, len(mu_train),
+                 time.perf_counter() - t0, f", last FOM trajectory {h.fom_seconds[-1]:.2f} s" if h.fom_seconds else "",
+                 time.perf_counter() - t_start)
         if est[i] < tol:
             h.stop_reason = "tolerance"
             break
-        if reductor.N >= N_max:
+        if reductor.N >= max_modes:
             h.stop_reason = "N_max"
-            h.warning = f"tolerance {tol:g} not reached at N_max = {N_max}: max relative bound {est[i]:.3e}"
+            h.warning = (f"tolerance {tol:g} not reached at N_max = {max_modes} (max_modes): max relative bound "
+                         f"{est[i]:.3e}")
             log.warning(h.warning)
             break
         t0 = time.perf_counter()
@@ -317,7 +408,7 @@ def pod_greedy(mu_train: np.ndarray, fom_trajectory, reductor: ParabolicReductor
         E = U.copy()
         for _ in range(2):  # the X-orthogonal complement, re-projected against rounding
             E -= ((reductor.V @ (X @ E.T)).T) @ reductor.V
-        modes, _ = pod(E, X, tol=0.0, max_modes=min(modes_per_step, N_max - reductor.N))
+        modes, _ = pod(E, X, tol=0.0, max_modes=min(modes_per_step, max_modes - reductor.N))
         if reductor.extend(modes) == 0:
             h.stop_reason = "dependent"
             h.warning = (f"trajectory at training parameter {i} adds no direction to the basis (N = {reductor.N}); "

@@ -41,6 +41,29 @@ class ExtrapolationError(ValueError):
     so that the library does not depend on the CLI; the command layer reports it in one line."""
 
 
+def min_theta_valid(X, A_terms) -> bool:
+    """Whether min-theta is a coercivity lower bound: X = sum_q A_q (to rounding) and every A_q
+    positive semidefinite, so that v^T A(mu) v >= min_q theta_q(mu) v^T X v. Semidefiniteness is
+    checked by a sufficient condition (Gershgorin): A_q symmetric with a nonnegative diagonal at least
+    the sum of the off-diagonal magnitudes of its row (to 16 eps), which element-wise stiffness
+    sums on the project's meshes satisfy (the thermal block's blocks, the heat operator); a problem
+    that fails it gets SCM instead (rom.reduction.scm)."""
+    if not len(A_terms):
+        return False
+    X = sp.csr_matrix(X)
+    terms = [sp.csr_matrix(A) for A in A_terms]
+    if abs(X - sum(terms)).max() > 1e-12 * np.abs(X.data).max():
+        return False
+    for A in terms:
+        if abs(A - A.T).max() > 16 * np.finfo(float).eps * max(np.abs(A.data).max(initial=0.0), np.finfo(float).tiny):
+            return False
+        d = A.diagonal()
+        off = np.asarray(abs(A).sum(axis=1)).ravel() - np.abs(d)
+        if np.any(d - off < -16 * np.finfo(float).eps * (np.abs(d) + off)):
+            return False
+    return True
+
+
 @dataclass
 class AffineCoefficients:
     """theta, phi from an affine problem; coercivity lower bound by min-theta (valid when
@@ -68,6 +91,26 @@ class AffineCoefficients:
 
 class ExtrapolationPolicy:
     REFUSE, FLAG = "refuse", "flag"
+
+
+def check_parameters(mu: np.ndarray, bounds: np.ndarray, names=(), extrapolation: str = "refuse") -> np.ndarray:
+    """Boolean mask of the parameters (rows of mu) outside the trained box `bounds` (d, 2); raises
+    ExtrapolationError for a wrong number of components, and under 'refuse' for one outside."""
+    mu = np.atleast_2d(np.asarray(mu, dtype=float))
+    names = list(names)
+    if mu.shape[1] != len(bounds):
+        raise ExtrapolationError(f"mu has {mu.shape[1]} components: expected {len(bounds)} ({', '.join(names)})")
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    # A relative slack of 1e-12 keeps parameters on the boundary (up to rounding) inside.
+    slack = 1e-12 * (hi - lo)
+    out = (mu < lo - slack) | (mu > hi + slack)
+    if out.any() and extrapolation == ExtrapolationPolicy.REFUSE:
+        i, j = np.argwhere(out)[0]
+        name = names[j] if names else f"mu_{j}"
+        raise ExtrapolationError(f"{name} = {mu[i, j]:g} (query {i}) is outside the trained range "
+                                 f"[{lo[j]:g}, {hi[j]:g}]; set rb.extrapolation: flag to evaluate it anyway "
+                                 "(the error bound then still holds only if the coercivity bound does)")
+    return out.any(axis=1)
 
 
 @dataclass
@@ -117,21 +160,7 @@ class ReducedBasisModel:
     # -- parameter checks ---------------------------------------------------------------------
     def check(self, mu: np.ndarray) -> np.ndarray:
         """Boolean mask of extrapolated parameters; raises ExtrapolationError under 'refuse'."""
-        mu = np.atleast_2d(np.asarray(mu, dtype=float))
-        if mu.shape[1] != len(self.bounds):
-            raise ExtrapolationError(f"mu has {mu.shape[1]} components: expected {len(self.bounds)} "
-                                     f"({', '.join(self.parameter_names)})")
-        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
-        # A relative slack of 1e-12 keeps parameters on the boundary (up to rounding) inside.
-        slack = 1e-12 * (hi - lo)
-        out = (mu < lo - slack) | (mu > hi + slack)
-        if out.any() and self.extrapolation == ExtrapolationPolicy.REFUSE:
-            i, j = np.argwhere(out)[0]
-            name = self.parameter_names[j] if self.parameter_names else f"mu_{j}"
-            raise ExtrapolationError(f"{name} = {mu[i, j]:g} (query {i}) is outside the trained range "
-                                     f"[{lo[j]:g}, {hi[j]:g}]; set rb.extrapolation: flag to evaluate it anyway "
-                                     "(the error bound then still holds only if the coercivity bound does)")
-        return out.any(axis=1)
+        return check_parameters(mu, self.bounds, self.parameter_names, self.extrapolation)
 
     # -- online: one parameter ------------------------------------------------------------------
     def _single(self, mu):
@@ -213,10 +242,12 @@ class ReducedBasisModel:
 
     # -- artefact -----------------------------------------------------------------------------
     def to_dataset(self, prefix: str = "") -> xr.Dataset:
+        # Every dimension carries the prefix: models of different basis sizes (a dual basis, another
+        # kind) share one artefact without a clash of their mode dimensions.
         p = prefix
         return xr.Dataset({
-            f"{p}A_rb": ((f"{p}term", "mode", "mode_"), self.A_rb, {"long_name": "V A_q V^T"}),
-            f"{p}f_rb": ((f"{p}rhs_term", "mode"), self.f_rb, {"long_name": "V f_p"}),
+            f"{p}A_rb": ((f"{p}term", f"{p}mode", f"{p}mode_"), self.A_rb, {"long_name": "V A_q V^T"}),
+            f"{p}f_rb": ((f"{p}rhs_term", f"{p}mode"), self.f_rb, {"long_name": "V f_p"}),
             f"{p}R": ((f"{p}riesz_row", f"{p}riesz"), self.R,
                       {"long_name": "stable residual factor: Riesz representers Z^T = W^T R, W X-orthonormal "
                                     "(formed in extended precision)"}),

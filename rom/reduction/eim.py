@@ -62,9 +62,9 @@ class EIMBasis:
                         self.max_errors, nxt, row)
 
 
-def eim(G: np.ndarray, M_max: int, tol: float = 0.0) -> EIMBasis:
+def eim(G: np.ndarray, max_modes: int, tol: float = 0.0) -> EIMBasis:
     """Greedy EIM of the rows of G; stops when the max training error (in the max norm) falls
-    below tol * max|G| or at M_max terms. The last selected point beyond M is kept as the indicator.
+    below tol * max|G| or at max_modes terms. The last selected point beyond M is kept as the indicator.
     Vectorized: one rank-one update of all training residuals per term. Works in the dtype of G
     (float64, or long double for the extended-precision estimator of eim_estimator)."""
     G = np.asarray(G)
@@ -75,12 +75,12 @@ def eim(G: np.ndarray, M_max: int, tol: float = 0.0) -> EIMBasis:
     basis, points, selected, errors = [], [], [], []
     C = np.zeros((0, 0), dtype=G.dtype)
     B = np.zeros((0, 0), dtype=G.dtype)  # B[l, m] = q_m(x_l), grown by one row and column per term
-    for m in range(min(M_max, n_train, n_points) + 1):
+    for m in range(min(max_modes, n_train, n_points) + 1):
         err = np.abs(r).max(axis=1)
         i = int(np.argmax(err))
         errors.append(float(err[i]))
         j = int(np.argmax(np.abs(r[i])))
-        if m == M_max or err[i] <= tol * scale or err[i] == 0.0:
+        if m == max_modes or err[i] <= tol * scale or err[i] == 0.0:
             next_point = j if err[i] > 0 else -1
             break
         q = r[i] / r[i, j]

@@ -40,7 +40,8 @@ def _family(ctx, path, fields, scalars):
 
 
 def simulate_geometries(ctx):
-    from surrogates.mmgp.family import FamilyError, read_set, solved_family
+    from surrogates.mmgp.family import FamilyError, solved_family
+    from surrogates.mmgp.plaid import read_set
 
     problem, set_name = ctx.problem, ctx.option("set")
     fields, scalars = _outputs(ctx)
@@ -197,7 +198,6 @@ STAGES = (
           options=(Option("morphing", "overrides mmgp.morphing", choices=_morphing_choices()), THREADS)),
     Stage("mmgp_predict", mmgp_predict, "predict fields with their variance on the meshes of a family",
           package="surrogates", sections=("mmgp", "seed"), needs=frozenset({cap.GEOMETRY_FAMILY}), enabled=_enabled,
-          needs_test=True,
           inputs=(Artefact("model", "surrogates/mmgp.h5"),
                   Artefact("family", "geometries/<set>.h5 (references are kept for evaluation)")),
           outputs=(Artefact("out", "surrogates/mmgp_predictions.h5"),

@@ -1,6 +1,6 @@
 """A shape family as MMGP sees it: meshes with nodal fields, scalar inputs and output scalars, and
 the ways to get one: the ragged HDF5 artefact of simulate-geometries, a folder of user mesh files
-(meshio: gmsh .msh 2.2 / 4.1, VTU, ...) indexed by a CSV, or a PLAID dataset (surrogates.mmgp.plaid)."""
+(meshio: gmsh .msh 2.2 / 4.1, VTU, ...) indexed by a CSV, or a PLAID dataset (surrogates.mmgp.plaid; surrogates.mmgp.plaid.read_set reads either)."""
 from __future__ import annotations
 
 import csv
@@ -110,15 +110,6 @@ def solved_family(solutions, mu: np.ndarray, set_name: str, input_names, fields:
              "solve_seconds": ("sample", np.array([s.seconds for s in solutions]), {"units": "s"})}
     return Family(samples, np.asarray(mu, dtype=float), values, names, list(input_names), dict(fields), dict(scalars),
                   {"set": set_name, "source": "simulated"}), extra
-
-
-def read_set(problem, set_name: str, fields: dict, scalars: dict) -> Family:
-    """Set `set_name` of a read family (problem mesh_family: mesh files or a PLAID dataset)."""
-    if problem.source == "files":
-        return read_mesh_folder(problem.path, set_name, problem.inputs, fields, scalars, problem.index)
-    from .plaid import read_plaid
-
-    return read_plaid(problem.path, set_name, problem.inputs, fields, scalars, problem.problem_definition)
 
 
 # -- user mesh files ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .family import Family, FamilyError
+from .family import Family, FamilyError, read_mesh_folder
 from .geometry import MeshSample, signed_areas
 
 BASE, ZONE = "Base_2_2", "Zone"
@@ -174,3 +174,10 @@ def write_plaid(path, families: dict[str, Family], definition: str = "mmgp", ove
         train_split={"train": "all"} if "train" in families else {},
         test_split={name: "all" for name in families if name != "train"})
     plaid.storage.save_to_disk(str(path), make, ids, backend="cgns", pb_defs={definition: pd}, overwrite=overwrite)
+
+
+def read_set(problem, set_name: str, fields: dict, scalars: dict) -> Family:
+    """Set `set_name` of a read family (problem mesh_family: mesh files or a PLAID dataset)."""
+    if problem.source == "files":
+        return read_mesh_folder(problem.path, set_name, problem.inputs, fields, scalars, problem.index)
+    return read_plaid(problem.path, set_name, problem.inputs, fields, scalars, problem.problem_definition)

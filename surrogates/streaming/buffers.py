@@ -1,4 +1,4 @@
-"""Training buffers between the stream and the optimizer (METHODS.md section 5).
+"""Training buffers between the stream and the optimizer (Melissa: Meyer et al., "Training Deep Surrogate Models with Large Scale Online Learning").
 
 Samples live in preallocated tensors on the training device (the GPU when there is one), so a batch
 is one index gather on the device. New samples arrive in chunks: `put` admits them (the server

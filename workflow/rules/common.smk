@@ -59,15 +59,7 @@ def study_file(w):
 
 def trigger(stage):
     """A params value that changes exactly when the config sections the stage declares change."""
-    sections = pipeline.DECLARED[stage].sections
-    return lambda w: romconfig.digest([STUDIES[w.study].get(s) for s in sections])
-
-
-FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
-
-
-def sections_trigger(*sections):
-    """The trigger of an undeclared stage, from the named sections (the digest of their settings)."""
+    sections = pipeline.STAGES[stage].sections
     return lambda w: romconfig.digest([STUDIES[w.study].get(s) for s in sections])
 
 
@@ -87,7 +79,7 @@ def stage_args(stage, **values):
             files = input if a in s.inputs else output
             if a.name in files.keys():
                 value = files[a.name]
-                out += [a.flag, *([value] if isinstance(value, str) else list(value))]
+                out += ([] if a.positional else [a.flag]) + ([value] if isinstance(value, str) else list(value))
         for o in s.options:
             if o.wildcard is not None:
                 out += [o.flag, w[o.wildcard]]
@@ -140,7 +132,7 @@ def fixed_mesh(study):
 
 def runs(stage, study):
     """Whether a declared stage runs for the study."""
-    return pipeline.DECLARED[stage].runs_for(STUDIES[study])
+    return pipeline.STAGES[stage].runs_for(STUDIES[study])
 
 
 def n_samples(study, set_name):

@@ -2,13 +2,6 @@
 # (results/<study>/study.yaml, the resolved config every rule reads, is written by common.smk.)
 
 
-def simulate_launch(w):
-    """The launcher of a simulate job: none for a black box, whose stage runs the user's command under
-    the launcher itself (simulate.mpi_ranks ranks per sample)."""
-    cls = romconfig.problem_class(STUDIES[w.study]["problem"])
-    return "" if getattr(cls, "black_box", False) else launch(w)
-
-
 rule sample:
     input:
         cfg=study_file,
@@ -50,7 +43,9 @@ rule simulate:
     params:
         trigger=trigger("simulate"),
         args=stage_args("simulate"),
-        launch=simulate_launch,
+        # A black box's stage runs the user's command under the MPI launcher itself: no launcher here.
+        launch=lambda w: "" if getattr(romconfig.problem_class(STUDIES[w.study]["problem"]), "black_box", False)
+        else launch(w),
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,

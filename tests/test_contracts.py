@@ -2,6 +2,8 @@
 whose problem lacks a capability is refused at validation, every rule's rerun trigger is the digest of
 the sections its stage declares, and the packages have no import cycle."""
 import copy
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +19,28 @@ from rom.hifi.registry import PROBLEMS
 
 EPS = np.finfo(float).eps
 # Small instances of every built-in problem (its declared arguments' defaults otherwise).
+# Problems on a user's mesh make it at validation (mesh.generate); `make` declares no parameters section,
+# so their coefficients here are numbers (tests/test_declared.py covers the parameters).
+_MESHES = Path(tempfile.gettempdir()) / "romflow-contracts"
+
+
+def _mesh(script, size):
+    return {"file": str(_MESHES / f"{script}_{size}.msh"),
+            "generate": f"{{python}} {{root}}/examples/meshes/{script}.py {{file}} --size {size}"}
+
+
 SMALL = {"thermal_block": {"mesh": {"n": 8}, "blocks": [2, 3]}, "heat": {"mesh": {"n": 8}, "steps": 3},
          "nonaffine_diffusion": {"mesh": {"n": 6}}, "nonlinear_heat": {"mesh": {"n": 8}, "steps": 3},
-         "tensile_plate": {"mesh": {"n": 6}}}
+         "tensile_plate": {"mesh": {"n": 6}},
+         "diffusion": {"mesh": _mesh("heat_sink", 0.006), "conductivity": {"base": 2.0, "pad": 4.0, "fins": 1.5},
+                       "source": {"base": 1.0}, "neumann": {"heater": 3.0},
+                       "robin": {"convective": {"h": 5.0, "u_inf": 0.5}}},
+         "elasticity": {"mesh": _mesh("bracket", 0.02), "young": {"plate": 2.0, "ring": 1.0},
+                        "poisson": {"plate": 0.3, "ring": 0.4}, "fixed": {"clamp": [0.0, 0.0]},
+                        "traction": {"load": [0.0, -1.0]}},
+         "external": {"mesh": _mesh("square", 0.25), "matrices": True,
+                      "command": "{python} {root}/examples/blackbox/poisson.py --mu 2.0,0.5 --mesh {mesh} --out {out} "
+                                 "--operator {operator} --rhs {rhs}"}}
 
 
 def make(name):
@@ -116,7 +137,26 @@ def _heat(p, mu, pattern):
     return pattern.assemble(fem.mass_local(p.mesh)) + p.dt * p.alpha * pattern.assemble(fem.stiffness_local(p.mesh))
 
 
-DIRECT = {"thermal_block": _thermal_block, "heat": _heat}
+def _on_pattern(A, pattern):
+    """CSR values of a scipy matrix on the free dofs at the pattern's positions."""
+    rows = np.repeat(np.arange(pattern.row_start, pattern.row_stop), np.diff(pattern.indptr))
+    return np.asarray(A.tocsr()[rows, pattern.indices]).ravel()
+
+
+def _declared_diffusion(p, mu, pattern):
+    from test_declared import direct_diffusion
+
+    return _on_pattern(direct_diffusion(p, mu)[0], pattern)
+
+
+def _declared_elasticity(p, mu, pattern):
+    from test_declared import direct_elasticity
+
+    return _on_pattern(direct_elasticity(p, mu)[0], pattern)
+
+
+DIRECT = {"thermal_block": _thermal_block, "heat": _heat, "diffusion": _declared_diffusion,
+          "elasticity": _declared_elasticity}
 
 
 def test_stage_needing_a_missing_capability_is_refused_in_one_line():

@@ -35,13 +35,19 @@ GEOMETRY_SOLVER = "geometry_solver"
 class ParameterSpace:
     """Names, default box and distributions of a problem's parameters, readable from the problem's
     arguments alone (no mesh is built). `admissible` (d, 2) is the open interval where the problem is
-    well posed (a conductivity > 0: (0, inf)); a study's bounds must lie inside it."""
+    well posed (a conductivity > 0: (0, inf)); a study's bounds must lie inside it.
+
+    A problem whose parameters are named by the user (a PDE declared in the study file, a black box)
+    has no default box: its bounds are NaN and `used_by` says where each name is used
+    (`problem.conductivity.core`); the study's `parameters` section must then declare every one of
+    them, and only them (`overridden` refuses the others in one line)."""
 
     names: tuple[str, ...]
     bounds: np.ndarray
     admissible: np.ndarray | None = None
     distributions: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
+    used_by: tuple[str, ...] = ()
 
     def __post_init__(self):
         d = len(self.names)
@@ -67,6 +73,10 @@ class ParameterSpace:
         Raises ValueError naming the parameter for an unknown name or bounds outside `admissible`."""
         bounds, dists = self.bounds.copy(), list(self.distributions)
         for name, spec in parameters.items():
+            if name not in self.names and self.used_by:
+                raise ValueError(f"parameters.{name}: declared but never used by the problem; it uses: "
+                                 f"{', '.join(self.names) or 'no parameter'} (a parameter is a name in place of a "
+                                 "number in the problem section)")
             if name not in self.names:
                 raise ValueError(f"parameters.{name}: unknown parameter; expected one of {list(self.names)}")
             i = self.names.index(name)
@@ -80,7 +90,14 @@ class ParameterSpace:
                                  f"({a:g}, {b:g}) of {name}{unit}, where the problem is well posed")
             bounds[i] = lo, hi
             dists[i] = spec.get("distribution", dists[i])
-        return ParameterSpace(self.names, bounds, self.admissible, tuple(dists), self.units)
+        undeclared = [i for i in range(self.dim) if np.isnan(bounds[i]).any()]
+        if undeclared:
+            i = undeclared[0]
+            where = f"{self.used_by[i]} = {self.names[i]!r}: " if self.used_by else ""
+            raise ValueError(f"{where}parameter {self.names[i]} is not declared in the study's parameters section "
+                             f"(it declares: {', '.join(parameters) or 'nothing'}); expected parameters: "
+                             f"{{{self.names[i]}: {{bounds: [lower, upper]}}}}")
+        return ParameterSpace(self.names, bounds, self.admissible, tuple(dists), self.units, self.used_by)
 
 
 class Problem(Protocol):

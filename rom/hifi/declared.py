@@ -293,7 +293,7 @@ class DeclaredProblem(Problem):
                 f, p = self._coef(v)
                 ff.append(facets), fcomp.append(np.full(len(facets), comp))
                 fmono.append(np.full(len(facets), mono(p))), ffac.append(np.full(len(facets), f))
-        rf, rterm, rfac, rumono, rufac = [], [], [], [], []
+        rf, rterm, rfac = [], [], []
         for g, (h, u_inf) in decl.robin.items():
             facets = mf.group_facets(g)
             (fh, ph), (fu, pu) = self._coef(h), self._coef(u_inf)

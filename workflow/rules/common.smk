@@ -120,6 +120,13 @@ def launch(w):
     return f"{mpi_launcher()} -n {ranks}" if ranks > 1 else ""
 
 
+def simulate_launch(w):
+    """The simulate job's launcher: none for a black box, whose stage runs the user's command under the
+    MPI launcher itself."""
+    black_box = getattr(romconfig.problem_class(STUDIES[w.study]["problem"]), "black_box", False)
+    return "" if black_box else launch(w)
+
+
 def mpi_resource(w):
     """Resource `mpi` (what the SLURM executor plugin reads): the launcher's name for several ranks."""
     return mpi_launcher() if mpi_ranks(w) > 1 else ""

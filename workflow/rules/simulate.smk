@@ -43,9 +43,7 @@ rule simulate:
     params:
         trigger=trigger("simulate"),
         args=stage_args("simulate"),
-        # A black box's stage runs the user's command under the MPI launcher itself: no launcher here.
-        launch=lambda w: "" if getattr(romconfig.problem_class(STUDIES[w.study]["problem"]), "black_box", False)
-        else launch(w),
+        launch=simulate_launch,
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,

@@ -17,6 +17,7 @@ CLIENTS, STEPS = 4, 20
 
 
 def heat_study(tmp_path, validate=True, **surrogate):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     """The tiny heat study, resolved by `configure`; validate=False keeps an invalid one as written
     (configure itself refuses it: the stage commands must refuse it too, in one line)."""
     s = {"enabled": True, "width": 32, "batch_size": 16, "budget_seconds": 3, "validate_every_seconds": 0.5,
@@ -122,9 +123,13 @@ def test_bad_settings_fail_in_one_line(tmp_path, capsys):
     assert surrogates(online_args(tmp_path, study)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "surrogate.buffer.watermark = 20" in err[0]
-    assert surrogates(["stream-client", "--study-config", str(study), "--address", "tcp://127.0.0.1:1",
+    # a valid study, so that what the client refuses is its own --mu (the heat problem has 5 parameters)
+    valid = heat_study(tmp_path / "valid")
+    capsys.readouterr()
+    assert surrogates(["stream-client", "--study-config", str(valid), "--address", "tcp://127.0.0.1:1",
                        "--client", "0", "--mu", "1,2"]) == 2
-    assert "expected 5" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected 5" in err[0], err
 
 
 @pytest.mark.pipeline

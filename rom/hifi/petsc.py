@@ -195,7 +195,7 @@ class LinearSolver:
 
     def set_deflation_space(self, W: np.ndarray | None):
         """The deflation space of a PCDEFLATION preconditioner for the next solve: W (n_rows, k) on this
-        rank's rows, or None for PETSc's own (Haar) space. PCDEFLATION builds W^T A and W^T A W once per
+        rank's rows (full column rank), or None for PETSc's own (Haar) space. PCDEFLATION builds W^T A and W^T A W once per
         set-up and ignores later value changes, so the preconditioner is reset and set up again."""
         pc = self.ksp.getPC()
         if pc.getType() != "deflation":

@@ -236,6 +236,11 @@ class _LinearSequence:
             self.deflation_options = {"pc_type": "deflation", "deflation_pc_pc_type": self.inner_pc,
                                       "pc_deflation_correction": True, **inner}
             solver.configure(self.deflation_options, override=True)
+            # PCDEFLATION's small dense coarse solves run in OpenMP regions; on cores that MPI ranks already
+            # fill, spinning OpenMP threads stall them for seconds. One thread for the sequence.
+            from threadpoolctl import threadpool_limits
+
+            self._threads = threadpool_limits(1, user_api="openmp")
             self.attrs["deflation_interface"] = ("PC.setDeflationSpace" if hasattr(solver.ksp.getPC(), "setDeflationSpace")
                                                  else "ctypes PCDeflationSetSpace (petsc4py lacks it)")
         self.affine = cap.AFFINE in self.problem.capabilities and hasattr(self.problem, "operator_terms")
@@ -247,6 +252,7 @@ class _LinearSequence:
             if self.space is not None else "none"
         self.previous = None
         self.rebuild_next, self.reference_its = True, None
+        self._threads = getattr(self, "_threads", None)
 
     def _guess(self, mu, b):
         s = self.settings
@@ -267,8 +273,10 @@ class _LinearSequence:
             solver.reuse_preconditioner(not rebuild)
         x0, dim = self._guess(mu, b)
         if s.deflation == "solutions":
+            # Before any solution, the right-hand side spans the space (PETSc's default Haar space is of
+            # half the problem's size: its coarse LU would dwarf the solve).
             k = min(s.deflation_size, self.space.dim)
-            solver.set_deflation_space(self.space.V[:, self.space.dim - k:] if k else None)
+            solver.set_deflation_space(self.space.V[:, self.space.dim - k:] if k else b[:, None])
             with solver.options(self.deflation_options, override=True):
                 solver.setup()
         else:
@@ -310,6 +318,8 @@ class _LinearSequence:
         if self.space is not None:
             self.space.destroy()
         solver.reuse_preconditioner(False)
+        if self._threads is not None:
+            self._threads.restore_original_limits()
         if self.settings.deflation == "solutions":
             solver.ksp.getPC().reset()
             solver.configure({"pc_type": self.inner_pc}, override=True)

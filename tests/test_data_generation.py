@@ -366,3 +366,35 @@ def test_sequence_on_two_ranks_matches_direct_solves():
         err = np.linalg.norm(np.array(r["u"]) - exact, axis=1)
         assert np.all(err <= error_bound(ref, r["its"])), (name, err)
     assert sum(out["projection"]["its"]) < sum(out["plain"]["its"])
+
+
+def test_schema_defaults_are_the_library_defaults():
+    """The study file's defaults (workflow/schemas) and SequenceSettings() agree, so the default run is the
+    combination the docs and the benchmark recommend."""
+    from conftest import tiny_study
+
+    from rom import config
+    from rom.hifi.sequence import SequenceSettings
+
+    sim = config.validate(tiny_study())["simulate"]
+    assert SequenceSettings.from_config(sim) == SequenceSettings()
+    assert sim["ordering"] == "nearest" and "option" not in sim["tune"]  # nothing tuned
+
+
+def test_cost_rule_keeps_a_factorization_across_parameters(block):
+    """CG preconditioned by a Cholesky factorization of an earlier parameter's matrix: the iteration rule
+    (1.5 x the single iteration after a rebuild) refactors at nearly every sample, the cost rule keeps the
+    factor while the extra iterations cost less than the factorization; both stay within the tolerance."""
+    from rom.hifi.sequence import SequenceSettings, solve_sequence
+
+    opts = {**OPTIONS, "pc_type": "cholesky"}
+    builds = {}
+    for rule in ("iterations", "cost"):
+        fom = make_fom(block["problem"], opts)
+        samples, facts = solve_sequence(fom, block["mu"], SequenceSettings(
+            initial_guess="none", preconditioner_reuse="frozen", rebuild_rule=rule), order=block["order"])
+        fom.solver.destroy()
+        U = np.array([s.u for s in samples])
+        assert np.all(np.linalg.norm(U - block["exact"], axis=1) <= error_bound(block, facts.iterations))
+        builds[rule] = int(facts.pc_rebuilt.sum())
+    assert builds["cost"] < builds["iterations"] and builds["cost"] < len(block["mu"])

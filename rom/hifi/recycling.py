@@ -84,8 +84,9 @@ class SolutionSpace:
             k = self.dim
             Av = np.stack([self.solver.apply(M, v) for M in self._terms])
             Atv = np.stack([self.solver.apply(M, v, transpose=True) for M in self._terms])
-            both = self._sum(np.concatenate([Av @ V, Atv @ V, (Av @ v)[:, None]], axis=1))
-            col, row, diag = both[:, :k], both[:, k:2 * k], both[:, 2 * k]  # V^T A_q v, v^T A_q V, v^T A_q v
+            Q = len(self._terms)
+            both = self._sum(np.concatenate([np.vstack([Av, Atv]) @ V, np.vstack([Av, Atv]) @ v[:, None]], axis=1))
+            col, row, diag = both[:Q, :k], both[Q:, :k], both[:Q, k]  # V^T A_q v, v^T A_q V, v^T A_q v
             G = np.zeros((len(self._terms), k + 1, k + 1))
             G[:, :k, :k] = self._G
             G[:, :k, k] = col

@@ -8,8 +8,11 @@ What is handed on, each piece switchable (SequenceSettings, from the study's `si
   (which PETSc 3.18 resets when the matrix values change, unless the preconditioner is reused), or `none`;
 - preconditioner: `rebuild` (every solve, PETSc's default), `interpolation` (GAMG keeps its prolongators
   and only recomputes the coarse operators and smoothers, -pc_gamg_reuse_interpolation), `frozen` (kept
-  across parameters, rebuilt when a solve needs more than rebuild_factor times the iterations of the first
-  solve after the last rebuild, and for any solve that fails with it);
+  across parameters and rebuilt by `rebuild_rule`: `iterations`, when a solve needs more than
+  rebuild_factor times the iterations of the first solve after the last rebuild; `cost`, when the extra
+  iterations paid since the last rebuild (timed) add up to the time of that rebuild's set-up (the
+  ski-rental rule: at most twice the cost of the best rebuild schedule in hindsight, for preconditioners
+  whose set-up dwarfs an iteration, such as a factorization); and for any solve that fails with it);
 - deflation: `solutions` (PCDEFLATION with the newest directions of the solution span as deflation
   space and its coarse correction, the inner preconditioner being the configured one) or `none`;
 - tune: a scalar PETSc option chosen per solve by a bandit on the iteration counts (rom.hifi.tuning).
@@ -32,6 +35,7 @@ from .tuning import Bandit, check_option, grid
 
 GUESSES = ("none", "previous", "projection", "fischer", "pod")
 PRECONDITIONER_REUSE = ("rebuild", "interpolation", "frozen")
+REBUILD_RULES = ("iterations", "cost")
 DEFLATIONS = ("none", "solutions")
 
 
@@ -60,6 +64,7 @@ class SequenceSettings:
     guess_size: int = 64
     preconditioner_reuse: str = "rebuild"
     rebuild_factor: float = 1.5
+    rebuild_rule: str = "iterations"
     deflation: str = "none"
     deflation_size: int = 8
     tune: TuneSettings | None = None
@@ -67,6 +72,7 @@ class SequenceSettings:
     def __post_init__(self):
         for key, value, allowed in (("initial_guess", self.initial_guess, GUESSES),
                                     ("preconditioner_reuse", self.preconditioner_reuse, PRECONDITIONER_REUSE),
+                                    ("rebuild_rule", self.rebuild_rule, REBUILD_RULES),
                                     ("deflation", self.deflation, DEFLATIONS)):
             if value not in allowed:
                 raise ValueError(f"simulate.{key} = {value!r}: expected one of {', '.join(allowed)}")
@@ -86,7 +92,8 @@ class SequenceSettings:
         tune = sim.get("tune") or {}
         return cls(initial_guess=sim.get("initial_guess", "projection"), guess_size=sim.get("guess_size", 64),
                    preconditioner_reuse=sim.get("preconditioner_reuse", "rebuild"),
-                   rebuild_factor=sim.get("rebuild_factor", 1.5), deflation=sim.get("deflation", "none"),
+                   rebuild_factor=sim.get("rebuild_factor", 1.5), rebuild_rule=sim.get("rebuild_rule", "iterations"),
+                   deflation=sim.get("deflation", "none"),
                    deflation_size=sim.get("deflation_size", 8),
                    tune=TuneSettings(tune["option"], tuple(tune["range"]), tune.get("points", 8),
                                      tune.get("policy", "bandit"), tune.get("scale", "linear"),
@@ -246,12 +253,16 @@ class _LinearSequence:
         self.affine = cap.AFFINE in self.problem.capabilities and hasattr(self.problem, "operator_terms")
         self.space = None
         if s.initial_guess == "projection" or s.deflation == "solutions":
-            terms = self.problem.operator_terms(fom.pattern) if self.affine else None
+            # The problem's own cache of its affine terms (rom.hifi.problems.Problem), when it keeps one.
+            cached = getattr(self.problem, "_cached", None)
+            terms = None if not self.affine else (cached(fom.pattern, "A", self.problem.operator_terms) if cached
+                                                  else self.problem.operator_terms(fom.pattern))
             self.space = SolutionSpace(solver, s.guess_size, basis, terms)
         self.attrs["projection"] = ("affine reduced matrices" if self.affine else "A(mu) V per solve") \
             if self.space is not None else "none"
         self.previous = None
         self.rebuild_next, self.reference_its = True, None
+        self.pc_seconds, self.extra_seconds = 0.0, 0.0
         self._threads = getattr(self, "_threads", None)
 
     def _guess(self, mu, b):
@@ -277,11 +288,15 @@ class _LinearSequence:
             # half the problem's size: its coarse LU would dwarf the solve).
             k = min(s.deflation_size, self.space.dim)
             solver.set_deflation_space(self.space.V[:, self.space.dim - k:] if k else b[:, None])
+        t_pc = time.perf_counter()
+        if s.deflation == "solutions":
             with solver.options(self.deflation_options, override=True):
                 solver.setup()
         else:
             solver.setup()
         t1 = time.perf_counter()
+        if rebuild:
+            self.pc_seconds = t1 - t_pc
         x, info = solver.solve(b, x0)
         return x, info, t1 - t0, time.perf_counter() - t1, int(dim)
 
@@ -300,8 +315,11 @@ class _LinearSequence:
             its, setup, solve, rebuild = its + info.iterations, setup + setup2, solve + solve2, True
         if frozen:
             if rebuild:
-                self.reference_its = max(info.iterations, 1)
-            self.rebuild_next = info.iterations > s.rebuild_factor * self.reference_its
+                self.reference_its, self.extra_seconds = max(info.iterations, 1), 0.0
+            else:
+                self.extra_seconds += max(0, info.iterations - self.reference_its) * solve / max(its, 1)
+            self.rebuild_next = (info.iterations > s.rebuild_factor * self.reference_its if s.rebuild_rule == "iterations"
+                                 else self.extra_seconds >= self.pc_seconds)
         t2 = time.perf_counter()
         if info.converged:
             self.previous = x

@@ -1,24 +1,228 @@
-"""Certified RB online speed against the PETSc FOM: thermal block 2x2 and 3x2 on a grid with about
-2e4 dofs, greedy to N = 20 and N = 32. Prints one table: offline time, online time per query
-(single: solve + stable estimate; batched), FOM time per solve, speed-ups, max error, effectivities.
+"""Certified RB online speed and estimator accuracy, side by side in one run: thermal block 2x2 on
+about 2e4 dofs, weak greedy over a random training set to N = 20 and N = 32.
+
+Per basis size: single query without and with the estimate, batched throughput, the residual norm
+evaluated by orthonormalized representers (stable) and by empirical interpolation (EIM,
+Casenave-Ern-Lelievre) -- accuracy against an extended-precision reference and cost offline and
+online -- and, with --pymor-python PATH (an interpreter where pyMOR is importable), pyMOR's
+CoerciveRBReductor with rb_greedy on the same matrices, training set and N (ratios printed).
+With --rigor-mesh M, the rigor check of the bound down to the round-off floor at M^2 dofs (greedy
+over the 5^4 grid, 30 references refined in extended precision): violations with the residual
+data in extended precision and in double. The last line is a JSON object with every figure.
 
     .venv/bin/python benchmarks/rom_online.py [--mesh 141] [--train 500] [--test 20] [--batch 10000]
+        [--pymor-python /path/to/venv/bin/python] [--rigor-mesh 317]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from threadpoolctl import threadpool_limits
 
 from rom.hifi.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
-from rom.hifi.solve import FullOrderModel
-from rom.models.rb import AffineCoefficients, CoerciveRBReductor
+from rom.models.evaluate import error_table, refined_solutions, time_batch, time_single
+from rom.models.rb import AffineCoefficients, CoerciveRBReductor, ReducedBasisModel
+from rom.reduction.eim_estimator import eim_residual_norm, estimate, training_coefficients
+from rom.reduction.estimators import ResidualRiesz, residual_coefficients
 from rom.reduction.greedy import weak_greedy
+from rom.reduction.linalg import EXTENDED, RefinedSolver, x_norms
 
-PETSC = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12}
+PYMOR_SCRIPT = r'''
+import json, sys, time
+import numpy as np, scipy.sparse as sp
+from pymor.algorithms.greedy import rb_greedy
+from pymor.models.basic import StationaryModel
+from pymor.operators.constructions import LincombOperator
+from pymor.operators.numpy import NumpyMatrixOperator
+from pymor.parameters.functionals import ExpressionParameterFunctional, ProjectionParameterFunctional
+from pymor.reductors.coercive import CoerciveRBReductor
+
+d = np.load(sys.argv[1], allow_pickle=False)
+n, Q = int(d["n"]), int(d["Q"])
+csr = lambda k: sp.csr_matrix((d[f"{k}_data"], d[f"{k}_indices"], d[f"{k}_indptr"]), shape=(n, n))
+ops = [NumpyMatrixOperator(csr(f"A{q}")) for q in range(Q)]
+op = LincombOperator(ops, [ProjectionParameterFunctional("mu", Q, q) for q in range(Q)])
+rhs = NumpyMatrixOperator(d["f"].reshape(-1, 1))
+X = NumpyMatrixOperator(csr("X"))
+fom = StationaryModel(op, rhs, products={"h1": X})
+reductor = CoerciveRBReductor(fom, product=X, coercivity_estimator=ExpressionParameterFunctional("min(mu)", fom.parameters))
+train = [fom.parameters.parse(m) for m in d["train"]]
+t0 = time.perf_counter()
+result = rb_greedy(fom, reductor, train, max_extensions=int(d["N"]))
+offline = time.perf_counter() - t0
+rom = result["rom"]
+test = [fom.parameters.parse(m) for m in d["test"]]
+V = reductor.bases["RB"].to_numpy()
+V = V.T if V.shape[0] == n else V  # rows: basis vectors, whichever array convention pyMOR uses
+c = np.array([rom.solve(m).to_numpy().ravel() for m in test])
+est = np.array([float(rom.estimate_error(m)[0]) for m in test])
+reps = int(d["single"])
+qs = [test[i % len(test)] for i in range(reps)]
+rom.solve(qs[0]); rom.estimate_error(qs[0])
+t0 = time.perf_counter()
+for m in qs:
+    rom.solve(m)
+solve = (time.perf_counter() - t0) / reps
+t0 = time.perf_counter()
+for m in qs:
+    rom.solve(m); rom.estimate_error(m)
+both = (time.perf_counter() - t0) / reps
+np.savez(sys.argv[2], V=V, c=c, est=est)
+print(json.dumps({"N": int(rom.solution_space.dim), "offline_s": offline, "solve_s": solve, "solve_estimate_s": both}))
+'''
+
+
+def thermal_block(mesh):
+    p = ThermalBlock(mesh)
+    ops = Operators.from_dataset(operators_dataset(p))
+    return p, ops, AffineCoefficients(p, np.ones(p.n_terms))
+
+
+def fom_solve(ops):
+    return lambda mu: spla.spsolve(ops.assemble(mu).tocsc(), ops.f_terms[0])
+
+
+def exact_estimates(ops, V, c, mu, alpha):
+    """Delta of the reduced solutions c from the residual formed and Riesz-solved in long double."""
+    A_ext = [A.astype(EXTENDED) for A in ops.A_terms]
+    u = np.einsum("ij,jk->ik", c.astype(EXTENDED), V[: c.shape[1]].astype(EXTENDED))
+    r = np.array([ops.f_terms[0] - sum(EXTENDED(t) * (A @ ui) for t, A in zip(m, A_ext)) for m, ui in zip(mu, u)])
+    solver = RefinedSolver(ops.X)
+    return (x_norms(solver.solve(r), solver.A_ext) / alpha).astype(float)
+
+
+def online(a, p, ops, coef, train, test, U):
+    rng = np.random.default_rng(1)
+    red = CoerciveRBReductor(ops.X, ops.A_terms, ops.f_terms, coef, p.default_bounds, p.parameter_names)
+    fom = fom_solve(ops)
+    fom(test[0])
+    t0 = time.perf_counter()
+    for m in test[:5]:
+        fom(m)
+    fom_s = (time.perf_counter() - t0) / 5
+    t0 = time.perf_counter()
+    weak_greedy(train, fom, red, 0.0, max(a.sizes))
+    offline = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    riesz = ResidualRiesz(ops.X, ops.A_terms, ops.f_terms)
+    for v in red.V:
+        riesz.extend(v)
+    stable_offline = time.perf_counter() - t0
+    model = red.model()
+    rows = []
+    for N in a.sizes:
+        m = model.truncated(N)
+        K = 1 + N * p.n_terms
+        t = error_table(m, red.V, ops.X, test, U, [N])
+        c = m.solve_batch(test)
+        alpha = test.min(axis=1)
+        exact = exact_estimates(ops, red.V, c, test, alpha)
+        t0 = time.perf_counter()
+        nrm = eim_residual_norm(ops.X, ops.A_terms, ops.f_terms, red.V[:N], *training_coefficients(m, train[: 3 * K]))
+        eim_offline = time.perf_counter() - t0
+        short = eim_residual_norm(ops.X, ops.A_terms, ops.f_terms, red.V[:N], *training_coefficients(m, train[: 3 * K]),
+                                  tol=a.eim_tol)
+        est_eim, est_short = estimate(m, nrm, test, c), estimate(m, short, test, c)
+        err = t["error"][0]
+        mu_b = 0.1 + 0.9 * rng.random((a.batch, p.n_terms))
+        queries = test[np.arange(a.single) % len(test)]
+        with threadpool_limits(1, user_api="blas"):  # the caller's choice: small dense systems
+            single_solve = time_single(m, test, a.single, estimate=False)
+            single = time_single(m, test, a.single)
+
+            def per_call(norm):
+                t0 = time.perf_counter()
+                for q in queries:
+                    c1 = m.solve(q)
+                    norm.dual_norm(residual_coefficients(np.ones((1, 1)), q[None], c1[None]))
+                return (time.perf_counter() - t0) / len(queries)
+
+            single_eim, single_short = per_call(nrm), per_call(short)
+            batch_solve = time_batch(m, mu_b, estimate=False, repeat=2)
+            batch = time_batch(m, mu_b, repeat=2)
+        dev = lambda e: float(np.nanmax(np.abs(e / exact - 1)))  # noqa: E731
+        rows.append({
+            "N": N, "K": K, "dofs": p.mesh.n_dofs, "offline_s": offline, "stable_offline_s": stable_offline,
+            "eim_offline_s": eim_offline, "eim_d": nrm.d, "eim_short_d": short.d, "fom_ms": fom_s * 1e3,
+            "us_solve": single_solve * 1e6, "us_solve_estimate": single * 1e6, "us_solve_estimate_eim": single_eim * 1e6,
+            "us_solve_estimate_eim_short": single_short * 1e6,
+            "batched_solve_per_s": 1 / batch_solve, "batched_solve_estimate_per_s": 1 / batch,
+            "speedup": fom_s / single, "max_rel_error": float(t["relative_error"].max()),
+            "eff_min": float((t["estimate_stable"][0] / err).min()), "eff_max": float((t["estimate_stable"][0] / err).max()),
+            "eff_min_eim": float((est_eim / err).min()),
+            "dev_stable": dev(t["estimate_stable"][0]), "dev_eim": dev(est_eim), "dev_eim_short": dev(est_short),
+            "dev_textbook": dev(t["estimate_textbook"][0]),
+        })
+    return red, rows
+
+
+def pymor(a, p, ops, train, test, U, ours_offline, ours_single, ours_solve):
+    N = max(a.sizes)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = {"n": p.mesh.n_dofs, "Q": p.n_terms, "f": ops.f_terms[0], "train": train, "test": test, "N": N,
+                "single": a.single}
+        for name, M in [("X", ops.X)] + [(f"A{q}", A) for q, A in enumerate(ops.A_terms)]:
+            M = sp.csr_matrix(M)
+            data.update({f"{name}_data": M.data, f"{name}_indices": M.indices, f"{name}_indptr": M.indptr})
+        np.savez(Path(tmp) / "in.npz", **data)
+        proc = subprocess.run([a.pymor_python, "-c", PYMOR_SCRIPT, str(Path(tmp) / "in.npz"), str(Path(tmp) / "out.npz")],
+                              capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            print(f"pyMOR run failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            return None
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        res = np.load(Path(tmp) / "out.npz")
+        E = U - np.einsum("ij,jk->ik", res["c"].astype(EXTENDED), res["V"].astype(EXTENDED))
+        err = x_norms(E, ops.X.astype(EXTENDED)).astype(float)
+        out.update(eff_min=float((res["est"] / err).min()), eff_max=float((res["est"] / err).max()),
+                   max_rel_error=float((err / x_norms(U, ops.X.astype(EXTENDED)).astype(float)).max()),
+                   offline_ratio=out["offline_s"] / ours_offline, solve_ratio=out["solve_s"] / ours_solve,
+                   solve_estimate_ratio=out["solve_estimate_s"] / ours_single)
+        return out
+
+
+def rigor(mesh):
+    """Violations of Delta >= true error at every N of a greedy down to the floor (5^4 grid)."""
+    p, ops, coef = thermal_block(mesh)
+    Q = p.n_terms
+    g = np.linspace(0.1, 1.0, 5)
+    train = np.array(np.meshgrid(g, g, g, g, indexing="ij")).reshape(Q, -1).T
+    red = CoerciveRBReductor(ops.X, ops.A_terms, ops.f_terms, coef, p.default_bounds, p.parameter_names)
+    t0 = time.perf_counter()
+    h = weak_greedy(train, fom_solve(ops), red, 1e-16, 45)
+    greedy_s = time.perf_counter() - t0
+    test = 0.1 + 0.9 * np.random.default_rng(11).random((30, Q))
+    t0 = time.perf_counter()
+    U = refined_solutions(ops.A_terms, ops.f_terms, test, np.ones((len(test), 1)))
+    ref_s = time.perf_counter() - t0
+    riesz = ResidualRiesz(ops.X, ops.A_terms, ops.f_terms, precision="double")
+    for v in red.V:
+        riesz.extend(v)
+    m = red.model()
+    double = ReducedBasisModel(m.A_rb, m.f_rb, riesz.R, riesz.G, coef, m.bounds, m.parameter_names)
+    t_ext = error_table(m, red.V, ops.X, test, U, methods=("stable",))
+    t_dbl = error_table(double, red.V, ops.X, test, U, methods=("stable",))
+    rows = []
+    for i, N in enumerate(t_ext["sizes"]):
+        e = t_ext["error"][i]
+        rows.append({"N": int(N), "max_rel_error": float(t_ext["relative_error"][i].max()),
+                     "min_rel_error": float(t_ext["relative_error"][i].min()),
+                     "eff_min_extended": float((t_ext["estimate_stable"][i] / e).min()),
+                     "violations_extended": int(np.sum(t_ext["estimate_stable"][i] < e)),
+                     "eff_min_double": float((t_dbl["estimate_stable"][i] / e).min()),
+                     "violations_double": int(np.sum(t_dbl["estimate_stable"][i] < e))})
+    return {"dofs": p.mesh.n_dofs, "stop": h.stop_reason, "greedy_s": greedy_s, "references_s": ref_s, "rows": rows}
 
 
 def main():
@@ -28,55 +232,51 @@ def main():
     ap.add_argument("--test", type=int, default=20)
     ap.add_argument("--batch", type=int, default=10000)
     ap.add_argument("--single", type=int, default=2000)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20, 32])
+    ap.add_argument("--eim-tol", type=float, default=1e-3, help="relative EIM tolerance of the short EIM evaluation")
+    ap.add_argument("--pymor-python", help="interpreter with pyMOR importable (pyMOR's CoerciveRBReductor side by side)")
+    ap.add_argument("--rigor-mesh", type=int, help="also check rigor down to the floor on a mesh of this size")
     a = ap.parse_args()
-    rows = []
-    for blocks in ((2, 2), (3, 2)):
-        p = ThermalBlock(a.mesh, blocks)
-        Q = p.n_terms
-        ops = Operators.from_dataset(operators_dataset(p))
-        fom = FullOrderModel(p, "petsc", PETSC)
-        rng = np.random.default_rng(0)
-        train = 0.1 + 0.9 * rng.random((a.train, Q))
-        test = 0.1 + 0.9 * rng.random((a.test, Q))
-        fom.solve(test[0])  # PETSc set-up outside the timing
-        t0 = time.perf_counter()
-        U = np.array([fom.solve(m).u for m in test])
-        fom_s = (time.perf_counter() - t0) / len(test)
-        red = CoerciveRBReductor(ops.X, ops.A_terms, ops.f_terms, AffineCoefficients(p, np.ones(Q)),
-                                 p.default_bounds, p.parameter_names)
-        t0 = time.perf_counter()
-        weak_greedy(train, lambda m: fom.solve(m).u, red, 1e-14, 32)
-        offline = time.perf_counter() - t0
-        model = red.model()
-        for N in (20, 32):
-            if N > red.N:
-                continue
-            m = model.truncated(N)
-            c = m.solve_batch(test)
-            E = U - c @ red.V[:N]
-            err = np.sqrt(np.einsum("ij,ij->i", E, (ops.X @ E.T).T))
-            norm = np.sqrt(np.einsum("ij,ij->i", U, (ops.X @ U.T).T))
-            eff = m.estimate_batch(test, c) / err
-            queries = test[np.arange(a.single) % len(test)]
-            m.query(queries[0])
-            t0 = time.perf_counter()
-            for q in queries:
-                m.query(q)
-            single = (time.perf_counter() - t0) / a.single
-            mu_b = 0.1 + 0.9 * rng.random((a.batch, Q))
-            m.query_batch(mu_b)
-            t0 = time.perf_counter()
-            m.query_batch(mu_b)
-            batched = (time.perf_counter() - t0) / a.batch
-            rows.append((f"{blocks[0]}x{blocks[1]}", p.mesh.n_dofs, N, offline, fom_s * 1e3, single * 1e6,
-                         1 / batched, fom_s / single, (err / norm).max(), eff.min(), eff.max()))
+    p, ops, coef = thermal_block(a.mesh)
+    rng = np.random.default_rng(0)
+    train = 0.1 + 0.9 * rng.random((a.train, p.n_terms))
+    test = 0.1 + 0.9 * rng.random((a.test, p.n_terms))
+    U = refined_solutions(ops.A_terms, ops.f_terms, test, np.ones((len(test), 1)))
+    red, rows = online(a, p, ops, coef, train, test, U)
     print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}")
-    head = ("blocks", "dofs", "N", "offline s", "FOM ms", "RB us/query", "queries/s batched", "speed-up",
-            "max rel err", "eff min", "eff max")
+    print(f"thermal block 2x2, {p.mesh.n_dofs} dofs, greedy over {a.train} random parameters (offline "
+          f"{rows[0]['offline_s']:.1f} s, FOM {rows[0]['fom_ms']:.1f} ms per solve)")
+    head = ("N", "us solve", "us solve+est", "us +est EIM (d)", "us +est EIM short (d)", "solves/s batched",
+            "+est/s batched", "speed-up", "max rel err", "eff min..max", "dev stable", "dev EIM", "dev EIM short",
+            "dev textbook", "offline s: stable / EIM")
     print(" | ".join(head))
     for r in rows:
-        print(f"{r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]:.3g} | {r[7]:.0f} | "
-              f"{r[8]:.1e} | {r[9]:.2f} | {r[10]:.2f}")
+        print(f"{r['N']} | {r['us_solve']:.1f} | {r['us_solve_estimate']:.1f} | {r['us_solve_estimate_eim']:.1f} "
+              f"({r['eim_d']}/{r['K']}) | {r['us_solve_estimate_eim_short']:.1f} ({r['eim_short_d']}) | "
+              f"{r['batched_solve_per_s']:.3g} | {r['batched_solve_estimate_per_s']:.3g} | {r['speedup']:.0f} | "
+              f"{r['max_rel_error']:.1e} | {r['eff_min']:.2f}..{r['eff_max']:.2f} | {r['dev_stable']:.1e} | "
+              f"{r['dev_eim']:.1e} | {r['dev_eim_short']:.1e} | {r['dev_textbook']:.1e} | "
+              f"{r['stable_offline_s']:.1f} / {r['eim_offline_s']:.1f}")
+    out = {"machine": platform.machine(), "dofs": p.mesh.n_dofs, "rows": rows}
+    if a.pymor_python:
+        r0 = rows[-1]
+        pm = pymor(a, p, ops, train, test, U, r0["offline_s"], r0["us_solve_estimate"] * 1e-6, r0["us_solve"] * 1e-6)
+        if pm is not None:
+            out["pymor"] = pm
+            print(f"pyMOR CoerciveRBReductor + rb_greedy, N = {pm['N']}: offline {pm['offline_s']:.1f} s "
+                  f"(x{pm['offline_ratio']:.2f} of romflow's), "
+                  f"{pm['solve_s'] * 1e6:.0f} us/solve (x{pm['solve_ratio']:.0f}), {pm['solve_estimate_s'] * 1e6:.0f} "
+                  f"us/solve+estimate (x{pm['solve_estimate_ratio']:.0f}), max rel err {pm['max_rel_error']:.1e}, "
+                  f"effectivity {pm['eff_min']:.2f}..{pm['eff_max']:.2f}")
+    if a.rigor_mesh:
+        rg = rigor(a.rigor_mesh)
+        out["rigor"] = rg
+        print(f"rigor at {rg['dofs']} dofs (greedy {rg['greedy_s']:.0f} s, stop: {rg['stop']}, 30 refined references "
+              f"{rg['references_s']:.0f} s): N | max rel err | eff min (extended) | violations | eff min (double) | violations")
+        for r in rg["rows"]:
+            print(f"  {r['N']} | {r['max_rel_error']:.1e} | {r['eff_min_extended']:.3f} | {r['violations_extended']} | "
+                  f"{r['eff_min_double']:.3f} | {r['violations_double']}")
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def provenance(study: dict | None, kind: str) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     if study is not None:
-        attrs.update(study=study["name"], problem=study["problem"]["name"], config_digest=digest(study))
+        problem = study["problem"].get("name") or study["problem"].get("class", "")
+        attrs.update(study=study["name"], problem=problem, config_digest=digest(study))
     return attrs
 
 

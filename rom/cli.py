@@ -8,7 +8,6 @@ User errors end in one line on stderr and exit status 2; finished artefacts are 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
@@ -75,6 +74,14 @@ class Context:
         self.upstream_warnings += [w for w in str(ds.attrs.get("warnings", "")).split(" | ") if w]
         return ds
 
+    def read_path(self, path):
+        """An artefact given by path rather than by a declared name (LABEL=PATH options)."""
+        from rom import artefacts
+
+        ds = artefacts.read(path)
+        self.upstream_warnings += [w for w in str(ds.attrs.get("warnings", "")).split(" | ") if w]
+        return ds
+
     def write(self, name: str, ds, kind: str | None = None):
         from rom import artefacts
 
@@ -132,6 +139,9 @@ def _add_stage(sub, stage):
     if stage.study:
         add_study_arg(p)
     for a in stage.inputs:
+        if a.positional:
+            p.add_argument(a.name, nargs="+" if a.many else None, help=f"input: {a.help}")
+            continue
         p.add_argument(a.flag, dest=a.name, required=not a.optional, nargs="+" if a.many else None,
                        help=f"input: {a.help}" + (" (optional)" if a.optional else ""))
     for a in stage.outputs:
@@ -141,7 +151,7 @@ def _add_stage(sub, stage):
         if o.action:
             kw["action"] = o.action
         else:
-            kw.update(type=o.type, default=o.default, choices=o.choices)
+            kw.update(type=o.type, default=o.default, choices=o.choices, nargs="+" if o.many else None)
         p.add_argument(o.flag, **kw)
     p.set_defaults(stage=stage)
 
@@ -156,13 +166,13 @@ def parser(package: str = "rom") -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="<stage>")
     for stage in pipeline.stages(package):
         _add_stage(sub, stage)
-    for module in pipeline.LEGACY.get(package, ()):
-        importlib.import_module(module).register(sub)
     return p
 
 
-def _logging(rank: int):
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO if rank == 0 else logging.WARNING,
+def _logging(rank: int, quiet: bool = False):
+    """Log lines (progress, sizes, timings, warnings) on stdout; stderr carries the one-line error of
+    a failed command alone. The rules send both to the stage's log file."""
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO if rank == 0 and not quiet else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     logging.captureWarnings(True)
 
@@ -199,11 +209,10 @@ def main(argv=None, package: str = "rom") -> int:
         print(f"{prog}: error: unexpected arguments {stray}", file=sys.stderr)
         return 2
     args.petsc_args = rest
-    _logging(_rank())
+    stage = getattr(args, "stage", None)
+    _logging(_rank(), stage is not None and stage.quiet is not None and stage.quiet(args))
     try:
-        if hasattr(args, "stage"):
-            return run_stage(args.stage, args)
-        return int(args.func(args) or 0)
+        return run_stage(args.stage, args)
     except (ConfigError, UserError) as exc:
         print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2

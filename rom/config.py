@@ -76,6 +76,11 @@ def _with_defaults(cls):
 _Validator = _with_defaults(jsonschema.Draft7Validator)
 
 
+# One name for one concept across sections (the basis-size cap is max_modes everywhere); the old
+# names are refused with a hint rather than silently ignored or silently accepted.
+RENAMED = {"rb.N_max": "max_modes", "eim.M_max": "max_modes", "local.max_size": "max_modes", "gp.n_modes": "max_modes"}
+
+
 def _describe(err: jsonschema.ValidationError, prefix: str = "") -> str:
     path = ".".join([prefix] * bool(prefix) + [str(p) for p in err.absolute_path]) or "<top>"
     v, val = err.validator, err.validator_value
@@ -83,6 +88,9 @@ def _describe(err: jsonschema.ValidationError, prefix: str = "") -> str:
         known = sorted(err.schema.get("properties", {}))
         extra = sorted(set(err.instance) - set(known))
         where = f"{path}." if path != "<top>" else ""
+        if f"{where}{extra[0]}" in RENAMED:
+            new = RENAMED[f"{where}{extra[0]}"]
+            return f"{where}{extra[0]}: renamed; expected {where}{new} (the same setting under its new name)"
         return f"{where}{extra[0]}: unknown key; expected one of: {', '.join(known)}"
     if v == "required":
         return f"{path}: missing key; {err.message}"
@@ -128,8 +136,9 @@ def _problem_schema(cls) -> dict:
 def parameter_space(study: dict) -> ParameterSpace:
     """The study's parameter space: the problem's declaration (from its arguments alone, no mesh) with
     the study's `parameters` overrides. Also unpacks as (names, bounds, distributions)."""
-    cls = problem_class(study["problem"])
-    return cls.parameter_space(study["problem"]).overridden(study.get("parameters", {}))
+    from rom.hifi import registry
+
+    return registry.parameter_space(study)
 
 
 def make_problem(study: dict):
@@ -206,6 +215,9 @@ def validate(study: dict, source: str = "config", base_dir: str | Path | None = 
     mesh = study["problem"].get("mesh", {})
     if isinstance(mesh, dict) and "file" in mesh:
         mesh["file"] = _resolve(mesh["file"], base_dir)
+    for key, sub in cls.arguments.items():  # the problem's own path-valued keys
+        if isinstance(sub, dict) and sub.get("x-path") and isinstance(study["problem"].get(key), str):
+            study["problem"][key] = _resolve(study["problem"][key], base_dir)
     if "class" in study["problem"]:
         study["problem"]["class"] = problem_class(study["problem"], source, base_dir).import_path
     try:

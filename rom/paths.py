@@ -50,3 +50,11 @@ def write_text_if_changed(path: str | Path, text: str) -> bool:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
     return True
+
+
+def export_pythonpath() -> str:
+    """Put the repository first on PYTHONPATH of this process (and so of the jobs it starts): the
+    rules run the project's packages from the repository, in the venv and in conda envs alike."""
+    parts = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+    return os.environ["PYTHONPATH"]

@@ -5,42 +5,16 @@ from __future__ import annotations
 
 import json
 
-from rom.commands import aggregate, local, pod, report, simulate, study as study_stages
+from rom.commands import aggregate, local, pod, rb, report, simulate, study as study_stages
 from rom.errors import ConfigError
 from rom.hifi import capabilities as cap
-from rom.stage import Stage, all_of, problem_has, section_enabled
+from rom.stage import Stage, problem_has
+from surrogates.commands import gp, mmgp, stream
 
-MODULES = (study_stages, simulate, pod, local, report, aggregate)
-# Subcommands not yet declared as stages (argparse `register` modules), by package.
-LEGACY = {"rom": ("rom.commands.rb",),
-          "surrogates": ("surrogates.commands.stream", "surrogates.commands.gp", "surrogates.commands.mmgp")}
-
-_noop = None  # legacy declarations below carry no function: their subcommands come from LEGACY
-
-
-def _legacy(name, package, sections, needs, enabled, needs_test=False):
-    return Stage(name=name, run=_noop, help="", package=package, sections=sections, needs=frozenset(needs),
-                 enabled=enabled, needs_test=needs_test)
-
+MODULES = (study_stages, simulate, pod, rb, local, report, aggregate, stream, gp, mmgp)
+STAGES: dict[str, Stage] = {s.name: s for m in MODULES for s in m.STAGES}
 
 fixed_mesh = problem_has(cap.MESH)  # the sample/simulate/pod chain applies
-geometry_family = problem_has(cap.GEOMETRY_FAMILY)
-_and = all_of
-
-LEGACY_STAGES = (
-    _legacy("eim", "rom", ("problem", "parameters", "eim"), {cap.COEFFICIENT_EIM}, section_enabled("eim")),
-    _legacy("reduced_basis", "rom", ("problem", "parameters", "design", "simulate", "seed", "rb", "eim"),
-            {cap.MESH, cap.STATIONARY}, section_enabled("rb")),
-    _legacy("evaluate_rom", "rom", ("rb",), {cap.STATIONARY}, section_enabled("rb"), True),
-    _legacy("train_online", "surrogates", ("problem", "parameters", "design", "simulate", "surrogate", "seed"),
-            {cap.TRANSIENT}, section_enabled("surrogate"), True),
-    _legacy("gp", "surrogates", ("gp", "seed"), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh)),
-    _legacy("evaluate_gp", "surrogates", ("gp",), {cap.MESH}, _and(section_enabled("gp"), fixed_mesh), True),
-    _legacy("mmgp_fit", "surrogates", ("mmgp", "seed"), {cap.GEOMETRY_FAMILY}, section_enabled("mmgp")),
-)
-
-STAGES: dict[str, Stage] = {s.name: s for m in MODULES for s in m.STAGES}
-DECLARED: dict[str, Stage] = {**STAGES, **{s.name: s for s in LEGACY_STAGES}}
 
 
 def stages(package: str = "rom") -> list[Stage]:
@@ -52,7 +26,7 @@ def check_study(study: dict, cls, source: str = "config"):
     or fails the stage's own checks (run before any job)."""
     caps = cls.capabilities
     name = study["problem"].get("name") or study["problem"].get("class")
-    for stage in DECLARED.values():
+    for stage in STAGES.values():
         if not stage.runs_for(study):
             continue
         missing = sorted(stage.needs - caps)
@@ -72,4 +46,10 @@ def check_study(study: dict, cls, source: str = "config"):
 
 def describe(study: dict) -> str:
     """The stages that run for a study, one line (logs, dry runs)."""
-    return json.dumps([s.name for s in DECLARED.values() if s.runs_for(study)])
+    return json.dumps([s.name for s in STAGES.values() if s.runs_for(study)])
+
+
+def problem_capabilities(study: dict) -> frozenset:
+    from rom.hifi.registry import problem_class
+
+    return problem_class(study["problem"]).capabilities

@@ -23,6 +23,7 @@ class Artefact:
     help: str = ""
     optional: bool = False
     many: bool = False  # several paths (nargs="+")
+    positional: bool = False  # given without a flag (the chunks of gather, the sections of report)
 
     @property
     def flag(self) -> str:
@@ -41,6 +42,7 @@ class Option:
     required: bool = False
     wildcard: str | None = None
     action: str | None = None
+    many: bool = False  # several values (nargs="+")
 
     @property
     def flag(self) -> str:
@@ -63,6 +65,7 @@ class Stage:
     needs_test: bool = False                    # evaluates on the test set: design.test.size >= 1
     mpi: bool = False                           # every MPI rank runs `run`; rank 0 writes
     study: bool = True                          # takes --study-config
+    quiet: Callable | None = None               # quiet(args): log warnings only (an interactive query)
 
     @property
     def command(self) -> str:

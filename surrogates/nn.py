@@ -1,10 +1,17 @@
 """The surrogate network and its training step.
 
-MLP (mu, t) -> nodal field as in METHODS.md section 5 (6 -> 256 -> 256 -> mesh nodes, ReLU, MSE,
-Adam). `Trainer.step(x, y)` is one optimizer step. On CUDA it uses a fused Adam and, once warmed
-up, replays the whole step (forward, backward, optimizer) as a captured CUDA graph on static input
-tensors: a batch is then one index gather into those tensors plus one graph launch. On the CPU the
-step is eager PyTorch (the path tested here).
+MLP (mu, t) -> nodal field as in the Melissa heat-equation example (Meyer et al.) (6 -> 256 -> 256 -> mesh nodes, ReLU, MSE,
+Adam). `Trainer.step(x, y)` is one optimizer step. On CUDA it uses a fused, capturable Adam and
+replays the whole step (forward, backward, optimizer) as a captured CUDA graph on static input
+tensors: a batch is then one index gather into those tensors plus one graph launch. `prepare()`
+captures the graph up front (warm-up steps whose effect on the weights and the optimizer state is
+undone), before any other thread uses the device, in the capture mode that restricts only the
+capturing thread. The learning rate lives in one device tensor that the graph reads; it is put
+back into the optimizer after a checkpoint is loaded (a loaded state brings its own, on the CPU,
+which a graph would read once and freeze). bf16 autocast runs without its weight-cast cache (the
+cached casts, freed when autocast exits inside the capture, could be reused by later captured
+kernels while the graph still reads them).
+On the CPU the step is eager PyTorch (the path tested here).
 """
 from __future__ import annotations
 
@@ -59,11 +66,11 @@ class Trainer:
         self.lr0, self.lr_decay, self.lr_decay_batches = lr, lr_decay, lr_decay_batches
         self.use_graph = bool(graph and cuda and batch_size > 0)
         # A captured optimizer step reads the learning rate from a device tensor updated in place.
-        lr_arg = torch.tensor(lr, device=self.device) if self.use_graph else lr
+        self._lr = torch.tensor(lr, device=self.device) if self.use_graph else lr
         kw = {"fused": True} if cuda else {"foreach": True}
         if self.use_graph:
             kw["capturable"] = True
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr_arg, **kw)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self._lr, **kw)
         self.amp = bool(amp and cuda)  # bf16 autocast; the CPU path stays float32
         self.batches = 0
         self.batch_size = batch_size
@@ -84,7 +91,7 @@ class Trainer:
                 g["lr"] = self.lr()
 
     def _loss(self, x, y):
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             return nn.functional.mse_loss(self.model(x).float(), y)
 
     def _eager(self, x, y):
@@ -94,8 +101,18 @@ class Trainer:
         self.opt.step()
         return loss.detach()
 
-    def _capture(self):
-        """Warm up on a side stream (allocates optimizer state), then capture one whole step."""
+    def prepare(self):
+        """CUDA graph: warm up on a side stream (allocates the optimizer state), capture one whole
+        step, then put the weights and the optimizer state back as they were, in place (the graph
+        holds their addresses): the warm-up and capture steps, on the zero static inputs, leave no
+        trace. Call it before other threads use the device (the server does, before its receiver
+        starts); `step` calls it on first use otherwise."""
+        if not self.use_graph or self._graph is not None:
+            return
+        params = list(self.module.parameters())
+        weights = [p.detach().clone() for p in params]
+        state = {i: {k: v.clone() for k, v in self.opt.state[p].items() if torch.is_tensor(v)}
+                 for i, p in enumerate(params) if p in self.opt.state}
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -106,26 +123,39 @@ class Trainer:
         torch.cuda.current_stream(self.device).wait_stream(side)
         self._graph = torch.cuda.CUDAGraph()
         self.opt.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self._graph):
+        with torch.cuda.graph(self._graph, capture_error_mode="thread_local"):
             self.static_loss = self._loss(self.static_x, self.static_y)
             self.static_loss.backward()
             self.opt.step()
+        with torch.no_grad():
+            for p, w in zip(params, weights):
+                p.copy_(w)
+            for i, p in enumerate(params):  # Adam's moments and step count: as saved, or fresh (zero)
+                for k, v in self.opt.state[p].items():
+                    if torch.is_tensor(v) and i in state:
+                        v.copy_(state[i][k])
+                    elif torch.is_tensor(v):
+                        v.zero_()
 
     def step(self, x, y) -> torch.Tensor:
         """One optimizer step on (x, y); returns the loss as a 0-d tensor (no host sync)."""
         self._set_lr()
         if self.use_graph and len(x) == self.batch_size:
+            self.prepare()
             if x.data_ptr() != self.static_x.data_ptr():
                 self.static_x.copy_(x)
                 self.static_y.copy_(y)
-            if self._graph is None:
-                self._capture()  # the warm-up steps train on this batch too
             self._graph.replay()
             loss = self.static_loss.detach().clone()
         else:
             loss = self._eager(x, y)
         self.batches += 1
         return loss
+
+    def finite(self) -> bool:
+        """Every weight finite (one host sync)."""
+        with torch.no_grad():
+            return bool(torch.stack([torch.isfinite(p).all() for p in self.module.parameters()]).all())
 
     @torch.no_grad()
     def evaluate(self, x, y, chunk: int = 4096) -> float:
@@ -142,12 +172,12 @@ class Trainer:
 
     def load_state_dict(self, s: dict):
         self.module.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["optimizer"])
-        if self.use_graph:  # capturable Adam keeps its step counts on the device
-            for st in self.opt.state.values():
-                if "step" in st:
-                    st["step"] = st["step"].to(self.device)
+        self.opt.load_state_dict(s["optimizer"])  # moves capturable/fused step counts to the device
+        self._graph = None  # new optimizer state tensors: a graph must be captured on them
+        for g in self.opt.param_groups:  # our device tensor, not the loaded copy: the graph reads it
+            g["lr"] = self._lr
         self.batches = int(s["batches"])
+        self._set_lr()
 
 
 # -- inputs and saved models ------------------------------------------------------------------

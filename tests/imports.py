@@ -25,12 +25,13 @@ def module_files() -> dict[str, Path]:
 
 
 @functools.lru_cache(maxsize=None)
-def _imports(path: Path, module: str, is_package: bool) -> tuple[str, ...]:
-    """Absolute names imported by a module (`from a import b` gives a.b when a.b is a module)."""
+def _imports(path: Path, module: str, is_package: bool, top_level: bool = False) -> tuple[str, ...]:
+    """Absolute names imported by a module (`from a import b` gives a.b when a.b is a module);
+    top_level: only the statements that run when the module is imported (not inside functions)."""
     tree = ast.parse(path.read_text(), str(path))
     base = module.split(".") if is_package else module.split(".")[:-1]
     names = []
-    for node in ast.walk(tree):
+    for node in ast.walk(tree) if not top_level else _outside_functions(tree):
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -42,6 +43,15 @@ def _imports(path: Path, module: str, is_package: bool) -> tuple[str, ...]:
             names.append(mod)
             names += [f"{mod}.{a.name}" for a in node.names]
     return tuple(names)
+
+
+def _outside_functions(node):
+    """The nodes of a module that run at import: everything but the bodies of functions."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield child
+        yield from _outside_functions(child)
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,19 +68,26 @@ def graph() -> dict[str, set[str]]:
     return out
 
 
-def third_party(module: str) -> set[str]:
-    """Top-level third-party packages imported by `module` and every project module it imports,
-    transitively (the standard library and the project itself excluded)."""
+def _is_command(module: str) -> bool:
+    return module.startswith(("rom.commands.", "surrogates.commands."))
+
+
+def third_party(*modules: str) -> set[str]:
+    """Top-level third-party packages a process running `modules` can import: every import of those
+    modules and of the project modules they reach, transitively, except that the other command
+    modules (imported by the stage registry) contribute their module-level imports only, since
+    their stage functions do not run (the standard library and the project itself excluded)."""
     files = module_files()
-    g = graph()
-    seen, todo, found = set(), [module], set()
+    seen, todo, found = set(), list(modules), set()
     while todo:
         m = todo.pop()
         if m in seen:
             continue
         seen.add(m)
-        todo += sorted(g[m])
-        for name in _imports(files[m], m, files[m].name == "__init__.py"):
+        names = _imports(files[m], m, files[m].name == "__init__.py", _is_command(m) and m not in modules)
+        for name in names:
+            if name in files and name != m:
+                todo.append(name)
             top = name.split(".")[0]
             if top and top not in PACKAGES and top not in sys.stdlib_module_names:
                 found.add(top)

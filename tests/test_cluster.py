@@ -107,7 +107,7 @@ def mpi_rules(slurm, tmp_path_factory):
               "simulate": {"mpi_ranks": 2}}
     write_yaml(workdir / "plates.yaml", plates)
     write_yaml(workdir / "cfg.yaml", {**study(), "include_studies": ["plates.yaml"],
-                                      "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "N_max": 3}})
+                                      "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "max_modes": 3}})
     base = [SNAKEMAKE, "results/tiny/rom/rb.h5", "results/plates/geometries/train.h5", "--profile",
             ROOT / "config/profiles/slurm", "-s", ROOT / "Snakefile", "-d", workdir, "--configfile", workdir / "cfg.yaml"]
     dry = run([*base, "-n", "-p"], timeout=300)

@@ -36,9 +36,19 @@ BAD = [
      ["parameters.mu_0.bounds.0", "finite"]),
     ("no test set for rb", lambda s: (s["design"]["test"].update(size=0), s.update(rb={"enabled": True})),
      ["design.test.size = 0", "evaluate_rom", "at least 1 test sample"]),
-    ("stage on a problem without the capability", lambda s: (s.update(problem={"name": "heat", "mesh": {"n": 8}}),
+    # heat (transient, affine) has parabolic RB; the nonlinear heat problem has no reduced basis.
+    ("stage on a problem without the capability", lambda s: (s.update(problem={"name": "nonlinear_heat", "mesh": {"n": 8}}),
                                                               s.update(rb={"enabled": True})),
      ["stage reduced_basis needs the problem capability 'stationary'"]),
+    ("renamed basis-size cap", lambda s: s.update(rb={"enabled": True, "N_max": 20}),
+     ["rb.N_max: renamed", "expected rb.max_modes"]),
+    ("renamed EIM-size cap", lambda s: s.update(eim={"M_max": 20}), ["eim.M_max: renamed", "expected eim.max_modes"]),
+    ("output on a problem without outputs", lambda s: (s.update(problem={"name": "heat", "mesh": {"n": 8}}), s.update(
+        rb={"enabled": True, "outputs": [{"name": "flux", "kind": "boundary_flux", "side": "top"}]})),
+     ["rb.outputs", "not available", "expected rb.outputs: []"]),
+    ("output block out of range", lambda s: s.update(rb={"enabled": True, "outputs": [
+        {"name": "mean9", "kind": "region_mean", "blocks": [9]}]}),
+     ["rb.outputs.0 (mean9): blocks = [9]", "indices in 0..3"]),
     ("unknown PETSc type", lambda s: s["simulate"].update(petsc_options={"ksp_type": "cgg"}),
      ["simulate.petsc_options.ksp_type = 'cgg'", "unknown type", "'cg'", "'gmres'"]),
     ("unparsable PETSc value", lambda s: s["simulate"].update(petsc_options={"ksp_rtol": "tiny"}),

@@ -2,6 +2,8 @@
 whose problem lacks a capability is refused at validation, every rule's rerun trigger is the digest of
 the sections its stage declares, and the packages have no import cycle."""
 import copy
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +19,28 @@ from rom.hifi.registry import PROBLEMS
 
 EPS = np.finfo(float).eps
 # Small instances of every built-in problem (its declared arguments' defaults otherwise).
+# Problems on a user's mesh make it at validation (mesh.generate); `make` declares no parameters section,
+# so their coefficients here are numbers (tests/test_declared.py covers the parameters).
+_MESHES = Path(tempfile.gettempdir()) / "romflow-contracts"
+
+
+def _mesh(script, size):
+    return {"file": str(_MESHES / f"{script}_{size}.msh"),
+            "generate": f"{{python}} {{root}}/examples/meshes/{script}.py {{file}} --size {size}"}
+
+
 SMALL = {"thermal_block": {"mesh": {"n": 8}, "blocks": [2, 3]}, "heat": {"mesh": {"n": 8}, "steps": 3},
          "nonaffine_diffusion": {"mesh": {"n": 6}}, "nonlinear_heat": {"mesh": {"n": 8}, "steps": 3},
-         "tensile_plate": {"mesh": {"n": 6}}}
+         "tensile_plate": {"mesh": {"n": 6}},
+         "diffusion": {"mesh": _mesh("heat_sink", 0.006), "conductivity": {"base": 2.0, "pad": 4.0, "fins": 1.5},
+                       "source": {"base": 1.0}, "neumann": {"heater": 3.0},
+                       "robin": {"convective": {"h": 5.0, "u_inf": 0.5}}},
+         "elasticity": {"mesh": _mesh("bracket", 0.02), "young": {"plate": 2.0, "ring": 1.0},
+                        "poisson": {"plate": 0.3, "ring": 0.4}, "fixed": {"clamp": [0.0, 0.0]},
+                        "traction": {"load": [0.0, -1.0]}},
+         "external": {"mesh": _mesh("square", 0.25), "matrices": True,
+                      "command": "{python} {root}/examples/blackbox/poisson.py --mu 2.0,0.5 --mesh {mesh} --out {out} "
+                                 "--operator {operator} --rhs {rhs}"}}
 
 
 def make(name):
@@ -100,7 +121,7 @@ def test_builtin_problem_meets_its_declared_capabilities(name):
             d[:, j] = h
             fd = (p.element_g(elems, ue + d, mu[0], 0.1) - p.element_g(elems, ue - d, mu[0], 0.1)) / (2 * h)
             np.testing.assert_allclose(J[:, :, j], fd, rtol=1e-6, atol=1e-6 * np.abs(J).max())
-    if cap.GEOMETRY_FAMILY in caps:
+    if cap.GEOMETRY_SOLVER in caps:
         mesh = p.geometry(7)
         sol = p.solve_geometry(mesh, mu[0], "scipy")
         assert sol.converged and sol.displacement.shape == (mesh.n_nodes, 2)
@@ -116,21 +137,41 @@ def _heat(p, mu, pattern):
     return pattern.assemble(fem.mass_local(p.mesh)) + p.dt * p.alpha * pattern.assemble(fem.stiffness_local(p.mesh))
 
 
-DIRECT = {"thermal_block": _thermal_block, "heat": _heat}
+def _on_pattern(A, pattern):
+    """CSR values of a scipy matrix on the free dofs at the pattern's positions."""
+    rows = np.repeat(np.arange(pattern.row_start, pattern.row_stop), np.diff(pattern.indptr))
+    return np.asarray(A.tocsr()[rows, pattern.indices]).ravel()
+
+
+def _declared_diffusion(p, mu, pattern):
+    from test_declared import direct_diffusion
+
+    return _on_pattern(direct_diffusion(p, mu)[0], pattern)
+
+
+def _declared_elasticity(p, mu, pattern):
+    from test_declared import direct_elasticity
+
+    return _on_pattern(direct_elasticity(p, mu)[0], pattern)
+
+
+DIRECT = {"thermal_block": _thermal_block, "heat": _heat, "diffusion": _declared_diffusion,
+          "elasticity": _declared_elasticity}
 
 
 def test_stage_needing_a_missing_capability_is_refused_in_one_line():
-    study = {"name": "h", "problem": {"name": "heat", "mesh": {"n": 8}}, "rb": {"enabled": True}}
+    # heat is transient and affine (parabolic RB); the nonlinear heat problem has no reduced basis.
+    study = {"name": "h", "problem": {"name": "nonlinear_heat", "mesh": {"n": 8}}, "rb": {"enabled": True}}
     with pytest.raises(config.ConfigError) as err:
         config.validate(study, "h.yaml")
     msg = str(err.value)
     assert "\n" not in msg
-    assert "stage reduced_basis needs the problem capability 'stationary'" in msg and "problem heat" in msg
+    assert "stage reduced_basis needs the problem capability 'stationary'" in msg and "problem nonlinear_heat" in msg
 
 
 def test_every_declared_stage_has_a_known_section_and_capability():
     sections = set(config.schema()["properties"])
-    for stage in pipeline.DECLARED.values():
+    for stage in pipeline.STAGES.values():
         assert set(stage.sections) <= sections, stage.name
         assert stage.needs <= set(cap.CAPABILITIES), stage.name
 
@@ -149,7 +190,7 @@ def test_rule_triggers_are_the_digest_of_the_declared_sections(tmp_path):
                           snakefile=ROOT / "Snakefile", workdir=tmp_path, storage_settings=StorageSettings())
         rules = {r.name: r for r in wf._workflow.rules}  # the parsed workflow (Snakemake's own object)
     checked = 0
-    for name, stage in pipeline.DECLARED.items():
+    for name, stage in pipeline.STAGES.items():
         if name not in rules:
             continue
         params = rules[name].params

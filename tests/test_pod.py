@@ -2,7 +2,8 @@
 import numpy as np
 import scipy.sparse as sp
 
-from rom.reduction.pod import gram_schmidt, pod, projection_errors
+from rom.reduction.linalg import gram_schmidt
+from rom.reduction.pod import pod, projection_errors
 
 
 def spd(n, rng):

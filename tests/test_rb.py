@@ -115,11 +115,12 @@ def test_batched_queries_equal_single_queries():
     weak_greedy(draw(100, 4, 6), lambda m: fom.solve(m).u, red, 1e-6, 12)
     model = red.model()
     mu = draw(50, 4, 7)
-    c_batch, d_batch = model.query_batch(mu)
-    single = [model.query(m) for m in mu]
+    c_batch, d_batch = model.solve_and_estimate_batch(mu)
+    single = [model.solve_and_estimate(m) for m in mu]
     np.testing.assert_allclose(c_batch, np.array([c for c, _ in single]), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(d_batch, np.array([d for _, d in single]), rtol=1e-10)
-    assert model.estimate_error(mu[0]) == pytest.approx(d_batch[0], rel=1e-10)
+    assert model.solve_and_estimate(mu[0])[1] == pytest.approx(d_batch[0], rel=1e-10)
+    np.testing.assert_array_equal(model.solve(mu[0]), single[0][0])
     # The relative estimate used by the greedy is Delta / ||u_rb||_X with ||u_rb||_X = ||c||_2.
     np.testing.assert_allclose(red.estimate(mu), d_batch / np.linalg.norm(c_batch, axis=1), rtol=1e-10)
 
@@ -129,14 +130,14 @@ def test_parameter_outside_the_trained_range_is_refused_or_flagged():
     red.extend(fom.solve(np.full(4, 0.5)).u)
     model = red.model()
     with pytest.raises(ExtrapolationError, match=r"mu_2 = 1.5 .*outside the trained range \[0.1, 1\]"):
-        model.query([0.5, 0.5, 1.5, 0.5])
+        model.solve([0.5, 0.5, 1.5, 0.5])
     with pytest.raises(ExtrapolationError, match="expected 4"):
-        model.query([0.5, 0.5])
+        model.solve_and_estimate([0.5, 0.5])
     from dataclasses import replace
 
     flagged = replace(model, extrapolation="flag")
     np.testing.assert_array_equal(flagged.check([[0.5] * 4, [0.5, 0.5, 1.5, 0.5]]), [False, True])
-    assert np.isfinite(flagged.query([0.5, 0.5, 1.5, 0.5])[1])
+    assert np.isfinite(flagged.solve_and_estimate([0.5, 0.5, 1.5, 0.5])[1])
 
 
 def test_basis_that_lost_orthogonality_is_reorthonormalized_and_logged(caplog):
@@ -173,7 +174,7 @@ def test_cli_chain_and_bad_query(tmp_path, capsys):
     cfg = write_yaml(tmp_path / "cfg.yaml", tiny_study(
         design={"method": "lhs", "train": {"size": 2, "seed": 1}, "test": {"size": 5, "seed": 2}},
         simulate={"chunk_size": 8, "petsc_options": {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12}},
-        rb={"enabled": True, "train_size": 60, "tol": 1e-4, "N_max": 3, "batch_size": 500, "n_timing": 10}))
+        rb={"enabled": True, "train_size": 60, "tol": 1e-4, "max_modes": 3, "batch_size": 500, "n_timing": 10}))
     s = tmp_path / "study.yaml"
     assert cli("configure", "--config", cfg, "--out", s) == 0
     for cmd in (["sample", "--out", tmp_path / "p.h5"], ["operators", "--out", tmp_path / "ops.h5"],

@@ -16,7 +16,9 @@ from surrogates.cli import main as surrogates
 CLIENTS, STEPS = 4, 20
 
 
-def heat_study(tmp_path, **surrogate):
+def heat_study(tmp_path, validate=True, **surrogate):
+    """The tiny heat study, resolved by `configure`; validate=False keeps an invalid one as written
+    (configure itself refuses it: the stage commands must refuse it too, in one line)."""
     s = {"enabled": True, "width": 32, "batch_size": 16, "budget_seconds": 3, "validate_every_seconds": 0.5,
          "checkpoint_every_seconds": 1, "buffer": {"capacity": 200, "watermark": 20},
          "online": {"simulations": CLIENTS, "max_running": 2, "client_timeout": 20}}
@@ -25,6 +27,8 @@ def heat_study(tmp_path, **surrogate):
         "name": "tiny_heat", "problem": {"name": "heat", "mesh": {"n": 8}, "dt": 0.01, "steps": STEPS - 1},
         "design": {"method": "sobol", "train": {"size": 4, "seed": 1}, "test": {"size": 2, "seed": 2}},
         "surrogate": s})
+    if not validate:
+        return cfg
     rom_cli("configure", "--config", cfg, "--out", tmp_path / "study.yaml")
     return tmp_path / "study.yaml"
 
@@ -114,7 +118,7 @@ def test_killed_server_resumes_from_checkpoint(tmp_path):
 
 
 def test_bad_settings_fail_in_one_line(tmp_path, capsys):
-    study = heat_study(tmp_path, buffer={"capacity": 10, "watermark": 20})
+    study = heat_study(tmp_path, validate=False, buffer={"capacity": 10, "watermark": 20})
     assert surrogates(online_args(tmp_path, study)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "surrogate.buffer.watermark = 20" in err[0]

@@ -25,8 +25,8 @@ def _operators(ctx):
 
 def check_local(study: dict):
     s = study["local"]
-    if s["basis_size"] > s["max_size"]:
-        raise ConfigError(f"local.basis_size = {s['basis_size']}: expected <= local.max_size = {s['max_size']}")
+    if s["basis_size"] > s["max_modes"]:
+        raise ConfigError(f"local.basis_size = {s['basis_size']}: expected <= local.max_modes = {s['max_modes']}")
     if s["n_clusters"] > study["design"]["train"]["size"] and study["design"]["method"] not in ("grid", "list"):
         raise ConfigError(f"local.n_clusters = {s['n_clusters']}: expected at most the "
                           f"{study['design']['train']['size']} train samples")

@@ -16,16 +16,14 @@ def run(ctx):
     ctx.log.info("POD of %d train snapshots of %d dofs (tol %g, at most %d modes)", len(S), S.shape[1], s["tol"],
                  s["max_modes"])
     ds = pod_study(S, T, ops.X, s["tol"], s["max_modes"])
+    n = ds.attrs["n_modes"]
+    left = ds["energy_left_out"].values[n - 1] if n else 1.0
+    if n == s["max_modes"] and left > s["tol"]:
+        ctx.warn(f"POD stopped at pod.max_modes = {n} with relative energy {left:.2e} left out, above pod.tol = "
+                 f"{s['tol']:g}: raise max_modes or accept the larger projection error")
     ctx.log.info("%d modes; max test projection error with all of them %.3e", ds.attrs["n_modes"],
                  float(ds["test_error"].values[-1].max()) if T.size else float("nan"))
     ctx.write("out", ds, "pod")
-
-
-def converged_rows(ds):
-    """Snapshot rows of the converged samples (kept for rom.commands.rb until it is declared as stages)."""
-    from rom.snapshots import snapshot_rows
-
-    return snapshot_rows(ds)
 
 
 STAGES = (

@@ -46,7 +46,7 @@ STAGES = (
           outputs=(Artefact("spectrum", "PNG"), Artefact("errors", "PNG"), Artefact("section", "section JSON"))),
     Stage("report", report, "render the report sections of a study into one HTML page",
           sections=("report",),
-          inputs=(Artefact("sections", "section JSON files", many=True),
+          inputs=(Artefact("sections", "section JSON files", many=True, positional=True),
                   Artefact("parameters", "parameters.h5 (its provenance goes into the report)", optional=True)),
           outputs=(Artefact("out", "report.html"),)),
 )

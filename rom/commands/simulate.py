@@ -17,9 +17,10 @@ def check_petsc_options(study: dict):
     from rom.hifi import registry
     from rom.hifi.petsc_options import OptionError, check
 
-    if study["simulate"]["backend"] != "petsc":
+    cls = registry.problem_class(study["problem"])
+    if study["simulate"]["backend"] != "petsc" or getattr(cls, "black_box", False):
         return
-    solver = "snes" if cap.NONLINEAR in registry.problem_class(study["problem"]).capabilities else "ksp"
+    solver = "snes" if cap.NONLINEAR in cls.capabilities else "ksp"
     keyed = [("simulate.petsc_options", study["simulate"]["petsc_options"])]
     if study.get("rb", {}).get("enabled"):
         keyed.append(("rb.petsc_options", {**study["simulate"]["petsc_options"], **study["rb"]["petsc_options"]}))
@@ -36,7 +37,11 @@ def check_petsc_options(study: dict):
 def operators(ctx):
     from rom.hifi.operators import operators_dataset
 
-    ctx.write("out", operators_dataset(ctx.problem), "operators")
+    ds = operators_dataset(ctx.problem)
+    ctx.log.info("assembly of X, M%s on %d dofs (%d nonzeros): %.2f s, peak memory %.0f MB",
+                 " and the affine terms" if "A_terms" in ds else "", ds.attrs["n_dofs"], ds.sizes["nnz"],
+                 ds.attrs["assembly_seconds"], ds.attrs["peak_memory_mb"])
+    ctx.write("out", ds, "operators")
 
 
 def simulate(ctx):
@@ -56,25 +61,36 @@ def simulate(ctx):
                         f"samples in chunks of {c}")
     index = chunk_indices(len(mu_all), c, chunk)
     problem = ctx.problem
-    fom = FullOrderModel(problem, sim["backend"], sim["petsc_options"])
-    ranks = fom.comm.size if fom.comm is not None else 1
+    black_box = getattr(problem, "black_box", False)
+    if black_box and petsc.comm_world().size > 1:
+        raise UserError(f"problem {problem.name}: simulate runs the black box's command under the MPI launcher "
+                        f"itself (simulate.mpi_ranks = {sim['mpi_ranks']}); expected this stage on one rank")
+    fom = FullOrderModel(problem, sim["backend"], sim["petsc_options"], ranks=sim["mpi_ranks"])
+    ranks = fom.comm.size if fom.comm is not None else fom.ranks
+    backend = fom.backend
     ctx.log.info("%s chunk %d: samples %s on %d MPI rank(s), backend %s", set_name, chunk,
-                 f"{index[0]}..{index[-1]}" if len(index) else "none", ranks, sim["backend"])
+                 f"{index[0]}..{index[-1]}" if len(index) else "none", ranks, backend)
     bar = Progress(len(index), "samples", ctx.log)
 
     def each(i, r):
         ctx.log.debug("sample %d: %s, %d iterations, %.3f s", index[i], r.reason, r.iterations, r.seconds)
-        if not r.converged:
+        if not r.converged and fom.rank == 0:
             ctx.log.warning("sample %d (mu = %s) failed: %s", index[i], np.round(mu_all[index[i]], 6).tolist(), r.reason)
         bar.step(note=f"last: {r.reason}, {r.iterations} iterations, {r.seconds:.3f} s")
 
     results = fom.solve_samples(mu_all[index], each)
-    if sim["backend"] == "petsc":
+    if backend == "petsc":
         for name in petsc.unused_options(sim["petsc_options"]):
             ctx.warn(f"simulate.petsc_options.{name}: PETSc never used this option")
+    figures = fom.assembly_report()
+    if "operator_seconds" in figures:
+        ctx.log.info("assembly (slowest rank): pattern %.3f s, operator %.3f s, load %.3f s; peak memory %.0f MB",
+                     figures["pattern_seconds"], figures["operator_seconds"], figures["rhs_seconds"],
+                     figures["peak_memory_mb"])
     if fom.rank != 0:
         return 0
-    attrs = {"set": set_name, "chunk": chunk, "mpi_ranks": ranks, "backend": sim["backend"]}
+    attrs = {"set": set_name, "chunk": chunk, "mpi_ranks": ranks, "backend": backend,
+             **{f"assembly_{k}": float(v) for k, v in figures.items()}}
     ds = snapshots_dataset(problem, index, mu_all[index], results, attrs)
     if len(results):
         its = np.array([r.iterations for r in results])
@@ -115,6 +131,6 @@ STAGES = (
                           wildcard="chunk"))),
     Stage("gather", gather, "merge the chunks of one sample set; fails if too many samples failed",
           sections=FOM_SECTIONS, enabled=_fixed_mesh,
-          inputs=(Artefact("chunks", "snapshots/<set>/chunk*.h5", many=True),),
+          inputs=(Artefact("chunks", "snapshots/<set>/chunk*.h5", many=True, positional=True),),
           outputs=(Artefact("out", "snapshots/<set>.h5"),)),
 )

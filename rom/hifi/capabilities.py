@@ -28,19 +28,26 @@ COEFFICIENT_EIM = "coefficient_eim"
 COERCIVITY_BOUND = "coercivity_bound"
 NONLINEAR = "nonlinear"
 GEOMETRY_FAMILY = "geometry_family"
+GEOMETRY_SOLVER = "geometry_solver"
 
 
 @dataclass(frozen=True)
 class ParameterSpace:
     """Names, default box and distributions of a problem's parameters, readable from the problem's
     arguments alone (no mesh is built). `admissible` (d, 2) is the open interval where the problem is
-    well posed (a conductivity > 0: (0, inf)); a study's bounds must lie inside it."""
+    well posed (a conductivity > 0: (0, inf)); a study's bounds must lie inside it.
+
+    A problem whose parameters are named by the user (a PDE declared in the study file, a black box)
+    has no default box: its bounds are NaN and `used_by` says where each name is used
+    (`problem.conductivity.core`); the study's `parameters` section must then declare every one of
+    them, and only them (`overridden` refuses the others in one line)."""
 
     names: tuple[str, ...]
     bounds: np.ndarray
     admissible: np.ndarray | None = None
     distributions: tuple[str, ...] = ()
     units: tuple[str, ...] = ()
+    used_by: tuple[str, ...] = ()
 
     def __post_init__(self):
         d = len(self.names)
@@ -66,6 +73,10 @@ class ParameterSpace:
         Raises ValueError naming the parameter for an unknown name or bounds outside `admissible`."""
         bounds, dists = self.bounds.copy(), list(self.distributions)
         for name, spec in parameters.items():
+            if name not in self.names and self.used_by:
+                raise ValueError(f"parameters.{name}: declared but never used by the problem; it uses: "
+                                 f"{', '.join(self.names) or 'no parameter'} (a parameter is a name in place of a "
+                                 "number in the problem section)")
             if name not in self.names:
                 raise ValueError(f"parameters.{name}: unknown parameter; expected one of {list(self.names)}")
             i = self.names.index(name)
@@ -79,7 +90,14 @@ class ParameterSpace:
                                  f"({a:g}, {b:g}) of {name}{unit}, where the problem is well posed")
             bounds[i] = lo, hi
             dists[i] = spec.get("distribution", dists[i])
-        return ParameterSpace(self.names, bounds, self.admissible, tuple(dists), self.units)
+        undeclared = [i for i in range(self.dim) if np.isnan(bounds[i]).any()]
+        if undeclared:
+            i = undeclared[0]
+            where = f"{self.used_by[i]} = {self.names[i]!r}: " if self.used_by else ""
+            raise ValueError(f"{where}parameter {self.names[i]} is not declared in the study's parameters section "
+                             f"(it declares: {', '.join(parameters) or 'nothing'}); expected parameters: "
+                             f"{{{self.names[i]}: {{bounds: [lower, upper]}}}}")
+        return ParameterSpace(self.names, bounds, self.admissible, tuple(dists), self.units, self.used_by)
 
 
 class Problem(Protocol):
@@ -184,11 +202,16 @@ class Nonlinear(Protocol):
 
 
 class GeometryFamily(Protocol):
-    """One mesh per sample (capability `geometry_family`): `geometry(seed)` meshes sample `seed`,
-    `solve_geometry(mesh, mu, ...)` solves it; the outputs are declared by name with their units."""
+    """One mesh per sample (capability `geometry_family`), with output fields and scalars declared by
+    name and unit (a family read from files declares them in the study's mmgp section instead)."""
 
     output_fields: ClassVar[dict[str, str]]
     output_scalars: ClassVar[dict[str, str]]
+
+
+class GeometrySolver(Protocol):
+    """A family whose samples romflow meshes and solves (capability `geometry_solver`):
+    `geometry(seed)` meshes sample `seed`, `solve_geometry(mesh, mu, ...)` solves it."""
 
     def geometry(self, seed: int) -> Any: ...
     def solve_geometry(self, mesh, mu, backend="petsc", options=None, comm=None) -> Any: ...
@@ -215,7 +238,8 @@ CAPABILITIES = {c.name: c for c in (
     Capability(NONLINEAR, Nonlinear, ("rho_c", "k_of", "dk_of", "stiffness_e", "mass_e", "gradients_e", "element_load",
                                       "element_g", "element_g_jacobian", "g_vectors", "g_vector", "flux_field",
                                       "stepper", "trajectory"), (TRANSIENT,)),
-    Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars", "geometry", "solve_geometry")),
+    Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars")),
+    Capability(GEOMETRY_SOLVER, GeometrySolver, ("geometry", "solve_geometry"), (GEOMETRY_FAMILY,)),
 )}
 
 

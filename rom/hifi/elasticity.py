@@ -159,6 +159,17 @@ class ElasticSolution:
     iterations: int
     seconds: float
 
+    def fields(self, n_nodes: int) -> dict[str, np.ndarray]:
+        """The declared nodal outputs (TensilePlate.output_fields), NaN when the solve failed."""
+        U = self.displacement if self.converged and self.displacement is not None else np.full((n_nodes, 2), np.nan)
+        vm = self.von_mises if self.converged and self.von_mises is not None else np.full(n_nodes, np.nan)
+        return {"u_x": U[:, 0], "u_y": U[:, 1], "von_mises": vm}
+
+    @property
+    def scalars(self) -> dict[str, float]:
+        """The declared scalar outputs (TensilePlate.output_scalars)."""
+        return {"max_von_mises": self.max_von_mises, "compliance": self.compliance}
+
 
 class PlateModel:
     """The elasticity FOM of one plate mesh on PETSc (row-distributed, MPI) or SciPy."""
@@ -255,7 +266,7 @@ class TensilePlate(Problem):
     mesh cells across the plate width (h = width / mesh_n)."""
 
     name = "tensile_plate"
-    capabilities = frozenset({cap.PARAMETERS, cap.GEOMETRY_FAMILY})
+    capabilities = frozenset({cap.PARAMETERS, cap.GEOMETRY_FAMILY, cap.GEOMETRY_SOLVER})
     arguments = {
         "mesh": {"type": "object", "default": {}, "additionalProperties": False,
                  "properties": {"n": {"type": "integer", "minimum": 4, "maximum": 400, "default": 12,
@@ -265,12 +276,14 @@ class TensilePlate(Problem):
         "notches": {"type": "integer", "minimum": 0, "maximum": 8, "default": 1},
         "notch_depth": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.35, "default": 0.15,
                         "description": "fraction of the width"},
-        "young": {"type": "number", "exclusiveMinimum": 0, "default": 100.0},
+        "young": {"type": "number", "exclusiveMinimum": 0, "default": 100.0, "description": "MPa"},
         "pressure_range": number_range((0.5, 1.5)), "bending_range": number_range((-0.5, 0.5)),
         "nu_range": number_range((0.2, 0.4)),
     }
-    output_fields = {"u_x": "length", "u_y": "length", "von_mises": "stress"}
-    output_scalars = {"max_von_mises": "stress", "compliance": "energy"}
+    # Units: lengths in mm, Young's modulus, loads and stresses in MPa; compliance f . u in N
+    # (per mm of thickness: plane stress).
+    output_fields = {"u_x": "mm", "u_y": "mm", "von_mises": "MPa"}
+    output_scalars = {"max_von_mises": "MPa", "compliance": "N"}
     # Linear elasticity: every output is positively homogeneous in the load amplitudes, of degree 1
     # (displacements, stresses) or 2 (compliance = f . u); MMGP's load scaling uses it.
     load_parameters = ("pressure", "bending")
@@ -293,7 +306,7 @@ class TensilePlate(Problem):
         keys = ("pressure_range", "bending_range", "nu_range")
         defaults = ((0.5, 1.5), (-0.5, 0.5), (0.2, 0.4))
         return ParameterSpace(("pressure", "bending", "nu"), [args.get(k, d) for k, d in zip(keys, defaults)],
-                              [[-np.inf, np.inf], [-np.inf, np.inf], [-1.0, 0.5]], units=("stress", "stress", "1"))
+                              [[-np.inf, np.inf], [-np.inf, np.inf], [-1.0, 0.5]], units=("MPa", "MPa", "1"))
 
     def arguments_used(self):
         return dict(zip(("pressure_range", "bending_range", "nu_range"), self.ranges))

@@ -1,21 +1,28 @@
-"""Conforming P1 finite elements, vectorized over elements.
+"""Conforming P1 finite elements on triangles (2D) and tetrahedra (3D), vectorized over elements.
 
-Element matrices are computed for all triangles at once with einsum; global assembly maps the
-(triangle, i, j) entries onto a fixed CSR pattern of the free dofs with one bincount per term, so
+Element matrices are computed for all cells at once with einsum; global assembly maps the
+(cell, i, j) entries onto a fixed CSR pattern of the free dofs with one bincount per term, so
 every affine component A_q shares the pattern and A(mu) is a dot product of the value arrays.
+A mesh is anything with `nodes` (n, d), `cells` (m, d + 1), `volumes` (m,) and `cell_dofs`
+(rom.hifi.mesh.TriMesh, SimplexMesh); boundary facets (f, d) are assembled onto the same pattern.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-
-from .mesh import TriMesh
+from scipy.special import roots_jacobi
 
 # Degree-2 quadrature on the reference triangle (edge midpoints), exact for quadratics.
 _QUAD_BARY = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5]])
 _QUAD_W = np.full(3, 1.0 / 3.0)
+# Degree-2 rule on the tetrahedron: 4 points symmetric about the centroid, equal weights.
+_ta, _tb = 0.5854101966249685, 0.1381966011250105
+_QUAD_BARY_3D = np.full((4, 4), _tb) + np.eye(4) * (_ta - _tb)
+_QUAD_W_3D = np.full(4, 0.25)
 # Degree-5 rule (7 points, Strang-Fix / Dunavant) for error norms of smooth exact solutions.
 _a, _b = 0.059715871789770, 0.470142064105115
 _c, _d = 0.797426985353087, 0.101286507323456
@@ -24,38 +31,99 @@ _QUAD5_BARY = np.array([[1 / 3, 1 / 3, 1 / 3], [_a, _b, _b], [_b, _a, _b], [_b, 
 _QUAD5_W = np.array([0.225, *[0.132394152788506] * 3, *[0.125939180544827] * 3])
 
 
-def p1_gradients(mesh: TriMesh) -> np.ndarray:
-    """Gradients of the three barycentric basis functions on every triangle, shape (n_tri, 3, 2)."""
-    p = mesh.nodes[mesh.triangles]
-    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+def collapsed_rule(dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Conical-product Gauss-Jacobi rule on the reference simplex, exact for polynomials of degree
+    2 n - 1: barycentric points (n^dim, dim + 1) and weights summing to 1. The Duffy map
+    x_1 = t_1, x_2 = t_2 (1 - t_1), x_3 = t_3 (1 - t_1)(1 - t_2) has Jacobian (1 - t_1)^(dim-1) (1 - t_2)^(dim-2),
+    absorbed by Jacobi weights (1 - t)^a on [0, 1]."""
+    axes, weights = [], []
+    for a in range(dim - 1, -1, -1):
+        x, w = roots_jacobi(n, a, 0)
+        axes.append((1 + x) / 2)
+        weights.append(w / 2 ** (a + 1))
+    t = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim)
+    w = np.prod(np.stack(np.meshgrid(*weights, indexing="ij"), -1).reshape(-1, dim), axis=1)
+    x = np.empty_like(t)
+    scale = np.ones(len(t))
+    for i in range(dim):
+        x[:, i] = t[:, i] * scale
+        scale = scale * (1 - t[:, i])
+    bary = np.column_stack([1 - x.sum(axis=1), x])
+    return bary, w / w.sum()
+
+
+def simplex_gradients(nodes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of the d + 1 barycentric functions on every cell (m, d + 1, d) and the Jacobian
+    determinants (m,) (d! times the signed volume)."""
+    p = nodes[cells]
+    e = p[:, 1:] - p[:, :1]
+    if nodes.shape[1] == 2:
+        e1, e2 = e[:, 0], e[:, 1]
+        det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+        # Rows of the inverse Jacobian give grad(lambda_1), grad(lambda_2); lambda_0 = 1 - lambda_1 - lambda_2.
+        g = np.stack([np.column_stack([e2[:, 1], -e2[:, 0]]), np.column_stack([-e1[:, 1], e1[:, 0]])], axis=1)
+    else:
+        # grad(lambda_i) = (e_j x e_k) / det for (i, j, k) cyclic: the rows of the inverse Jacobian.
+        e1, e2, e3 = e[:, 0], e[:, 1], e[:, 2]
+        g = np.stack([np.cross(e2, e3), np.cross(e3, e1), np.cross(e1, e2)], axis=1)
+        det = np.einsum("ij,ij->i", e1, g[:, 0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = g / det[:, None, None]
+    return np.concatenate([-g.sum(axis=1, keepdims=True), g], axis=1), det
+
+
+def p1_gradients(mesh) -> np.ndarray:
+    """Gradients of the barycentric basis functions on every cell, shape (n_cells, d + 1, d)."""
+    g, det = simplex_gradients(mesh.nodes, mesh.cells)
     if np.any(det <= 0):
-        raise ValueError(f"mesh has {(det <= 0).sum()} inverted or degenerate triangles")
-    # Rows of the inverse Jacobian give grad(lambda_1), grad(lambda_2); lambda_0 = 1 - lambda_1 - lambda_2.
-    g1 = np.column_stack([e2[:, 1], -e2[:, 0]]) / det[:, None]
-    g2 = np.column_stack([-e1[:, 1], e1[:, 0]]) / det[:, None]
-    return np.stack([-g1 - g2, g1, g2], axis=1)
+        raise ValueError(f"mesh has {(det <= 0).sum()} inverted or degenerate cells")
+    return g
 
 
-def stiffness_local(mesh: TriMesh, kappa: np.ndarray | float = 1.0) -> np.ndarray:
-    """Element stiffness matrices kappa_e * area_e * grad(phi_i).grad(phi_j), shape (n_tri, 3, 3)."""
-    g = p1_gradients(mesh)
-    return np.einsum("e,eik,ejk->eij", np.broadcast_to(kappa, mesh.areas.shape) * mesh.areas, g, g)
+def stiffness_local(mesh, kappa: np.ndarray | float = 1.0) -> np.ndarray:
+    """Element stiffness matrices kappa_e * vol_e * grad(phi_i).grad(phi_j), shape (n_cells, k, k)."""
+    return simplex_stiffness(mesh.nodes, mesh.cells, kappa)
 
 
-def mass_local(mesh: TriMesh) -> np.ndarray:
-    """Exact P1 element mass matrices area/12 * (1 + delta_ij), shape (n_tri, 3, 3)."""
-    ref = (np.ones((3, 3)) + np.eye(3)) / 12.0
-    return mesh.areas[:, None, None] * ref
+def simplex_stiffness(nodes: np.ndarray, cells: np.ndarray, kappa: np.ndarray | float = 1.0) -> np.ndarray:
+    """Stiffness matrices of the given cells (positively oriented), (len(cells), k, k)."""
+    g, det = simplex_gradients(nodes, cells)
+    vol = det / math.factorial(nodes.shape[1])
+    return np.einsum("e,eik,ejk->eij", np.broadcast_to(kappa, vol.shape) * vol, g, g)
 
 
-def load_local(mesh: TriMesh, f=1.0) -> np.ndarray:
-    """Element load vectors int f phi_i, with f a constant or a callable f(x, y) (degree-2 quadrature)."""
+def simplex_mass(measure: np.ndarray, k: int) -> np.ndarray:
+    """Exact P1 mass matrices of simplices with k vertices: measure / (k (k + 1)) * (1 + delta_ij)."""
+    return measure[:, None, None] * ((np.ones((k, k)) + np.eye(k)) / (k * (k + 1)))
+
+
+def mass_local(mesh) -> np.ndarray:
+    """Exact P1 element mass matrices (n_cells, k, k)."""
+    return simplex_mass(mesh.volumes, mesh.cells.shape[1])
+
+
+def quadrature(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The degree-2 rule of the reference cell (barycentric points, weights summing to 1)."""
+    return (_QUAD_BARY, _QUAD_W) if dim == 2 else (_QUAD_BARY_3D, _QUAD_W_3D)
+
+
+def load_local(mesh, f=1.0) -> np.ndarray:
+    """Element load vectors int f phi_i, with f a constant or a callable f(x, y[, z]) (degree-2 quadrature)."""
+    k = mesh.cells.shape[1]
     if not callable(f):
-        return np.repeat(mesh.areas[:, None] * (float(f) / 3.0), 3, axis=1)
-    xq = np.einsum("qi,eid->eqd", _QUAD_BARY, mesh.nodes[mesh.triangles])
-    fq = f(xq[..., 0], xq[..., 1])
-    return mesh.areas[:, None] * np.einsum("q,eq,qi->ei", _QUAD_W, fq, _QUAD_BARY)
+        return np.repeat(mesh.volumes[:, None] * (float(f) / k), k, axis=1)
+    bary, w = quadrature(mesh.nodes.shape[1])
+    xq = np.einsum("qi,eid->eqd", bary, mesh.nodes[mesh.cells])
+    fq = f(*np.moveaxis(xq, -1, 0))
+    return mesh.volumes[:, None] * np.einsum("q,eq,qi->ei", w, fq, bary)
+
+
+def facet_measures(nodes: np.ndarray, facets: np.ndarray) -> np.ndarray:
+    """Lengths of boundary edges (2D) or areas of boundary triangles (3D), (f,)."""
+    p = nodes[facets]
+    if nodes.shape[1] == 2:
+        return np.linalg.norm(p[:, 1] - p[:, 0], axis=1)
+    return 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
 
 
 @dataclass(frozen=True)
@@ -63,8 +131,9 @@ class Pattern:
     """CSR sparsity of the free-dof couplings for the rows [row_start, row_stop).
 
     `entry_slot[k]` is the position in `indices` of the k-th flattened element entry of
-    `elements` (n_sel, 3, 3), or -1 when that entry couples to a Dirichlet node or a row
-    owned elsewhere. A serial pattern owns all rows."""
+    `elements` (n_sel, k, k) (k dofs per cell), or -1 when that entry couples to a Dirichlet dof
+    or a row owned elsewhere. Only cells touching owned rows are selected, so each MPI rank
+    assembles its own part. A serial pattern owns all rows."""
 
     n_dofs: int
     row_start: int
@@ -75,19 +144,24 @@ class Pattern:
     entry_slot: np.ndarray
 
     @classmethod
-    def build(cls, mesh: TriMesh, row_range: tuple[int, int] | None = None) -> "Pattern":
-        n = mesh.n_dofs
+    def build(cls, mesh, row_range: tuple[int, int] | None = None) -> "Pattern":
+        return cls.from_cell_dofs(mesh.cell_dofs, mesh.n_dofs, row_range)
+
+    @classmethod
+    def from_cell_dofs(cls, dof: np.ndarray, n: int, row_range: tuple[int, int] | None = None) -> "Pattern":
+        """The pattern of cells with dofs `dof` (n_cells, k) (-1 = Dirichlet) on the rows [r0, r1)."""
         r0, r1 = row_range if row_range is not None else (0, n)
-        dof = mesh.dof_of_node[mesh.triangles]  # (n_tri, 3)
+        k = dof.shape[1]
         owned = (dof >= r0) & (dof < r1)
-        elements = np.flatnonzero(owned.any(axis=1))  # only triangles touching owned rows
+        elements = np.flatnonzero(owned.any(axis=1))  # only cells touching owned rows
         d = dof[elements]
-        rows = np.repeat(d, 3, axis=1).ravel()
-        cols = np.tile(d, (1, 3)).ravel()
+        rows = np.repeat(d, k, axis=1).ravel()
+        cols = np.tile(d, (1, k)).ravel()
         keep = (rows >= r0) & (rows < r1) & (cols >= 0)
         key = rows[keep] * n + cols[keep]
+        del rows, cols
         unique_key, slot = np.unique(key, return_inverse=True)
-        entry_slot = np.full(rows.shape, -1, dtype=np.int64)
+        entry_slot = np.full(keep.shape, -1, dtype=np.int64)
         entry_slot[keep] = slot
         urows = unique_key // n
         indptr = np.zeros(r1 - r0 + 1, dtype=np.int64)
@@ -102,45 +176,103 @@ class Pattern:
     def n_rows(self) -> int:
         return self.row_stop - self.row_start
 
-    def assemble(self, local: np.ndarray) -> np.ndarray:
-        """Sum element matrices (n_tri, 3, 3) of the whole mesh into CSR values (nnz,)."""
-        vals = local[self.elements].reshape(-1)
+    def sum_entries(self, local: np.ndarray, term: np.ndarray | None = None, n_terms: int = 1) -> np.ndarray:
+        """CSR values of element matrices given for the selected `elements` only, (n_sel, k, k); with
+        `term` (n_sel,) the values (n_terms, nnz) of each term. One bincount, no loop over terms."""
+        vals = local.reshape(-1)
         keep = self.entry_slot >= 0
-        return np.bincount(self.entry_slot[keep], weights=vals[keep], minlength=self.nnz)
-
-    def assemble_terms(self, local: np.ndarray, term_of_element: np.ndarray, n_terms: int) -> np.ndarray:
-        """Affine components: values (n_terms, nnz) where term q sums the elements labelled q.
-        One bincount over (term, slot) pairs, no loop over terms."""
-        vals = local[self.elements].reshape(-1)
-        term = np.repeat(term_of_element[self.elements], 9)
-        keep = self.entry_slot >= 0
-        flat = term[keep] * self.nnz + self.entry_slot[keep]
+        if term is None:
+            return np.bincount(self.entry_slot[keep], weights=vals[keep], minlength=self.nnz)
+        kk = local.shape[1] * local.shape[2]
+        flat = np.repeat(term, kk)[keep] * self.nnz + self.entry_slot[keep]
         return np.bincount(flat, weights=vals[keep], minlength=n_terms * self.nnz).reshape(n_terms, self.nnz)
 
-    def assemble_vector(self, mesh: TriMesh, local: np.ndarray) -> np.ndarray:
-        """Sum element vectors (n_tri, 3) into the owned rows (n_rows,)."""
-        dof = mesh.dof_of_node[mesh.triangles]
+    def assemble(self, local: np.ndarray) -> np.ndarray:
+        """Sum element matrices (n_cells, k, k) of the whole mesh into CSR values (nnz,)."""
+        return self.sum_entries(local[self.elements])
+
+    def assemble_terms(self, local: np.ndarray, term_of_element: np.ndarray, n_terms: int) -> np.ndarray:
+        """Affine components: values (n_terms, nnz) where term q sums the elements labelled q."""
+        return self.sum_entries(local[self.elements], term_of_element[self.elements], n_terms)
+
+    def assemble_vector(self, mesh, local: np.ndarray) -> np.ndarray:
+        """Sum element vectors (n_cells, k) into the owned rows (n_rows,)."""
+        return self.sum_vectors(mesh.cell_dofs, local)
+
+    def sum_vectors(self, dof: np.ndarray, local: np.ndarray, term: np.ndarray | None = None,
+                    n_terms: int = 1) -> np.ndarray:
+        """Sum vectors (m, k) of cells or facets with dofs `dof` (m, k) into the owned rows; with
+        `term` (m,) one row block per term, (n_terms, n_rows)."""
         owned = (dof >= self.row_start) & (dof < self.row_stop)
-        return np.bincount(dof[owned] - self.row_start, weights=local[owned], minlength=self.n_rows)
+        rows = dof[owned] - self.row_start
+        if term is None:
+            return np.bincount(rows, weights=local[owned], minlength=self.n_rows)
+        flat = np.broadcast_to(term[:, None], dof.shape)[owned] * self.n_rows + rows
+        return np.bincount(flat, weights=local[owned], minlength=n_terms * self.n_rows).reshape(n_terms, self.n_rows)
+
+    @cached_property
+    def _keys(self) -> np.ndarray:
+        """Sorted global keys row * n + col of the stored entries (CSR order)."""
+        rows = np.repeat(np.arange(self.row_start, self.row_stop, dtype=np.int64), np.diff(self.indptr))
+        return rows * self.n_dofs + self.indices
+
+    def positions(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CSR positions of global entries (rows, cols) (arrays of one shape) whose row this pattern owns
+        and whose column is free: (positions, found), -1 elsewhere; `found` is False for such an entry
+        the pattern lacks."""
+        use = (rows >= self.row_start) & (rows < self.row_stop) & (cols >= 0)
+        key = rows[use] * self.n_dofs + cols[use]
+        pos = np.minimum(np.searchsorted(self._keys, key), max(self.nnz - 1, 0))
+        hit = self._keys[pos] == key if self.nnz else np.zeros(len(key), dtype=bool)
+        out = np.full(rows.shape, -1, dtype=np.int64)
+        out[use] = np.where(hit, pos, -1)
+        found = np.ones(rows.shape, dtype=bool)
+        found[use] = hit
+        return out, found
+
+    def slots(self, dof: np.ndarray) -> np.ndarray:
+        """CSR positions (m, k, k) of the couplings of `dof` (m, k) (facets, subsets of cells), -1 where
+        the row is owned elsewhere or either dof is fixed. Raises ValueError for a coupling the
+        pattern lacks (dofs that share no cell)."""
+        k = dof.shape[1]
+        rows = np.repeat(dof, k, axis=1).reshape(-1, k, k)
+        cols = np.tile(dof, (1, k)).reshape(-1, k, k)
+        out, found = self.positions(rows, cols)
+        if not found.all():
+            raise ValueError(f"{(~found).sum()} facet couplings are not in the cell pattern: the facets are not "
+                             "faces of the mesh's cells")
+        return out
+
+    def sum_at(self, slots: np.ndarray, local: np.ndarray, term: np.ndarray | None = None,
+               n_terms: int = 1) -> np.ndarray:
+        """CSR values of matrices `local` (m, k, k) at their `slots` (from `slots`), per term."""
+        keep = slots >= 0
+        if term is None:
+            return np.bincount(slots[keep], weights=local[keep], minlength=self.nnz)
+        flat = np.broadcast_to(term[:, None, None], slots.shape)[keep] * self.nnz + slots[keep]
+        return np.bincount(flat, weights=local[keep], minlength=n_terms * self.nnz).reshape(n_terms, self.nnz)
 
     def to_scipy(self, values: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((values, self.indices, self.indptr), shape=(self.n_rows, self.n_dofs))
 
 
-def boundary_lift_local(mesh: TriMesh, stiffness: np.ndarray, g_nodes: np.ndarray) -> np.ndarray:
+def boundary_lift_local(mesh, stiffness: np.ndarray, g_nodes: np.ndarray) -> np.ndarray:
     """Element vectors -K_e g_e of a Dirichlet datum g given on all nodes (its interior values
     must be zero): the right-hand side that lifts g into the free-dof system."""
-    return -np.einsum("eij,ej->ei", stiffness, g_nodes[mesh.triangles])
+    return -np.einsum("eij,ej->ei", stiffness, g_nodes[mesh.cells])
 
 
-def l2_h1_errors(mesh: TriMesh, u_nodes: np.ndarray, exact, grad_exact) -> tuple[float, float]:
-    """||u - u_h||_L2 and |u - u_h|_H1 for a nodal P1 field, with a degree-5 quadrature."""
-    p = mesh.nodes[mesh.triangles]
-    xq = np.einsum("qi,eid->eqd", _QUAD5_BARY, p)
-    uh_q = np.einsum("qi,ei->eq", _QUAD5_BARY, u_nodes[mesh.triangles])
-    duh = np.einsum("eik,ei->ek", p1_gradients(mesh), u_nodes[mesh.triangles])
-    err_l2 = (exact(xq[..., 0], xq[..., 1]) - uh_q) ** 2
-    gx, gy = grad_exact(xq[..., 0], xq[..., 1])
-    err_h1 = (gx - duh[:, None, 0]) ** 2 + (gy - duh[:, None, 1]) ** 2
-    w = mesh.areas[:, None] * _QUAD5_W[None, :]
+def l2_h1_errors(mesh, u_nodes: np.ndarray, exact, grad_exact) -> tuple[float, float]:
+    """||u - u_h||_L2 and |u - u_h|_H1 for a nodal P1 field, with a degree-5 quadrature; `exact(x, y[, z])`
+    and `grad_exact(x, y[, z])` (a tuple of d arrays) take coordinate arrays."""
+    dim = mesh.nodes.shape[1]
+    bary, wq = (_QUAD5_BARY, _QUAD5_W) if dim == 2 else collapsed_rule(3, 3)
+    p = mesh.nodes[mesh.cells]
+    xq = np.moveaxis(np.einsum("qi,eid->eqd", bary, p), -1, 0)
+    ue = u_nodes[mesh.cells]
+    uh_q = np.einsum("qi,ei->eq", bary, ue)
+    duh = np.einsum("eik,ei->ek", p1_gradients(mesh), ue)
+    err_l2 = (exact(*xq) - uh_q) ** 2
+    err_h1 = sum((gk - duh[:, None, k]) ** 2 for k, gk in enumerate(grad_exact(*xq)))
+    w = mesh.volumes[:, None] * wq[None, :]
     return float(np.sqrt((w * err_l2).sum())), float(np.sqrt((w * err_h1).sum()))

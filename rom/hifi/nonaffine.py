@@ -63,6 +63,31 @@ class NonaffineDiffusion(Problem):
         dy = xy[None, :, 1] - mu[:, 2, None]
         return np.exp(-(dx * dx + dy * dy) / self.width)
 
+    # -- what a rigorous EIM error bound needs (rom.reduction.eim.taylor_bound) ------------------
+    g_parameters = (1, 2)  # g depends on the centre (mu_1, mu_2) only; mu_0 scales kappa - 1
+
+    def g_derivative(self, xy: np.ndarray, centre: np.ndarray, alpha) -> np.ndarray:
+        """d^alpha g / d(mu_1, mu_2)^alpha at points xy (n_points, 2) for centres (k, 2): (k, n_points).
+        The Gaussian is separable: d^a/dm^a exp(-(x - m)^2 / w) = w^(-a/2) H_a((x - m) / sqrt w) exp(..),
+        H_a the physicists' Hermite polynomial."""
+        from scipy.special import eval_hermite
+
+        centre = np.atleast_2d(centre)
+        s = np.sqrt(self.width)
+        tx = (xy[None, :, 0] - centre[:, 0, None]) / s
+        ty = (xy[None, :, 1] - centre[:, 1, None]) / s
+        a, b = alpha
+        return s ** -(a + b) * eval_hermite(a, tx) * eval_hermite(b, ty) * np.exp(-tx * tx - ty * ty)
+
+    def g_derivative_bound(self, p: int) -> float:
+        """C_p >= |D^p g[u, .., u]| for every unit direction u in (mu_1, mu_2), point and centre:
+        along u, g = exp(-b^2/w) exp(-(a - t)^2/w) (b the distance across u), so the p-th derivative
+        is at most w^(-p/2) max |H_p(tau) exp(-tau^2)| <= w^(-p/2) 1.086435 sqrt(2^p p!) (Cramer's
+        inequality |H_p(tau)| exp(-tau^2/2) <= 1.086435 sqrt(2^p p!))."""
+        from math import factorial, sqrt
+
+        return self.width ** (-p / 2) * 1.086435 * sqrt(2.0 ** p * factorial(p))
+
     def kappa(self, mu: np.ndarray) -> np.ndarray:
         """Conductivity per element for one parameter (n_tri,)."""
         mu = np.atleast_2d(mu)

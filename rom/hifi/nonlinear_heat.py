@@ -1,4 +1,4 @@
-"""Nonlinear transient heat conduction with a moving heat source (METHODS.md section 4).
+"""Nonlinear transient heat conduction with a moving heat source (Casenave, Akkari et al., error-indicator-based adaptive ROM for turbine blades).
 
     rho_c u_t - div(k(u) grad u) = q(x, t; mu)  on the unit square,  u = 0 on the boundary,  u(0) = 0,
     k(u) = k0 (1 + beta u^2),

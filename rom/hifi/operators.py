@@ -2,6 +2,7 @@
 stages rebuild A(mu) = sum_q theta_q(mu) A_q without the assembly code."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,24 +10,40 @@ import scipy.sparse as sp
 import xarray as xr
 
 from . import fem
+from .mesh import view_triangles
+from .solve import peak_memory_mb
 
 
 def operators_dataset(problem) -> xr.Dataset:
+    """The artefact of a problem on one mesh. `nodes` are the mesh's coordinates (xy or xyz), `cells`
+    its triangles or tetrahedra, `triangles` the 2D triangulation the report draws fields on (the cells
+    in 2D; in 3D the boundary faces seen from +z, rom.hifi.mesh.view_triangles), `interior_nodes` the
+    node of each free dof (and `dof_component` its component for a vector field). Attributes
+    `assembly_seconds` and `peak_memory_mb` report what the assembly cost."""
+    t0 = time.perf_counter()
     pattern = fem.Pattern.build(problem.mesh)
     m = problem.mesh
+    cells = m.cells
+    xyz = "xy" if m.nodes.shape[1] == 2 else "xyz"
     data = {
         "indptr": ("row_ptr", pattern.indptr),
         "indices": ("nnz", pattern.indices),
-        "X": ("nnz", problem.energy_product(pattern), {"long_name": "H1-seminorm product matrix values"}),
+        "X": ("nnz", problem.energy_product(pattern), {"long_name": "energy (X) product matrix values"}),
         "M": ("nnz", problem.mass_product(pattern), {"long_name": "L2 (mass) product matrix values"}),
-        "nodes": (("node", "xy"), m.nodes),
-        "triangles": (("triangle", "vertex"), m.triangles),
+        "nodes": (("node", xyz), m.nodes),
+        "triangles": (("triangle", "vertex"), view_triangles(m.nodes, cells)),
         "interior_nodes": ("dof", m.interior_nodes),
     }
+    if m.nodes.shape[1] == 3:
+        data["cells"] = (("cell", "cell_vertex"), cells)
+    if getattr(m, "components", 1) > 1:
+        data["dof_component"] = ("dof", m.dof_component)
     if problem.affine:
         data["A_terms"] = (("term", "nnz"), problem.operator_terms(pattern), {"long_name": "affine operator components A_q"})
         data["f_terms"] = (("rhs_term", "dof"), problem.rhs_terms(pattern), {"long_name": "affine load components f_p"})
-    return xr.Dataset(data, attrs={"n_dofs": m.n_dofs, "affine": int(problem.affine)})
+    attrs = {"n_dofs": m.n_dofs, "affine": int(problem.affine), "dim": int(m.nodes.shape[1]),
+             "assembly_seconds": time.perf_counter() - t0, "peak_memory_mb": peak_memory_mb()}
+    return xr.Dataset(data, attrs=attrs)
 
 
 @dataclass

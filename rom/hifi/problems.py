@@ -180,7 +180,7 @@ class ThermalBlock(Problem):
 class Heat(Problem):
     """Transient heat equation u_t - alpha * Laplace(u) = 0 on the unit square, implicit Euler.
 
-    Parameters (METHODS.md section 5): initial temperature T_init and the Dirichlet temperatures
+    Parameters (Melissa: Meyer et al., "Training Deep Surrogate Models with Large Scale Online Learning"): initial temperature T_init and the Dirichlet temperatures
     of the sides left, right, bottom, top (corners take the mean of their two sides). Each step
     solves (M + dt alpha K) u^{n+1} = M u^n + dt alpha * sum_s T_s l_s, with l_s = -K_IB g_s the
     lifting of side s; the matrix is the same for every step and every parameter."""

@@ -3,6 +3,7 @@
 file). Every class is checked against the capability protocols it declares before any job."""
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -10,10 +11,13 @@ import sys
 from pathlib import Path
 
 from .capabilities import ProblemContractError, check_problem_class
+from .declared import Diffusion, Elasticity, TransientDiffusion
 from .elasticity import TensilePlate
+from .external import External, ExternalMatrices, ExternalTransient
 from .nonaffine import NonaffineDiffusion
 from .nonlinear_heat import NonlinearHeat
 from .problems import Heat, ThermalBlock
+from .shape_family import MeshFamily
 
 PROBLEMS: dict[str, type] = {}
 
@@ -30,8 +34,39 @@ def register(cls):
     return cls
 
 
-for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate):
+for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate, MeshFamily, Diffusion,
+             Elasticity, External):
     register(_cls)
+# Forms a registered name takes by its keys (`variant(spec)`): checked like the registered classes.
+for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient):
+    check_problem_class(_cls)
+    _cls.import_path = f"{_cls.__module__}:{_cls.__qualname__}"
+
+
+_LOCAL_MODULES: dict[tuple, object] = {}
+
+
+def _local_module(file: Path):
+    """A module beside a study file, executed once per version of the file (validation looks the class
+    up several times) under a private name, so it shadows no installed module of the same name; its
+    folder is appended to sys.path, so it can import modules beside it."""
+    file = file.resolve()
+    stat = file.stat()
+    key = (str(file), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOCAL_MODULES:
+        name = f"_romflow_study_{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:8]}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        module = importlib.util.module_from_spec(spec)
+        if str(file.parent) not in sys.path:
+            sys.path.append(str(file.parent))
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        _LOCAL_MODULES[key] = module
+    return _LOCAL_MODULES[key]
 
 
 def _import_class(path: str, base_dir: Path | None):
@@ -41,17 +76,13 @@ def _import_class(path: str, base_dir: Path | None):
     local = base_dir / (module_name.replace(".", "/") + ".py") if base_dir is not None else None
     try:
         if local is not None and local.is_file():
-            # A module beside the study file; registered under its name so worker processes find it too.
-            spec = importlib.util.spec_from_file_location(module_name, local)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+            module = _local_module(local)
         else:
             module = importlib.import_module(module_name)
     except Exception as exc:  # a user's module may fail in any way: one line naming it
         raise ProblemLookupError(f"problem.class = {path!r}: cannot import {module_name} "
-                                 f"({type(exc).__name__}: {exc}); expected an installed module or {module_name}.py "
-                                 "beside the study file") from None
+                                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); expected an "
+                                 f"installed module or {module_name.replace('.', '/')}.py beside the study file") from None
     cls = getattr(module, attr, None)
     if not inspect.isclass(cls):
         raise ProblemLookupError(f"problem.class = {path!r}: {module_name} has no class {attr}")
@@ -60,7 +91,7 @@ def _import_class(path: str, base_dir: Path | None):
     except ProblemContractError as exc:
         raise ProblemLookupError(f"problem.class = {path!r}: {exc}") from None
     # Stored in the resolved study: a module beside the study file by its absolute file path.
-    cls.import_path = f"{local.absolute()}:{attr}" if local is not None and local.is_file() else path
+    cls.import_path = f"{local.resolve()}:{attr}" if local is not None and local.is_file() else path
     return cls
 
 
@@ -81,7 +112,9 @@ def problem_class(spec: dict, base_dir: Path | None = None):
     if name not in PROBLEMS:
         raise ProblemLookupError(f"problem.name = {name!r}: expected one of {sorted(PROBLEMS)} "
                                  "(or problem.class: 'module:ClassName' for a class of your own)")
-    return PROBLEMS[name]
+    cls = PROBLEMS[name]
+    # A declared PDE's capabilities follow from its keys (a `transient` form is another class).
+    return cls.variant(spec) if hasattr(cls, "variant") else cls
 
 
 def make_problem(spec: dict, base_dir: Path | None = None):
@@ -91,3 +124,9 @@ def make_problem(spec: dict, base_dir: Path | None = None):
     if hasattr(cls, "from_arguments"):
         return cls.from_arguments(args)
     return cls(**args)
+
+
+def parameter_space(study: dict):
+    """A validated study's parameter space: the problem's declaration with the study's `parameters`."""
+    spec = study["problem"]
+    return problem_class(spec).parameter_space(spec).overridden(study.get("parameters", {}))

@@ -1,8 +1,10 @@
-"""Full-order solves of a problem for a batch of parameters, on PETSc (under MPI) or SciPy.
+"""Full-order solves of a problem for a batch of parameters, on PETSc (under MPI) or SciPy, or by a
+black box (rom.hifi.external: the user's command per sample, under the MPI launcher itself).
 
 Only rank 0 receives gathered solutions; every rank takes part in every solve."""
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -24,12 +26,26 @@ class Sample:
     seconds: float
 
 
-class FullOrderModel:
-    """A problem bound to a linear-solver backend on a row range of its free dofs."""
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
-    def __init__(self, problem, backend: str = "petsc", options: dict | None = None, comm=None):
+
+class FullOrderModel:
+    """A problem bound to a linear-solver backend on a row range of its free dofs. A black-box problem
+    (`black_box`) runs its command per sample instead, on `ranks` MPI ranks; `assembly` holds the
+    seconds and peak memory of the pattern and of the first operator and load assembly."""
+
+    def __init__(self, problem, backend: str = "petsc", options: dict | None = None, comm=None, ranks: int = 1):
         self.problem = problem
         n = problem.mesh.n_dofs
+        t0 = time.perf_counter()
+        self.ranks = int(ranks)
+        if getattr(problem, "black_box", False):
+            self.comm, self.solver, self.backend = None, None, "external"
+            self.pattern = fem.Pattern.build(problem.mesh)
+            self.assembly = {"pattern_seconds": time.perf_counter() - t0}
+            return
         if backend == "petsc":
             from . import petsc
 
@@ -49,6 +65,30 @@ class FullOrderModel:
         else:
             raise ValueError(f"backend = {backend!r}: expected 'petsc' or 'scipy'")
         self.backend = backend
+        self.assembly = {"pattern_seconds": time.perf_counter() - t0}
+
+    def _assembled(self, values_of, mu):
+        """The operator values and load of the first solve, timed (later ones come from cached terms)."""
+        if "operator_seconds" in self.assembly:
+            return values_of(mu, self.pattern)
+        t0 = time.perf_counter()
+        values = values_of(mu, self.pattern)
+        self.assembly["operator_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self.problem.rhs(mu, self.pattern)
+        self.assembly["rhs_seconds"] = time.perf_counter() - t0
+        self.assembly["peak_memory_mb"] = peak_memory_mb()
+        return values
+
+    def assembly_report(self) -> dict:
+        """`assembly` with the slowest rank's seconds and the largest rank's peak memory."""
+        out = dict(self.assembly)
+        if self.comm is not None and self.comm.size > 1:
+            from mpi4py import MPI
+
+            comm = self.comm.tompi4py()
+            out = {k: comm.allreduce(v, op=MPI.MAX) for k, v in sorted(out.items())}
+        return out
 
     @property
     def rank(self) -> int:
@@ -56,8 +96,10 @@ class FullOrderModel:
 
     def solve(self, mu: np.ndarray) -> Sample:
         """Stationary solve A(mu) u = f(mu)."""
+        if self.solver is None:
+            return self.problem.run(mu, self.ranks)
         t0 = time.perf_counter()
-        self.solver.set_values(self.problem.operator_values(mu, self.pattern))
+        self.solver.set_values(self._assembled(self.problem.operator_values, mu))
         x, info = self.solver.solve(self.problem.rhs(mu, self.pattern))
         u = self.solver.gather(x)
         return Sample(u, info.converged, info.reason, info.iterations, time.perf_counter() - t0)
@@ -66,6 +108,15 @@ class FullOrderModel:
         """Implicit Euler steps of a transient problem: yields (step, time, gathered u or None, info)
         as soon as each step is solved, so a streaming client can send it at once."""
         p = self.problem
+        if self.solver is None:  # a black box delivers the whole trajectory at once
+            s = p.run(mu, self.ranks)
+            info = _BlackBoxStep(s.converged, s.reason, s.iterations)
+            yield 0, 0.0, s.u[0] if s.converged else None, None
+            for k in range(1, p.steps + 1):
+                yield k, k * p.dt, s.u[k] if s.converged else None, info
+                if not s.converged:
+                    return
+            return
         if cap.NONLINEAR in p.capabilities:  # nonlinear problems bring their own (Newton) time stepping
             yield from p.trajectory(self, mu)
             return
@@ -73,7 +124,7 @@ class FullOrderModel:
         # problem, whose theta does not depend on mu): the preconditioner is built once per matrix.
         key = tuple(np.round(p.theta(np.atleast_2d(mu))[0], 15)) if cap.AFFINE in p.capabilities else tuple(mu)
         if getattr(self, "_step_key", None) != key:
-            self.solver.set_values(p.operator_values(mu, self.pattern))
+            self.solver.set_values(self._assembled(p.operator_values, mu))
             self._step_key = key
         if not hasattr(self, "_mass"):
             self._mass = self.solver.operator(p.mass_product(self.pattern))
@@ -88,6 +139,8 @@ class FullOrderModel:
 
     def solve_trajectory(self, mu: np.ndarray) -> Sample:
         """A whole transient trajectory, (steps + 1, n_dofs) on rank 0."""
+        if self.solver is None:
+            return self.problem.run(mu, self.ranks)
         t0 = time.perf_counter()
         fields, its, last = [], 0, None
         for _, _, u, info in self.trajectory(mu):
@@ -110,3 +163,12 @@ class FullOrderModel:
             if each is not None:
                 each(i, out[-1])
         return out
+
+
+@dataclass
+class _BlackBoxStep:
+    """Solver facts of a black-box trajectory, repeated for each of its steps."""
+
+    converged: bool
+    reason: str
+    iterations: int

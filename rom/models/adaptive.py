@@ -1,5 +1,5 @@
 """Hyper-reduced POD-Galerkin ROM of the nonlinear heat problem, its error indicator, and the
-adaptive loop that calls the full-order model when the indicator says so (METHODS.md section 4).
+adaptive loop that calls the full-order model when the indicator says so (Casenave, Akkari et al., error-indicator-based adaptive ROM for turbine blades).
 
 ROM: u ~ a @ V (V: X-orthonormal modes as rows). Each implicit Euler step solves, by Newton,
     rho_c V M V^T (a - a_n) + dt B g_P(a @ V, t) = 0,   B = V U^T (U[:, P]^T)^{-1},

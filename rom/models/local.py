@@ -1,4 +1,4 @@
-"""A dictionary of local reduced bases and its online selector (METHODS.md section 3).
+"""A dictionary of local reduced bases and its online selector (Daniel, Casenave, Akkari, Ryckelynck: physics-informed cluster analysis for local bases).
 
 Selection maps parameters to a cluster either by the nearest medoid in the (scaled) parameter
 space or by a small MLP classifier trained with scikit-learn; the classifier is kept as its weight

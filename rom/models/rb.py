@@ -6,7 +6,13 @@ f_rb(mu) = sum_p phi_p(mu) V f_p. Where A(mu) is not affine, theta comes from an
 
     Delta(mu) = (||f - A_M(mu) V^T c||_{X'} + op_error(mu) ||c||_2) / alpha_LB(mu)
 
-(V is X-orthonormal, so ||u_rb||_X = ||c||_2). Online work depends on N, Q, P only.
+(V is X-orthonormal, so ||u_rb||_X = ||c||_2). The residual data are exact to long-double accuracy
+(rom.reduction.estimators); the online double evaluation of ||R w|| errs by at most
+`rounding_bound(mu, c)` (worst case; measured ~100 times smaller), which is reported, not added:
+added, it would dominate Delta by a factor up to ~100 near the round-off floor (docs/reduced_basis.md).
+Online work depends on N, Q, P only.
+
+Thread limits are the caller's business (CLI, benchmark): nothing here enters a threadpool context.
 """
 from __future__ import annotations
 
@@ -18,24 +24,44 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 from scipy.linalg import lapack
-from threadpoolctl import threadpool_limits
 
-from rom.cli import UserError
-from rom.reduction.estimators import ResidualRiesz, dual_norm, residual_coefficients
-from rom.reduction.pod import gram_schmidt
+from rom.reduction.estimators import (ResidualRiesz, coefficient_norms, dual_norm, residual_coefficients,
+                                      rounding_constant)
+from rom.reduction.linalg import dependent_tol, gram_schmidt, orthogonalize, orthonormality_error, x_norms
 
 log = logging.getLogger("rom.rb")
 
 # Basis vectors whose X-Gram matrix deviates from the identity by more than this are
 # re-orthonormalized (twice-iterated Gram-Schmidt) and the event is logged.
 ORTHO_TOL = 1e-10
-# A new snapshot whose component orthogonal to the basis is below this fraction of its norm
-# adds no new direction.
-DEPENDENT_TOL = 1e-13
 
 
-class ExtrapolationError(UserError):
-    """A parameter outside the range the reduced model was trained on."""
+class ExtrapolationError(ValueError):
+    """A parameter outside the range the reduced model was trained on. A ValueError (bad input),
+    so that the library does not depend on the CLI; the command layer reports it in one line."""
+
+
+def min_theta_valid(X, A_terms) -> bool:
+    """Whether min-theta is a coercivity lower bound: X = sum_q A_q (to rounding) and every A_q
+    positive semidefinite, so that v^T A(mu) v >= min_q theta_q(mu) v^T X v. Semidefiniteness is
+    checked by a sufficient condition (Gershgorin): A_q symmetric with a nonnegative diagonal at least
+    the sum of the off-diagonal magnitudes of its row (to 16 eps), which element-wise stiffness
+    sums on the project's meshes satisfy (the thermal block's blocks, the heat operator); a problem
+    that fails it gets SCM instead (rom.reduction.scm)."""
+    if not len(A_terms):
+        return False
+    X = sp.csr_matrix(X)
+    terms = [sp.csr_matrix(A) for A in A_terms]
+    if abs(X - sum(terms)).max() > 1e-12 * np.abs(X.data).max():
+        return False
+    for A in terms:
+        if abs(A - A.T).max() > 16 * np.finfo(float).eps * max(np.abs(A.data).max(initial=0.0), np.finfo(float).tiny):
+            return False
+        d = A.diagonal()
+        off = np.asarray(abs(A).sum(axis=1)).ravel() - np.abs(d)
+        if np.any(d - off < -16 * np.finfo(float).eps * (np.abs(d) + off)):
+            return False
+    return True
 
 
 @dataclass
@@ -67,6 +93,26 @@ class ExtrapolationPolicy:
     REFUSE, FLAG = "refuse", "flag"
 
 
+def check_parameters(mu: np.ndarray, bounds: np.ndarray, names=(), extrapolation: str = "refuse") -> np.ndarray:
+    """Boolean mask of the parameters (rows of mu) outside the trained box `bounds` (d, 2); raises
+    ExtrapolationError for a wrong number of components, and under 'refuse' for one outside."""
+    mu = np.atleast_2d(np.asarray(mu, dtype=float))
+    names = list(names)
+    if mu.shape[1] != len(bounds):
+        raise ExtrapolationError(f"mu has {mu.shape[1]} components: expected {len(bounds)} ({', '.join(names)})")
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    # A relative slack of 1e-12 keeps parameters on the boundary (up to rounding) inside.
+    slack = 1e-12 * (hi - lo)
+    out = (mu < lo - slack) | (mu > hi + slack)
+    if out.any() and extrapolation == ExtrapolationPolicy.REFUSE:
+        i, j = np.argwhere(out)[0]
+        name = names[j] if names else f"mu_{j}"
+        raise ExtrapolationError(f"{name} = {mu[i, j]:g} (query {i}) is outside the trained range "
+                                 f"[{lo[j]:g}, {hi[j]:g}]; set rb.extrapolation: flag to evaluate it anyway "
+                                 "(the error bound then still holds only if the coercivity bound does)")
+    return out.any(axis=1)
+
+
 @dataclass
 class ReducedBasisModel:
     A_rb: np.ndarray          # (Q, N, N)
@@ -84,12 +130,15 @@ class ReducedBasisModel:
         # with S(theta) = -sum_q R_{A,q} theta_q: one product theta @ B gives both A_N(theta) and S.
         Q, N = self.A_rb.shape[:2]
         P = self.f_rb.shape[0]
+        K = P + N * Q
         self._A_flat = np.ascontiguousarray(self.A_rb.reshape(Q, N * N))
-        self._R = np.ascontiguousarray(self.R[:, : P + N * Q])
+        self._R = np.ascontiguousarray(self.R[:, :K])
         R_A = self._R[:, P:].reshape(-1, N, Q)
         self._B = np.ascontiguousarray(np.hstack([self._A_flat, -R_A.transpose(2, 0, 1).reshape(Q, -1)]))
         self._R_f = np.ascontiguousarray(self._R[:, :P])
         self._lo, self._hi = self.bounds[:, 0], self.bounds[:, 1]
+        # Online rounding of ||R w||: |computed - exact| <= round_abs ||w||_2.
+        self._round_abs = rounding_constant(self._R)
 
     @property
     def N(self) -> int:
@@ -111,42 +160,10 @@ class ReducedBasisModel:
     # -- parameter checks ---------------------------------------------------------------------
     def check(self, mu: np.ndarray) -> np.ndarray:
         """Boolean mask of extrapolated parameters; raises ExtrapolationError under 'refuse'."""
-        mu = np.atleast_2d(np.asarray(mu, dtype=float))
-        if mu.shape[1] != len(self.bounds):
-            raise ExtrapolationError(f"mu has {mu.shape[1]} components: expected {len(self.bounds)} "
-                                     f"({', '.join(self.parameter_names)})")
-        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
-        # A relative slack of 1e-12 keeps parameters on the boundary (up to rounding) inside.
-        slack = 1e-12 * (hi - lo)
-        out = (mu < lo - slack) | (mu > hi + slack)
-        if out.any() and self.extrapolation == ExtrapolationPolicy.REFUSE:
-            i, j = np.argwhere(out)[0]
-            name = self.parameter_names[j] if self.parameter_names else f"mu_{j}"
-            raise ExtrapolationError(f"{name} = {mu[i, j]:g} (query {i}) is outside the trained range "
-                                     f"[{lo[j]:g}, {hi[j]:g}]; set rb.extrapolation: flag to evaluate it anyway "
-                                     "(the error bound then still holds only if the coercivity bound does)")
-        return out.any(axis=1)
+        return check_parameters(mu, self.bounds, self.parameter_names, self.extrapolation)
 
-    # -- online -------------------------------------------------------------------------------
-    def _system(self, mu):
-        theta = self.coefficients.theta(mu)
-        phi = self.coefficients.phi(mu)
-        N = self.N
-        A = (theta @ self.A_rb.reshape(len(self.A_rb), N * N)).reshape(-1, N, N)
-        f = phi @ self.f_rb
-        return theta, phi, A, f
-
-    def solve(self, mu: np.ndarray) -> np.ndarray:
-        """Reduced coefficients c (N,) for one parameter."""
-        return self.query(mu)[0]
-
-    def estimate_error(self, mu: np.ndarray, method: str = "stable") -> float:
-        """Upper bound Delta(mu) of ||u(mu) - V^T c(mu)||_X for one parameter."""
-        return float(self.query(mu, method)[1])
-
-    def query(self, mu: np.ndarray, method: str = "stable") -> tuple[np.ndarray, float]:
-        """(c, Delta) for one parameter with the least overhead (one product for the reduced
-        operator and the residual factor, LAPACK called directly)."""
+    # -- online: one parameter ------------------------------------------------------------------
+    def _single(self, mu):
         mu = np.asarray(mu, dtype=float).reshape(1, -1)
         if mu.shape[1] != len(self._lo) or not ((self._lo <= mu) & (mu <= self._hi)).all():
             self.check(mu)  # raises, or flags, with the full message
@@ -157,27 +174,49 @@ class ReducedBasisModel:
         lu, piv, c, info = lapack.dgesv(TB[: N * N].reshape(N, N), phi @ self.f_rb)
         if info != 0:
             raise np.linalg.LinAlgError(f"reduced system singular at mu = {mu[0].tolist()}")
-        if method == "stable":
-            Rw = self._R_f @ phi + TB[N * N:].reshape(-1, N) @ c
-            r = math.sqrt(Rw @ Rw)
-            if co.op_error is not None:
-                r += co.op_error(mu)[0] * math.sqrt(c @ c)
-            return c, float(r / co.alpha_lb(mu)[0])
-        return c, float(self._estimate(mu, theta[None], phi[None], c[None, :], method)[0])
+        return mu, theta, phi, TB, c
+
+    def solve(self, mu: np.ndarray) -> np.ndarray:
+        """Reduced coefficients c (N,) for one parameter (no estimate: one product and one dgesv)."""
+        return self._single(mu)[4]
+
+    def solve_and_estimate(self, mu: np.ndarray, method: str = "stable") -> tuple[np.ndarray, float]:
+        """(c, Delta) for one parameter with the least overhead (the product theta @ B gives the
+        reduced operator and the residual factor, LAPACK called directly)."""
+        mu, theta, phi, TB, c = self._single(mu)
+        co = self.coefficients
+        if method != "stable":
+            return c, float(self._estimate(mu, theta[None], phi[None], c[None, :], method)[0])
+        N = self.N
+        Rw = self._R_f @ phi + TB[N * N:].reshape(-1, N) @ c
+        cc = c @ c
+        r = math.sqrt(Rw @ Rw)
+        if co.op_error is not None:
+            r += co.op_error(mu)[0] * math.sqrt(cc)
+        return c, float(r / co.alpha_lb(mu)[0])
+
+    # -- online: batches --------------------------------------------------------------------------
+    def _system(self, mu):
+        theta = self.coefficients.theta(mu)
+        phi = self.coefficients.phi(mu)
+        N = self.N
+        A = (theta @ self._A_flat).reshape(-1, N, N)
+        f = phi @ self.f_rb
+        return theta, phi, A, f
 
     def solve_batch(self, mu: np.ndarray) -> np.ndarray:
         """c (n, N) for a batch of parameters: one stacked LAPACK solve, no loop over parameters."""
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         self.check(mu)
         _, _, A, f = self._system(mu)
-        return _batched_solve(A, f)
+        return np.linalg.solve(A, f[..., None])[..., 0]
 
-    def query_batch(self, mu: np.ndarray, method: str = "stable") -> tuple[np.ndarray, np.ndarray]:
+    def solve_and_estimate_batch(self, mu: np.ndarray, method: str = "stable") -> tuple[np.ndarray, np.ndarray]:
         """(c (n, N), Delta (n,)) for a batch of parameters."""
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         extrapolated = self.check(mu)
         theta, phi, A, f = self._system(mu)
-        c = _batched_solve(A, f)
+        c = np.linalg.solve(A, f[..., None])[..., 0]
         delta = self._estimate(mu, theta, phi, c, method)
         if extrapolated.any():
             log.warning("%d of %d queries extrapolate beyond the trained parameter range", extrapolated.sum(), len(mu))
@@ -188,25 +227,30 @@ class ReducedBasisModel:
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         return self._estimate(mu, self.coefficients.theta(mu), self.coefficients.phi(mu), c, method)
 
-    def residual_norm(self, mu, c, method="stable") -> np.ndarray:
-        mu = np.atleast_2d(np.asarray(mu, dtype=float))
-        w = residual_coefficients(self.coefficients.phi(mu), self.coefficients.theta(mu), c)
-        return dual_norm(w, self.R, self.G, method)
-
     def _estimate(self, mu, theta, phi, c, method):
-        r = dual_norm(residual_coefficients(phi, theta, c), self.R, self.G, method)
+        r = dual_norm(residual_coefficients(phi, theta, c), self._R, self.G, method)
         if self.coefficients.op_error is not None:
             r = r + self.coefficients.op_error(mu) * np.linalg.norm(c, axis=1)
         return r / self.coefficients.alpha_lb(mu)
 
+    def rounding_bound(self, mu: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Worst-case bound (n,) of the online rounding error of the stable Delta for reduced
+        solutions c (n, N): (K + 2) u ||R||_F ||w(mu)||_2 / alpha_LB(mu)."""
+        mu = np.atleast_2d(np.asarray(mu, dtype=float))
+        co = self.coefficients
+        return self._round_abs * coefficient_norms(co.phi(mu), co.theta(mu), c) / co.alpha_lb(mu)
+
     # -- artefact -----------------------------------------------------------------------------
     def to_dataset(self, prefix: str = "") -> xr.Dataset:
+        # Every dimension carries the prefix: models of different basis sizes (a dual basis, another
+        # kind) share one artefact without a clash of their mode dimensions.
         p = prefix
         return xr.Dataset({
-            f"{p}A_rb": ((f"{p}term", "mode", "mode_"), self.A_rb, {"long_name": "V A_q V^T"}),
-            f"{p}f_rb": ((f"{p}rhs_term", "mode"), self.f_rb, {"long_name": "V f_p"}),
+            f"{p}A_rb": ((f"{p}term", f"{p}mode", f"{p}mode_"), self.A_rb, {"long_name": "V A_q V^T"}),
+            f"{p}f_rb": ((f"{p}rhs_term", f"{p}mode"), self.f_rb, {"long_name": "V f_p"}),
             f"{p}R": ((f"{p}riesz_row", f"{p}riesz"), self.R,
-                      {"long_name": "stable residual factor: Riesz representers Z^T = W^T R, W X-orthonormal"}),
+                      {"long_name": "stable residual factor: Riesz representers Z^T = W^T R, W X-orthonormal "
+                                    "(formed in extended precision)"}),
             f"{p}G": ((f"{p}riesz", f"{p}riesz_"), self.G,
                       {"long_name": "textbook residual Gram matrix Z X Z^T"}),
         })
@@ -219,24 +263,19 @@ class ReducedBasisModel:
                    coefficients, np.asarray(bounds, dtype=float), list(names), extrapolation)
 
 
-def _batched_solve(A: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Solve a stack of small systems (n, N, N) in one LAPACK sweep. Threaded BLAS only adds
-    overhead for N ~ 20 (measured 3x slower on 2 cores), so it runs single-threaded."""
-    with threadpool_limits(1, user_api="blas"):
-        return np.linalg.solve(A, f[..., None])[..., 0]
-
-
 class CoerciveRBReductor:
     """Galerkin projection onto an X-orthonormal basis grown one snapshot at a time, with the
-    residual estimator data kept in step (rows of V are basis vectors)."""
+    residual estimator data kept in step (rows of V are basis vectors).
+
+    precision: 'extended' (default) or 'double' for the residual data (estimators.ResidualRiesz)."""
 
     def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray, coefficients, bounds, names=(),
-                 extrapolation="refuse", estimator_method: str = "stable"):
+                 extrapolation="refuse", estimator_method: str = "stable", precision: str = "extended"):
         self.X = sp.csr_matrix(X)
         self.A_terms = [sp.csr_matrix(A) for A in A_terms]
         self.f_terms = np.atleast_2d(np.asarray(f_terms, dtype=float))
         self.coefficients, self.bounds, self.names = coefficients, np.asarray(bounds, float), list(names)
-        self.extrapolation, self.estimator_method = extrapolation, estimator_method
+        self.extrapolation, self.estimator_method, self.precision = extrapolation, estimator_method, precision
         self.reorthonormalizations = 0
         self._reset(np.empty((0, self.X.shape[0])))
 
@@ -244,7 +283,7 @@ class CoerciveRBReductor:
         self.V = np.empty((0, self.X.shape[0]))
         self.A_rb = np.zeros((len(self.A_terms), 0, 0))
         self.f_rb = np.zeros((len(self.f_terms), 0))
-        self.riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms)
+        self.riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms, self.precision)
         for v in V:
             self._append(v)
 
@@ -252,25 +291,14 @@ class CoerciveRBReductor:
     def N(self) -> int:
         return len(self.V)
 
-    def X_norm(self, u) -> float:
-        return float(np.sqrt(u @ (self.X @ u)))
-
     def extend(self, u: np.ndarray) -> bool:
         """Orthonormalize u against the basis (twice-iterated Gram-Schmidt in X) and add it;
-        False if it adds no new direction."""
-        v = np.array(u, dtype=float)
-        norm0 = norm = self.X_norm(v)
-        # Re-orthogonalize while a pass cancels more than half of the norm ("twice is enough"
-        # unless the snapshot is nearly in the span; then a third pass restores orthogonality).
-        for _ in range(4):
-            v -= (self.V @ (self.X @ v)) @ self.V
-            previous, norm = norm, self.X_norm(v)
-            if norm > 0.5 * previous:
-                break
-        if norm0 == 0 or norm <= DEPENDENT_TOL * norm0:
+        False if it adds no new direction (linalg.dependent_tol)."""
+        _, v, norm, norm0 = orthogonalize(np.asarray(u, dtype=float), self.V, self.X)
+        if norm0 == 0 or norm <= dependent_tol(np.float64) * norm0:
             return False
         v /= norm
-        loss = max(np.abs(self.V @ (self.X @ v)).max(initial=0.0), abs(self.X_norm(v) - 1.0))
+        loss = max(np.abs(self.V @ (self.X @ v)).max(initial=0.0), abs(float(x_norms(v, self.X)) - 1.0))
         if loss > ORTHO_TOL:
             self._reorthonormalize(np.vstack([self.V, v]), loss)
             return True
@@ -281,7 +309,7 @@ class CoerciveRBReductor:
         """Use a given basis (rows), e.g. POD modes; re-orthonormalized (and logged) if its X-Gram
         matrix is not the identity to ORTHO_TOL."""
         V = np.atleast_2d(np.asarray(V, dtype=float))
-        loss = float(np.abs(V @ (self.X @ V.T) - np.eye(len(V))).max()) if len(V) else 0.0
+        loss = orthonormality_error(V, self.X)
         if loss > ORTHO_TOL:
             self._reorthonormalize(V, loss)
         else:

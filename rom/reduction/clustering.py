@@ -1,4 +1,4 @@
-"""Clustering of snapshots or trajectories for local reduced bases (METHODS.md section 3).
+"""Clustering of snapshots or trajectories for local reduced bases (Daniel, Casenave, Akkari, Ryckelynck: physics-informed cluster analysis for local bases).
 
 Items are snapshots (n, n_dofs) or trajectories (n, n_times, n_dofs); a trajectory is compared
 as one space-time vector in the product X summed over time. Dissimilarities:

@@ -1,4 +1,5 @@
-"""Residual dual norms for reduced-basis error estimators, in two evaluations.
+"""Residual dual norms for reduced-basis error estimators: offline data in extended precision,
+online evaluation in double.
 
 For an RB solution u_rb = sum_n c_n v_n of A(mu) u = f(mu), with A(mu) = sum_q theta_q A_q and
 f(mu) = sum_p phi_p f_p, the residual is r(mu) = sum_k w_k(mu) g_k with the coefficient vector
@@ -12,8 +13,23 @@ and the residual terms g_k = f_p, A_q v_n. Their Riesz representers z_k = X^{-1}
   rounding error is ~eps * ||w||^2 ||G||, so relative accuracy is lost once ||r|| falls below
   ~sqrt(eps) times the size of the terms, and the square may even come out negative (NaN here).
 * stable: orthonormalize the representers in X, Z^T = W^T R (W rows X-orthonormal, R upper
-  triangular), so that ||r||_{X'} = ||R w||_2: a plain 2-norm of a short vector, accurate to eps
-  relative to ||r|| itself.
+  triangular), so that ||r||_{X'} = ||R w||_2: a plain 2-norm of a short vector.
+
+Why the offline data are formed in extended precision (docs/reduced_basis.md, "round-off floor"):
+the stable evaluation is only as accurate as R, and R is only as accurate as the representers.
+In double, three steps each leave an error of ~eps * sqrt(n) relative to ||z_k||_X, i.e. ~1e-13 at
+2e4 dofs, which is the size of the residual itself once the RB error reaches 1e-13:
+  1. the products A_q v_n: their entries are O(h^2) sums of O(1) stiffness entries (cancellation by
+     a factor ~n), so each is rounded with a relative error ~eps n and their X'-norm error is
+     ~eps sqrt(n log n);
+  2. the Riesz solves: a double LU leaves a backward error ~eps |L||U| that differs from one
+     right-hand side to the next;
+  3. the Gram-Schmidt: rounding the orthogonalized vectors to double adds noise of X-norm
+     ~eps sqrt(n) (high-frequency noise is amplified by the H1 seminorm).
+Here the products are formed in long double, the solves are refined with long-double residuals
+(linalg.RefinedSolver), and W and R are accumulated in long double; only R (and G) are rounded to
+double at the end. What is left is the online evaluation in double, whose error is at most
+`rounding_constant(R) * ||w||_2` (worst case; reported by the models, not added).
 
 The representers are ordered basis vector by basis vector, so a model truncated to N' < N uses the
 leading K' = P + N' Q columns of R and G.
@@ -24,13 +40,12 @@ import logging
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+
+from .linalg import EXTENDED, HAS_EXTENDED, RefinedSolver, gram_schmidt_rows
 
 log = logging.getLogger("rom.estimators")
 
-# A representer whose X-norm drops below this fraction of its original norm during the
-# orthogonalization lies in the span of the earlier ones (to rounding) and adds no new direction.
-DEPENDENT_TOL = 1e-13
+UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 
 
 def residual_coefficients(phi: np.ndarray, theta: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -39,83 +54,108 @@ def residual_coefficients(phi: np.ndarray, theta: np.ndarray, c: np.ndarray) -> 
     return np.concatenate([phi, -(c[:, :, None] * theta[:, None, :]).reshape(n, -1)], axis=1)
 
 
+def coefficient_norms(phi: np.ndarray, theta: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """||w(mu)||_2 = sqrt(||phi||^2 + ||c||^2 ||theta||^2) without forming w."""
+    return np.sqrt(np.einsum("ij,ij->i", phi, phi) + np.einsum("ij,ij->i", c, c) * np.einsum("ij,ij->i", theta, theta))
+
+
+def rounding_constant(R: np.ndarray) -> float:
+    """C with |fl(||R w||_2) - ||R_exact w||_2| <= C ||w||_2 for any w (K,) formed in double:
+    (K + 2) u ||R||_F, u the unit round-off (a dot product of length K in any summation order
+    errs by at most K u |R||w| / (1 - K u) (Higham, Thm 3.5); one u more each for rounding w and R)."""
+    K = R.shape[1]
+    return float((K + 2) * UNIT_ROUNDOFF / (1 - (K + 2) * UNIT_ROUNDOFF) * np.linalg.norm(R))
+
+
 class ResidualRiesz:
     """Offline data of both residual-norm evaluations, extended one basis vector at a time.
 
-    X: inner-product matrix (sparse SPD); A_terms: list of Q sparse matrices; f_terms (P, n)."""
+    X: inner-product matrix (sparse SPD); A_terms: list of Q sparse matrices; f_terms (P, n).
+    precision: 'extended' (long double products, refined Riesz solves, long-double Gram-Schmidt)
+    or 'double' (everything in double: kept for comparisons, floor ~eps sqrt(n))."""
 
-    def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray):
+    def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray, precision: str = "extended"):
+        if precision not in ("extended", "double"):
+            raise ValueError(f"precision = {precision!r}: expected 'extended' or 'double'")
+        if precision == "extended" and not HAS_EXTENDED:
+            log.warning("long double is plain double on this platform: residual data in double, "
+                        "round-off floor ~eps sqrt(n_dofs) (docs/reduced_basis.md)")
+        self.precision = precision
+        self.dtype = EXTENDED if precision == "extended" else np.float64
         self.X = sp.csr_matrix(X)
         self.A_terms = [sp.csr_matrix(A) for A in A_terms]
+        self._X_work = self.X.astype(self.dtype)
+        self._A_work = [A.astype(self.dtype) for A in self.A_terms]
         self.P, self.Q = len(f_terms), len(self.A_terms)
-        n = self.X.shape[0]
         # One sparse factorization of the fixed inner-product matrix serves every representer.
-        self._X_lu = spla.splu(self.X.tocsc())
-        self.W = np.empty((0, n))  # X-orthonormal rows spanning the representers
-        self.R = np.empty((0, 0))  # Z^T = W^T R
-        self.Z = np.empty((0, n))  # the representers themselves (for the textbook Gram matrix)
-        self.G = np.empty((0, 0))
-        self._add(np.atleast_2d(np.asarray(f_terms, dtype=float)))
+        self._solver = RefinedSolver(self.X)
+        n = self.X.shape[0]
+        self._W = np.empty((0, n), dtype=self.dtype)  # X-orthonormal rows spanning the representers
+        self._rank = 0
+        self._R = np.zeros((0, 0), dtype=self.dtype)  # Z^T = W^T R
+        self._G = np.zeros((0, 0), dtype=self.dtype)  # Z X Z^T = R^T R, grown by its new columns
+        self._cache = None
+        self._add(np.atleast_2d(np.asarray(f_terms, dtype=float)).astype(self.dtype))
 
     @property
     def K(self) -> int:
-        return self.R.shape[1]
+        return self._R.shape[1]
 
     @property
     def N(self) -> int:
         return (self.K - self.P) // self.Q
 
+    @property
+    def R(self) -> np.ndarray:
+        """Stable factor (rank, K), rounded to double."""
+        return self._double()[0]
+
+    @property
+    def G(self) -> np.ndarray:
+        """Textbook Gram matrix Z X Z^T = R^T R (K, K), accumulated in the working precision."""
+        return self._double()[1]
+
+    def _double(self):
+        if self._cache is None:
+            self._cache = (np.ascontiguousarray(self._R, dtype=np.float64),
+                           np.ascontiguousarray(self._G, dtype=np.float64))
+        return self._cache
+
     def riesz(self, G: np.ndarray) -> np.ndarray:
-        """X^{-1} g for the rows g of G (k, n)."""
-        return self._X_lu.solve(np.ascontiguousarray(G.T)).T.reshape(G.shape)
+        """X^{-1} g for the rows g of G (k, n), in the working precision."""
+        if self.precision == "extended":
+            return self._solver.solve(G)
+        return self._solver.solve_double(G)
 
     def extend(self, v: np.ndarray):
         """Add the representers of A_q v for a new basis vector v."""
-        self._add(np.stack([A @ v for A in self.A_terms]))
+        v = np.asarray(v, dtype=np.float64).astype(self.dtype)
+        self._add(np.stack([A @ v for A in self._A_work]))
 
     def _add(self, G_new: np.ndarray):
         Z_new = self.riesz(G_new)
-        XZ_new = (self.X @ Z_new.T).T
-        # Textbook Gram matrix G = Z X Z^T, grown by its new rows and columns.
-        cross = self.Z @ XZ_new.T
-        corner = Z_new @ XZ_new.T
-        self.G = np.block([[self.G, cross], [cross.T, 0.5 * (corner + corner.T)]])
-        self.Z = np.vstack([self.Z, Z_new])
-        # Stable factor: Gram-Schmidt of the new representers against W (re-orthogonalized as
-        # needed), one after the other; R collects the coefficients.
-        k_old, k_new = self.R.shape[1], len(Z_new)
-        R_cols = np.zeros((len(self.W) + k_new, k_new))
-        W_new = []
-        for j, z in enumerate(Z_new):
-            z = z.copy()
-            norm0 = np.sqrt(z @ (self.X @ z))
-            basis = np.vstack([self.W, *W_new]) if W_new else self.W
-            h = np.zeros(len(basis))
-            norm = norm0
-            for _ in range(4):  # repeat while a pass cancels more than half of the norm
-                g = basis @ (self.X @ z)
-                z -= g @ basis
-                h += g
-                previous, norm = norm, np.sqrt(z @ (self.X @ z))
-                if norm > 0.5 * previous:
-                    break
-            R_cols[: len(h), j] = h
-            if norm0 > 0 and norm > DEPENDENT_TOL * norm0:
-                R_cols[len(h), j] = norm
-                W_new.append(z / norm)
-        rows = len(self.W) + len(W_new)
-        R = np.zeros((rows, k_old + k_new))
-        R[: self.R.shape[0], :k_old] = self.R
-        R[:, k_old:] = R_cols[:rows]
-        self.R = R
-        if W_new:
-            self.W = np.vstack([self.W, *W_new])
-
-    def orthonormality_loss(self) -> float:
-        """max |W X W^T - I|: how far the residual basis is from X-orthonormal."""
-        if not len(self.W):
-            return 0.0
-        return float(np.abs(self.W @ (self.X @ self.W.T) - np.eye(len(self.W))).max())
+        W_new, R_cols = gram_schmidt_rows(Z_new, self._X_work, self._W[: self._rank])
+        k_old, k_new = self.K, len(Z_new)
+        rows = self._rank + len(W_new)
+        R = np.zeros((rows, k_old + k_new), dtype=self.dtype)
+        R[: self._R.shape[0], :k_old] = self._R
+        R[:, k_old:] = R_cols
+        self._R = R
+        cross = np.einsum("ik,il->kl", R, R_cols)  # (K, k_new): new columns of R^T R
+        G = np.empty((k_old + k_new,) * 2, dtype=self.dtype)
+        G[:k_old, :k_old] = self._G
+        G[:, k_old:] = cross
+        G[k_old:, :k_old] = cross[:k_old].T
+        G[k_old:, k_old:] = 0.5 * (cross[k_old:] + cross[k_old:].T)
+        self._G = G
+        if len(W_new):
+            if rows > len(self._W):  # amortized growth: appends copy nothing most of the time
+                grown = np.empty((max(2 * len(self._W), rows, 8), self._W.shape[1]), dtype=self.dtype)
+                grown[: self._rank] = self._W[: self._rank]
+                self._W = grown
+            self._W[self._rank: rows] = W_new
+            self._rank = rows
+        self._cache = None
 
 
 def dual_norm(w: np.ndarray, R: np.ndarray | None = None, G: np.ndarray | None = None,
@@ -131,9 +171,3 @@ def dual_norm(w: np.ndarray, R: np.ndarray | None = None, G: np.ndarray | None =
         with np.errstate(invalid="ignore"):
             return np.where(sq >= 0, np.sqrt(np.abs(sq)), np.nan)
     raise ValueError(f"estimator method = {method!r}: expected 'stable' or 'textbook'")
-
-
-def min_theta(theta: np.ndarray, theta_ref: np.ndarray) -> np.ndarray:
-    """Min-theta coercivity lower bound alpha_LB(mu) = min_q theta_q(mu) / theta_q(mu_ref), valid
-    when X = sum_q theta_q(mu_ref) A_q with every A_q positive semidefinite (thermal block)."""
-    return np.min(np.asarray(theta) / np.asarray(theta_ref), axis=-1)

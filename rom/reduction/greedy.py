@@ -27,14 +27,17 @@ class GreedyHistory:
     warning: str = ""
 
 
-def weak_greedy(mu_train: np.ndarray, fom_solve, reductor, tol: float, N_max: int,
+def weak_greedy(mu_train: np.ndarray, fom_solve, reductor, tol: float, max_modes: int,
                 first: int = 0) -> GreedyHistory:
     """Grow the reductor's basis from the snapshot at mu_train[first] by
-    mu* = argmax_{mu in Xi} Delta(mu) until max Delta < tol or N = N_max.
+    mu* = argmax_{mu in Xi} Delta(mu) until max Delta < tol or N = max_modes (stop reason 'N_max').
 
-    An unreachable tolerance is not an error: the greedy stops at N_max and records a warning."""
+    An unreachable tolerance is not an error: the greedy stops at the cap and records a warning.
+    One log line per step: the basis size, the worst estimate and where, the step's FOM and
+    estimator seconds."""
     h = GreedyHistory()
     i = first
+    t_start = time.perf_counter()
     while True:
         t0 = time.perf_counter()
         u = fom_solve(mu_train[i])
@@ -51,13 +54,17 @@ def weak_greedy(mu_train: np.ndarray, fom_solve, reductor, tol: float, N_max: in
         est = np.where(np.isfinite(est), est, np.inf)
         i = int(np.argmax(est))
         h.max_estimate.append(float(est[i]))
-        log.info("greedy N=%d max relative estimate %.3e at training parameter %d", reductor.N, est[i], i)
+        now = time.perf_counter()
+        log.info("greedy N=%d/%d: max relative estimate %.3e at training parameter %d (FOM %.2f s, basis and "
+                 "estimates over %d parameters %.2f s, %.1f s elapsed)", reductor.N, max_modes, est[i], i,
+                 h.fom_seconds[-1], len(mu_train), now - t0 - h.fom_seconds[-1], now - t_start)
         if est[i] < tol:
             h.stop_reason = "tolerance"
             break
-        if reductor.N >= N_max:
+        if reductor.N >= max_modes:
             h.stop_reason = "N_max"
-            h.warning = f"tolerance {tol:g} not reached at N_max = {N_max}: max relative estimate {est[i]:.3e}"
+            h.warning = (f"tolerance {tol:g} not reached at N_max = {max_modes} (max_modes): max relative "
+                         f"estimate {est[i]:.3e}")
             log.warning(h.warning)
             break
     return h

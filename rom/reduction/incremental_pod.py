@@ -14,13 +14,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .linalg import orthogonalize
+
 
 class IncrementalPOD:
     """Modes V (r, n), X-orthonormal, and singular values sigma (r,) of all snapshots seen so far.
 
-    update(s): with c = basis X s and the X-orthogonal rest e = s - c basis, rho = ||e||_X, the core
-    becomes [[K, c], [0, rho]] and e / rho joins the basis (or, when rho <= tol ||s||_X, the core
-    [K, c] is brought back to square by a QR). V and sigma come from the SVD of K; modes whose
+    update(s): with c = basis X s and the X-orthogonal rest e = s - c basis (linalg.orthogonalize,
+    twice iterated), rho = ||e||_X, the core becomes [[K, c], [0, rho]] and e / rho joins the basis
+    (or, when rho <= tol ||s||_X, the core [K, c] is brought back to square by a QR). `tol` is a
+    rank-truncation setting (default 1e-10), above the dependence threshold linalg.dependent_tol. V and sigma come from the SVD of K; modes whose
     singular value falls below `tol` times the largest are left out, and at most `max_modes` kept."""
 
     def __init__(self, V: np.ndarray, sigma: np.ndarray, X: sp.spmatrix | None = None, tol: float = 1e-10,
@@ -63,21 +66,11 @@ class IncrementalPOD:
         """The POD modes, ordered by singular value (formed on demand: O(n r^2))."""
         return self._diagonalized()[0].T @ self.basis
 
-    def _X(self, v):
-        return v if self.X is None else self.X @ v
-
     def update(self, s: np.ndarray) -> np.ndarray | None:
         """Add one snapshot. Returns the new X-orthonormal direction appended to `basis`, or None
         when the snapshot lies in the span (to `tol`)."""
-        s = np.asarray(s, dtype=float)
-        Xs = self._X(s)
-        c = self.basis @ Xs
-        e = s - c @ self.basis
-        c2 = self.basis @ self._X(e)  # second Gram-Schmidt pass: orthogonality to round-off
-        e -= c2 @ self.basis
-        c += c2
-        rho = float(np.sqrt(max(e @ self._X(e), 0.0)))
-        norm = float(np.sqrt(max(s @ Xs, 0.0)))
+        c, e, rho, norm = orthogonalize(np.asarray(s, dtype=float), self.basis, self.X)
+        rho, norm = float(rho), float(norm)
         r = len(self.K)
         self._svd = None
         if norm > 0 and rho > self.tol * norm:

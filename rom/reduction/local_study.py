@@ -41,8 +41,8 @@ def cluster_study(U: np.ndarray, mu: np.ndarray, X, s: dict, log=None) -> xr.Dat
     """Every clustering of the `local` settings s, its local POD errors on the train set and the a
     priori gain over the global basis at equal size."""
     k = s["n_clusters"]
-    sizes = np.arange(1, s["max_size"] + 1)
-    V, _ = pod(_flat(U), X, 1e-14, s["max_size"])
+    sizes = np.arange(1, s["max_modes"] + 1)
+    V, _ = pod(_flat(U), X, 1e-14, s["max_modes"])
     glob = _nonzero(projection_errors(V, _flat(U), X, np.minimum(sizes, len(V))), U, X)
     methods = list(s["dissimilarities"]) + (["kmeans"] if s["kmeans"] else [])
     D, labels, medoids, costs, local_err, seconds = {}, [], [], [], [], []
@@ -54,7 +54,7 @@ def cluster_study(U: np.ndarray, mu: np.ndarray, X, s: dict, log=None) -> xr.Dat
             D[name] = cl.dissimilarity(name, U, X, rank=s["grassmann_rank"])
             c = cl.kmedoids(D[name], k, s["restarts"], s["seed"])
         seconds.append(time.perf_counter() - t0)
-        bases = cl.local_bases(U, c.labels, X, s["tol"], s["max_size"])
+        bases = cl.local_bases(U, c.labels, X, s["tol"], s["max_modes"])
         local_err.append(_nonzero(cl.local_projection_errors(bases, U, c.labels, X, sizes), U, X))
         labels.append(c.labels)
         medoids.append(c.medoids)

@@ -4,16 +4,17 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .linalg import gram_schmidt, x_apply, x_norms
+
 
 def pod(S: np.ndarray, X: sp.spmatrix | None = None, tol: float = 1e-10, max_modes: int | None = None):
     """Modes (N, n_dofs), X-orthonormal, and all eigenvalues of the correlation S X S^T (descending).
 
     N is the smallest size whose left-out relative energy sum_{k>N} lambda_k / sum lambda_k is
     below `tol`, capped by `max_modes`. The method of snapshots resolves singular values only down
-    to ~sqrt(eps) of the largest, so modes are re-orthonormalized in X (twice-iterated Gram-Schmidt)."""
+    to ~sqrt(eps) of the largest, so modes are re-orthonormalized in X (linalg.gram_schmidt)."""
     S = np.asarray(S, dtype=float)
-    XS = S if X is None else (X @ S.T).T
-    C = S @ XS.T
+    C = S @ x_apply(X, S).T
     C = 0.5 * (C + C.T)
     lam, V = np.linalg.eigh(C)
     lam, V = lam[::-1], V[:, ::-1]
@@ -28,35 +29,14 @@ def pod(S: np.ndarray, X: sp.spmatrix | None = None, tol: float = 1e-10, max_mod
     return gram_schmidt(modes, X), lam
 
 
-def gram_schmidt(U: np.ndarray, X: sp.spmatrix | None = None, drop_tol: float = 1e-10) -> np.ndarray:
-    """Twice-iterated (re-orthogonalized) modified Gram-Schmidt of the rows of U in X; rows whose
-    norm falls below drop_tol times their original norm are dropped as linearly dependent."""
-    def inner(a, b):
-        return a @ (b if X is None else X @ b)
-
-    out = []
-    for u in np.array(U, dtype=float):
-        norm0 = np.sqrt(inner(u, u))
-        if norm0 == 0:
-            continue
-        for _ in range(2):
-            for v in out:
-                u -= inner(v, u) * v
-        norm = np.sqrt(inner(u, u))
-        if norm > drop_tol * norm0:
-            out.append(u / norm)
-    return np.array(out).reshape(len(out), U.shape[1])
-
-
 def projection_errors(V: np.ndarray, S: np.ndarray, X: sp.spmatrix, sizes) -> np.ndarray:
     """Relative X-norm errors ||s - P_N s||_X / ||s||_X of the X-orthogonal projection of every
     snapshot onto the first N modes, for every N in `sizes`: shape (len(sizes), n_snapshots).
     The residual is formed explicitly (not as ||s||^2 - sum c_k^2, which cancels below ~1e-8)."""
-    XS = (X @ S.T).T
+    XS = x_apply(X, S)
     norms = np.sqrt(np.einsum("ij,ij->i", S, XS))
     coef = V @ XS.T  # (N_max, n)
     out = np.empty((len(sizes), len(S)))
     for row, N in enumerate(sizes):  # a handful of basis sizes; each is vectorized over snapshots and dofs
-        R = S - coef[:N].T @ V[:N]
-        out[row] = np.sqrt(np.clip(np.einsum("ij,ij->i", R, (X @ R.T).T), 0.0, None))
+        out[row] = x_norms(S - coef[:N].T @ V[:N], X)
     return out / np.where(norms > 0, norms, 1.0)

@@ -28,28 +28,64 @@ def signed_areas(nodes, triangles) -> np.ndarray:
     return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
 
 
+def _edges(triangles: np.ndarray) -> np.ndarray:
+    return triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+
+
 def boundary_edges(triangles: np.ndarray) -> np.ndarray:
     """Edges (a, b) used by exactly one triangle, oriented as in their (counter-clockwise) triangle,
     so the outer boundary runs counter-clockwise."""
-    e = triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    key = np.sort(e, axis=1)
-    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    e = _edges(triangles)
+    _, inverse, counts = np.unique(np.sort(e, axis=1), axis=0, return_inverse=True, return_counts=True)
     return e[counts[inverse.ravel()] == 1]
 
 
 def check_mesh(nodes: np.ndarray, triangles: np.ndarray, name: str = "mesh"):
-    """Reject what morphing onto a disk cannot represent: inverted or degenerate triangles, more than
-    one boundary loop (a hole, two pieces), or a non-disk Euler characteristic."""
+    """Reject, in one line naming the sample, what morphing onto a disk cannot represent: non-finite
+    coordinates, out-of-range or unused nodes, inverted or degenerate triangles, duplicated
+    triangles, edges shared by more than two triangles, pinch vertices (the boundary passing twice
+    through a node), more than one boundary loop (a hole, two pieces) or a non-disk Euler
+    characteristic."""
+    nodes, triangles = np.asarray(nodes), np.asarray(triangles)
+    if nodes.ndim != 2 or nodes.shape[1] != 2 or triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0:
+        raise MeshError(f"{name}: nodes {nodes.shape} and triangles {triangles.shape}; expected (n, 2) planar "
+                        "coordinates and at least one (m, 3) triangle")
+    bad = np.flatnonzero(~np.isfinite(nodes).all(axis=1))
+    if len(bad):
+        raise MeshError(f"{name}: {len(bad)} nodes with a non-finite coordinate (first: node {bad[0]} at "
+                        f"{nodes[bad[0]].tolist()}); expected finite coordinates")
+    out = (triangles < 0) | (triangles >= len(nodes))
+    if out.any():
+        t = int(np.flatnonzero(out.any(axis=1))[0])
+        raise MeshError(f"{name}: triangle {t} references node {int(triangles[t][out[t]][0])}, outside 0..{len(nodes) - 1}")
+    used = np.zeros(len(nodes), dtype=bool)
+    used[triangles.ravel()] = True
+    if not used.all():
+        unused = np.flatnonzero(~used)
+        raise MeshError(f"{name}: {len(unused)} nodes used by no triangle (first: node {unused[0]}); expected every "
+                        "node to belong to a triangle")
     area = signed_areas(nodes, triangles)
-    scale = np.abs(area).mean() if len(area) else 1.0
+    scale = np.abs(area).mean()
     bad = np.flatnonzero(area <= 1e-12 * scale)
     if len(bad):
         raise MeshError(f"{name}: {len(bad)} inverted or degenerate triangles (first: triangle {bad[0]}); "
                         "expected counter-clockwise triangles of positive area")
+    _, first, counts = np.unique(np.sort(triangles, axis=1), axis=0, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        raise MeshError(f"{name}: {int((counts - 1).sum())} duplicated triangles (first: a copy of triangle "
+                        f"{first[counts > 1].min()}); expected each triangle once")
+    key, edge_counts = np.unique(np.sort(_edges(triangles), axis=1), axis=0, return_counts=True)
+    if (edge_counts > 2).any():
+        k = int(np.argmax(edge_counts))
+        raise MeshError(f"{name}: edge {key[k].tolist()} is shared by {edge_counts[k]} triangles; expected at most two")
     edges = boundary_edges(triangles)
+    passes = np.bincount(edges[:, 0], minlength=len(nodes))
+    if (passes > 1).any():
+        v = int(np.argmax(passes))
+        raise MeshError(f"{name}: node {v} is a pinch vertex (the boundary passes {passes[v]} times through it); "
+                        "expected a boundary that is one simple closed curve")
     loops = _n_loops(edges)
-    n_edges = len(np.unique(np.sort(triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0))
-    euler = len(np.unique(triangles)) - n_edges + len(triangles)
+    euler = len(nodes) - len(key) + len(triangles)
     if loops != 1 or euler != 1:
         raise MeshError(f"{name}: {loops} boundary loops and Euler characteristic {euler}; expected a simply "
                         "connected mesh (one boundary loop, no hole, characteristic 1)")
@@ -62,6 +98,17 @@ def _n_loops(edges: np.ndarray) -> int:
     local = local.reshape(-1, 2)
     graph = sp.coo_matrix((np.ones(len(local)), (local[:, 0], local[:, 1])), shape=(len(nodes),) * 2)
     return int(connected_components(graph, directed=False)[0])
+
+
+def check_values(values: np.ndarray, what: str, names: list[str], columns: list[str] | None = None):
+    """Refuse non-finite values (rows = samples named by `names`) in one line naming the first."""
+    values = np.asarray(values, dtype=float)
+    bad = np.argwhere(~np.isfinite(values.reshape(len(values), -1)))
+    if len(bad):
+        i, j = bad[0]
+        col = f" {columns[j]}" if columns is not None else ""
+        raise ValueError(f"{names[i]}: non-finite {what}{col} ({values.reshape(len(values), -1)[i, j]}); "
+                         f"expected finite {what}s")
 
 
 def boundary_loop(nodes: np.ndarray, triangles: np.ndarray, start_point=(0.0, 0.0)) -> np.ndarray:
@@ -84,7 +131,7 @@ def boundary_loop(nodes: np.ndarray, triangles: np.ndarray, start_point=(0.0, 0.
 
 
 # -- ragged family artefact ------------------------------------------------------------------------
-def family_dataset(samples: list[MeshSample], attrs: dict | None = None) -> xr.Dataset:
+def family_dataset(samples: list[MeshSample], attrs: dict | None = None, units: dict | None = None) -> xr.Dataset:
     n_nodes = np.array([len(s.nodes) for s in samples])
     n_tri = np.array([len(s.triangles) for s in samples])
     data = {
@@ -95,7 +142,7 @@ def family_dataset(samples: list[MeshSample], attrs: dict | None = None) -> xr.D
                       {"long_name": "node indices local to each sample"}),
     }
     for name in samples[0].fields if samples else []:
-        data[name] = ("node", np.concatenate([s.fields[name] for s in samples]))
+        data[name] = ("node", np.concatenate([s.fields[name] for s in samples]), {"units": (units or {}).get(name, "")})
     return xr.Dataset(data, attrs=attrs or {})
 
 
@@ -106,26 +153,3 @@ def read_family(ds: xr.Dataset) -> list[MeshSample]:
     values = {n: ds[n].values for n in names}
     return [MeshSample(nodes[no[i]:no[i + 1]], tri[to[i]:to[i + 1]], {n: values[n][no[i]:no[i + 1]] for n in names})
             for i in range(len(no) - 1)]
-
-
-def plate_sample(mesh, displacement: np.ndarray, von_mises: np.ndarray) -> MeshSample:
-    """The nodal fields of a tensile-plate solution (rom.hifi.elasticity) as an MMGP sample."""
-    return MeshSample(mesh.nodes, mesh.triangles,
-                      {"u_x": displacement[:, 0], "u_y": displacement[:, 1], "von_mises": von_mises})
-
-
-def solve_family(problem, n: int, set_name: str, seed: int, backend: str = "petsc", options: dict | None = None):
-    """n shapes of a tensile-plate family with uniform random loads, solved serially (tests and
-    benchmarks; the pipeline's simulate-geometries adds MPI and failure records):
-    (samples, mu (n, d), scalars (n, 2) = max von Mises, compliance)."""
-    from rom.hifi.elasticity import PlateModel, geometry_seed
-
-    lo, hi = problem.default_bounds.T
-    mu = lo + (hi - lo) * np.random.default_rng(seed).uniform(size=(n, len(lo)))
-    samples, scalars = [], []
-    for i in range(n):  # one mesh and one solve per shape
-        mesh = problem.geometry(geometry_seed(0, set_name, i))
-        r = PlateModel(problem, mesh, backend, options).solve(mu[i])
-        samples.append(plate_sample(mesh, r.displacement, r.von_mises))
-        scalars.append([r.max_von_mises, r.compliance])
-    return samples, mu, np.array(scalars)

@@ -1,14 +1,19 @@
-"""The ensemble launcher inside the training job: keeps at most K simulation clients running
-(local processes, `mpiexec -n r` for r > 1 ranks, `srun` inside a SLURM allocation), restarts dead
-or silent ones with the same parameters, and redraws the parameters of one that keeps crashing.
+"""The ensemble launcher inside the training job: keeps at most K client processes running
+(local processes, `mpiexec -n r` for r > 1 ranks, `srun` inside a SLURM allocation). Each process
+runs a list of simulations in sequence (interpreter, imports and solver set-up paid once per
+process, not per simulation); the list is handed over in the process's environment.
 
 A simulation is identified by its client id; a restart keeps the id (so the server recognizes the
-time steps it already has), a redraw takes a new id. States: pending, running, done, abandoned
-(redrawn after too many crashes). The whole ensemble runs even when the training budget is spent
-first: its steps are then booked in the ledger (the job ends when both are over).
+time steps it already has), a redraw takes a new id. States: pending, running, done (its bye
+arrived), abandoned (redrawn after too many crashes). When a process dies or falls silent, the
+simulation it was running (the first of its list without a bye) counts a crash and is restarted
+(or redrawn after max_crashes); the rest of its list goes back to pending, uncharged. The whole
+ensemble runs even when the training budget is spent first: its steps are then booked in the
+ledger (the job ends when both are over).
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -30,9 +35,19 @@ class Simulation:
     state: str = "pending"
     crashes: int = 0
     restarts: int = 0
-    proc: subprocess.Popen | None = field(default=None, repr=False)
-    started: float = 0.0
     fault: tuple[str, int] | None = None  # (kind, step) on the first attempt only (tests)
+
+    @property
+    def first_attempt(self) -> bool:
+        return self.crashes == 0 and self.restarts == 0
+
+
+@dataclass
+class Worker:
+    number: int
+    sims: list[int]
+    proc: subprocess.Popen = field(repr=False)
+    started: float
 
 
 class LauncherError(RuntimeError):
@@ -51,18 +66,23 @@ def wrap(argv: list[str], ranks: int, mode: str = "auto") -> list[str]:
 
 
 class Launcher:
-    def __init__(self, client_argv, mus: np.ndarray, draw, max_running: int = 2, timeout: float = 30.0,
-                 max_crashes: int = 2, ranks: int = 1, mode: str = "auto", log_dir: str | Path | None = None,
-                 faults: dict | None = None, startup_timeout: float = 120.0):
-        """client_argv(sim) -> argv of one client; draw(k) -> a fresh parameter vector for redraw k."""
-        self.client_argv, self.draw = client_argv, draw
+    def __init__(self, argv: list[str], environment, mus: np.ndarray, draw, max_running: int = 2,
+                 timeout: float = 30.0, max_crashes: int = 2, ranks: int = 1, mode: str = "auto",
+                 log_dir: str | Path | None = None, faults: dict | None = None, startup_timeout: float = 120.0,
+                 per_client: int = 32):
+        """argv: the client command; environment(sims) -> the variables handed to a process that
+        runs those Simulations; draw(k) -> a fresh parameter vector for redraw k; per_client: at
+        most this many simulations per process."""
+        self.argv, self.environment, self.draw = list(argv), environment, draw
         self.max_running, self.timeout, self.max_crashes = max_running, timeout, max_crashes
         self.startup_timeout = max(startup_timeout, timeout)  # imports and solver set-up come first
-        self.ranks, self.mode = ranks, mode
+        self.ranks, self.mode, self.per_client = ranks, mode, max(1, int(per_client))
         self.log_dir = Path(log_dir) if log_dir else None
         self.sims = {i: Simulation(i, np.asarray(m, dtype=float)) for i, m in enumerate(mus)}
         self.n_initial = len(mus)
         self.redraws = 0
+        self.workers: list[Worker] = []
+        self.started_processes = 0
         self.events: list[str] = []
         for cid, spec in (faults or {}).items():
             self.sims[int(cid)].fault = (spec["kind"], int(spec["step"]))
@@ -73,35 +93,47 @@ class Launcher:
         return 2 * self.n_initial
 
     # -- process handling ---------------------------------------------------------------------
-    def _start(self, sim: Simulation):
-        argv = self.client_argv(sim)
-        if sim.fault and sim.restarts == 0 and sim.crashes == 0:
-            argv += ["--fault", sim.fault[0], "--fault-step", str(sim.fault[1])]
-        argv = wrap(argv, self.ranks, self.mode)
-        log = open(self.log_dir / f"client{sim.id}.log", "ab") if self.log_dir else subprocess.DEVNULL
+    def _start(self, sims: list[Simulation]):
+        argv = wrap(self.argv, self.ranks, self.mode)
+        env = dict(os.environ)
+        env.update(self.environment(sims))
+        n = self.started_processes
+        log = subprocess.DEVNULL
+        if self.log_dir:
+            log = open(self.log_dir / f"worker{n}.log", "ab")
+            log.write(f"simulations {', '.join(str(s.id) for s in sims)}\n".encode())
+            log.flush()
         try:
-            sim.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         except OSError as exc:
-            raise LauncherError(f"cannot start client {sim.id} ({argv[0]}): {exc}") from None
+            raise LauncherError(f"cannot start a client ({argv[0]}): {exc}") from None
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()
-        sim.state, sim.started = "running", time.time()
+        self.started_processes += 1
+        for s in sims:
+            s.state = "running"
+        self.workers.append(Worker(n, [s.id for s in sims], proc, time.time()))
 
     @staticmethod
-    def _kill(sim: Simulation):
-        p = sim.proc
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)  # mpiexec / srun forward it to their ranks
+    def _kill(proc: subprocess.Popen):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # mpiexec / srun forward it to their ranks
             try:
-                p.wait(3.0)
+                proc.wait(3.0)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(3.0)
-        sim.proc = None
+                proc.kill()
+                proc.wait(3.0)
+
+    def _lost(self, w: Worker, left: list[int], why: str):
+        """A process died or fell silent: its current simulation crashed, the rest are pending."""
+        self._kill(w.proc)
+        self.workers.remove(w)
+        for i in left[1:]:
+            self.sims[i].state = "pending"
+        self._crashed(self.sims[left[0]], why)
 
     def _crashed(self, sim: Simulation, why: str):
-        self._kill(sim)
         sim.crashes += 1
         if sim.crashes > self.max_crashes:
             sim.state = "abandoned"
@@ -118,52 +150,48 @@ class Launcher:
             self.events.append(f"client {sim.id} {why}: restarted with the same parameters")
 
     def poll(self, last_seen: dict, finished: set):
-        """One pass: book exits and silences, then start pending clients up to K.
-        last_seen: client id -> time.time() of its last message; finished: ids whose bye arrived."""
+        """One pass: book byes, exits and silences, then start processes for pending simulations
+        up to K. last_seen: client id -> time.time() of its last message; finished: ids whose bye
+        arrived."""
         now = time.time()
-
-        def talking(sim):  # has this attempt sent anything yet?
-            return last_seen.get(sim.id, 0.0) >= sim.started
-
-        def silent(sim):
-            if talking(sim):
-                return now - last_seen[sim.id] > self.timeout
-            return now - sim.started > self.startup_timeout
-
-        for sim in list(self.sims.values()):  # a redraw adds a simulation
-            if sim.state != "running":
-                continue
-            rc = sim.proc.poll()
-            if rc is not None:
-                if rc == 0 and sim.id in finished:
-                    sim.state, sim.proc = "done", None
-                elif rc == 0:
-                    # exited cleanly but its bye has not arrived yet: give it the silence timeout
-                    if silent(sim):
-                        self._crashed(sim, "exited without saying bye")
-                else:
-                    self._crashed(sim, f"died (exit status {rc})")
-            elif silent(sim):
-                self._crashed(sim, f"silent for more than {self.timeout:g} s" if talking(sim)
-                              else f"sent nothing within {self.startup_timeout:g} s of its start")
-        running = sum(s.state == "running" for s in self.sims.values())
-        for sim in sorted(self.sims.values(), key=lambda s: s.id):
-            if running >= self.max_running:
-                break
-            if sim.state == "pending":
-                self._start(sim)
-                running += 1
+        for i in finished:
+            if i in self.sims and self.sims[i].state == "running":
+                self.sims[i].state = "done"
+        for w in list(self.workers):
+            left = [i for i in w.sims if self.sims[i].state == "running"]
+            latest = max(last_seen.get(i, 0.0) for i in w.sims)
+            talking = latest >= w.started  # has this process sent anything yet?
+            silent = now - latest > self.timeout if talking else now - w.started > self.startup_timeout
+            rc = w.proc.poll()
+            if not left:  # every simulation of its list finished
+                if rc is not None or silent:  # exited, or lingers after its last bye
+                    self._kill(w.proc)
+                    self.workers.remove(w)
+            elif rc is not None and rc != 0:
+                self._lost(w, left, f"died (exit status {rc})")
+            elif rc == 0 and silent:  # exited cleanly: its last byes may still be on the way
+                self._lost(w, left, "exited without saying bye")
+            elif rc is None and silent:
+                self._lost(w, left, f"silent for more than {self.timeout:g} s" if talking
+                           else f"sent nothing within {self.startup_timeout:g} s of its start")
+        pending = [s for s in sorted(self.sims.values(), key=lambda s: s.id) if s.state == "pending"]
+        while pending and len(self.workers) < self.max_running:
+            # an even share of what is left for each free slot, at most per_client
+            n = min(self.per_client, math.ceil(len(pending) / (self.max_running - len(self.workers))))
+            self._start(pending[:n])
+            pending = pending[n:]
 
     @property
     def done(self) -> bool:
         return all(s.state in ("done", "abandoned") for s in self.sims.values())
 
     def shutdown(self):
-        for sim in self.sims.values():
-            if sim.proc is not None:
-                self._kill(sim)
-                if sim.state == "running":
-                    sim.state = "pending"
+        for w in self.workers:
+            self._kill(w.proc)
+            for i in w.sims:
+                if self.sims[i].state == "running":
+                    self.sims[i].state = "pending"
+        self.workers = []
 
     # -- checkpoint ---------------------------------------------------------------------------
     def table(self) -> dict:
@@ -175,20 +203,14 @@ class Launcher:
                 "restarts": np.array([self.sims[i].restarts for i in ids]), "redraws": self.redraws}
 
     def load_table(self, t: dict):
-        """Restore after a server restart: running simulations become pending and are relaunched."""
+        """Restore after a server restart: running simulations become pending and are relaunched
+        (fault injections concern the first run only)."""
         self.sims = {}
         for i, mu, st, cr, rs in zip(t["ids"], t["mu"], t["state"], t["crashes"], t["restarts"]):
             self.sims[int(i)] = Simulation(int(i), np.asarray(mu), STATES[int(st)], int(cr), int(rs))
         self.redraws = int(t["redraws"])
 
 
-def client_command(study_config: str, address_of, backend: str, watch_pid: int | None):
-    """argv factory for the project's own FOM client."""
-    def argv(sim: Simulation) -> list[str]:
-        cmd = [sys.executable, "-m", "surrogates", "stream-client", "--study-config", str(study_config),
-               "--address", address_of(sim.id), "--client", str(sim.id),
-               "--mu", ",".join(repr(float(m)) for m in sim.mu), "--backend", backend]
-        if watch_pid:
-            cmd += ["--watch-pid", str(watch_pid)]
-        return cmd
-    return argv
+def fom_command(study_config: str, backend: str) -> list[str]:
+    """argv of the project's own FOM client (its simulations come through the environment)."""
+    return [sys.executable, "-m", "surrogates.streaming.worker", str(study_config), backend]

@@ -1,14 +1,23 @@
-"""The training server: a receiving thread (ZeroMQ PULL socket -> validation -> ledger -> buffer)
-and the training loop (buffer -> optimizer step) in the main thread, so the device never waits on
-the socket. The launcher runs inside the same loop (rank 0), and everything needed to resume
-(model, optimizer, buffer, ledger, ensemble table, history) is checkpointed at an interval.
+"""The training server: a receiving thread (ZeroMQ PULL socket -> authentication and validation ->
+ledger -> buffer) and the training loop (buffer -> optimizer step) in the main thread, so the
+device never waits on the socket. The launcher runs inside the same loop (rank 0), and everything
+needed to resume (model, optimizer, buffer with its pending rows, ledger, ensemble table,
+history) is checkpointed at an interval.
 
 With torch.distributed (torchrun), every rank binds its own socket and owns its own buffer;
 client i streams to rank i mod world; rank 0 runs the launcher; gradients are averaged by DDP and
-the ranks agree on every step through one small all_gather per iteration.
+the ranks agree on every step through one small all_gather per iteration: who has a batch, the
+stop flags, the clients registered, and the checkpoints, which rank 0 schedules so that every rank
+saves at the same batch. A resumed run loads the newest batch count that every rank has saved.
+
+Memory is bounded by message size: every frame above the study's largest valid frame is refused by
+ZeroMQ before it is read (ZMQ_MAXMSGSIZE drops the connection), and each connection queues at most
+`receive_hwm` messages.
 """
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,22 +29,34 @@ import zmq
 
 from . import protocol
 from .buffers import Buffer
+from .settings import Settings
+
+RECEIVE_QUEUE_BYTES = 64 << 20  # per connection: what ZeroMQ may hold before the receiver reads it
 
 
-@dataclass
-class Settings:
-    policy: str = "reservoir"
-    batch_size: int = 64
-    capacity: int = 4000
-    watermark: int = 500
-    budget_seconds: float = 30.0
-    budget_batches: int = 0  # 0: no limit
-    validate_every_seconds: float = 2.0
-    checkpoint_every_seconds: float = 10.0
-    ingest_chunk: int = 16
-    bind: str = "127.0.0.1"
-    port: int = 0
-    seed: int = 0
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became non-finite: nothing trustworthy can be saved."""
+
+
+def receive_hwm(expect: protocol.Expect, chunk: int) -> int:
+    """Messages queued per connection: RECEIVE_QUEUE_BYTES of the largest valid message, at least
+    two ingest chunks, at most 1024."""
+    return int(np.clip(RECEIVE_QUEUE_BYTES // expect.message_bytes, 2 * chunk, 1024))
+
+
+def bind(settings: Settings, expect: protocol.Expect) -> tuple[zmq.Socket, str]:
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, expect.frame_bytes)
+    sock.setsockopt(zmq.RCVHWM, receive_hwm(expect, settings.ingest_chunk))
+    host = settings.bind
+    if settings.port:
+        sock.bind(f"tcp://{host}:{settings.port}")
+        port = settings.port
+    else:
+        port = sock.bind_to_random_port(f"tcp://{host}")
+    return sock, f"tcp://{host}:{port}"
 
 
 class Ledger:
@@ -56,101 +77,129 @@ class Ledger:
 
 
 class Receiver(threading.Thread):
-    """Receives, validates and deduplicates messages, and puts accepted steps into the buffer."""
+    """Receives, authenticates, validates and deduplicates messages, and puts accepted steps into
+    the buffer. Ledger, counters, client progress and buffer change under one lock (the buffer's):
+    a snapshot never holds a booked sample that is in no slot and not pending."""
 
-    def __init__(self, sock: zmq.Socket, buffer: Buffer, ledger: Ledger, known: dict, scaling, field_size: int,
-                 n_params: int, max_step: int, chunk: int):
+    def __init__(self, sock: zmq.Socket, buffer: Buffer, ledger: Ledger, known: dict, scaling,
+                 expect: protocol.Expect, chunk: int, key: bytes):
         super().__init__(daemon=True, name="receiver")
         self.sock, self.buffer, self.ledger, self.known = sock, buffer, ledger, known
-        self.scaling, self.field_size, self.n_params, self.max_step = scaling, field_size, n_params, max_step
-        self.chunk = chunk
-        self.lock = threading.Lock()
+        self.scaling, self.expect, self.chunk, self.key = scaling, expect, chunk, key
+        self.lock = buffer.cond
         self.stop_event = threading.Event()
         self.last_seen: dict[int, float] = {}
         self.finished: set[int] = set()
         self.counts = {"messages": 0, "accepted": 0, "duplicates": 0, "bytes": 0, "dropped": 0}
         self.dropped: dict[str, int] = {}
         self.store = True  # False once training has stopped: steps are only booked in the ledger
+        self.blocked_since: float | None = None  # inside a put (a full FIFO/FIRO holds it back)
         self.error: BaseException | None = None
 
     def _drop(self, reason: str):
         self.counts["dropped"] += 1
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
-    def handle(self, frames) -> tuple | None:
-        """Validate one message; returns (x, y, key) of a new accepted step or None."""
-        self.counts["messages"] += 1
+    def _decode(self, frames):
         try:
-            msg = protocol.decode(frames, self.field_size, self.n_params, self.max_step)
+            return protocol.decode(frames, self.expect, key=self.key)
         except protocol.ProtocolError as exc:
-            self._drop(exc.reason)
-            return None
-        mu = self.known.get(msg.client)
-        if mu is None or not np.allclose(mu, msg.mu, rtol=0, atol=1e-12):
-            self._drop("unknown_client")  # foreign, stale or forged: never booked
-            return None
-        self.last_seen[msg.client] = time.time()
-        if msg.kind == "bye":
-            self.finished.add(msg.client)
-            return None
-        self.counts["bytes"] += len(frames[1])
-        if not self.ledger.book(msg.client, msg.step):
-            self.counts["duplicates"] += 1  # a restarted client resends steps already booked
-            return None
-        self.counts["accepted"] += 1
-        return msg.mu, msg.time, msg.field, msg.client * (self.max_step + 1) + msg.step
+            return exc.reason
 
-    def _flush(self, rows):
-        if not rows or not self.store:
-            return
-        mu = np.stack([r[0] for r in rows])
-        x = self.scaling.inputs(mu, np.array([r[1] for r in rows]))
-        y = np.stack([r[2] for r in rows]).astype(np.float32, copy=False)
-        t0 = time.time()
-        self.buffer.put(x, y, np.array([r[3] for r in rows]))
-        if time.time() - t0 > 0.5:  # a full FIFO/FIRO held us back: clients were not silent
-            now = time.time()
-            for c in list(self.last_seen):
-                self.last_seen[c] = now
+    def ingest(self, batch: list):
+        """Decode a chunk of messages (outside the lock), then book and store it atomically."""
+        decoded = [self._decode(f) for f in batch]
+        steps = [m for m in decoded if not isinstance(m, str) and m.kind == "step"]
+        if steps:
+            x = self.scaling.inputs(np.stack([m.mu for m in steps]), np.array([m.time for m in steps]))
+            y = np.stack([m.field for m in steps])
+            keys = np.array([m.client * (self.expect.max_step + 1) + m.step for m in steps])
+        else:
+            x = np.zeros((0, self.expect.n_params + 1), np.float32)
+            y = np.zeros((0, self.expect.field_size), np.float32)
+            keys = np.zeros(0, np.int64)
+
+        def admit(_keys):
+            mask, byes, j, now = np.zeros(len(steps), dtype=bool), [], 0, time.time()
+            for m in decoded:
+                self.counts["messages"] += 1
+                if isinstance(m, str):
+                    self._drop(m)
+                    continue
+                mu = self.known.get(m.client)
+                if mu is None or np.abs(mu - m.mu).max() > 1e-12:
+                    self._drop("unknown_client")  # stale, or a registered id with other parameters
+                elif m.kind == "bye":
+                    self.last_seen[m.client] = now
+                    byes.append(m.client)
+                else:
+                    self.last_seen[m.client] = now
+                    self.counts["bytes"] += m.field.nbytes
+                    if self.ledger.book(m.client, m.step):
+                        self.counts["accepted"] += 1
+                        mask[j] = self.store
+                    else:
+                        self.counts["duplicates"] += 1  # a restarted client resends steps already booked
+                j += m.kind == "step"
+            self.finished.update(byes)  # after the steps before them are booked
+            return mask
+
+        self.blocked_since = time.time()
+        try:
+            self.buffer.put(x, y, keys, admit=admit)
+        finally:
+            self.blocked_since = None
 
     def run(self):
+        if self.buffer.device.type == "cuda":
+            torch.cuda.set_device(self.buffer.device)  # the current device is per thread
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         try:
             while not self.stop_event.is_set():
                 if not poller.poll(50):
                     continue
-                rows = []
-                with self.lock:
-                    while len(rows) < self.chunk:
-                        try:
-                            frames = self.sock.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        r = self.handle(frames)
-                        if r is not None:
-                            rows.append(r)
-                self._flush(rows)
+                batch = []
+                while len(batch) < self.chunk:
+                    try:
+                        batch.append(self.sock.recv_multipart(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+                if batch:
+                    self.ingest(batch)
         except BaseException as exc:  # surfaced by the training loop, never silently lost
             self.error = exc
 
+    def stop(self):
+        self.stop_event.set()
+        self.buffer.close()  # a put waiting for room returns
+        self.join(5.0)
+
     def progress(self):
+        """(client -> time of its last message, clients whose bye arrived). While a put has been
+        held back by a full buffer, the clients are blocked in send, not silent: all count as heard now."""
         with self.lock:
-            return dict(self.last_seen), set(self.finished)
+            seen = dict(self.last_seen)
+            since = self.blocked_since
+            if since is not None and time.time() - since > 0.5:
+                now = time.time()
+                seen = dict.fromkeys(seen, now)
+            return seen, set(self.finished)
 
+    def snapshot(self) -> dict:
+        """Ledger, buffer (slots and pending rows), counters and byes, consistent with each other."""
+        with self.lock:
+            return {"buffer": self.buffer.state_dict(), "ledger": torch.from_numpy(self.ledger.got.copy()),
+                    "counts": dict(self.counts), "dropped": dict(self.dropped), "finished": sorted(self.finished)}
 
-def bind(settings: Settings) -> tuple[zmq.Socket, str]:
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.PULL)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVHWM, 1024)
-    host = settings.bind
-    if settings.port:
-        sock.bind(f"tcp://{host}:{settings.port}")
-        port = settings.port
-    else:
-        port = sock.bind_to_random_port(f"tcp://{host}")
-    return sock, f"tcp://{host}:{port}"
+    def restore(self, blob: dict):
+        with self.lock:
+            self.buffer.load_state_dict(blob["buffer"])
+            got = blob["ledger"].numpy()
+            self.ledger.got[: got.shape[0]] = got
+            self.counts.update(blob["counts"])
+            self.dropped.update(blob["dropped"])
+            self.finished.update(int(c) for c in blob["finished"])
 
 
 @dataclass
@@ -176,35 +225,46 @@ class History:
             setattr(self, k, [float(v) for v in d[k]])
 
 
+def agreed_batch(candidates: list[list[int]]) -> int | None:
+    """The newest checkpoint every rank has (batch counts per rank), or None."""
+    common = set(candidates[0]).intersection(*candidates[1:])
+    return max(common) if common else None
+
+
 class OnlineTraining:
     """One rank's server: socket, receiver, buffer, trainer, and (rank 0) the launcher."""
 
-    def __init__(self, settings: Settings, trainer, scaling, field_size: int, n_params: int, max_step: int,
-                 max_clients: int, launcher=None, validation=None, checkpoint: str | Path | None = None,
-                 rank: int = 0, world: int = 1, log=print, tag: str = ""):
-        """tag: a digest of the settings; a checkpoint with another tag is not resumed."""
-        self.s, self.trainer, self.scaling = settings, trainer, scaling
+    def __init__(self, settings: Settings, trainer, scaling, expect: protocol.Expect, max_clients: int, key: bytes,
+                 launcher=None, validation=None, checkpoint: str | Path | None = None, rank: int = 0, world: int = 1,
+                 log=print, tag: str = "", kill_after_checkpoint: int | None = None):
+        """tag: a digest of the settings; a checkpoint with another tag is not resumed.
+        kill_after_checkpoint: fault injection (tests): rank 0 SIGKILLs itself right after its
+        first checkpoint at or after that batch, unless the run was resumed."""
+        self.s, self.trainer, self.scaling, self.expect = settings, trainer, scaling, expect
         self.rank, self.world, self.log, self.tag = rank, world, log, tag
         self.launcher = launcher
         self.validation = validation  # (x, y) tensors on the device, or None
         self.checkpoint = Path(checkpoint) if checkpoint else None
-        n_in = n_params + 1
-        self.buffer = Buffer(settings.policy, settings.capacity, n_in, field_size, settings.watermark,
-                             seed=settings.seed + 7919 * rank, device=trainer.device)
+        self.kill_after_checkpoint = kill_after_checkpoint
+        self.buffer = Buffer(settings.policy, settings.capacity, expect.n_params + 1, expect.field_size,
+                             settings.watermark, seed=settings.seed + 7919 * rank, device=trainer.device)
         self.max_clients = max_clients
-        self.ledger = Ledger(max_clients, max_step + 1)
+        self.ledger = Ledger(max_clients, expect.max_step + 1)
         self._progress_cache = ({}, set())
         self.known: dict[int, np.ndarray] = {}
-        self.sock, self.address = bind(settings)
-        self.receiver = Receiver(self.sock, self.buffer, self.ledger, self.known, scaling, field_size, n_params,
-                                 max_step, settings.ingest_chunk)
+        self.sock, self.address = bind(settings, expect)
+        self.receiver = Receiver(self.sock, self.buffer, self.ledger, self.known, scaling, expect,
+                                 settings.ingest_chunk, key)
         self.history = History()
         self.seconds_before = 0.0  # training seconds of earlier runs (resume)
         self.resumed_from_batch = -1
         self.addresses = [self.address]
+        self.diverged: str | None = None
+        self.ensemble_seconds: float | None = None  # server start -> every simulation done (rank 0)
 
     # -- distributed agreement ----------------------------------------------------------------
-    def _gather(self, obj):
+    def gather(self, obj) -> list:
+        """Every rank's `obj` (collective under torch.distributed)."""
         if self.world == 1:
             return [obj]
         out = [None] * self.world
@@ -218,35 +278,63 @@ class OnlineTraining:
     def _ckpt_path(self) -> Path:
         return self.checkpoint if self.world == 1 else self.checkpoint.with_suffix(f".rank{self.rank}.pt")
 
+    def _prev_path(self) -> Path:
+        p = self._ckpt_path()
+        return p.with_name(f"{p.stem}.prev{p.suffix}")
+
     def save_checkpoint(self, train_seconds: float, complete: bool = False):
-        from rom.artefacts import atomic_path
+        """Atomic; the previous generation is kept (as .prev) until a run completes, so the ranks
+        can agree on a batch every one of them has saved."""
+        if not self.trainer.finite():
+            raise TrainingDiverged(f"the weights became non-finite by batch {self.trainer.batches}; no model "
+                                   f"saved (lower surrogate.lr, or check the clients' fields)")
+        blob = self.receiver.snapshot()
+        blob.update(trainer=self.trainer.state_dict(), train_seconds=train_seconds, complete=complete, tag=self.tag,
+                    history={k: torch.from_numpy(v) for k, v in self.history.arrays().items()})
+        if self.launcher is not None:
+            blob["launcher"] = {k: torch.as_tensor(v) for k, v in self.launcher.table().items()}
+        path, prev = self._ckpt_path(), self._prev_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
+        torch.save(blob, tmp)
+        if complete:
+            prev.unlink(missing_ok=True)
+        elif path.exists():
+            os.replace(path, prev)
+        os.replace(tmp, path)
 
-        with self.receiver.lock:  # a consistent ledger / buffer / counters snapshot
-            blob = {"trainer": self.trainer.state_dict(), "buffer": self.buffer.state_dict(),
-                    "ledger": torch.from_numpy(self.ledger.got.copy()), "counts": dict(self.receiver.counts),
-                    "dropped": dict(self.receiver.dropped), "train_seconds": train_seconds,
-                    "history": {k: torch.from_numpy(v) for k, v in self.history.arrays().items()},
-                    "finished": sorted(self.receiver.finished), "complete": complete, "tag": self.tag}
-            if self.launcher is not None:
-                blob["launcher"] = {k: torch.as_tensor(v) for k, v in self.launcher.table().items()}
-        with atomic_path(self._ckpt_path()) as tmp:
-            torch.save(blob, tmp)
+    def _candidates(self) -> dict[int, dict]:
+        """Readable checkpoints of this rank with these settings, by batch count."""
+        if self.checkpoint is None:
+            return {}
+        out = {}
+        for p in (self._ckpt_path(), self._prev_path()):
+            if not p.is_file():
+                continue
+            try:
+                blob = torch.load(p, map_location="cpu", weights_only=True)
+            except Exception as exc:  # a file torn by a kill: the other generation may do
+                self.log(f"rank {self.rank}: {p} unreadable ({type(exc).__name__}): ignored")
+                continue
+            if blob.get("complete"):
+                self.log(f"rank {self.rank}: {p} is from a finished run: starting afresh")
+                return {}
+            if blob.get("tag") != self.tag:
+                self.log(f"rank {self.rank}: {p} is from other settings: ignored")
+                continue
+            out[int(blob["trainer"]["batches"])] = blob
+        return out
 
-    def load_checkpoint(self) -> bool:
-        path = self._ckpt_path() if self.checkpoint else None
-        if path is None or not path.is_file():
+    def _resume(self) -> bool:
+        cands = self._candidates()
+        batch = agreed_batch(self.gather(sorted(cands)))
+        if batch is None:
+            if cands:
+                self.log(f"rank {self.rank}: no checkpoint batch common to every rank: starting afresh")
             return False
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("complete") or blob.get("tag") != self.tag:
-            self.log(f"rank {self.rank}: {path} is from a finished run or other settings: starting afresh")
-            return False
+        blob = cands[batch]
         self.trainer.load_state_dict(blob["trainer"])
-        self.buffer.load_state_dict(blob["buffer"])
-        got = blob["ledger"].numpy()
-        self.ledger.got[: got.shape[0]] = got
-        self.receiver.counts.update(blob["counts"])
-        self.receiver.dropped.update(blob["dropped"])
-        self.receiver.finished.update(int(c) for c in blob["finished"])
+        self.receiver.restore(blob)
         self.history.load({k: v.numpy() for k, v in blob["history"].items()})
         self.seconds_before = float(blob["train_seconds"])
         self.resumed_from_batch = self.trainer.batches
@@ -256,15 +344,17 @@ class OnlineTraining:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> dict:
-        resumed = self.load_checkpoint()
-        self.addresses = [a for a in self._gather(self.address)]
+        resumed = self._resume()
+        self.trainer.prepare()  # CUDA: capture the step before the receiving thread touches the device
+        self.addresses = self.gather(self.address)
         if resumed:
             self.log(f"rank {self.rank}: resumed from {self._ckpt_path()} at batch {self.resumed_from_batch}")
         self.receiver.start()
         self.log(f"rank {self.rank}: listening on {self.address}; policy {self.s.policy}, device {self.trainer.device}")
         t_start = time.perf_counter()
         t_first = None  # the training clock starts with the first batch
-        next_val = next_ckpt = 0.0
+        next_val = 0.0
+        next_ckpt = None
         losses, stop_training, t_stop = [], False, None
         registry_sent: set[int] = set()
         last_poll = 0.0
@@ -274,70 +364,72 @@ class OnlineTraining:
                     raise self.receiver.error
                 now = time.perf_counter()
                 train_s = self.seconds_before + (now - t_first if t_first is not None else 0.0)
-                budget_spent = train_s >= self.s.budget_seconds or (
-                    self.s.budget_batches and self.trainer.batches >= self.s.budget_batches)
-                # rank 0 decides; every rank learns the registry of clients and the stop flags
                 local = {"progress": self.receiver.progress() if self.world > 1 else None,
-                         "ready": self.buffer.ready(self.s.batch_size), "drained": self._drained()}
-                news, stream_done = {}, False
-                if self.rank == 0 and self.launcher is not None:
-                    if now - last_poll > 0.2:
-                        last_seen, finished = self._merged_progress(local)
-                        self.launcher.poll(last_seen, finished)
-                        while self.launcher.events:
-                            self.log(f"launcher: {self.launcher.events.pop(0)}")
-                        last_poll = now
-                    news = {i: s.mu for i, s in self.launcher.sims.items() if i not in registry_sent}
-                    registry_sent.update(news)
-                    stream_done = self.launcher.done
-                local.update(news=news, stream_done=stream_done, budget_spent=bool(budget_spent))
-                views = self._gather(local) if self.world > 1 else [local]
+                         "ready": self.buffer.ready(self.s.batch_size), "drained": self._drained(),
+                         "diverged": self.diverged}
+                lead = {}
+                if self.rank == 0:  # rank 0 decides; every rank learns the registry, stop flags, checkpoints
+                    news, stream_done = {}, False
+                    if self.launcher is not None:
+                        if now - last_poll > 0.2:
+                            last_seen, finished = self._merged_progress()
+                            self.launcher.poll(last_seen, finished)
+                            while self.launcher.events:
+                                self.log(f"launcher: {self.launcher.events.pop(0)}")
+                            last_poll = now
+                        news = {i: s.mu for i, s in self.launcher.sims.items() if i not in registry_sent}
+                        registry_sent.update(news)
+                        stream_done = self.launcher.done
+                        if stream_done and self.ensemble_seconds is None:
+                            self.ensemble_seconds = now - t_start
+                    lead = {"news": news, "stream_done": stream_done, "train_s": train_s,
+                            "budget_spent": bool(train_s >= self.s.budget_seconds or (
+                                self.s.budget_batches and self.trainer.batches >= self.s.budget_batches)),
+                            "checkpoint": bool(self.checkpoint and next_ckpt is not None and train_s >= next_ckpt)}
+                local["lead"] = lead
+                views = self.gather(local)
                 if self.world > 1:
                     self._merge(views)
-                lead = views[0]
+                lead = views[0]["lead"]
+                bad = [v["diverged"] for v in views if v["diverged"]]
+                if bad:
+                    raise TrainingDiverged(bad[0])
                 with self.receiver.lock:
                     for cid, mu in lead["news"].items():
                         if self._owned(cid):
                             self.known[cid] = np.asarray(mu)
+                if lead["checkpoint"]:  # the same iteration, hence the same batch, on every rank
+                    self.save_checkpoint(lead["train_s"])
+                    next_ckpt = lead["train_s"] + self.s.checkpoint_every_seconds
+                    if (self.rank == 0 and not resumed and self.kill_after_checkpoint is not None
+                            and self.trainer.batches >= self.kill_after_checkpoint):
+                        os.kill(os.getpid(), signal.SIGKILL)
                 if lead["budget_spent"] and not stop_training:
                     stop_training, t_stop = True, time.perf_counter()
                     self.receiver.store = False
+                    self.buffer.close()  # a producer held back by a full FIFO/FIRO drains to the ledger
                 if lead["stream_done"]:
                     self.buffer.close()
-                    all_drained = all(v["drained"] for v in views)
-                    if stop_training or all_drained:
+                    if stop_training or all(v["drained"] for v in views):
                         break
                 if stop_training or not all(v["ready"] for v in views):
                     time.sleep(0.02)
                     continue
-                got = self.buffer.get(self.s.batch_size, timeout=0.0, out=self._static())
-                if got is None:  # only possible in the distributed agreement race: skip this round
-                    if self.world == 1:
-                        continue
-                    x = y = None
-                else:
-                    x, y, _ = got
-                if self.world > 1:
-                    if not all(self._gather(got is not None)):
-                        continue
+                # ready stays true until this thread takes a batch: the get cannot come back empty
+                x, y, _ = self.buffer.get(self.s.batch_size, timeout=0.0, out=self._static())
                 if t_first is None:
                     t_first = time.perf_counter()
+                    next_ckpt = self.seconds_before + self.s.checkpoint_every_seconds
                     self.log(f"rank {self.rank}: watermark reached, training starts "
                              f"({self.buffer.size} samples in the buffer)")
                 losses.append(self.trainer.step(x, y))
-                now = time.perf_counter()
-                train_s = self.seconds_before + now - t_first
+                train_s = self.seconds_before + time.perf_counter() - t_first
                 if train_s >= next_val:
                     self._record(train_s, losses)
                     losses = []
                     next_val = train_s + self.s.validate_every_seconds
-                if self.checkpoint and train_s >= next_ckpt and self.trainer.batches > 0:
-                    if next_ckpt > 0:
-                        self.save_checkpoint(train_s)
-                    next_ckpt = train_s + self.s.checkpoint_every_seconds
         finally:
-            self.receiver.stop_event.set()
-            self.receiver.join(5.0)
+            self.receiver.stop()
             if self.launcher is not None:
                 self.launcher.shutdown()
             self.sock.close(0)
@@ -345,9 +437,12 @@ class OnlineTraining:
         train_s = self.seconds_before + (end - t_first if t_first is not None else 0.0)
         if losses or not self.history.batches:
             self._record(train_s, losses)
+        if self.diverged:
+            raise TrainingDiverged(self.diverged)
         if self.checkpoint:
             self.save_checkpoint(train_s, complete=True)
-        return {"train_seconds": train_s, "wall_seconds": time.perf_counter() - t_start}
+        return {"train_seconds": train_s, "wall_seconds": time.perf_counter() - t_start,
+                "ensemble_seconds": float("nan") if self.ensemble_seconds is None else self.ensemble_seconds}
 
     def _static(self):
         t = self.trainer
@@ -355,10 +450,10 @@ class OnlineTraining:
 
     def _drained(self) -> bool:
         """Nothing left to train on once the stream has ended (FIFO/FIRO empty)."""
-        return self.buffer.closed and self.buffer.size == 0 and (
+        return self.buffer.closed and self.buffer.empty and (
             self.buffer.policy != "reservoir" or self.receiver.counts["accepted"] == 0)
 
-    def _merged_progress(self, local):
+    def _merged_progress(self):
         if self.world == 1:
             return self.receiver.progress()
         return self._progress_cache
@@ -381,9 +476,30 @@ class OnlineTraining:
                          received=c["accepted"], bytes=c["bytes"], trained=self.buffer.served, lr=self.trainer.lr())
         self.log(f"t={train_s:7.1f}s batches={self.trainer.batches:6d} train={tl:.3e} val={val:.3e} "
                  f"received={c['accepted']} buffer={self.buffer.size}")
+        finite = (not losses or np.isfinite(tl)) and (self.validation is None or np.isfinite(val))
+        if not (finite and self.trainer.finite()) and self.diverged is None:
+            self.diverged = (f"training diverged by batch {self.trainer.batches} (training loss {tl:.3g}, validation "
+                             f"loss {val:.3g}); no model saved (lower surrogate.lr, or check the clients' fields)")
 
-    def summary(self) -> dict:
+    def summary(self) -> dict | None:
+        """Every rank's ledger, seen counts and counters, merged on rank 0 (collective; None on the
+        other ranks)."""
         c = self.receiver.counts
-        return {"counts": dict(c), "dropped": dict(self.receiver.dropped), "ledger": self.ledger.entries(),
-                "seen": self.buffer.seen_table(), "history": self.history.arrays(),
+        mine = {"ledger": self.ledger.entries(), "seen": self.buffer.seen_table(), "counts": dict(c),
+                "dropped": dict(self.receiver.dropped), "batches": self.trainer.batches,
+                "device": str(self.trainer.device)}
+        views = self.gather(mine)
+        if self.rank != 0:
+            return None
+        ledger = np.concatenate([v["ledger"] for v in views])
+        ledger = ledger[np.lexsort((ledger[:, 1], ledger[:, 0]))] if len(ledger) else ledger.reshape(0, 2)
+        dropped: dict[str, int] = {}
+        for v in views:
+            for k, n in v["dropped"].items():
+                dropped[k] = dropped.get(k, 0) + n
+        return {"ledger": ledger, "seen_key": np.concatenate([v["seen"][0] for v in views]),
+                "seen": np.concatenate([v["seen"][1] for v in views]),
+                "counts": {k: sum(v["counts"][k] for v in views) for k in c}, "dropped": dropped,
+                "rank_batches": [v["batches"] for v in views], "rank_devices": [v["device"] for v in views],
+                "history": self.history.arrays(),
                 "resumed_from_batch": self.resumed_from_batch}

@@ -13,14 +13,14 @@ from pathlib import Path
 from rom import config as romconfig
 from rom import pipeline
 from rom.design import n_chunks as _n_chunks
+from rom.paths import export_pythonpath
 
 # Rules call `python -m rom`: the interpreter that runs Snakemake (the project's venv) comes first.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 # The project's packages come from the repository itself, in the venv and in the conda envs of
 # --sdm conda alike (those install the dependencies only). Jobs inherit PYTHONPATH; Snakemake clears
 # it when it activates a conda env, so under --sdm conda each command sets it again.
-PYTHONPATH = os.pathsep.join([str(romconfig.ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
-os.environ["PYTHONPATH"] = PYTHONPATH
+PYTHONPATH = export_pythonpath()
 _deploy = workflow.deployment_settings
 _CONDA_CLEARS_PYTHONPATH = _deploy is not None and "conda" in {str(m).lower() for m in _deploy.deployment_method} \
     and not _deploy.conda_not_block_search_path_envvars
@@ -59,22 +59,19 @@ def study_file(w):
 
 def trigger(stage):
     """A params value that changes exactly when the config sections the stage declares change."""
-    sections = pipeline.DECLARED[stage].sections
+    sections = pipeline.STAGES[stage].sections
     return lambda w: romconfig.digest([STUDIES[w.study].get(s) for s in sections])
 
 
-FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
-
-
-def sections_trigger(*sections):
-    """The trigger of an undeclared stage, from the named sections (the digest of their settings)."""
-    return lambda w: romconfig.digest([STUDIES[w.study].get(s) for s in sections])
-
-
-def stage_args(stage):
+def stage_args(stage, **values):
     """The stage's command-line arguments from its declaration: --study-config, each declared input
-    and output the rule names, and the options its wildcards supply."""
+    and output the rule names, the options its wildcards supply, and options given here (a path
+    pattern formatted with the wildcards, or a function of them)."""
     s = pipeline.STAGES[stage]
+    declared = {o.name for o in s.options}
+    unknown = sorted(set(values) - declared)
+    if unknown:
+        raise ValueError(f"stage_args({stage!r}): {unknown} are not options of the stage; expected some of {sorted(declared)}")
 
     def args(w, input, output):
         out = ["--study-config", input.cfg] if s.study else []
@@ -82,10 +79,14 @@ def stage_args(stage):
             files = input if a in s.inputs else output
             if a.name in files.keys():
                 value = files[a.name]
-                out += [a.flag, *([value] if isinstance(value, str) else list(value))]
+                out += ([] if a.positional else [a.flag]) + ([value] if isinstance(value, str) else list(value))
         for o in s.options:
             if o.wildcard is not None:
                 out += [o.flag, w[o.wildcard]]
+            elif o.name in values:
+                v = values[o.name]
+                v = v(w) if callable(v) else v.format(**dict(w.items()))
+                out += [o.flag, *(v if isinstance(v, (list, tuple)) else [v])]
         return " ".join(shlex.quote(str(v)) for v in out)
 
     return args
@@ -119,6 +120,13 @@ def launch(w):
     return f"{mpi_launcher()} -n {ranks}" if ranks > 1 else ""
 
 
+def simulate_launch(w):
+    """The simulate job's launcher: none for a black box, whose stage runs the user's command under the
+    MPI launcher itself."""
+    black_box = getattr(romconfig.problem_class(STUDIES[w.study]["problem"]), "black_box", False)
+    return "" if black_box else launch(w)
+
+
 def mpi_resource(w):
     """Resource `mpi` (what the SLURM executor plugin reads): the launcher's name for several ranks."""
     return mpi_launcher() if mpi_ranks(w) > 1 else ""
@@ -131,7 +139,7 @@ def fixed_mesh(study):
 
 def runs(stage, study):
     """Whether a declared stage runs for the study."""
-    return pipeline.DECLARED[stage].runs_for(STUDIES[study])
+    return pipeline.STAGES[stage].runs_for(STUDIES[study])
 
 
 def n_samples(study, set_name):

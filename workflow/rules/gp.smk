@@ -4,11 +4,8 @@
 gp_enabled = lambda study: runs("gp", study)
 # The RB comparison is optional: only when the RB stage runs for the study.
 gp_rb_inputs = lambda w: (
-    {"rb": f"results/{w.study}/rom/rb_metrics.h5"}
-    if STUDIES[w.study].get("rb", {}).get("enabled", False)
-    else {}
+    {"rb_metrics": f"results/{w.study}/rom/rb_metrics.h5"} if runs("evaluate_rom", w.study) else {}
 )
-gp_rb_args = lambda w: " ".join(f"--rb-metrics {v}" for v in gp_rb_inputs(w).values())
 
 
 rule gp:
@@ -18,18 +15,17 @@ rule gp:
         train="results/{study}/snapshots/train.h5",
         pod="results/{study}/rom/pod.h5",
     output:
-        "results/{study}/surrogates/gp.h5",
+        out="results/{study}/surrogates/gp.h5",
     params:
-        trigger=sections_trigger("gp", "seed"),
-        threads=lambda w: STUDIES[w.study]["gp"]["threads"],
+        trigger=trigger("gp"),
+        args=stage_args("gp"),
     threads: 1
     log:
         "results/{study}/logs/gp.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates gp --study-config {input.cfg} --operators {input.operators} --train {input.train} "
-        "--pod {input.pod} --threads {params.threads} --out {output} > {log} 2>&1"
+        command("gp")
 
 
 rule evaluate_gp:
@@ -41,38 +37,23 @@ rule evaluate_gp:
         gp="results/{study}/surrogates/gp.h5",
     output:
         metrics="results/{study}/metrics/gp.h5",
-        errors=report(
-            "results/{study}/figures/gp/gp_errors.png",
-            caption="../report/gp_errors.rst",
-            category="Surrogates",
-            subcategory="{study}",
-        ),
-        fields=report(
-            "results/{study}/figures/gp/gp_fields.png",
-            caption="../report/gp_fields.rst",
-            category="Surrogates",
-            subcategory="{study}",
-        ),
-        calibration=report(
-            "results/{study}/figures/gp/gp_calibration.png",
-            caption="../report/gp_calibration.rst",
+        figures=report(
+            directory("results/{study}/figures/gp"),
+            patterns=["{name}.png"],
+            caption="../report/gp_figures.rst",
             category="Surrogates",
             subcategory="{study}",
         ),
         section="results/{study}/sections/gp.json",
     params:
-        trigger=sections_trigger("gp"),
-        extra=gp_rb_args,
-        threads=lambda w: STUDIES[w.study]["gp"]["threads"],
+        trigger=trigger("evaluate_gp"),
+        args=stage_args("evaluate_gp"),
     log:
         "results/{study}/logs/evaluate_gp.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates evaluate-gp --study-config {input.cfg} --operators {input.operators} "
-        "--test {input.test} --gp {input.gp} {params.extra} --threads {params.threads} "
-        "--metrics {output.metrics} --figures results/{wildcards.study}/figures/gp "
-        "--section {output.section} > {log} 2>&1"
+        command("evaluate_gp")
 
 
 REPORT_SECTIONS.append(lambda study: [f"results/{study}/sections/gp.json"] if gp_enabled(study) else [])

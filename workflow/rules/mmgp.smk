@@ -1,18 +1,26 @@
-# Shape families (fixed_mesh = False, mmgp.enabled): gmsh + PETSc elasticity per sample, MMGP fit,
-# predictions with variance (HDF5 + VTU), PLAID metrics, figures and report section.
+# Shape families (problems with the geometry_family capability, mmgp.enabled): the samples solved
+# (gmsh + PETSc elasticity per shape, MPI) or read (mesh files, PLAID), MMGP fit, predictions with
+# variance (HDF5 + VTU), PLAID metrics, figures and report section.
 
 
-mmgp_enabled = lambda study: (not fixed_mesh(study)) and STUDIES[study]["mmgp"]["enabled"]
+mmgp_enabled = lambda study: runs("mmgp_fit", study)
+# A family read from files carries its own inputs: the design's parameters apply to solved families only.
+geometry_inputs = lambda w: (
+    {"parameters": f"results/{w.study}/parameters.h5"}
+    if "geometry_solver" in pipeline.problem_capabilities(STUDIES[w.study])
+    else {}
+)
 
 
 rule simulate_geometries:
     input:
+        unpack(geometry_inputs),
         cfg=study_file,
-        parameters="results/{study}/parameters.h5",
     output:
-        "results/{study}/geometries/{set}.h5",
+        out="results/{study}/geometries/{set}.h5",
     params:
-        trigger=sections_trigger(*FOM_SECTIONS),
+        trigger=trigger("simulate_geometries"),
+        args=stage_args("simulate_geometries"),
         launch=launch,
     threads: mpi_ranks
     resources:
@@ -23,8 +31,7 @@ rule simulate_geometries:
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "{params.launch} python -m surrogates simulate-geometries --study-config {input.cfg} "
-        "--parameters {input.parameters} --set {wildcards.set} --out {output} > {log} 2>&1"
+        command("simulate_geometries")
 
 
 rule mmgp_fit:
@@ -32,17 +39,16 @@ rule mmgp_fit:
         cfg=study_file,
         train="results/{study}/geometries/train.h5",
     output:
-        "results/{study}/surrogates/mmgp.h5",
+        out="results/{study}/surrogates/mmgp.h5",
     params:
-        trigger=sections_trigger("mmgp", "seed"),
-        threads=lambda w: STUDIES[w.study]["mmgp"]["threads"],
+        trigger=trigger("mmgp_fit"),
+        args=stage_args("mmgp_fit"),
     log:
         "results/{study}/logs/mmgp_fit.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates mmgp-fit --study-config {input.cfg} --train {input.train} "
-        "--threads {params.threads} --out {output} > {log} 2>&1"
+        command("mmgp_fit")
 
 
 rule mmgp_predict:
@@ -51,19 +57,17 @@ rule mmgp_predict:
         model="results/{study}/surrogates/mmgp.h5",
         family="results/{study}/geometries/test.h5",
     output:
-        predictions="results/{study}/surrogates/mmgp_test.h5",
-        vtu=directory("results/{study}/surrogates/vtu"),
+        out="results/{study}/surrogates/mmgp_test.h5",
+        vtu_dir=directory("results/{study}/surrogates/vtu"),
     params:
-        trigger=sections_trigger("mmgp"),
-        threads=lambda w: STUDIES[w.study]["mmgp"]["threads"],
+        trigger=trigger("mmgp_predict"),
+        args=stage_args("mmgp_predict"),
     log:
         "results/{study}/logs/mmgp_predict.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates mmgp-predict --study-config {input.cfg} --model {input.model} "
-        "--family {input.family} --vtu-dir {output.vtu} --threads {params.threads} "
-        "--out {output.predictions} > {log} 2>&1"
+        command("mmgp_predict")
 
 
 rule evaluate_mmgp:
@@ -72,36 +76,23 @@ rule evaluate_mmgp:
         predictions="results/{study}/surrogates/mmgp_test.h5",
     output:
         metrics="results/{study}/metrics/mmgp.json",
-        fields=report(
-            "results/{study}/figures/mmgp/mmgp_von_mises.png",
-            caption="../report/gp_mmgp_fields.rst",
-            category="Surrogates",
-            subcategory="{study}",
-        ),
-        displacement="results/{study}/figures/mmgp/mmgp_u_y.png",
-        parity=report(
-            "results/{study}/figures/mmgp/mmgp_parity.png",
-            caption="../report/gp_mmgp_parity.rst",
-            category="Surrogates",
-            subcategory="{study}",
-        ),
-        calibration=report(
-            "results/{study}/figures/mmgp/mmgp_calibration.png",
-            caption="../report/gp_calibration.rst",
+        figures=report(
+            directory("results/{study}/figures/mmgp"),
+            patterns=["{name}.png"],
+            caption="../report/mmgp_figures.rst",
             category="Surrogates",
             subcategory="{study}",
         ),
         section="results/{study}/sections/mmgp.json",
     params:
-        trigger=sections_trigger("mmgp"),
+        trigger=trigger("evaluate_mmgp"),
+        args=stage_args("evaluate_mmgp"),
     log:
         "results/{study}/logs/evaluate_mmgp.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates evaluate-mmgp --study-config {input.cfg} --predictions {input.predictions} "
-        "--metrics {output.metrics} --figures results/{wildcards.study}/figures/mmgp "
-        "--section {output.section} > {log} 2>&1"
+        command("evaluate_mmgp")
 
 
 REPORT_SECTIONS.append(lambda study: [f"results/{study}/sections/mmgp.json"] if mmgp_enabled(study) else [])

@@ -1,16 +1,16 @@
-# Certified reduced basis (weak greedy under MPI, or POD), EIM for non-affine problems, evaluation.
+# Certified reduced basis (weak greedy under MPI with SCM and output duals, POD, or POD-greedy for
+# transient problems), EIM for non-affine problems, evaluation and the report figures. The rules
+# follow the stage declarations of rom/commands/rb.py (trigger, arguments, command).
 
 
-# Helpers as expressions (snakemake --lint wants no function definitions beside rules).
-rb_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["rb"]["enabled"]
-eim_enabled = lambda study: fixed_mesh(study) and STUDIES[study]["eim"]["enabled"]
+rb_enabled = lambda study: runs("reduced_basis", study)
+eim_enabled = lambda study: runs("eim", study)
 # Named optional inputs of the RB rules: the EIM artefact, the train snapshots for rb.method pod.
 rb_inputs = lambda w: {
     **({"eim": f"results/{w.study}/rom/eim.h5"} if eim_enabled(w.study) else {}),
     **({"train": f"results/{w.study}/snapshots/train.h5"} if STUDIES[w.study]["rb"]["method"] == "pod" else {}),
 }
-rb_args = lambda w: " ".join(f"--{k} {v}" for k, v in rb_inputs(w).items())
-eim_args = lambda w: f"--eim results/{w.study}/rom/eim.h5" if eim_enabled(w.study) else ""
+eim_input = lambda w: {"eim": f"results/{w.study}/rom/eim.h5"} if eim_enabled(w.study) else {}
 
 
 rule eim:
@@ -18,15 +18,16 @@ rule eim:
         cfg=study_file,
         operators="results/{study}/fom/operators.h5",
     output:
-        "results/{study}/rom/eim.h5",
+        out="results/{study}/rom/eim.h5",
     params:
-        trigger=sections_trigger("problem", "parameters", "eim"),
+        trigger=trigger("eim"),
+        args=stage_args("eim"),
     log:
         "results/{study}/logs/eim.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom eim --study-config {input.cfg} --operators {input.operators} --out {output} > {log} 2>&1"
+        command("eim")
 
 
 rule reduced_basis:
@@ -35,10 +36,10 @@ rule reduced_basis:
         cfg=study_file,
         operators="results/{study}/fom/operators.h5",
     output:
-        "results/{study}/rom/rb.h5",
+        out="results/{study}/rom/rb.h5",
     params:
-        trigger=sections_trigger(*FOM_SECTIONS, "rb", "eim"),
-        extra=rb_args,
+        trigger=trigger("reduced_basis"),
+        args=stage_args("reduced_basis"),
         launch=launch,
     threads: mpi_ranks
     resources:
@@ -49,29 +50,27 @@ rule reduced_basis:
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "{params.launch} python -m rom reduced-basis --study-config {input.cfg} "
-        "--operators {input.operators} {params.extra} --out {output} > {log} 2>&1"
+        command("reduced_basis")
 
 
 rule evaluate_rom:
     input:
-        unpack(rb_inputs),
+        unpack(eim_input),
         cfg=study_file,
         operators="results/{study}/fom/operators.h5",
         rb="results/{study}/rom/rb.h5",
         test="results/{study}/snapshots/test.h5",
     output:
-        "results/{study}/rom/rb_metrics.h5",
+        out="results/{study}/rom/rb_metrics.h5",
     params:
-        trigger=sections_trigger("rb"),
-        extra=eim_args,
+        trigger=trigger("evaluate_rom"),
+        args=stage_args("evaluate_rom"),
     log:
         "results/{study}/logs/evaluate_rom.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom evaluate-rom --study-config {input.cfg} --operators {input.operators} --rb {input.rb} "
-        "{params.extra} --test {input.test} --out {output} > {log} 2>&1"
+        command("evaluate_rom")
 
 
 rule figures_rb:
@@ -93,14 +92,15 @@ rule figures_rb:
             subcategory="{study}",
         ),
         section="results/{study}/sections/rb.json",
+    params:
+        trigger=trigger("figures_rb"),
+        args=stage_args("figures_rb"),
     log:
         "results/{study}/logs/figures_rb.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom figures-rb --study-config {input.cfg} --rb {input.rb} --metrics {input.metrics} "
-        "--convergence {output.convergence} --effectivity {output.effectivity} --section {output.section} "
-        "> {log} 2>&1"
+        command("figures_rb")
 
 
 rule figures_eim:
@@ -115,13 +115,15 @@ rule figures_eim:
             subcategory="{study}",
         ),
         section="results/{study}/sections/eim.json",
+    params:
+        trigger=trigger("figures_eim"),
+        args=stage_args("figures_eim"),
     log:
         "results/{study}/logs/figures_eim.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
-        "python -m rom figures-rb --study-config {input.cfg} --eim {input.eim} --eim-figure {output.figure} "
-        "--section {output.section} > {log} 2>&1"
+        command("figures_eim")
 
 
 REPORT_SECTIONS.append(

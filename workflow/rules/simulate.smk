@@ -43,7 +43,7 @@ rule simulate:
     params:
         trigger=trigger("simulate"),
         args=stage_args("simulate"),
-        launch=launch,
+        launch=simulate_launch,
     threads: mpi_ranks
     resources:
         tasks=mpi_ranks,

@@ -3,9 +3,7 @@
 # test-set evaluation and the report figures.
 
 
-from surrogates.commands.stream import labelled, runs as surrogate_runs
-
-SURROGATE_SECTIONS = ("problem", "parameters", "design", "simulate", "surrogate", "seed")
+from surrogates.streaming.paths import labelled, runs as surrogate_runs
 
 
 rule train_online:
@@ -18,18 +16,19 @@ rule train_online:
     wildcard_constraints:
         policy="fifo|firo|reservoir",
     params:
-        trigger=sections_trigger(*SURROGATE_SECTIONS),
-        checkpoint="results/{study}/surrogate/online_{policy}.ckpt",
-        clients="results/{study}/logs/clients_{policy}",
+        trigger=trigger("train_online"),
+        args=stage_args(
+            "train_online",
+            checkpoint="results/{study}/surrogate/online_{policy}.ckpt",
+            client_logs="results/{study}/logs/clients_{policy}",
+        ),
     threads: 2
     log:
         "results/{study}/logs/train_online_{policy}.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates train-online --study-config {input.cfg} --policy {wildcards.policy} "
-        "--test {input.test} --model {output.model} --history {output.history} "
-        "--checkpoint {params.checkpoint} --client-logs {params.clients} > {log} 2>&1"
+        command("train_online")
 
 
 rule train_offline:
@@ -41,15 +40,15 @@ rule train_offline:
         model="results/{study}/surrogate/offline.pt",
         history="results/{study}/surrogate/offline.h5",
     params:
-        trigger=sections_trigger(*SURROGATE_SECTIONS),
+        trigger=trigger("train_offline"),
+        args=stage_args("train_offline"),
     threads: 2
     log:
         "results/{study}/logs/train_offline.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates train-offline --study-config {input.cfg} --train {input.train} "
-        "--test {input.test} --model {output.model} --history {output.history} > {log} 2>&1"
+        command("train_offline")
 
 
 rule evaluate_surrogate:
@@ -58,17 +57,16 @@ rule evaluate_surrogate:
         test="results/{study}/snapshots/test.h5",
         models=lambda w: [f"{p}.pt" for p in surrogate_runs(STUDIES[w.study]).values()],
     output:
-        "results/{study}/metrics/surrogate.h5",
+        out="results/{study}/metrics/surrogate.h5",
     params:
-        models=lambda w: labelled(STUDIES[w.study], "pt"),
-        trigger=sections_trigger("surrogate"),
+        trigger=trigger("evaluate_surrogate"),
+        args=stage_args("evaluate_surrogate", models=lambda w: labelled(STUDIES[w.study], "pt").split()),
     log:
         "results/{study}/logs/evaluate_surrogate.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates evaluate-surrogate --study-config {input.cfg} --test {input.test} "
-        "--models {params.models} --out {output} > {log} 2>&1"
+        command("evaluate_surrogate")
 
 
 rule figures_surrogate:
@@ -104,23 +102,20 @@ rule figures_surrogate:
         ),
         section="results/{study}/sections/surrogate.json",
     params:
-        histories=lambda w: labelled(STUDIES[w.study], "h5"),
-        trigger=sections_trigger("surrogate", "report"),
+        trigger=trigger("figures_surrogate"),
+        args=stage_args("figures_surrogate", histories=lambda w: labelled(STUDIES[w.study], "h5").split()),
     log:
         "results/{study}/logs/figures_surrogate.log",
     conda:
         "../../envs/surrogates.yaml"
     shell:
-        "python -m surrogates figures-surrogate --study-config {input.cfg} --histories {params.histories} "
-        "--metrics {input.metrics} --operators {input.operators} --loss {output.loss} "
-        "--throughput {output.throughput} --seen {output.seen} --fields {output.fields} "
-        "--section {output.section} > {log} 2>&1"
+        command("figures_surrogate")
 
 
 REPORT_SECTIONS.append(
     lambda study: (
         [f"results/{study}/sections/surrogate.json"]
-        if STUDIES[study]["surrogate"]["enabled"] and fixed_mesh(study)
+        if runs("train_online", study)
         else []
     )
 )

@@ -1,0 +1,112 @@
+"""The EIM artefact (rom/eim.h5): what the eim stage computes and how the RB stages read it back.
+
+Function EIM of the non-affine coefficient g at element centroids, with the rigorous bound of its
+error over the parameter box (eim.taylor_bound) for every number of terms; and, optionally, the
+nonintrusive matrix EIM of A(mu) from matrices delivered by the FOM, with the exact operator norm
+of its error at every training matrix (eim_rb.operator_errors).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+
+from rom.reduction.eim import EIMBasis, eim, residual_sup_norms, taylor_bound
+
+log = logging.getLogger("rom.eim")
+
+
+def test_errors(E: EIMBasis, G_test: np.ndarray) -> np.ndarray:
+    """Max-norm interpolation error over the test functions with 0..M terms."""
+    return residual_sup_norms(E, G_test).max(axis=1)
+
+
+def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.ndarray, max_modes: int, tol: float,
+                matrix: bool, bound_grid: int, bound_order: int) -> xr.Dataset:
+    """The EIM artefact's variables and attributes (parameter names are the caller's coordinates).
+    bounds (d, 2): the parameter box over which the rigorous bound of the function EIM holds."""
+    from rom.hifi import fem
+    from rom.models.eim_rb import operator_errors
+
+    xy = problem.mesh.centroids
+    t0 = time.perf_counter()
+    E = eim(problem.g(xy, mu_train), max_modes, tol)
+    seconds = time.perf_counter() - t0
+    log.info("function EIM of g at %d element centroids over %d training parameters: %d terms (at most %d), max "
+             "training error %.2e (%.2f s)", len(xy), len(mu_train), E.M, max_modes, E.max_errors[E.M], seconds)
+    data = {
+        "basis": (("term", "triangle"), E.basis, {"long_name": "collateral basis q_m of g at element centroids"}),
+        "points": ("term", E.points, {"long_name": "magic points (triangle index)"}),
+        "xy": (("term", "xy"), xy[E.points]),
+        "mu_selected": (("term", "parameter"), mu_train[E.selected]),
+        "train_max_error": ("n_terms", E.max_errors, {"long_name": "max training interpolation error (max norm)"}),
+        "test_max_error": ("n_terms", test_errors(E, problem.g(xy, mu_test))),
+        "mu_train": (("train_sample", "parameter"), mu_train),
+    }
+    attrs = {"M": E.M, "next_point": E.next_point, "tol": tol, "seconds": seconds, "matrix": int(matrix)}
+    if hasattr(problem, "g_derivative"):
+        axes = list(problem.g_parameters)
+        t0 = time.perf_counter()
+        T = taylor_bound(E, bounds[axes, 0], bounds[axes, 1], bound_grid, bound_order,
+                         lambda s, a: problem.g_derivative(xy, s, a), problem.g_derivative_bound(bound_order))
+        data.update({
+            "bound_max_error": ("n_terms", T.bound, {"long_name": "rigorous bound of sup over the parameter box of "
+                                                                  "||g - I_M g||_inf (eim.taylor_bound)"}),
+            "bound_taylor": ("n_terms", T.taylor, {"long_name": "max over the grid of the Taylor sum"}),
+            "bound_remainder": ("n_terms", T.remainder, {"long_name": "(1 + Lambda_M) C_p |delta|^p / p!"}),
+            "lebesgue_constant": ("n_terms", T.lebesgue),
+        })
+        attrs.update(bound_grid=bound_grid, bound_order=bound_order, bound_seconds=time.perf_counter() - t0)
+        log.info("function EIM: %d terms, max training error %.2e, rigorous bound %.2e (%.1f s)",
+                 E.M, E.max_errors[E.M], T.bound[E.M], attrs["bound_seconds"])
+    if matrix:
+        pattern = fem.Pattern.build(problem.mesh)
+        t0 = time.perf_counter()
+        # The FOM as a black box: whole matrices at the training parameters, nothing else.
+        log.info("matrix EIM: %d FOM matrices of %d entries", len(mu_train), pattern.nnz)
+        A = np.stack([problem.operator_values(mu, pattern) for mu in mu_train])
+        Em = eim(A, max_modes, tol)
+        A_test = np.stack([problem.operator_values(mu, pattern) for mu in mu_test])
+        rows = np.repeat(np.arange(pattern.n_rows), np.diff(pattern.indptr))
+        csr = _csr(pattern)
+        op = operator_errors(Em, A, csr, csr(problem.energy_product(pattern)))
+        data.update({
+            "matrix_snapshots": (("mterm", "nnz"), A[Em.selected],
+                                 {"long_name": "FOM matrices A(mu_l) at the selected parameters (CSR values)"}),
+            "matrix_coeffs": (("mterm", "mterm_"), Em.snapshot_coeffs, {"long_name": "q_m = sum_l C[m, l] A(mu_l)"}),
+            "matrix_basis": (("mterm", "nnz"), Em.basis),
+            "matrix_slots": ("mterm", Em.points, {"long_name": "magic entries (CSR positions)"}),
+            "matrix_rows": ("mterm", rows[Em.points]),
+            "matrix_cols": ("mterm", pattern.indices[Em.points]),
+            "matrix_mu_selected": (("mterm", "parameter"), mu_train[Em.selected]),
+            "matrix_train_max_error": ("n_mterms", Em.max_errors),
+            "matrix_test_max_error": ("n_mterms", test_errors(Em, A_test)),
+            "matrix_train_operator_error": ("train_sample", op, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at the "
+                                                                             "training matrices (generalized eigenvalue problem)"}),
+        })
+        attrs.update(matrix_M=Em.M, matrix_next_slot=Em.next_point, matrix_seconds=time.perf_counter() - t0,
+                     matrix_operator_error=float(op.max()))
+        log.info("matrix EIM: %d terms, max training error %.2e, max training operator error %.2e (%.2f s)",
+                 Em.M, Em.max_errors[Em.M], op.max(), attrs["matrix_seconds"])
+    return xr.Dataset(data, attrs=attrs)
+
+
+def _csr(pattern):
+    def csr(values):
+        return sp.csr_matrix((values, pattern.indices, pattern.indptr), shape=(pattern.n_dofs,) * 2)
+    return csr
+
+
+def eim_from_dataset(ds: xr.Dataset, prefix: str = "") -> EIMBasis:
+    """The function EIM (prefix '') or the matrix EIM (prefix 'matrix_') of an EIM artefact."""
+    if prefix:
+        basis, points = ds["matrix_basis"].values, ds["matrix_slots"].values
+        nxt, C = int(ds.attrs["matrix_next_slot"]), ds["matrix_coeffs"].values
+    else:
+        basis, points, nxt, C = ds["basis"].values, ds["points"].values, int(ds.attrs["next_point"]), None
+    M = len(points)
+    return EIMBasis(basis, points, np.arange(M), C if C is not None else np.eye(M), np.zeros(M + 1), nxt,
+                    basis[:, nxt] if nxt >= 0 else None)

@@ -1,0 +1,249 @@
+"""Hostile input, backpressure and crashes end to end (CPU): a user's solver joins through
+`surrogate.online.client_command` (tests/stream_solver.py); the server must drop and count every
+crafted, forged or poisoned message and stay alive, keep its ledger exact through a full FIFO, a
+checkpoint and a kill, bound its memory by the message size, and its clients must notice when it
+dies."""
+import ast
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zmq
+
+from conftest import PYTHON, env
+from rom import artefacts
+from surrogates.cli import main as surrogates
+from surrogates.streaming import protocol
+from surrogates.streaming.client import Client, ServerGone
+from stream_solver import HOSTILE
+from test_streaming import CLIENTS, STEPS, check_ledger, heat_study, online_args
+
+HERE = Path(__file__).resolve().parent
+
+NODES, DT = 81, 0.01  # heat_study: mesh 8 x 8, dt 0.01, STEPS steps
+
+
+def solver(mode: str, steps: int = STEPS) -> str:
+    return f"{PYTHON} {HERE / 'stream_solver.py'} {mode} {NODES} {steps} {DT}"
+
+
+def user_study(tmp_path, mode="valid", **surrogate):
+    online = {"simulations": CLIENTS, "max_running": 2, "client_timeout": 20, "client_command": solver(mode)}
+    online.update(surrogate.pop("online", {}))
+    return heat_study(tmp_path, online=online, **surrogate)
+
+
+def test_hostile_clients_are_dropped_counted_and_survived(tmp_path):
+    """Each simulation's process first sends crafted headers (deep nesting, a 400-digit number,
+    v = true, a float shape, a bye with steps = 1e30), 1e300 values and times, mu outside the box,
+    forged tags (also for a simulation not yet running) and a v1 message without tag; then its real
+    trajectory. Every hostile message is dropped under its reason, every
+    real step is booked once, the model is finite; and the four simulations ran in two processes."""
+    study = user_study(tmp_path, "hostile", budget_seconds=60, budget_batches=100)
+    assert surrogates(online_args(tmp_path, study)) == 0
+    ds = artefacts.read(tmp_path / "h.h5")
+    assert len(check_ledger(ds)) == CLIENTS * STEPS
+    assert ds.attrs["samples_received"] == CLIENTS * STEPS and ds.attrs["duplicates"] == 0
+    assert ast.literal_eval(ds.attrs["dropped_reasons"]) == {r: n * CLIENTS for r, n in HOSTILE.items()}
+    assert ds.attrs["crashes"] == 0 and ds.attrs["client_processes"] == 2
+    assert ds.attrs["batches"] == 100
+    model = torch.load(tmp_path / "m.pt", weights_only=True)["state"]
+    assert all(torch.isfinite(w).all() for w in model.values())
+    assert not (tmp_path / "m.key").exists()  # the secret does not outlive the run
+
+
+def test_diverging_training_stops_without_a_model(tmp_path, capsys):
+    """lr = 1e30: after Adam's first step every weight is ~1e30 and the float32 loss overflows.
+    The run stops with one line and writes neither model nor history."""
+    study = user_study(tmp_path, lr=1e30, budget_seconds=60, budget_batches=200, validate_every_seconds=0.05)
+    assert surrogates(online_args(tmp_path, study)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training diverged" in err[0] and "no model saved" in err[0]
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "h.h5").exists()
+
+
+def test_fifo_full_when_the_budget_ends_drains_to_the_ledger(tmp_path):
+    """The budget ends after 2 batches while the FIFO is full and the clients still send: the
+    receiver keeps draining the socket into the ledger, every client says bye and is done (none
+    declared crashed, with a 2 s silence timeout), and the ledger is complete."""
+    study = user_study(tmp_path, budget_seconds=60, budget_batches=2, buffer={"capacity": 40, "watermark": 20},
+                       online={"client_timeout": 2, "client_startup_timeout": 30})
+    assert surrogates(online_args(tmp_path, study, policy="fifo")) == 0
+    ds = artefacts.read(tmp_path / "h.h5")
+    assert len(check_ledger(ds)) == CLIENTS * STEPS
+    assert ds.attrs["crashes"] == 0 and ds.attrs["restarts"] == 0 and ds.attrs["redraws"] == 0
+    assert ds.attrs["batches"] == 2 and ds["seen_count"].values.sum() == 2 * 16
+
+
+def test_backpressure_checkpoint_and_resume_lose_no_sample(tmp_path):
+    """FIFO of 40 with a slower optimizer (width 512) than the solver: the receiver is held back
+    by the full buffer. The server SIGKILLs itself after a checkpoint; its clients notice and exit.
+    That checkpoint books exactly what its slots, its pending rows and its served samples hold;
+    the rerun resumes and trains every booked sample exactly once."""
+    steps = 100
+    study = user_study(tmp_path, width=512, budget_seconds=120, checkpoint_every_seconds=0.05,
+                       buffer={"capacity": 40, "watermark": 20},
+                       online={"simulations": CLIENTS, "client_command": solver("valid", steps)})
+    study.write_text(study.read_text().replace(f"steps: {STEPS - 1}", f"steps: {steps - 1}"))
+    args = online_args(tmp_path, study, "--fault", "server:kill:20", policy="fifo")
+    proc = subprocess.run([PYTHON, "-m", "surrogates", *args], env=env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    blob = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    booked = set(np.flatnonzero(blob["ledger"].numpy().ravel()))
+    b = blob["buffer"]
+    slots, pending, retired = (set(b[k].numpy().tolist()) for k in ("key", "pending_key", "retired_key"))
+    assert booked == slots | pending | retired and len(booked) == len(slots) + len(pending) + len(retired)
+    assert len(slots) == 40 and len(pending) > 0  # the checkpoint was taken under backpressure
+    assert blob["trainer"]["batches"] >= 20
+    deadline = time.time() + 30  # the orphaned clients watch the server's pid and stop
+    while time.time() < deadline and any(_running_solvers(tmp_path)):
+        time.sleep(0.2)
+    assert not any(_running_solvers(tmp_path))
+    assert surrogates(online_args(tmp_path, study, "--fault", "server:kill:20", policy="fifo")) == 0
+    ds = artefacts.read(tmp_path / "h.h5")
+    assert ds.attrs["resumed_from_batch"] == blob["trainer"]["batches"]
+    pairs = np.column_stack([ds["ledger_client"].values, ds["ledger_step"].values])
+    assert len(pairs) == CLIENTS * steps and len(np.unique(pairs, axis=0)) == len(pairs)
+    seen = dict(zip(zip(ds["seen_client"].values, ds["seen_step"].values), ds["seen_count"].values))
+    assert set(seen) == set(map(tuple, pairs)) and set(seen.values()) == {1}
+    assert ds.attrs["batches"] == CLIENTS * steps // 16
+
+
+def _running_solvers(tmp_path):
+    """Processes whose environment carries this run's key file (the stream clients)."""
+    key = str(tmp_path / "m.key").encode()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if key in (d / "environ").read_bytes():
+                    yield int(d.name)
+            except OSError:
+                continue
+
+
+SERVER = """
+import json, os, sys, time
+import numpy as np
+from surrogates.nn import Scaling
+from surrogates.streaming import protocol
+from surrogates.streaming.buffers import Buffer
+from surrogates.streaming.server import Ledger, Receiver, bind, receive_hwm
+from surrogates.streaming.settings import Settings
+n, steps = int(sys.argv[1]), 10
+expect = protocol.Expect(n, np.tile([0.0, 1.0], (5, 1)), 0.1, steps)
+sock, address = bind(Settings(), expect)
+buf = Buffer("reservoir", 64, 6, n, watermark=1)
+rx = Receiver(sock, buf, Ledger(2, steps + 1), {1: np.full(5, 0.5)}, Scaling(expect.bounds, 0.1), expect, 16,
+              bytes.fromhex(os.environ["KEY"]))
+rx.start()
+print(json.dumps({"address": address, "bound": receive_hwm(expect, 16) * expect.message_bytes}), flush=True)
+deadline = time.time() + 60
+while 1 not in rx.progress()[1] and time.time() < deadline:
+    time.sleep(0.02)
+print(json.dumps({"counts": rx.counts, "dropped": rx.dropped}), flush=True)
+"""
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_frame_of_256_mb_does_not_raise_the_server_rss(tmp_path):
+    """A receiver for a 32 x 32 field (1089 nodes): a 256 MB frame is refused by ZeroMQ
+    (ZMQ_MAXMSGSIZE) before it is read, the connection dropped; the server's peak RSS grows by
+    less than what its receive queue may legitimately hold (HWM x largest valid message, ~10 MB),
+    and it still accepts the valid messages that follow."""
+    key = os.urandom(32)
+    server = subprocess.Popen([PYTHON, "-c", SERVER, "1089"], env={**env(), "KEY": key.hex()}, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        info = json.loads(server.stdout.readline())
+        mu, field = np.full(5, 0.5), np.zeros(1089)
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(info["address"])
+        push.send_multipart(protocol.encode_step(1, mu, 0, 0.0, field, key=key))
+        time.sleep(0.5)  # the first message is booked (first-use allocations happen before the baseline)
+        before = _peak_rss(server.pid)
+        bomb = zmq.Context.instance().socket(zmq.PUSH)
+        bomb.setsockopt(zmq.LINGER, 0)
+        monitor = bomb.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        bomb.connect(info["address"])
+        bomb.send(np.zeros(256 << 20, np.uint8), copy=False)
+        refused = monitor.poll(10_000)  # the server drops the connection at the frame's size
+        after = _peak_rss(server.pid)
+        bomb.disable_monitor()
+        bomb.close()
+        push.send_multipart(protocol.encode_step(1, mu, 1, 0.01, field, key=key))
+        push.send_multipart(protocol.encode_bye(1, mu, 2, key=key))
+        result = json.loads(server.stdout.readline())
+        push.close()
+    finally:
+        server.kill()
+        server.wait(10)
+    assert after - before < info["bound"] < 16 << 20
+    assert refused and result["counts"]["accepted"] == 2 and result["dropped"] == {}
+
+
+def test_client_blocked_in_send_exits_when_the_server_dies():
+    """A server that stops reading: the client's queue fills and send blocks (backpressure). The
+    server is SIGKILLed; the blocked client notices within its poll interval (1 s) and raises
+    ServerGone instead of waiting forever."""
+    server = subprocess.Popen([PYTHON, "-c", "import sys, time, zmq; s = zmq.Context().socket(zmq.PULL); "
+                               "s.setsockopt(zmq.RCVHWM, 1); print(s.bind_to_random_port('tcp://127.0.0.1'), "
+                               "flush=True); time.sleep(600)"], env=env(), stdout=subprocess.PIPE, text=True)
+    port = int(server.stdout.readline())
+    client = Client(f"tcp://127.0.0.1:{port}", 0, np.zeros(5), os.urandom(32), hwm=1, linger_s=0,
+                    watch=(socket.gethostname(), server.pid)).connect()
+    outcome = []
+
+    def stream():
+        try:
+            for k in range(10_000):
+                client.send(k, 0.0, np.zeros(1 << 18))  # 1 MB a message
+        except ServerGone as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    try:
+        last, still = -1, 0
+        while still < 5:  # blocked: nothing sent for 0.5 s
+            time.sleep(0.1)
+            still, last = (still + 1, last) if client.sent == last else (0, client.sent)
+        assert t.is_alive() and client.sent < 10_000
+        server.kill()
+        server.wait(10)
+        t.join(10)
+    finally:
+        server.kill()
+        client.close()
+    assert not t.is_alive() and len(outcome) == 1 and "is gone" in str(outcome[0])
+
+
+def test_report_warns_when_online_is_worse_and_says_why():
+    import xarray as xr
+
+    from surrogates.streaming.report import comparison
+
+    def run(**attrs):
+        return xr.Dataset(attrs=attrs)
+
+    off = run(mode="offline", distinct_simulations=16, batches=900)
+    hist = {"online_reservoir": run(mode="online", distinct_simulations=10, batches=600, simulations_received=10,
+                                    simulations_planned=24, dropped=0), "offline": off}
+    warning = comparison({"online_reservoir": 0.132, "offline": 0.058}, hist)
+    assert warning.startswith("Warning: the online model (online_reservoir, test error 0.132) is worse")
+    assert "only 10 of 24 streamed simulations arrived" in warning and "10 distinct simulations, offline on 16" in warning
+    assert "600 batches against 900" in warning
+    assert comparison({"online_reservoir": 0.047, "offline": 0.056}, hist) is None

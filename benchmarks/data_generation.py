@@ -5,9 +5,8 @@ then the SOR-omega bandit against the best fixed and the default omega on a sequ
     python benchmarks/data_generation.py [--problems block2d tet3d] [--repeats 3] [--ranks 1 2]
 
 Problems (all variants on the first, the informative subset --variants-3d on the second): the thermal block (2x2 blocks, P1 on the unit square, about 1e5 dofs) and a 3D P1 diffusion with
-a piecewise-constant conductivity on 2x2x2 blocks of the unit cube (about 2e5 dofs, 8 parameters) on a
-structured tetrahedral mesh built here (BENCHMARK-ONLY MESH BUILDER below: the project's 3D problems are
-another helper's work). Solver: the schema's default petsc_options (CG + GAMG, rtol 1e-12, max_it 1000),
+a piecewise-constant conductivity on 2x2x2 blocks of the unit cube (about 2e5 dofs, 8 parameters): the
+study-file problem `diffusion` (rom.hifi.declared) on a gmsh tetrahedral mesh made here. Solver: the schema's default petsc_options (CG + GAMG, rtol 1e-12, max_it 1000),
 64 LHS samples of [0.1, 1]^d. Each variant solves the same 64 samples with a fresh KSP in one MPI worker;
 the variants run interleaved (the order rotates with the repeat) and each worker repeats them, so drift
 of the shared machine hits all of them alike; ratios to "plain" are taken within a worker, then the
@@ -23,7 +22,6 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -32,108 +30,46 @@ sys.path.insert(0, ROOT)
 OPTIONS = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12, "ksp_max_it": 1000}
 
 
-# -- BENCHMARK-ONLY MESH BUILDER: 3D P1 diffusion on a structured tetrahedral mesh of the unit cube --------
-class TetPattern:
-    """CSR pattern of the free-dof couplings for rows [row_start, row_stop) of a tetrahedral P1 mesh (the
-    3D counterpart of rom.hifi.fem.Pattern, same attributes)."""
+# -- the 3D problem: romflow's declared diffusion on a gmsh tetrahedral mesh ---------------------------------
+def block_cube_mesh(dofs: float, folder: str) -> str:
+    """The unit cube split into 2x2x2 blocks (physical volumes b0..b7, x fastest) with its boundary as one
+    physical surface `wall`; about `dofs` nodes: meshed at an eighth of them and refined once (gmsh's 1-to-8
+    split), written as binary gmsh 4.1. Cached in `folder`."""
+    import gmsh
 
-    def __init__(self, tets, dof_of_node, n_dofs, r0, r1):
-        dof = dof_of_node[tets]
-        owned = (dof >= r0) & (dof < r1)
-        self.elements = np.flatnonzero(owned.any(axis=1))
-        d = dof[self.elements]
-        rows, cols = np.repeat(d, 4, axis=1).ravel(), np.tile(d, (1, 4)).ravel()
-        keep = (rows >= r0) & (rows < r1) & (cols >= 0)
-        unique_key, slot = np.unique(rows[keep] * n_dofs + cols[keep], return_inverse=True)
-        self.entry_slot = np.full(rows.shape, -1, dtype=np.int64)
-        self.entry_slot[keep] = slot
-        self.indptr = np.zeros(r1 - r0 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(unique_key // n_dofs - r0, minlength=r1 - r0), out=self.indptr[1:])
-        self.indices = (unique_key % n_dofs).astype(np.int64)
-        self.n_dofs, self.row_start, self.row_stop = n_dofs, r0, r1
-        self._dof = dof[self.elements]
+    path = os.path.join(folder, f"block_cube_{int(dofs)}.msh")
+    if os.path.exists(path):
+        return path
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import gmsh_meshes
 
-    @property
-    def nnz(self):
-        return len(self.indices)
-
-    @property
-    def n_rows(self):
-        return self.row_stop - self.row_start
-
-    def assemble_terms(self, local, term_of_element, n_terms):
-        vals = local[self.elements].reshape(-1)
-        term = np.repeat(term_of_element[self.elements], 16)
-        keep = self.entry_slot >= 0
-        flat = term[keep] * self.nnz + self.entry_slot[keep]
-        return np.bincount(flat, weights=vals[keep], minlength=n_terms * self.nnz).reshape(n_terms, self.nnz)
-
-    def assemble_vector(self, local):
-        owned = (self._dof >= self.row_start) & (self._dof < self.row_stop)
-        return np.bincount(self._dof[owned] - self.row_start, weights=local[self.elements][owned],
-                           minlength=self.n_rows)
+    h = (0.9 / (dofs / 8)) ** (1 / 3)  # gmsh puts about 0.9 / h^3 nodes in the unit cube
+    with gmsh_meshes.session():
+        gmsh.option.setNumber("General.NumThreads", 1)
+        occ = gmsh.model.occ
+        boxes = [(3, occ.addBox(0.5 * i, 0.5 * j, 0.5 * k, 0.5, 0.5, 0.5)) for k in (0, 1) for j in (0, 1) for i in (0, 1)]
+        out, _ = occ.fragment(boxes[:1], boxes[1:])
+        occ.synchronize()
+        for _, tag in out:
+            x, y, z = occ.getCenterOfMass(3, tag)
+            gmsh.model.addPhysicalGroup(3, [tag], name=f"b{int(x > 0.5) + 2 * int(y > 0.5) + 4 * int(z > 0.5)}")
+        faces = [t for _, t in gmsh.model.getBoundary(out, oriented=False, combined=True)]
+        gmsh.model.addPhysicalGroup(2, faces, name="wall")
+        gmsh_meshes._size(h)
+        gmsh.model.mesh.generate(3)
+        gmsh.model.mesh.refine()
+        gmsh_meshes._write(path + ".tmp.msh", 4.1, binary=True)
+    os.replace(path + ".tmp.msh", path)
+    return path
 
 
-class TetBlock:
-    """-div(kappa grad u) = 1 in the unit cube, u = 0 on its boundary, kappa = mu_q on block q of a 2x2x2
-    grid; n^3 cubes of 6 tetrahedra each (Kuhn subdivision, conforming). Affine: theta_q(mu) = mu_q."""
+def block_cube_problem(mesh: str):
+    """-div(k grad u) = 1, u = 0 on the wall, k = k_q on block q: the study file's `problem` section of a
+    declared diffusion (rom.hifi.declared), 8 affine parameters."""
+    from rom.hifi.declared import Diffusion
 
-    def __init__(self, n: int, blocks=(2, 2, 2)):
-        from rom.hifi import capabilities as cap
-
-        self.capabilities = frozenset({cap.PARAMETERS, cap.STATIONARY, cap.AFFINE})
-        x = np.linspace(0.0, 1.0, n + 1)
-        Z, Y, X = np.meshgrid(x, x, x, indexing="ij")
-        self.nodes = np.column_stack([X.ravel(), Y.ravel(), Z.ravel()])  # x fastest
-        i, j, k = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij"))
-        corner = (k * (n + 1) + j) * (n + 1) + i
-        step = np.array([1, n + 1, (n + 1) ** 2])
-        tets = []
-        for perm in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)):
-            v1 = corner + step[perm[0]]
-            v2 = v1 + step[perm[1]]
-            tets.append(np.column_stack([corner, v1, v2, v2 + step[perm[2]]]))
-        self.tets = np.concatenate(tets)
-        on_face = np.any((self.nodes == 0.0) | (self.nodes == 1.0), axis=1)
-        self.dof_of_node = np.full(len(self.nodes), -1, dtype=np.int64)
-        self.dof_of_node[~on_face] = np.arange((~on_face).sum())
-        self.n_dofs = int((~on_face).sum())
-        c = self.nodes[self.tets].mean(axis=1)
-        b = np.minimum((c * np.array(blocks)).astype(int), np.array(blocks) - 1)
-        self.block = (b[:, 2] * blocks[1] + b[:, 1]) * blocks[0] + b[:, 0]
-        self.n_terms = int(np.prod(blocks))
-        self._cache = {}
-
-    def pattern(self, r0, r1):
-        return TetPattern(self.tets, self.dof_of_node, self.n_dofs, r0, r1)
-
-    def _local(self, pattern):
-        P = self.nodes[self.tets[pattern.elements]]
-        M = np.concatenate([np.ones(P.shape[:2] + (1,)), P], axis=2)  # rows [1, x, y, z] per vertex
-        G = np.linalg.inv(M)[:, 1:, :]  # gradients of the barycentric functions, (e, 3, 4)
-        vol = np.abs(np.linalg.det(M)) / 6.0
-        K = np.zeros((len(self.tets), 4, 4))
-        K[pattern.elements] = vol[:, None, None] * np.einsum("eki,ekj->eij", G, G)
-        f = np.zeros((len(self.tets), 4))
-        f[pattern.elements] = np.repeat(vol[:, None] / 4.0, 4, axis=1)
-        return K, f
-
-    def operator_terms(self, pattern):
-        if "A" not in self._cache:
-            K, f = self._local(pattern)
-            self._cache["A"] = pattern.assemble_terms(K, self.block, self.n_terms)
-            self._cache["f"] = pattern.assemble_vector(f)
-        return self._cache["A"]
-
-    def theta(self, mu):
-        return np.asarray(mu, dtype=float)
-
-    def operator_values(self, mu, pattern):
-        return np.asarray(mu, dtype=float) @ self.operator_terms(pattern)
-
-    def rhs(self, mu, pattern):
-        self.operator_terms(pattern)
-        return self._cache["f"]
+    return Diffusion({"mesh": {"file": mesh}, "conductivity": {f"b{q}": f"k{q}" for q in range(8)},
+                      "source": {f"b{q}": 1.0 for q in range(8)}, "dirichlet": {"wall": 0.0}})
 
 
 # -- variants ------------------------------------------------------------------------------------------------
@@ -166,8 +102,7 @@ VARIANTS_3D = ["ordering", "projection", "frozen PC", "GAMG interpolation", "all
 def build(problem_name, size):
     from rom.hifi import petsc
 
-    PETSc = petsc.init([])
-    comm = PETSc.COMM_WORLD
+    petsc.init([])
     if problem_name == "block2d":
         from rom.hifi.problems import ThermalBlock
         from rom.hifi.solve import FullOrderModel
@@ -175,11 +110,11 @@ def build(problem_name, size):
         fom = FullOrderModel(ThermalBlock(mesh_n=size, blocks=(2, 2)), "petsc", OPTIONS)
         fom.solver.destroy()
         return fom, 4, fom.problem.mesh.n_dofs
-    problem = TetBlock(size)
-    r0, r1 = petsc.ownership(problem.n_dofs, comm.size, comm.rank)
-    petsc.set_options(OPTIONS)
-    return SimpleNamespace(problem=problem, pattern=problem.pattern(r0, r1), comm=comm, rank=comm.rank,
-                           solver=None), problem.n_terms, problem.n_dofs
+    from rom.hifi.solve import FullOrderModel
+
+    fom = FullOrderModel(block_cube_problem(size), "petsc", OPTIONS)
+    fom.solver.destroy()
+    return fom, 8, fom.problem.mesh.n_dofs
 
 
 def worker(problem_name, size, samples, repeats, rotate, names):
@@ -325,7 +260,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--problems", nargs="+", default=["block2d", "tet3d"], choices=["block2d", "tet3d"])
     p.add_argument("--block-n", type=int, default=317, help="cells per side of the square (316^2 = 99856 dofs)")
-    p.add_argument("--tet-n", type=int, default=59, help="cubes per side of the cube (58^3 = 195112 dofs)")
+    p.add_argument("--tet-dofs", type=float, default=2e5, help="nodes of the 3D mesh (about)")
     p.add_argument("--samples", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3, help="repeats of every variant (interleaved)")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
@@ -339,7 +274,8 @@ def main():
     args = p.parse_args()
     if args.worker:
         problem, size, samples, repeats, rotate, names = args.worker
-        return worker(problem, int(size), int(samples), int(repeats), int(rotate), names.split("|"))
+        return worker(problem, int(size) if problem == "block2d" else size, int(samples), int(repeats), int(rotate),
+                      names.split("|"))
     if args.bandit_worker:
         return bandit_worker(*args.bandit_worker)
     names = list(variants()) if args.variants is None else ["plain"] + [v for v in args.variants if v != "plain"]
@@ -347,7 +283,9 @@ def main():
     unknown = sorted((set(names) | set(names_3d)) - set(variants()))
     if unknown:
         raise SystemExit(f"--variants {unknown}: expected some of {list(variants())}")
-    sizes = {"block2d": args.block_n, "tet3d": args.tet_n}
+    folder = os.path.join(os.path.expanduser("~"), ".cache", "romflow", "benchmarks")
+    os.makedirs(folder, exist_ok=True)
+    sizes = {"block2d": args.block_n, "tet3d": block_cube_mesh(args.tet_dofs, folder) if "tet3d" in args.problems else ""}
     print(f"{args.samples} samples per sequence, {args.repeats} repeats, CG + GAMG rtol 1e-12, "
           f"{os.cpu_count()} cores (shared), load {os.getloadavg()[0]:.1f}")
     figures = {"samples": args.samples, "repeats": args.repeats, "problems": {}}

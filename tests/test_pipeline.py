@@ -45,7 +45,12 @@ def test_every_artefact_has_the_expected_shape(pipeline):
     err = pod["test_error"].values.max(axis=1)
     assert err[0] == pytest.approx(1.0) and err[-1] < 0.3 and np.all(np.diff(err) <= 1e-12)
     html = (res / "report.html").read_text()
-    assert html.count("data:image/png;base64") == 3
+    # solutions, iterations along the solve order, POD spectrum, POD projection errors
+    assert html.count("data:image/png;base64") == 4
+    train = xr.open_dataset(res / "snapshots" / "train.h5")
+    assert sorted(train["chunk"].values.tolist()) == [0, 0, 0, 0, 1, 1]  # one path cut into chunks of 4
+    assert sorted(train["solve_position"].values.tolist()) == [0, 0, 1, 1, 2, 3]
+    train.close()
     for path in res.rglob("*.h5"):
         xr.open_dataset(path).close()  # every artefact opens with xarray
 

@@ -11,7 +11,8 @@ from rom.stage import Artefact, Stage, problem_has
 def figures_snapshots(ctx):
     from rom.figures.fom import snapshots_section
 
-    s = snapshots_section(ctx.problem, ctx.study, ctx.read("operators"), ctx.read("train"), ctx.path("figure"))
+    s = snapshots_section(ctx.problem, ctx.study, ctx.read("operators"), ctx.read("train"), ctx.path("figure"),
+                          ctx.path("sequence"))
     ctx.section(s["title"], s["order"], s["text"], s["metrics"], s["figures"])
 
 
@@ -40,7 +41,9 @@ STAGES = (
     Stage("figures_snapshots", figures_snapshots, "figures of a few train solutions and the solver statistics",
           sections=("report",), enabled=problem_has(cap.MESH),
           inputs=(Artefact("operators", "fom/operators.h5"), Artefact("train", "snapshots/train.h5")),
-          outputs=(Artefact("figure", "PNG of a few solutions"), Artefact("section", "section JSON"))),
+          outputs=(Artefact("figure", "PNG of a few solutions"),
+                   Artefact("sequence", "PNG of the iterations along the solve order"),
+                   Artefact("section", "section JSON"))),
     Stage("figures_pod", figures_pod, "figures of the POD: eigenvalue decay, projection error vs N",
           sections=("report",), enabled=problem_has(cap.MESH), inputs=(Artefact("pod", "rom/pod.h5"),),
           outputs=(Artefact("spectrum", "PNG"), Artefact("errors", "PNG"), Artefact("section", "section JSON"))),

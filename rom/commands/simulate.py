@@ -44,22 +44,46 @@ def operators(ctx):
     ctx.write("out", ds, "operators")
 
 
+def sequence_settings(study: dict):
+    """The simulate section's reuse and tuning pieces (rom.hifi.sequence), refused in one line."""
+    from rom.hifi.sequence import SequenceSettings
+
+    try:
+        return SequenceSettings.from_config(study["simulate"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_simulate(study: dict):
+    """Before any job: the reuse settings, then the PETSc options in a trial solve."""
+    settings = sequence_settings(study)
+    pc = study["simulate"]["petsc_options"].get("pc_type")
+    if settings.preconditioner_reuse == "interpolation" and pc != "gamg":
+        raise ConfigError(f"simulate.preconditioner_reuse = interpolation: needs pc_type gamg; "
+                          f"simulate.petsc_options.pc_type is {pc!r} (expected rebuild or frozen for it)")
+    check_petsc_options(study)
+
+
 def simulate(ctx):
-    from rom.design import chunk_indices, n_chunks
     from rom.hifi import petsc
+    from rom.hifi.ordering import chunk_plan
+    from rom.hifi.sequence import solve_sequence
     from rom.hifi.solve import FullOrderModel
     from rom.progress import Progress
     from rom.snapshots import snapshots_dataset
 
     sim, set_name, chunk = ctx.study["simulate"], ctx.option("set"), ctx.option("chunk")
+    settings = sequence_settings(ctx.study)
     if sim["backend"] == "petsc":
         petsc.init(ctx.petsc_args)
     mu_all = ctx.read("parameters")[f"mu_{set_name}"].values
-    c = sim["chunk_size"]
-    if chunk < 0 or chunk >= n_chunks(len(mu_all), c):
-        raise UserError(f"--chunk {chunk}: expected 0..{n_chunks(len(mu_all), c) - 1} for {len(mu_all)} {set_name} "
-                        f"samples in chunks of {c}")
-    index = chunk_indices(len(mu_all), c, chunk)
+    space = ctx.space
+    try:
+        # One path through the whole set, cut into chunks: a chunk's samples are neighbours.
+        plan = chunk_plan(mu_all, space.bounds, space.distributions, sim["chunk_size"], chunk, sim["ordering"])
+    except ValueError as exc:
+        raise UserError(f"--chunk {chunk}: {exc}") from None
+    index = plan.index
     problem = ctx.problem
     black_box = getattr(problem, "black_box", False)
     if black_box and petsc.comm_world().size > 1:
@@ -68,8 +92,10 @@ def simulate(ctx):
     fom = FullOrderModel(problem, sim["backend"], sim["petsc_options"], ranks=sim["mpi_ranks"])
     ranks = fom.comm.size if fom.comm is not None else fom.ranks
     backend = fom.backend
-    ctx.log.info("%s chunk %d: samples %s on %d MPI rank(s), backend %s", set_name, chunk,
-                 f"{index[0]}..{index[-1]}" if len(index) else "none", ranks, backend)
+    ctx.log.info("%s chunk %d: %d samples on %d MPI rank(s), backend %s, solve order %s, initial guess %s, "
+                 "preconditioner %s%s", set_name, chunk, len(index), ranks, backend, sim["ordering"],
+                 settings.initial_guess, settings.preconditioner_reuse,
+                 f", {settings.tune.option} tuned by {settings.tune.policy}" if settings.tune else "")
     bar = Progress(len(index), "samples", ctx.log)
 
     def each(i, r):
@@ -78,7 +104,10 @@ def simulate(ctx):
             ctx.log.warning("sample %d (mu = %s) failed: %s", index[i], np.round(mu_all[index[i]], 6).tolist(), r.reason)
         bar.step(note=f"last: {r.reason}, {r.iterations} iterations, {r.seconds:.3f} s")
 
-    results = fom.solve_samples(mu_all[index], each)
+    try:
+        results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each)
+    except ValueError as exc:  # a reuse setting this problem or solver cannot take (pc_type, backend)
+        raise ConfigError(str(exc)) from None
     if backend == "petsc":
         for name in petsc.unused_options(sim["petsc_options"]):
             ctx.warn(f"simulate.petsc_options.{name}: PETSc never used this option")
@@ -89,12 +118,18 @@ def simulate(ctx):
                      figures["peak_memory_mb"])
     if fom.rank != 0:
         return 0
-    attrs = {"set": set_name, "chunk": chunk, "mpi_ranks": ranks, "backend": backend,
-             **{f"assembly_{k}": float(v) for k, v in figures.items()}}
+    attrs = {"set": set_name, "chunk": chunk, "mpi_ranks": ranks, "backend": backend, "ordering": sim["ordering"],
+             **{f"assembly_{k}": float(v) for k, v in figures.items()},
+             **{f"sequence_{k}": v for k, v in facts.attrs.items()}}
     ds = snapshots_dataset(problem, index, mu_all[index], results, attrs)
+    ds = ds.assign(facts.data_vars())
+    ds["chunk"] = ("sample", np.full(len(index), chunk, dtype=np.int64))
     if len(results):
-        its = np.array([r.iterations for r in results])
-        ctx.log.info("iterations per sample: min %d, mean %.1f, max %d", its.min(), its.mean(), its.max())
+        its = facts.iterations[plan.order]
+        half = max(1, len(its) // 2)
+        ctx.log.info("iterations per sample: min %d, mean %.1f, max %d (first half of the solve order %.1f, "
+                     "second half %.1f)", its.min(), its.mean(), its.max(), its[:half].mean(),
+                     its[half:].mean() if len(its) > 1 else its.mean())
     ctx.write("out", ds, "snapshots")
     return 0
 
@@ -122,7 +157,7 @@ STAGES = (
           outputs=(Artefact("out", "fom/operators.h5"),)),
     Stage("simulate", simulate, "full-order solves of one chunk of a sample set (run under the MPI launcher); "
           "PETSc options such as -ksp_monitor pass through", sections=FOM_SECTIONS, mpi=True,
-          needs=frozenset({cap.MESH}), enabled=_fixed_mesh, check=check_petsc_options,
+          needs=frozenset({cap.MESH}), enabled=_fixed_mesh, check=check_simulate,
           inputs=(Artefact("parameters", "parameters.h5 from `sample`"),),
           outputs=(Artefact("out", "snapshots/<set>/chunk<i>.h5"),),
           options=(Option("set", "sample set", default="train", choices=("train", "test", "validation"),

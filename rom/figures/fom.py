@@ -11,8 +11,44 @@ def unit_label(units: str) -> str:
     return units if units and units != "1" else "dimensionless"
 
 
-def snapshots_section(problem, study: dict, ops, ds, figure) -> dict:
-    """Figure of the first few train solutions (every parameter in the titles) and the solver facts."""
+def solve_sequence_figure(path, ds) -> dict:
+    """Krylov iterations per sample along each chunk's solve order (rom.hifi.sequence): the first solve of
+    a chunk starts cold, the later ones from what the earlier ones left. Returns the section's metrics."""
+    fig, (ax,) = plots.figure()
+    position, its = ds["solve_position"].values, ds["iterations"].values
+    chunks = ds["chunk"].values if "chunk" in ds else np.zeros(len(its), dtype=int)
+    ok = ds["converged"].values.astype(bool)
+    for i, c in enumerate(np.unique(chunks)):
+        mine = np.flatnonzero((chunks == c) & ok)
+        mine = mine[np.argsort(position[mine])]
+        ax.plot(position[mine], its[mine], plots.STYLES[i % len(plots.STYLES)], ms=3, lw=1,
+                label=f"chunk {c}" if i < 6 else None, alpha=0.8)
+    ax.set_xlabel("position in the chunk's solve order")
+    ax.set_ylabel("Krylov iterations")
+    guess, reuse = ds.attrs.get("sequence_initial_guess", "none"), ds.attrs.get("sequence_preconditioner_reuse", "rebuild")
+    ax.set_title(f"Solve sequence: order {ds.attrs.get('ordering', 'design')}, guess {guess}, preconditioner {reuse}",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    plots.integer_ticks(ax)
+    plots.integer_ticks(ax, "y")
+    if len(np.unique(chunks)) > 1:
+        ax.legend(fontsize=8)
+    plots.save(fig, path)
+    cold, warm = ok & (position == 0), ok & (position > 0)
+    metrics = {"solve order": str(ds.attrs.get("ordering", "design")), "initial guess": str(guess),
+               "preconditioner reuse": str(reuse),
+               "mean iterations, first solve of a chunk (cold start)": float(its[cold].mean()) if cold.any() else float("nan"),
+               "mean iterations, later solves": float(its[warm].mean()) if warm.any() else float("nan"),
+               "mean set-up seconds per sample": float(np.nanmean(ds["setup_seconds"].values)) if ok.any() else float("nan"),
+               "mean Krylov seconds per sample": float(np.nanmean(ds["krylov_seconds"].values)) if ok.any() else float("nan")}
+    if ds.attrs.get("sequence_tune_option"):
+        metrics[f"mean tuned {ds.attrs['sequence_tune_option']}"] = float(np.nanmean(ds["tuned_value"].values))
+    return metrics
+
+
+def snapshots_section(problem, study: dict, ops, ds, figure, sequence=None) -> dict:
+    """Figure of the first few train solutions (every parameter in the titles) and the solver facts;
+    with `sequence` (a PNG path) the iterations along the solve order too."""
     k = min(study["report"]["n_solutions"], ds.sizes["sample"])
     mu = ds["mu"].values[:k]
     u = ds["u"].values[:k]
@@ -35,8 +71,13 @@ def snapshots_section(problem, study: dict, ops, ds, figure) -> dict:
     options = ", ".join(f"{k}={v}" for k, v in study["simulate"]["petsc_options"].items())
     text = f"Full-order solutions of problem {problem.name} with PETSc ({options})."
     caption = "A few train solutions" + (" at the final time" if problem.transient else "")
-    return {"title": "Full-order simulations", "order": 10, "text": text, "metrics": metrics,
-            "figures": [(figure, caption)]}
+    figures = [(figure, caption)]
+    if sequence is not None and "solve_position" in ds:
+        metrics.update(solve_sequence_figure(sequence, ds))
+        figures.append((sequence, "Krylov iterations per train sample along each chunk's solve order: the first "
+                                  "solve of a chunk starts cold (the count without reuse), later ones start from "
+                                  "what the earlier solves left (simulate.initial_guess, preconditioner_reuse)"))
+    return {"title": "Full-order simulations", "order": 10, "text": text, "metrics": metrics, "figures": figures}
 
 
 def pod_section(ds, spectrum, errors) -> dict:

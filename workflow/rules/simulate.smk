@@ -85,6 +85,12 @@ rule figures_snapshots:
             category="Full-order model",
             subcategory="{study}",
         ),
+        sequence=report(
+            "results/{study}/figures/solve_sequence.png",
+            caption="../report/solve_sequence.rst",
+            category="Full-order model",
+            subcategory="{study}",
+        ),
         section="results/{study}/sections/simulate.json",
     params:
         trigger=trigger("figures_snapshots"),

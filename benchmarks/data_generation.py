@@ -33,20 +33,13 @@ OPTIONS = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12, "ksp_max_it":
 # -- the 3D problem: romflow's declared diffusion on a gmsh tetrahedral mesh ---------------------------------
 def block_cube_mesh(dofs: float, folder: str) -> str:
     """The unit cube split into 2x2x2 blocks (physical volumes b0..b7, x fastest) with its boundary as one
-    physical surface `wall`; about `dofs` nodes: meshed at an eighth of them and refined once (gmsh's 1-to-8
-    split), written as binary gmsh 4.1. Cached in `folder`."""
+    physical surface `wall`; about `dofs` nodes, cached in `folder`."""
     import gmsh
 
-    path = os.path.join(folder, f"block_cube_{int(dofs)}.msh")
-    if os.path.exists(path):
-        return path
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import gmsh_meshes
 
-    h = (0.9 / (dofs / 8)) ** (1 / 3)  # gmsh puts about 0.9 / h^3 nodes in the unit cube
-    with gmsh_meshes.session():
-        gmsh.option.setNumber("General.NumThreads", 1)
-        occ = gmsh.model.occ
+    def build(occ):
         boxes = [(3, occ.addBox(0.5 * i, 0.5 * j, 0.5 * k, 0.5, 0.5, 0.5)) for k in (0, 1) for j in (0, 1) for i in (0, 1)]
         out, _ = occ.fragment(boxes[:1], boxes[1:])
         occ.synchronize()
@@ -55,12 +48,8 @@ def block_cube_mesh(dofs: float, folder: str) -> str:
             gmsh.model.addPhysicalGroup(3, [tag], name=f"b{int(x > 0.5) + 2 * int(y > 0.5) + 4 * int(z > 0.5)}")
         faces = [t for _, t in gmsh.model.getBoundary(out, oriented=False, combined=True)]
         gmsh.model.addPhysicalGroup(2, faces, name="wall")
-        gmsh_meshes._size(h)
-        gmsh.model.mesh.generate(3)
-        gmsh.model.mesh.refine()
-        gmsh_meshes._write(path + ".tmp.msh", 4.1, binary=True)
-    os.replace(path + ".tmp.msh", path)
-    return path
+
+    return str(gmsh_meshes.large_cube(os.path.join(folder, f"block_cube_{int(dofs)}.msh"), dofs, build))
 
 
 def block_cube_problem(mesh: str):

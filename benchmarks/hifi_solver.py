@@ -88,19 +88,13 @@ def scipy_runs(n, repeats, skip_direct_above):
 
 
 def tet_mesh(dofs: float, folder) -> str:
-    """A two-region unit cube with about `dofs` nodes: meshed at 1/8 of them, refined once."""
+    """A two-region unit cube (left / right halves, faces x0 and x1) with about `dofs` nodes."""
     import gmsh
 
-    path = os.path.join(folder, f"cube_{int(dofs)}.msh")
-    if os.path.exists(path):
-        return path
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import gmsh_meshes
 
-    h = (0.9 / (dofs / 8)) ** (1 / 3)  # gmsh puts about 0.9 / h^3 nodes in the unit cube
-    with gmsh_meshes.session():
-        gmsh.option.setNumber("General.NumThreads", 1)
-        occ = gmsh.model.occ
+    def build(occ):
         out, _ = occ.fragment([(3, occ.addBox(0, 0, 0, 0.5, 1, 1))], [(3, occ.addBox(0.5, 0, 0, 0.5, 1, 1))])
         occ.synchronize()
         for name, left in (("left", True), ("right", False)):
@@ -109,12 +103,8 @@ def tet_mesh(dofs: float, folder) -> str:
             faces = [t for _, t in gmsh.model.getBoundary(out, oriented=False, combined=True)
                      if abs(occ.getCenterOfMass(2, t)[0] - x) < 1e-9]
             gmsh.model.addPhysicalGroup(2, faces, name=name)
-        gmsh_meshes._size(h)
-        gmsh.model.mesh.generate(3)
-        gmsh.model.mesh.refine()
-        gmsh_meshes._write(path + ".tmp.msh", 4.1, binary=True)
-    os.replace(path + ".tmp.msh", path)
-    return path
+
+    return str(gmsh_meshes.large_cube(os.path.join(folder, f"cube_{int(dofs)}.msh"), dofs, build))
 
 
 def tet_problem(mesh):

@@ -21,8 +21,11 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 run: setup
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/config.yaml
 
+# Two workers, one test file each at a time (module fixtures such as the SLURM cluster start once); most
+# of the suite waits on subprocesses (Snakemake, mpiexec, sbatch), so two workers fit a 2-core machine.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(PY) benchmarks/hifi_solver.py

@@ -53,3 +53,32 @@ def problem_capabilities(study: dict) -> frozenset:
     from rom.hifi.registry import problem_class
 
     return problem_class(study["problem"]).capabilities
+
+
+def requested_executor(argv: list[str], environ: dict) -> str | None:
+    """The executor a Snakemake command line asks for (`--executor`/`-e`, else the profile's `executor:`
+    key), None for none. A dry run swaps the requested executor for Snakemake's dry-run executor before
+    the workflow sees it, so the launcher of the MPI rules is read from the command line there."""
+    from pathlib import Path
+
+    import yaml
+
+    profile = environ.get("SNAKEMAKE_PROFILE")
+    for i, arg in enumerate(argv):
+        flag, _, value = arg.partition("=")
+        if flag in ("--executor", "-e"):
+            return value or (argv[i + 1] if i + 1 < len(argv) else None)
+        if flag in ("--profile", "--workflow-profile"):
+            profile = value or (argv[i + 1] if i + 1 < len(argv) else None)
+    if not profile:
+        return None
+    config_home = Path(environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+    for folder in (Path(profile), config_home / "snakemake" / profile, Path("/etc/xdg/snakemake") / profile):
+        path = folder / "config.yaml"
+        if path.is_file():
+            try:
+                value = (yaml.safe_load(path.read_text()) or {}).get("executor")
+            except (OSError, yaml.YAMLError):
+                return None
+            return str(value) if value else None
+    return None

@@ -114,3 +114,34 @@ def test_artefacts_equal_a_local_run(runs):
         assert u_slurm.shape == u_local.shape == ({"train": 6, "test": 4}[name], 15 * 15)
         np.testing.assert_allclose(u_slurm, u_local, rtol=0, atol=1e-8 * np.abs(u_local).max())
         assert artefacts.read(local / f"results/tiny/snapshots/{name}/chunk0.h5").attrs["mpi_ranks"] == 2
+
+
+def test_dry_run_under_the_slurm_profile_shows_srun(tmp_path):
+    """A dry run shows the command the jobs will run: Snakemake swaps the SLURM executor for its dry-run
+    executor before the workflow sees it, so the launcher comes from the command line's profile."""
+    write_yaml(tmp_path / "plates.yaml", PLATES)
+    write_yaml(tmp_path / "cfg.yaml", {**study(), "include_studies": ["plates.yaml"],
+                                       "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "max_modes": 3}})
+    base = [SNAKEMAKE, *SLURM_TARGETS, "-s", ROOT / "Snakefile", "-d", tmp_path, "--configfile", tmp_path / "cfg.yaml",
+            "-n", "-p"]
+    for args, launcher in ((["--profile", ROOT / "config/profiles/slurm"], "srun"), (["--cores", "2"], "mpiexec")):
+        proc = run([*base, *args], timeout=300)
+        out = proc.stdout + proc.stderr
+        for command in ("python -m rom simulate", "python -m rom reduced-basis",
+                        "python -m surrogates simulate-geometries"):
+            assert f"Shell command: {launcher} -n 2 {command}" in out, (launcher, command)
+        assert ("mpi=srun" in out) == (launcher == "srun")
+
+
+def test_requested_executor_is_read_from_the_command_line_and_profile(tmp_path):
+    from rom.pipeline import requested_executor
+
+    profile = tmp_path / "prof"
+    profile.mkdir()
+    (profile / "config.yaml").write_text("executor: slurm\njobs: 4\n")
+    assert requested_executor(["snakemake", "--executor", "slurm"], {}) == "slurm"
+    assert requested_executor(["snakemake", "-e", "local", "--profile", str(profile)], {}) == "local"
+    assert requested_executor(["snakemake", f"--profile={profile}", "-n"], {}) == "slurm"
+    assert requested_executor(["snakemake", "-n"], {"SNAKEMAKE_PROFILE": str(profile)}) == "slurm"
+    assert requested_executor(["snakemake", "-n", "--profile", str(tmp_path / "missing")], {}) is None
+    assert requested_executor(["snakemake", "--cores", "2"], {"XDG_CONFIG_HOME": str(tmp_path)}) is None

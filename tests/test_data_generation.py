@@ -466,3 +466,19 @@ def test_simulate_refuses_reuse_settings_it_cannot_honour_in_one_line(tmp_path):
                           capture_output=True, text=True, env=env(), timeout=300)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "simulate.tune.option = 'ksp_rtol'" in lines[0], proc.stderr
+
+
+def test_a_direct_solve_takes_no_initial_guess(block):
+    """ksp_type preonly + LU (a user's direct solve) with the default settings: PETSc refuses a nonzero
+    initial guess for preonly, so the sequence solves without one and says so; the snapshots are the
+    direct solutions to the factorization's accuracy (cond(A) eps, cond(A) < norm_A / lam_min)."""
+    from rom.hifi.sequence import SequenceSettings, solve_sequence
+
+    fom = make_fom(block["problem"], {"ksp_type": "preonly", "pc_type": "lu"})
+    samples, facts = solve_sequence(fom, block["mu"], SequenceSettings(), order=block["order"])
+    fom.solver.destroy()
+    assert facts.attrs["guess_note"].startswith("ksp_type preonly") and facts.guess_dim.max() == 0
+    U = np.array([s.u for s in samples])
+    rel = np.linalg.norm(U - block["exact"], axis=1) / np.linalg.norm(block["exact"], axis=1)
+    cond = block["norm_A"] / block["lam_min"]
+    assert all(s.converged for s in samples) and np.all(rel < 100 * cond * EPS), rel.max()

@@ -36,7 +36,7 @@ def _value(v) -> str:
 
 def check(options: dict, solver: str = "ksp", key: str = "simulate.petsc_options") -> list[str]:
     """Raise OptionError for options PETSc refuses; return the names PETSc never used."""
-    from rom.paths import digest
+    from rom.paths import atomic_path, digest
 
     options = {str(k).lstrip("-"): _value(v) for k, v in (options or {}).items()}
     if not options:
@@ -54,8 +54,8 @@ def check(options: dict, solver: str = "ksp", key: str = "simulate.petsc_options
             raise OptionError(f"{key}: PETSc could not be started to check them ({proc.stderr.strip()[-300:]})")
         result = json.loads(lines[-1])
         if "error" not in result:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps(result))
+            with atomic_path(cached) as tmp:  # concurrent jobs read it: never a half-written file
+                tmp.write_text(json.dumps(result))
     if "error" in result:
         raise OptionError(f"{key}.{result['option']} = {result['value']!r}: {result['error']}" if result.get("option")
                           else f"{key}: {result['error']}")

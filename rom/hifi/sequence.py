@@ -24,7 +24,7 @@ sample in the given order, with the tuned option when PETSc solves them, and the
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -221,10 +221,15 @@ class _LinearSequence:
     """A(mu) x = b(mu) on fom.solver (a rom.hifi.petsc.LinearSolver), with the reuse pieces of `settings`."""
 
     def __init__(self, fom, settings: SequenceSettings, basis):
-        self.fom, self.settings, self.solver, self.problem = fom, settings, fom.solver, fom.problem
-        s, solver = settings, fom.solver
+        solver = fom.solver
         self.inner_pc = solver.pc_type()
         self.attrs = {"reuse_path": "linear stationary (rom.hifi.sequence)", "pc_type": self.inner_pc}
+        if solver.ksp.getType() == "preonly" and settings.initial_guess != "none":
+            # A direct solve (preonly + LU/Cholesky) takes no initial guess: PETSc refuses a nonzero one.
+            settings = replace(settings, initial_guess="none")
+            self.attrs["guess_note"] = "ksp_type preonly (a direct solve): no initial guess"
+        self.fom, self.settings, self.solver, self.problem = fom, settings, solver, fom.problem
+        s = settings
         if s.preconditioner_reuse == "interpolation":
             if self.inner_pc != "gamg":
                 raise ValueError(f"simulate.preconditioner_reuse = interpolation: needs pc_type gamg; the solver "
@@ -303,7 +308,8 @@ class _LinearSequence:
     def solve(self, mu, facts: SequenceFacts, i: int, tuned: dict | None):
         p, s = self.problem, self.settings
         t0 = time.perf_counter()
-        values, b = p.operator_values(mu, self.fom.pattern), p.rhs(mu, self.fom.pattern)
+        # the first sample's assembly is timed for the stage's report (FullOrderModel.assembled)
+        values, b = self.fom.assembled(p.operator_values, mu), p.rhs(mu, self.fom.pattern)
         t_assemble = time.perf_counter() - t0
         frozen = s.preconditioner_reuse == "frozen"
         rebuild = self.rebuild_next or not frozen

@@ -67,7 +67,7 @@ class FullOrderModel:
         self.backend = backend
         self.assembly = {"pattern_seconds": time.perf_counter() - t0}
 
-    def _assembled(self, values_of, mu):
+    def assembled(self, values_of, mu):
         """The operator values and load of the first solve, timed (later ones come from cached terms)."""
         if "operator_seconds" in self.assembly:
             return values_of(mu, self.pattern)
@@ -99,7 +99,7 @@ class FullOrderModel:
         if self.solver is None:
             return self.problem.run(mu, self.ranks)
         t0 = time.perf_counter()
-        self.solver.set_values(self._assembled(self.problem.operator_values, mu))
+        self.solver.set_values(self.assembled(self.problem.operator_values, mu))
         x, info = self.solver.solve(self.problem.rhs(mu, self.pattern))
         u = self.solver.gather(x)
         return Sample(u, info.converged, info.reason, info.iterations, time.perf_counter() - t0)
@@ -124,7 +124,7 @@ class FullOrderModel:
         # problem, whose theta does not depend on mu): the preconditioner is built once per matrix.
         key = tuple(np.round(p.theta(np.atleast_2d(mu))[0], 15)) if cap.AFFINE in p.capabilities else tuple(mu)
         if getattr(self, "_step_key", None) != key:
-            self.solver.set_values(self._assembled(p.operator_values, mu))
+            self.solver.set_values(self.assembled(p.operator_values, mu))
             self._step_key = key
         if not hasattr(self, "_mass"):
             self._mass = self.solver.operator(p.mass_product(self.pattern))

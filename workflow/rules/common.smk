@@ -109,7 +109,10 @@ def mpi_launcher():
     `executor: slurm`) and inside a SLURM allocation (where that executor's jobs run their command),
     mpiexec otherwise."""
     plugin = workflow.executor_plugin
-    slurm = (plugin is not None and "slurm" in plugin.name) or "SLURM_JOB_ID" in os.environ
+    name = plugin.name if plugin is not None else ""
+    if name == "dryrun":  # Snakemake has swapped the requested executor out: read it from the command line
+        name = pipeline.requested_executor(sys.argv, os.environ) or ""
+    slurm = "slurm" in name or "SLURM_JOB_ID" in os.environ
     return "srun" if slurm else "mpiexec"
 
 

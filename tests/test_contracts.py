@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 import imports
 from conftest import ROOT, tiny_study, write_yaml

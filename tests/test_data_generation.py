@@ -248,7 +248,7 @@ def test_reduced_basis_guess_helps_from_the_first_solve(block, plain):
 def test_facts_become_artefact_variables(block, plain):
     import xarray as xr
 
-    from rom.hifi.sequence import SequenceSettings, TuneSettings
+    from rom.hifi.sequence import SequenceSettings
 
     _, facts = plain
     ds = xr.Dataset(facts.data_vars(), coords={"sample": np.arange(24)})

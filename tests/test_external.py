@@ -7,7 +7,6 @@ import textwrap
 import numpy as np
 import pytest
 
-import gmsh_meshes
 from conftest import ROOT, rom_cli
 from rom import config
 from rom.hifi import fem

@@ -31,6 +31,8 @@ alpha(mu) >= min_q theta_q(mu) / theta_q(mu_ref) is a certified coercivity lower
 """
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import copy
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -137,7 +139,7 @@ class Monomials:
         return ext[:, idx].prod(axis=2)
 
 
-class DeclaredProblem(Problem):
+class DeclaredProblem(Problem, metaclass=ABCMeta):
     """What the declared PDEs share: the mesh file, parameters named by the user, the affine engine."""
 
     units = "1"
@@ -174,8 +176,9 @@ class DeclaredProblem(Problem):
 
     # -- declaration (no mesh) ---------------------------------------------------------------------
     @classmethod
+    @abstractmethod
     def declaration(cls, args: dict, dim: int | None = None) -> Declaration:
-        raise NotImplementedError
+        """The parameters, regions and boundary parts the study file's arguments declare (no mesh)."""
 
     @classmethod
     def from_arguments(cls, args: dict):
@@ -338,8 +341,9 @@ class DeclaredProblem(Problem):
         return (self.theta(mu) / self.theta(self.mu_ref[None])).min(axis=1)
 
     # element matrices with unit coefficient: (m, k c, k c)
+    @abstractmethod
     def cell_matrices(self, cells: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Element matrices of the operator with a unit coefficient."""
 
     def _cell_mass(self, cells: np.ndarray) -> np.ndarray:
         k = self.mesh.cells.shape[1]

@@ -7,7 +7,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 export PETSC_DIR := /usr/lib/petscdir/petsc3.18/x86_64-linux-gnu-real
-# Matplotlib without a display; a quiet, deterministic thread count for two-core machines.
+# Matplotlib without a display.
 export MPLBACKEND := Agg
 
 .PHONY: setup run test bench lint clean

@@ -24,7 +24,7 @@ def snapshots_dataset(problem, index: np.ndarray, mu: np.ndarray, results: list,
     return xr.Dataset(
         {
             "u": (dims, U, {"units": problem.units, "long_name": "solution at the free dofs"}),
-            "mu": (("sample", "parameter"), np.asarray(mu, dtype=float).reshape(len(index), -1)),
+            "mu": (("sample", "parameter"), np.asarray(mu, dtype=float).reshape(len(index), len(problem.parameter_names))),
             "converged": ("sample", np.array([r.converged for r in results], dtype=np.int8)),
             "reason": ("sample", strings(r.reason for r in results)),
             "iterations": ("sample", np.array([r.iterations for r in results], dtype=np.int64)),

@@ -482,3 +482,33 @@ def test_a_direct_solve_takes_no_initial_guess(block):
     rel = np.linalg.norm(U - block["exact"], axis=1) / np.linalg.norm(block["exact"], axis=1)
     cond = block["norm_A"] / block["lam_min"]
     assert all(s.converged for s in samples) and np.all(rel < 100 * cond * EPS), rel.max()
+
+
+def test_an_empty_test_set_gives_an_empty_chunk(tmp_path):
+    """design.test.size: 0 (POD still asks for snapshots/test.h5): one chunk with no sample, no crash."""
+    from conftest import rom_cli, tiny_study, write_yaml
+    from rom import artefacts
+
+    cfg = write_yaml(tmp_path / "cfg.yaml", tiny_study(
+        design={"method": "lhs", "train": {"size": 3, "seed": 1}, "test": {"size": 0}}))
+    rom_cli("configure", "--config", cfg, "--out", tmp_path / "study.yaml")
+    rom_cli("sample", "--study-config", tmp_path / "study.yaml", "--out", tmp_path / "p.h5")
+    rom_cli("simulate", "--study-config", tmp_path / "study.yaml", "--parameters", tmp_path / "p.h5", "--set", "test",
+            "--chunk", "0", "--out", tmp_path / "c.h5")
+    ds = artefacts.read(tmp_path / "c.h5")
+    assert ds.sizes["sample"] == 0 and ds["u"].shape == (0, 11 * 11) and ds["mu"].shape == (0, 4)
+
+
+def test_tuning_is_refused_where_no_romflow_petsc_solve_would_use_it(tmp_path):
+    from conftest import PYTHON, tiny_study, write_yaml
+
+    tune = {"option": "pc_sor_omega", "range": [1.0, 1.9]}
+    for name, study, expected in (
+            ("scipy", tiny_study(simulate={"backend": "scipy", "tune": tune}), "backend scipy"),
+            ("nonlinear", tiny_study(problem={"name": "nonlinear_heat", "mesh": {"n": 8}}, simulate={"tune": tune}),
+             "is nonlinear and solves with its own SNES")):
+        cfg = write_yaml(tmp_path / f"{name}.yaml", study)
+        proc = subprocess.run([PYTHON, "-m", "rom", "configure", "--config", cfg, "--out", tmp_path / "s.yaml"],
+                              capture_output=True, text=True, env=env(), timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr

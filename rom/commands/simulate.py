@@ -57,6 +57,20 @@ def sequence_settings(study: dict):
 def check_simulate(study: dict):
     """Before any job: the reuse settings, then the PETSc options in a trial solve."""
     settings = sequence_settings(study)
+    if settings.tune is not None:
+        from rom.hifi import registry
+
+        cls = registry.problem_class(study["problem"])
+        if study["simulate"]["backend"] != "petsc" or getattr(cls, "black_box", False):
+            raise ConfigError(f"simulate.tune.option = {settings.tune.option!r}: only PETSc solves run by romflow "
+                              f"take a tuned option (backend {study['simulate']['backend']}"
+                              f"{', a black-box solver' if getattr(cls, 'black_box', False) else ''}); "
+                              "expected simulate.tune empty")
+        if cap.NONLINEAR in cls.capabilities:
+            name = study["problem"].get("name") or study["problem"].get("class")
+            raise ConfigError(f"simulate.tune.option = {settings.tune.option!r}: problem {name} is nonlinear"
+                              " and solves with its own SNES, which reads its options once; expected "
+                              "simulate.tune empty for it")
     pc = study["simulate"]["petsc_options"].get("pc_type")
     if settings.preconditioner_reuse == "interpolation" and pc != "gamg":
         raise ConfigError(f"simulate.preconditioner_reuse = interpolation: needs pc_type gamg; "
@@ -66,7 +80,7 @@ def check_simulate(study: dict):
 
 def simulate(ctx):
     from rom.hifi import petsc
-    from rom.hifi.ordering import chunk_plan
+    from rom.hifi.ordering import chunk_plan, unit_coordinates
     from rom.hifi.sequence import solve_sequence
     from rom.hifi.solve import FullOrderModel
     from rom.progress import Progress
@@ -105,7 +119,9 @@ def simulate(ctx):
         bar.step(note=f"last: {r.reason}, {r.iterations} iterations, {r.seconds:.3f} s")
 
     try:
-        results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each)
+        # the contextual policy's context: the parameters in the study's box (its overrides included)
+        contexts = unit_coordinates(mu_all[index], space.bounds, space.distributions) if len(index) else None
+        results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each, contexts=contexts)
     except ValueError as exc:  # a reuse setting this problem or solver cannot take (pc_type, backend)
         raise ConfigError(str(exc)) from None
     if backend == "petsc":

@@ -26,8 +26,7 @@ def solve_sequence_figure(path, ds) -> dict:
     ax.set_xlabel("position in the chunk's solve order")
     ax.set_ylabel("Krylov iterations")
     guess, reuse = ds.attrs.get("sequence_initial_guess", "none"), ds.attrs.get("sequence_preconditioner_reuse", "rebuild")
-    ax.set_title(f"Solve sequence: order {ds.attrs.get('ordering', 'design')}, guess {guess}, preconditioner {reuse}",
-                 fontsize=9)
+    ax.set_title(f"order {ds.attrs.get('ordering', 'design')}, guess {guess}, preconditioner {reuse}", fontsize=9)
     ax.grid(True, alpha=0.3)
     plots.integer_ticks(ax)
     plots.integer_ticks(ax, "y")

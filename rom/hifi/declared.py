@@ -275,27 +275,9 @@ class DeclaredProblem(Problem, metaclass=ABCMeta):
         self.cell_factor = np.array([f for f, _ in reg])[mf.cell_region]
         self.cell_term = np.array([term_of[p] for _, p in reg])[mf.cell_region]
         mono = Monomials()
-        # Loads per (cell, component).
-        lc, lcomp, lmono, lfac = [], [], [], []
-        for r, vals in decl.loads.items():
-            cells = mf.region_cells(r)
-            for comp, v in enumerate(vals):
-                if v is None:
-                    continue
-                f, p = self._coef(v)
-                lc.append(cells), lcomp.append(np.full(len(cells), comp))
-                lmono.append(np.full(len(cells), mono(p))), lfac.append(np.full(len(cells), f))
-        self.loads = _cat(lc, lcomp, lmono, lfac)
-        # Fluxes (Neumann, traction) per (facet, component), and Robin's h u_inf.
-        ff, fcomp, fmono, ffac = [], [], [], []
-        for g, vals in decl.fluxes.items():
-            facets = mf.group_facets(g)
-            for comp, v in enumerate(vals):
-                if v is None:
-                    continue
-                f, p = self._coef(v)
-                ff.append(facets), fcomp.append(np.full(len(facets), comp))
-                fmono.append(np.full(len(facets), mono(p))), ffac.append(np.full(len(facets), f))
+        # Loads per (cell, component); fluxes (Neumann, traction) per (facet, component), and Robin's h u_inf.
+        self.loads = _cat(*self._per_component(decl.loads, mf.region_cells, mono))
+        ff, fcomp, fmono, ffac = self._per_component(decl.fluxes, mf.group_facets, mono)
         rf, rterm, rfac = [], [], []
         for g, (h, u_inf) in decl.robin.items():
             facets = mf.group_facets(g)
@@ -314,6 +296,20 @@ class DeclaredProblem(Problem, metaclass=ABCMeta):
         self.lift_cells = np.flatnonzero(touched[mf.cells].any(axis=1))
         self.lift_robin = np.flatnonzero(touched[self.robin[0]].any(axis=1)) if len(self.robin[0]) else np.empty(0, int)
         self.monomials = mono
+
+    def _per_component(self, values: dict, entities_of, mono):
+        """(entities, component, monomial, factor) lists of the declared values per named group and component
+        (None: not declared), one entry per group and component."""
+        ent, comp, mon, fac = [], [], [], []
+        for name, vals in values.items():
+            idx = entities_of(name)
+            for c, v in enumerate(vals):
+                if v is None:
+                    continue
+                f, p = self._coef(v)
+                ent.append(idx), comp.append(np.full(len(idx), c))
+                mon.append(np.full(len(idx), mono(p))), fac.append(np.full(len(idx), f))
+        return ent, comp, mon, fac
 
     @property
     def parameter_names(self) -> list[str]:

@@ -34,6 +34,14 @@ def parameters(repeats):
     return np.random.default_rng(0).uniform(0.1, 1.0, (repeats, 4))
 
 
+def timed_solves(fom, mus):
+    """Seconds and iterations of one converged FOM solve per parameter."""
+    samples = [fom.solve(mu) for mu in mus]
+    bad = [s.reason for s in samples if not s.converged]
+    assert not bad, bad
+    return [s.seconds for s in samples], [s.iterations for s in samples]
+
+
 def worker(n, repeats):
     """Run under mpiexec: PETSc solves, timings printed as JSON by rank 0."""
     from rom.hifi.problems import ThermalBlock
@@ -44,12 +52,7 @@ def worker(n, repeats):
     fom = FullOrderModel(problem, "petsc", {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": RTOL})
     fom.solve(parameters(1)[0])  # warm-up: caches the affine terms of this rank's rows
     setup = time.perf_counter() - t0
-    times, its = [], []
-    for mu in parameters(repeats):
-        s = fom.solve(mu)
-        assert s.converged, s.reason
-        times.append(s.seconds)
-        its.append(s.iterations)
+    times, its = timed_solves(fom, parameters(repeats))
     if fom.rank == 0:
         print(json.dumps({"dofs": problem.mesh.n_dofs, "seconds": float(np.mean(times)), "iterations": float(np.mean(its)),
                           "setup_seconds": setup, "ranks": fom.comm.size}))
@@ -136,12 +139,7 @@ def worker3d(mesh, repeats, save):
     read = comm.allreduce(read, op=MPI.MAX)
     peak = comm.allreduce(peak_memory_mb(), op=MPI.MAX)
     nnz = comm.allreduce(fom.pattern.nnz)
-    times, its = [], []
-    for mu in tet_parameters(repeats):
-        s = fom.solve(mu)
-        assert s.converged, s.reason
-        times.append(s.seconds)
-        its.append(s.iterations)
+    times, its = timed_solves(fom, tet_parameters(repeats))
     if fom.rank == 0:
         if save:
             np.save(save, first.u)

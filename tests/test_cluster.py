@@ -51,14 +51,19 @@ PLATES = {"name": "plates", "problem": {"name": "tensile_plate", "mesh": {"n": 6
 SLURM_TARGETS = [*TARGETS, "results/tiny/rom/rb.h5", "results/plates/geometries/train.h5"]
 
 
+def write_studies(folder):
+    """The tiny study with its RB greedy, including the plates family: every MPI rule has work."""
+    write_yaml(folder / "plates.yaml", PLATES)
+    write_yaml(folder / "cfg.yaml", {**study(), "include_studies": ["plates.yaml"],
+                                     "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "max_modes": 3}})
+
+
 @pytest.fixture(scope="module")
 def runs(slurm, tmp_path_factory):
     """One SLURM run of every MPI rule, and the same study's snapshots run locally."""
     on_slurm, local = tmp_path_factory.mktemp("on_slurm"), tmp_path_factory.mktemp("local")
     for d in (on_slurm, local):
-        write_yaml(d / "plates.yaml", PLATES)
-        write_yaml(d / "cfg.yaml", {**study(), "include_studies": ["plates.yaml"],
-                                    "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "max_modes": 3}})
+        write_studies(d)
     proc = run([SNAKEMAKE, *SLURM_TARGETS, "--profile", ROOT / "config/profiles/slurm",
                 "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
                 "-s", ROOT / "Snakefile", "-d", on_slurm, "--configfile", on_slurm / "cfg.yaml"], timeout=600)
@@ -119,9 +124,7 @@ def test_artefacts_equal_a_local_run(runs):
 def test_dry_run_under_the_slurm_profile_shows_srun(tmp_path):
     """A dry run shows the command the jobs will run: Snakemake swaps the SLURM executor for its dry-run
     executor before the workflow sees it, so the launcher comes from the command line's profile."""
-    write_yaml(tmp_path / "plates.yaml", PLATES)
-    write_yaml(tmp_path / "cfg.yaml", {**study(), "include_studies": ["plates.yaml"],
-                                       "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "max_modes": 3}})
+    write_studies(tmp_path)
     base = [SNAKEMAKE, *SLURM_TARGETS, "-s", ROOT / "Snakefile", "-d", tmp_path, "--configfile", tmp_path / "cfg.yaml",
             "-n", "-p"]
     for args, launcher in ((["--profile", ROOT / "config/profiles/slurm"], "srun"), (["--cores", "2"], "mpiexec")):

@@ -80,7 +80,7 @@ def check_simulate(study: dict):
 
 def simulate(ctx):
     from rom.hifi import petsc
-    from rom.hifi.ordering import chunk_plan, unit_coordinates
+    from rom.hifi.ordering import chunk_plan
     from rom.hifi.sequence import solve_sequence
     from rom.hifi.solve import FullOrderModel
     from rom.progress import Progress
@@ -120,8 +120,7 @@ def simulate(ctx):
 
     try:
         # the contextual policy's context: the parameters in the study's box (its overrides included)
-        contexts = unit_coordinates(mu_all[index], space.bounds, space.distributions) if len(index) else None
-        results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each, contexts=contexts)
+        results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each, contexts=plan.unit)
     except ValueError as exc:  # a reuse setting this problem or solver cannot take (pc_type, backend)
         raise ConfigError(str(exc)) from None
     if backend == "petsc":

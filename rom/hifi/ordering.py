@@ -109,10 +109,11 @@ def solve_order(X: np.ndarray, method: str = "nearest") -> np.ndarray:
 @dataclass(frozen=True)
 class ChunkPlan:
     """One simulate chunk: `index` its sample indices into the set in design order (the artefact's order),
-    `order` the solve order as positions into `index`."""
+    `order` the solve order as positions into `index`, `unit` their coordinates in the unit cube."""
 
     index: np.ndarray
     order: np.ndarray
+    unit: np.ndarray  # the chunk's parameters in unit coordinates (rows of `index`): the contextual tuning's context
 
     @property
     def solve_index(self) -> np.ndarray:
@@ -129,7 +130,8 @@ def chunk_plan(mu: np.ndarray, bounds: np.ndarray, distributions, chunk_size: in
     count = max(1, -(-n // chunk_size))
     if not 0 <= chunk < count:
         raise ValueError(f"chunk {chunk}: expected 0..{count - 1} for {n} samples in chunks of {chunk_size}")
-    path = solve_order(unit_coordinates(mu, bounds, distributions), method) if n else np.empty(0, dtype=np.int64)
+    X = unit_coordinates(mu, bounds, distributions) if n else np.empty((0, len(np.reshape(bounds, (-1, 2)))))
+    path = solve_order(X, method) if n else np.empty(0, dtype=np.int64)
     piece = path[chunk * chunk_size:(chunk + 1) * chunk_size]
     index = np.sort(piece)
-    return ChunkPlan(index, np.searchsorted(index, piece).astype(np.int64))
+    return ChunkPlan(index, np.searchsorted(index, piece).astype(np.int64), X[index])

@@ -152,7 +152,7 @@ def solve_sequence(fom, mus: np.ndarray, settings: SequenceSettings | None = Non
     mus = np.atleast_2d(np.asarray(mus, dtype=float))
     n = len(mus) if mus.size else 0
     order = np.arange(n) if order is None else np.asarray(order, dtype=np.int64)
-    if sorted(order.tolist()) != list(range(n)):
+    if not np.array_equal(np.sort(order), np.arange(n)):
         raise ValueError(f"solve order {order.tolist()[:8]}...: expected a permutation of range({n})")
     if contexts is None and settings.tune is not None and settings.tune.policy == "contextual":
         from .ordering import unit_coordinates
@@ -224,6 +224,7 @@ class _LinearSequence:
         solver = fom.solver
         self.inner_pc = solver.pc_type()
         self.attrs = {"reuse_path": "linear stationary (rom.hifi.sequence)", "pc_type": self.inner_pc}
+        self._threads = None  # the OpenMP limit deflation sets, restored by close()
         if solver.ksp.getType() == "preonly" and settings.initial_guess != "none":
             # A direct solve (preonly + LU/Cholesky) takes no initial guess: PETSc refuses a nonzero one.
             settings = replace(settings, initial_guess="none")
@@ -268,7 +269,6 @@ class _LinearSequence:
         self.previous = None
         self.rebuild_next, self.reference_its = True, None
         self.pc_seconds, self.extra_seconds = 0.0, 0.0
-        self._threads = getattr(self, "_threads", None)
 
     def _guess(self, mu, b):
         s = self.settings

@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from rom.hifi.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.models.evaluate import error_table, refined_solutions, time_batch, time_single
-from rom.models.rb import AffineCoefficients, CoerciveRBReductor, ReducedBasisModel
+from rom.models.rb import AffineCoefficients, CoerciveRBReductor
 from rom.reduction.eim_estimator import eim_residual_norm, estimate, training_coefficients
 from rom.reduction.estimators import ResidualRiesz, residual_coefficients
 from rom.reduction.greedy import weak_greedy
@@ -206,11 +206,8 @@ def rigor(mesh):
     t0 = time.perf_counter()
     U = refined_solutions(ops.A_terms, ops.f_terms, test, np.ones((len(test), 1)))
     ref_s = time.perf_counter() - t0
-    riesz = ResidualRiesz(ops.X, ops.A_terms, ops.f_terms, precision="double")
-    for v in red.V:
-        riesz.extend(v)
     m = red.model()
-    double = ReducedBasisModel(m.A_rb, m.f_rb, riesz.R, riesz.G, coef, m.bounds, m.parameter_names)
+    double = red.model_in_precision("double")
     t_ext = error_table(m, red.V, ops.X, test, U, methods=("stable",))
     t_dbl = error_table(double, red.V, ops.X, test, U, methods=("stable",))
     rows = []

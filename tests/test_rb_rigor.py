@@ -10,8 +10,7 @@ import scipy.sparse.linalg as spla
 from rom.hifi.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.models.evaluate import error_table, refined_solutions
-from rom.models.rb import AffineCoefficients, CoerciveRBReductor, ReducedBasisModel
-from rom.reduction.estimators import ResidualRiesz
+from rom.models.rb import AffineCoefficients, CoerciveRBReductor
 from rom.reduction.greedy import weak_greedy
 from rom.reduction.linalg import EXTENDED, HAS_EXTENDED, RefinedSolver, x_norms
 
@@ -63,10 +62,6 @@ def test_bound_holds_down_to_the_round_off_floor_at_2e4_dofs():
 
     # The same basis with the residual data formed in double loses the bound near the floor:
     # the test is able to fail.
-    riesz = ResidualRiesz(ops.X, ops.A_terms, ops.f_terms, precision="double")
-    for v in red.V:
-        riesz.extend(v)
-    m = red.model()
-    double = ReducedBasisModel(m.A_rb, m.f_rb, riesz.R, riesz.G, coef, m.bounds, m.parameter_names)
+    double = red.model_in_precision("double")
     t2 = error_table(double, red.V, ops.X, test, U, methods=("stable",))
     assert (t2["estimate_stable"] / t2["error"]).min() < 1.0

@@ -340,6 +340,14 @@ class CoerciveRBReductor:
         return ReducedBasisModel(self.A_rb.copy(), self.f_rb.copy(), self.riesz.R.copy(), self.riesz.G.copy(),
                                  self.coefficients, self.bounds, self.names, self.extrapolation)
 
+    def model_in_precision(self, precision: str) -> ReducedBasisModel:
+        """The same reduced model with its residual data formed again from the basis in `precision`
+        ('double' or 'extended'): to measure what the precision of those data does to the bound."""
+        riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms, precision)
+        for v in self.V:
+            riesz.extend(v)
+        return replace(self.model(), R=riesz.R, G=riesz.G)
+
     def estimate(self, mu: np.ndarray) -> np.ndarray:
         """Relative estimates Delta(mu) / ||u_rb(mu)||_X over a training set (for the greedy);
         training points are inside the range by construction, so no extrapolation check."""

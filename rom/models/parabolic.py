@@ -45,6 +45,7 @@ import xarray as xr
 
 from rom.models.rb import min_theta_valid
 from rom.reduction.estimators import ResidualRiesz
+from rom.reduction.greedy import stopped
 from rom.reduction.linalg import dependent_tol, orthogonalize
 from rom.reduction.pod import pod
 
@@ -393,14 +394,7 @@ def pod_greedy(mu_train: np.ndarray, fom_trajectory, reductor: ParabolicReductor
                  "trajectories %.2f s%s, %.1f s elapsed)", reductor.N, max_modes, est[i], i, len(mu_train),
                  time.perf_counter() - t0, f", last FOM trajectory {h.fom_seconds[-1]:.2f} s" if h.fom_seconds else "",
                  time.perf_counter() - t_start)
-        if est[i] < tol:
-            h.stop_reason = "tolerance"
-            break
-        if reductor.N >= max_modes:
-            h.stop_reason = "N_max"
-            h.warning = (f"tolerance {tol:g} not reached at N_max = {max_modes} (max_modes): max relative bound "
-                         f"{est[i]:.3e}")
-            log.warning(h.warning)
+        if stopped(h, est[i], tol, reductor.N, max_modes, "bound"):
             break
         t0 = time.perf_counter()
         U = np.asarray(fom_trajectory(mu_train[i]), dtype=float)

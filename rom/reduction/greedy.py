@@ -27,6 +27,20 @@ class GreedyHistory:
     warning: str = ""
 
 
+def stopped(h, estimate: float, tol: float, N: int, max_modes: int, what: str) -> bool:
+    """A greedy's stopping test: below the tolerance, or at the basis-size cap (with a warning); sets
+    h.stop_reason (and h.warning)."""
+    if estimate < tol:
+        h.stop_reason = "tolerance"
+        return True
+    if N >= max_modes:
+        h.stop_reason = "N_max"
+        h.warning = f"tolerance {tol:g} not reached at N_max = {max_modes} (max_modes): max relative {what} {estimate:.3e}"
+        log.warning(h.warning)
+        return True
+    return False
+
+
 def weak_greedy(mu_train: np.ndarray, fom_solve, reductor, tol: float, max_modes: int,
                 first: int = 0) -> GreedyHistory:
     """Grow the reductor's basis from the snapshot at mu_train[first] by
@@ -58,13 +72,6 @@ def weak_greedy(mu_train: np.ndarray, fom_solve, reductor, tol: float, max_modes
         log.info("greedy N=%d/%d: max relative estimate %.3e at training parameter %d (FOM %.2f s, basis and "
                  "estimates over %d parameters %.2f s, %.1f s elapsed)", reductor.N, max_modes, est[i], i,
                  h.fom_seconds[-1], len(mu_train), now - t0 - h.fom_seconds[-1], now - t_start)
-        if est[i] < tol:
-            h.stop_reason = "tolerance"
-            break
-        if reductor.N >= max_modes:
-            h.stop_reason = "N_max"
-            h.warning = (f"tolerance {tol:g} not reached at N_max = {max_modes} (max_modes): max relative "
-                         f"estimate {est[i]:.3e}")
-            log.warning(h.warning)
+        if stopped(h, est[i], tol, reductor.N, max_modes, "estimate"):
             break
     return h

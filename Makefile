@@ -10,7 +10,7 @@ export PETSC_DIR := /usr/lib/petscdir/petsc3.18/x86_64-linux-gnu-real
 # Matplotlib without a display.
 export MPLBACKEND := Agg
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test test-portability bench lint clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,15 @@ run: setup
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# The numerical test files (no Snakemake, SLURM or streaming run) again under other thread counts and
+# torch's generic kernels: other summation orders, as on another CPU, fail here rather than on a
+# user's machine (tests/README.md).
+NUMERICAL_TESTS := $(addsuffix .py,$(addprefix tests/test_,adaptive clustering declared deim eim eim_bound \
+	eim_estimator elasticity fem gp heat mmgp nonlinear_heat output_bounds parabolic_rb pod rb rb_rigor scm))
+test-portability: setup
+	OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(NUMERICAL_TESTS)
+	OMP_NUM_THREADS=3 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(NUMERICAL_TESTS)
 
 bench: setup
 	$(PY) benchmarks/hifi_solver.py

@@ -3,8 +3,10 @@ scale per input (ARD), a constant mean, learned Gaussian noise, standardized inp
 
 Multi-output = independent GPs, one per output column, evaluated as one batch (one batched
 Cholesky per likelihood evaluation). Each output has its own optimizer state: a batched L-BFGS
-whose two-loop recursion, step length (backtracking Armijo line search) and stopping test are per
-output, so an output's fit does not depend on which other outputs share its batch. Restarts start
+whose two-loop recursion, step length (a weak Wolfe line search by bracketing) and stopping test
+are per output, so an output's fit does not depend on which other outputs share its batch. The
+stopping test knows the loss's own rounding level (`_negative_log_likelihood`), so whether a fit
+converged is a property of the problem, not of the BLAS that summed it. Restarts start
 every output from the same points (drawn from `seed` and the restart index only), keep per output
 the restart of best marginal likelihood, and a restart whose likelihood is not finite (a failed
 Cholesky, NaN) is discarded for that output instead of aborting the fit. Convergence (gradient
@@ -23,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-_HYPER = ("lengthscale", "outputscale", "noise", "mean")
 INPUT_TRANSFORMS = ("none", "log")
 _SQRT5 = 5.0 ** 0.5
+_UNIT_ROUNDOFF = 2.0 ** -53  # float64
 
 
 def _device(device=None):
@@ -61,7 +63,15 @@ def _negative_log_likelihood(theta, X, Y, noise_floor: float, gradient: bool = T
     gradient in theta (m, p) in closed form: d(n nll)/d theta_p = tr((K^-1 - a a^T) dK/d theta_p) / 2,
     a = K^-1 (y - c); for a log length scale dK/d log l_j = s^2 (5/3)(1 + sqrt5 r) exp(-sqrt5 r) D_j,
     D_j = (x_j - x'_j)^2 / l_j^2, whose trace against B = A o (...) is
-    2 sum_a u_aj^2 (B 1)_a - 2 u_j^T B u_j (u = x / l): batched matrix products, no autograd."""
+    2 sum_a u_aj^2 (B 1)_a - 2 u_j^T B u_j (u = x / l): batched matrix products, no autograd.
+
+    With the gradient comes the loss's rounding level (m,): the computed Cholesky factor is exact
+    for K + dK with ||dK||_2 of order u ||K||_2 (Higham, Accuracy and Stability, Thm 10.3, whose
+    worst-case factor n is not attained in practice), and to first order the per-sample loss moves by
+    tr((K^-1 - a a^T) dK) / (2n), at most (tr K^-1 + a^T a) u ||K||_2 / (2n) with
+    ||K||_2 <= tr K = n (s^2 + noise). So rounding = u (s^2 + noise) (tr K^-1 + a^T a) / 2: below
+    it, loss differences are rounding, and a BLAS with another summation order resolves them
+    differently. Returns (nll, None) without the gradient, (nll, g, rounding) with it."""
     import torch
 
     m, n = Y.shape
@@ -90,7 +100,9 @@ def _negative_log_likelihood(theta, X, Y, noise_floor: float, gradient: bool = T
         return nll, None
     A = torch.cholesky_inverse(L)
     del L
-    trA = torch.diagonal(A, dim1=-2, dim2=-1).sum(-1) - (alpha * alpha).sum(-1)
+    trKinv, aa = torch.diagonal(A, dim1=-2, dim2=-1).sum(-1), (alpha * alpha).sum(-1)
+    rounding = torch.where(ok, 0.5 * _UNIT_ROUNDOFF * (s2 + noise) * (trKinv + aa), torch.full_like(nll, np.inf))
+    trA = trKinv - aa
     B = A.baddbmm_(alpha[:, :, None], alpha[:, None, :], alpha=-1.0).mul_(poly.mul_(e).mul_((5.0 / 3.0) * s2[:, None, None]))
     g = torch.empty_like(theta)
     g[:, :d] = (u * u * B.sum(-1)[..., None]).sum(1) - (u * torch.bmm(B, u)).sum(1)
@@ -98,30 +110,50 @@ def _negative_log_likelihood(theta, X, Y, noise_floor: float, gradient: bool = T
     g[:, d + 1] = 0.5 * (noise - noise_floor) * trA
     g[:, d + 2] = -alpha.sum(-1)
     g = torch.where(ok[:, None], g / n, torch.zeros_like(g))
-    return nll, g
+    return nll, g, rounding
+
+
+def _evaluate(fun, x, rows):
+    """fun's (f, g, rounding); a function that states no rounding level gets u |f|."""
+    out = fun(x, rows)
+    f, g = out[0], out[1]
+    rounding = out[2] if len(out) > 2 else _UNIT_ROUNDOFF * f.abs()
+    return f, g, rounding.nan_to_num(nan=np.inf)
 
 
 def batched_lbfgs(fun, x0, max_iter: int, gtol: float = 1e-5, ftol: float = 1e-9, history: int = 10,
                   max_backtracks: int = 30):
-    """Minimize m independent smooth functions at once: fun(x (k, p), rows (k,)) -> (f (k,), g (k, p))
-    evaluates rows `rows` of the batch. Per row: L-BFGS direction, backtracking Armijo step,
-    stop when max |g| <= gtol (status 1) or when the loss decreases, or the quasi-Newton model
-    predicts it to decrease, by less than ftol max(1, |f|) (status 2); 3: iteration budget spent;
-    4: no step decreases the loss; -1: not finite at x0.
-    Returns x, f, g, iterations (m,), status (m,)."""
+    """Minimize m independent smooth functions at once: fun(x (k, p), rows (k,)) evaluates rows
+    `rows` of the batch and returns (f (k,), g (k, p)) or (f, g, rounding (k,)), rounding the
+    level below which differences of f are rounding (default u |f|).
+
+    Per row: the L-BFGS direction d (two-loop recursion over the last `history` pairs), then a weak
+    Wolfe line search by bracketing (Armijo decrease, curvature g(x + t d) . d >= 0.9 g . d, so every
+    stored pair has s . y > 0). Stopping tests, each stated so that a rounding-level change of the
+    inputs cannot flip it:
+      1  max |g| <= gtol;
+      2  the accepted step decreased f, or the quasi-Newton model predicts it to decrease
+         (-g . d / 2), by at most ftol max(1, |f|);
+      5  no step along d decreases f (step lengths down to 2^-max_backtracks), and the model
+         predicts a decrease below f's rounding level: as close to the minimum as f resolves, a
+         verdict that another summation order (another BLAS) reaches too;
+      3  iteration budget spent;
+      4  no step decreases f although the model predicts more than its rounding level, twice in a
+         row (the first time, the memory is dropped and steepest descent tried);
+     -1  not finite at x0.
+    Returns x, f, g, iterations (m,), status (m,), rounding (m,)."""
     import torch
 
     x = x0.clone()
     m, p = x.shape
-    all_rows = torch.arange(m, device=x.device)
-    f, g = fun(x, all_rows)
-    S = torch.zeros(m, history, p, dtype=x.dtype, device=x.device)
+    dev = x.device
+    f, g, rounding = _evaluate(fun, x, torch.arange(m, device=dev))
+    S = torch.zeros(m, history, p, dtype=x.dtype, device=dev)
     Yh = torch.zeros_like(S)
-    valid = torch.zeros(m, history, dtype=torch.bool, device=x.device)
+    valid = torch.zeros(m, history, dtype=torch.bool, device=dev)
     status = torch.where(torch.isfinite(f), 0, -1).to(torch.int64)
-    gmax = g.abs().amax(-1)
-    status = torch.where((status == 0) & (gmax <= gtol), 1, status)
-    iterations = torch.zeros(m, dtype=torch.int64, device=x.device)
+    status = torch.where((status == 0) & (g.abs().amax(-1) <= gtol), 1, status)
+    iterations = torch.zeros(m, dtype=torch.int64, device=dev)
     for _ in range(max_iter):
         act = torch.nonzero(status == 0)[:, 0]
         if len(act) == 0:
@@ -136,8 +168,9 @@ def batched_lbfgs(fun, x0, max_iter: int, gtol: float = 1e-5, ftol: float = 1e-9
             alpha[:, i] = rho[:, i] * (Sa[:, i] * q).sum(-1)
             q = q - alpha[:, i, None] * Ya[:, i]
         newest = torch.where(va.any(-1), history - 1 - torch.flip(va, [1]).to(torch.int64).argmax(-1), 0)
-        yy = (Ya[torch.arange(len(act)), newest] ** 2).sum(-1)
-        gamma = torch.where(va.any(-1), sy[torch.arange(len(act)), newest] / torch.where(yy > 0, yy, torch.ones_like(yy)),
+        rows_a = torch.arange(len(act), device=dev)
+        yy = (Ya[rows_a, newest] ** 2).sum(-1)
+        gamma = torch.where(va.any(-1), sy[rows_a, newest] / torch.where(yy > 0, yy, torch.ones_like(yy)),
                             1.0 / torch.clamp_min(ga.abs().sum(-1), 1.0))
         r = gamma[:, None] * q
         for i in range(history):
@@ -149,35 +182,32 @@ def batched_lbfgs(fun, x0, max_iter: int, gtol: float = 1e-5, ftol: float = 1e-9
         d = torch.where(bad[:, None], -ga / torch.clamp_min(ga.abs().sum(-1), 1.0)[:, None], d)
         slope = (d * ga).sum(-1)
         valid[act[bad]] = False
-        # The quadratic model's predicted decrease -slope / 2 below the loss tolerance: converged
-        # (closer to the minimum than the loss's round-off lets a line search resolve).
-        done = -0.5 * slope <= ftol * torch.clamp_min(f[act].abs(), 1.0)
-        status[act[done]] = 2
-        keep = ~done
-        act, d, slope = act[keep], d[keep], slope[keep]
+        had_memory = valid[act].any(-1)
+        # The quadratic model's predicted decrease -slope / 2 below the loss's tolerance: converged.
+        predicted = -0.5 * slope
+        small = predicted <= ftol * torch.clamp_min(f[act].abs(), 1.0)
+        status[act[small]] = 2
+        act, d, slope, had_memory, predicted = act[~small], d[~small], slope[~small], had_memory[~small], predicted[~small]
         if len(act) == 0:
             break
-        # Weak Wolfe line search by bracketing, per row: Armijo decrease and curvature
-        # g(x + t d) . d >= c2 g . d, so every accepted pair has s . y > 0 and the memory stays
-        # informative (Armijo alone stalls in curved valleys).
         k = len(act)
-        t = torch.ones(k, dtype=x.dtype, device=x.device)
+        t = torch.ones(k, dtype=x.dtype, device=dev)
         lo, hi = torch.zeros_like(t), torch.full_like(t, np.inf)
-        x_new, f_new, g_new = x[act].clone(), f[act].clone(), g[act].clone()
-        found = torch.zeros(k, dtype=torch.bool, device=x.device)  # an Armijo point is held
-        pending = torch.ones(k, dtype=torch.bool, device=x.device)
+        x_new, f_new, g_new, r_new = x[act].clone(), f[act].clone(), g[act].clone(), rounding[act].clone()
+        found = torch.zeros(k, dtype=torch.bool, device=dev)  # an Armijo point is held
+        pending = torch.ones(k, dtype=torch.bool, device=dev)
         for _ in range(max_backtracks):
             idx = torch.nonzero(pending)[:, 0]
             if len(idx) == 0:
                 break
             xt = x[act[idx]] + t[idx, None] * d[idx]
-            ft, gt = fun(xt, act[idx])
+            ft, gt, rt = _evaluate(fun, xt, act[idx])
             finite = torch.isfinite(ft) & torch.isfinite(gt).all(-1)
             armijo = finite & (ft <= f[act[idx]] + 1e-4 * t[idx] * slope[idx])
             curved = (gt * d[idx]).sum(-1) >= 0.9 * slope[idx]
             keep_pt = armijo & (~found[idx] | (ft < f_new[idx]))
             sel = idx[keep_pt]
-            x_new[sel], f_new[sel], g_new[sel] = xt[keep_pt], ft[keep_pt], gt[keep_pt]
+            x_new[sel], f_new[sel], g_new[sel], r_new[sel] = xt[keep_pt], ft[keep_pt], gt[keep_pt], rt[keep_pt]
             found[sel] = True
             pending[idx[armijo & curved]] = False
             shrink, grow = idx[~armijo], idx[armijo & ~curved]
@@ -185,30 +215,46 @@ def batched_lbfgs(fun, x0, max_iter: int, gtol: float = 1e-5, ftol: float = 1e-9
             lo[grow] = t[grow]
             t[shrink] = 0.5 * (lo[shrink] + hi[shrink])
             t[grow] = torch.where(torch.isfinite(hi[grow]), 0.5 * (lo[grow] + hi[grow]), 2.0 * t[grow])
-        pending = ~found
-        stalled = pending
-        moved = ~stalled
-        rows = act[moved]
-        s, yv = x_new[moved] - x[rows], g_new[moved] - g[rows]
+        stalled = ~found
+        rows = act[found]
+        s, yv = x_new[found] - x[rows], g_new[found] - g[rows]
         curv = (s * yv).sum(-1) > 1e-12 * torch.sqrt((s * s).sum(-1) * (yv * yv).sum(-1))
         push = rows[curv]
         S[push] = torch.cat([S[push, 1:], s[curv, None]], 1)
         Yh[push] = torch.cat([Yh[push, 1:], yv[curv, None]], 1)
-        valid[push] = torch.cat([valid[push, 1:], torch.ones(len(push), 1, dtype=torch.bool, device=x.device)], 1)
-        decrease = f[rows] - f_new[moved]
-        x[rows], f[rows], g[rows] = x_new[moved], f_new[moved], g_new[moved]
+        valid[push] = torch.cat([valid[push, 1:], torch.ones(len(push), 1, dtype=torch.bool, device=dev)], 1)
+        decrease = f[rows] - f_new[found]
+        x[rows], f[rows], g[rows], rounding[rows] = x_new[found], f_new[found], g_new[found], r_new[found]
         iterations[act] += 1
-        st = torch.zeros(len(act), dtype=torch.int64, device=x.device)
-        st[moved] = torch.where(g[rows].abs().amax(-1) <= gtol, 1,
+        st = torch.zeros(k, dtype=torch.int64, device=dev)
+        st[found] = torch.where(g[rows].abs().amax(-1) <= gtol, 1,
                                 torch.where(decrease <= ftol * torch.clamp_min(f[rows].abs(), 1.0), 2, 0))
-        st[stalled] = 4
+        # A failed line search where the model predicts less than the loss's rounding level: as close
+        # to the minimum as the loss can resolve. Otherwise the quasi-Newton memory misled it: drop
+        # it and try steepest descent once before giving up.
+        at_rounding = stalled & (predicted <= rounding[act])
+        st[at_rounding] = 5
+        retry = stalled & ~at_rounding & had_memory
+        valid[act[retry]] = False
+        st[stalled & ~at_rounding & ~had_memory] = 4
         status[act] = st
     status = torch.where(status == 0, 3, status)
-    return x, f, g, iterations, status
+    return x, f, g, iterations, status, rounding
 
 
-CONVERGENCE_STATUS = {1: "gradient norm", 2: "loss change", 3: "iteration budget spent",
-                      4: "line search found no decrease", -1: "not finite at the start"}
+CONVERGENCE_STATUS = {1: "gradient norm", 2: "loss change", 5: "predicted decrease below the loss's rounding level",
+                      3: "iteration budget spent", 4: "line search found no decrease", -1: "not finite at the start"}
+CONVERGED_STATUS = (1, 2, 5)
+
+
+def restart_point(r: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Restart r's log-hyperparameters (d + 3,), the same for every output: the defaults for r = 0
+    (length scales sqrt(d) in standardized inputs, unit output scale, noise 1e-2), then draws from
+    rng, called once per restart in order, so that the point depends on (seed, r) only."""
+    if r == 0:
+        return np.concatenate([np.full(d, 0.5 * np.log(d)), [0.0, np.log(1e-2), 0.0]])
+    return np.concatenate([0.5 * np.log(d) + rng.uniform(np.log(0.2), np.log(5.0), d),
+                           [rng.uniform(np.log(0.3), np.log(3.0)), rng.uniform(np.log(1e-4), np.log(1e-1)), 0.0]])
 
 
 class GP:
@@ -285,29 +331,26 @@ class GP:
         rng = np.random.default_rng(self.seed)
         best_f = torch.full((m,), np.inf, dtype=torch.float64, device=self.device)
         best = torch.zeros(m, d + 3, dtype=torch.float64, device=self.device)
+        best_rounding = torch.zeros(m, dtype=torch.float64, device=self.device)
         info = {k: np.zeros(m, dtype=np.int64) for k in ("iterations", "status", "restarts_discarded", "best_restart")}
         grad = np.full(m, np.nan)
         for r in range(self.restarts):
-            # The same start for every output: restart r's point depends on (seed, r) only.
-            if r == 0:
-                start = np.concatenate([np.full(d, 0.5 * np.log(d)), [0.0, np.log(1e-2), 0.0]])
-            else:
-                start = np.concatenate([0.5 * np.log(d) + rng.uniform(np.log(0.2), np.log(5.0), d),
-                                        [rng.uniform(np.log(0.3), np.log(3.0)), rng.uniform(np.log(1e-4), np.log(1e-1)), 0.0]])
-            rows = np.tile(start, (m, 1))
+            rows = np.tile(restart_point(r, d, rng), (m, 1))
             if r == 0 and warm is not None:
                 rows = warm
             theta0 = torch.as_tensor(rows, dtype=torch.float64, device=self.device)
             with torch.no_grad():
-                x, f, g, its, status = batched_lbfgs(fun, theta0, self.iterations, self.gtol, self.ftol)
+                x, f, g, its, status, rounding = batched_lbfgs(fun, theta0, self.iterations, self.gtol, self.ftol)
             failed = ~torch.isfinite(f)
             info["restarts_discarded"] += failed.cpu().numpy()
-            # Better by more than the stopping tolerance: near-ties keep the earlier restart, so
-            # rounding-level differences never decide.
-            margin = torch.where(torch.isfinite(best_f), 10 * self.ftol * torch.clamp_min(best_f.abs(), 1.0), 0.0)
+            # Better by more than the stopping tolerance and both losses' rounding levels: near-ties
+            # keep the earlier restart, so rounding-level differences never decide.
+            margin = torch.maximum(10 * self.ftol * torch.clamp_min(best_f.abs(), 1.0), 2 * torch.maximum(rounding, best_rounding))
+            margin = torch.where(torch.isfinite(best_f), margin, 0.0)
             better = (f < best_f - margin) & ~failed
             best = torch.where(better[:, None], x, best)
             best_f = torch.where(better, f, best_f)
+            best_rounding = torch.where(better, rounding, best_rounding)
             b = better.cpu().numpy()
             info["iterations"][b], info["status"][b] = its.cpu().numpy()[b], status.cpu().numpy()[b]
             info["best_restart"][b] = r
@@ -325,8 +368,9 @@ class GP:
 
     @property
     def converged(self) -> np.ndarray:
-        """(m,) whether each output's optimizer stopped on its gradient or loss-change test."""
-        return np.isin(self.convergence["status"], (1, 2))
+        """(m,) whether each output's optimizer stopped on its gradient, loss-change or
+        rounding-level test (`batched_lbfgs`)."""
+        return np.isin(self.convergence["status"], CONVERGED_STATUS)
 
     def _set(self, Xt, Yt, theta):
         """Posterior pieces for fixed hyperparameters theta (m, d + 3)."""

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -19,6 +20,15 @@ MPI_ENV = {
 }
 os.environ.update(MPI_ENV)
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def torch_threads() -> None:
+    """One torch thread per test process (two xdist workers share two cores), unless the run sets
+    OMP_NUM_THREADS itself: `make test-portability` reruns the numerical files with 1 and 3."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def env() -> dict:
@@ -68,3 +78,27 @@ def study_file(tmp_path):
     rom_cli("configure", "--config", cfg, "--out", tmp_path / "study.yaml")
     rom_cli("sample", "--study-config", tmp_path / "study.yaml", "--out", tmp_path / "parameters.h5")
     return tmp_path / "study.yaml"
+
+
+# -- rounding-level perturbations (tests/README.md: no claim that rounding could flip) -------------
+ROUNDING = 1e-14
+
+
+class Rounding:
+    """Copy 0 returns its inputs as given; copy k >= 1 multiplies every entry by (1 + 1e-14 xi),
+    xi ~ N(0, 1) drawn from seed k: the inputs another BLAS, thread count or compiler could have
+    handed the method. A claim that holds on every copy is a property of the problem."""
+
+    def __init__(self, copy: int):
+        self.copy = copy
+        self._rng = np.random.default_rng(copy)
+
+    def __call__(self, a):
+        a = np.asarray(a, dtype=float)
+        return a if self.copy == 0 else a * (1.0 + ROUNDING * self._rng.standard_normal(a.shape))
+
+
+@pytest.fixture(params=[0, 1, 2], ids=["as-given", "perturbed-1", "perturbed-2"])
+def rounding(request) -> Rounding:
+    """Reruns the test on its inputs as given and on two rounding-level perturbations of them."""
+    return Rounding(request.param)

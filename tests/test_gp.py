@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import torch_threads
 from surrogates.gp import GP, coverage, homogeneous_inputs as _homogeneous, predict_pod_gp as predict
 
-torch.set_num_threads(1)
+torch_threads()
 
 
 def _data(n, seed):
@@ -14,10 +15,10 @@ def _data(n, seed):
     return X, np.column_stack([np.sin(3 * X[:, 0]) + 0.5 * X[:, 0] ** 2, np.cos(2 * X[:, 0])])
 
 
-def test_gp_recovers_smooth_function_within_3_sigma_and_ignores_irrelevant_input():
+def test_gp_recovers_smooth_function_within_3_sigma_and_ignores_irrelevant_input(rounding):
     X, Y = _data(40, 0)
     Xt, Yt = _data(200, 1)
-    gp = GP(restarts=2, iterations=40, seed=0).fit(X, Y)
+    gp = GP(restarts=2, iterations=40, seed=0).fit(rounding(X), rounding(Y))
     mean, var = gp.predict(Xt)
     # Calibrated intervals: of 400 held-out values a Gaussian puts 0.27% beyond 3 sigma (the
     # largest of 400 |z| is ~3 itself, so no bound on the max); allow 1%.
@@ -72,15 +73,19 @@ def test_parameter_scaling_is_exact_for_a_homogeneous_solution():
     assert np.abs(c1 - C[:4]).max() < 1e-3 * np.abs(C).max()  # training points are interpolated
 
 
-def test_fit_of_an_output_does_not_depend_on_its_batch():
+def test_fit_of_an_output_does_not_depend_on_its_batch(rounding):
     """Each output has its own optimizer state (direction, step, stopping test) and every output
     starts from the same points, so fitting output 1 alone or among others gives the same
-    hyperparameters, to far below the optimizer's tolerance."""
+    hyperparameters, to far below the optimizer's tolerance. All three fits converge, on the data
+    as given and perturbed at rounding level: the noise sits at its floor (K's condition number
+    ~1e10), where the loss's rounding (~1e-7) hides the last 1e-4 of the gradient from any line
+    search, and the stopping test knows it (before: status 4, 'no decrease', on some CPUs)."""
     X, Y = _data(30, 4)
     Y = np.column_stack([Y, np.exp(X[:, 1]) * X[:, 0]])
+    X, Y = rounding(X), rounding(Y)
     batch = GP(restarts=3, iterations=200, seed=2).fit(X, Y)
     alone = GP(restarts=3, iterations=200, seed=2).fit(X, Y[:, 1])
-    assert batch.converged[1] and alone.converged[0]
+    assert batch.converged.all() and alone.converged[0], (batch.convergence, alone.convergence)
     assert np.abs(batch.theta.numpy()[1] - alone.theta.numpy()[0]).max() < 1e-8
     assert batch.convergence["iterations"][1] == alone.convergence["iterations"][0]
 
@@ -95,7 +100,7 @@ def test_likelihood_gradient_matches_an_independent_autograd_reference():
     X, Y = torch.randn(n, d, dtype=torch.float64, generator=g), torch.randn(m, n, dtype=torch.float64, generator=g)
     theta = 0.3 * torch.randn(m, d + 3, dtype=torch.float64, generator=g)
     theta[:, d + 1] -= 3.0
-    f, grad = _negative_log_likelihood(theta, X, Y, 1e-8)
+    f, grad, _ = _negative_log_likelihood(theta, X, Y, 1e-8)
     th = theta.clone().requires_grad_(True)
     ref = []
     for k in range(m):
@@ -123,7 +128,7 @@ def test_optimizer_discards_non_finite_rows_without_touching_the_others():
         return f, g
 
     x0 = torch.tensor([[-1.2, 1.0], [np.nan, 0.0], [-1.0, 2.0]], dtype=torch.float64)
-    x, f, g, its, status = batched_lbfgs(fun, x0, 500, gtol=1e-8)
+    x, f, g, its, status, _ = batched_lbfgs(fun, x0, 500, gtol=1e-8)
     assert status.tolist()[1] == -1 and torch.isnan(x[1, 0]) and x[1, 1] == 0  # left as it was
     assert status[0] in (1, 2) and status[2] in (1, 2)
     assert torch.abs(x[[0, 2]] - 1).max() < 1e-4

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from conftest import torch_threads
 from rom.hifi.elasticity import TensilePlate
 from rom.hifi.mesh import unit_square
 from rom.hifi.shape_family import solve_shapes, uniform_inputs
@@ -17,7 +18,7 @@ from surrogates.mmgp.model import MMGP, mass_matrix
 from surrogates.mmgp.morphing import barycentric_embedding, barycentric_weights, morph
 from surrogates.mmgp.transfer import p1_transfer
 
-torch.set_num_threads(1)
+torch_threads()
 FIELDS, SCALARS = list(TensilePlate.output_fields), list(TensilePlate.output_scalars)
 
 

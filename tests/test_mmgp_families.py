@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import torch_threads
 from rom.hifi.elasticity import TensilePlate
 from rom.hifi.shape_family import solve_shapes, uniform_inputs
 from surrogates.mmgp.family import Family, FamilyError, read_mesh_folder, read_mesh_sample
 from surrogates.mmgp.geometry import MeshSample
 from surrogates.mmgp.model import MMGP
 
-torch.set_num_threads(1)
+torch_threads()
 P = TensilePlate(mesh_n=6)
 FIELDS, SCALARS = list(P.output_fields), list(P.output_scalars)
 

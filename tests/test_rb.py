@@ -58,13 +58,15 @@ def test_rb_with_all_snapshots_reproduces_the_fom():
 
 
 @pytest.mark.parametrize("blocks, tol", [((2, 2), 1e-4), ((3, 3), 1e-3)])
-def test_effectivity_at_least_one(blocks, tol):
+def test_effectivity_at_least_one(blocks, tol, rounding):
+    """The greedy's verdict (tolerance reached, no parameter picked twice) and the effectivities
+    hold on the parameters as drawn and perturbed at rounding level."""
     p, ops, red, fom = setup(n=12, blocks=blocks)
     Q = p.n_terms
-    h = weak_greedy(draw(200, Q, 2), lambda m: fom.solve(m).u, red, tol, 60)
+    h = weak_greedy(rounding(draw(200, Q, 2)), lambda m: fom.solve(m).u, red, tol, 60)
     assert h.stop_reason == "tolerance" and h.max_estimate[-1] < tol
     assert np.all(np.diff(h.selected) != 0)
-    test = draw(20, Q, 3)
+    test = rounding(draw(20, Q, 3))
     U = np.array([fom.solve(m).u for m in test])
     model = red.model()
     for N in (max(1, red.N // 2), red.N):
@@ -158,9 +160,9 @@ def test_basis_that_lost_orthogonality_is_reorthonormalized_and_logged(caplog):
     assert (err / norm).max() < 1e-10
 
 
-def test_unreachable_tolerance_stops_at_N_max_with_a_warning():
+def test_unreachable_tolerance_stops_at_N_max_with_a_warning(rounding):
     p, ops, red, fom = setup(n=8)
-    h = weak_greedy(draw(50, 4, 9), lambda m: fom.solve(m).u, red, 1e-30, 3)
+    h = weak_greedy(rounding(draw(50, 4, 9)), lambda m: fom.solve(m).u, red, 1e-30, 3)
     assert (h.stop_reason, red.N, len(h.max_estimate)) == ("N_max", 3, 3)
     assert "not reached at N_max = 3" in h.warning
 

@@ -3,7 +3,9 @@ stage (rom.pipeline.STAGES; the declarations live in rom/commands and surrogates
 parser, loading and validating the study, logging, writing artefacts with provenance and the report
 section all follow from the declaration; a stage function receives a `Context`.
 
-Arguments that start with a dash and are not ours (-ksp_monitor, -pc_type lu, ...) go to PETSc.
+Arguments that start with one dash and are not ours (-ksp_monitor, -pc_type lu, ...) go to PETSc; an
+unknown double-dash flag is refused. A flag that takes several values takes them after one flag or
+over repeats (--family a --family b); any other flag is given once.
 User errors end in one line on stderr and exit status 2; finished artefacts are never removed."""
 from __future__ import annotations
 
@@ -130,28 +132,60 @@ class Context:
         write_section(self.path(name), title, order, text, metrics, figures, tables, warnings)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (the usage block is what --help is for)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class _Once(argparse.Action):
+    """A flag of one value: a repeat is refused, where argparse would keep the last value silently."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = vars(namespace).setdefault("_flags_given", set())
+        if self.dest in given:
+            parser.error(f"{option_string} given twice ({getattr(namespace, self.dest)}, then {values}); "
+                         "expected it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
+def _arity(many: bool) -> dict:
+    """argparse keywords of a flag with several values (kept over repeats) or with one (given once)."""
+    return {"nargs": "+", "action": "extend"} if many else {"action": _Once}
+
+
 def add_study_arg(p: argparse.ArgumentParser):
-    p.add_argument("--study-config", required=True, help="resolved study file (results/<study>/study.yaml)")
+    p.add_argument("--study-config", required=True, action=_Once,
+                   help="resolved study file (results/<study>/study.yaml)")
+
+
+def _flags(stage) -> list[str]:
+    """The flags of a stage's subcommand, as _add_stage declares them."""
+    named = [a for a in stage.inputs + stage.outputs if not a.positional]
+    return ["--study-config"] * stage.study + [a.flag for a in named] + [o.flag for o in stage.options]
 
 
 def _add_stage(sub, stage):
-    p = sub.add_parser(stage.command, help=stage.help, description=stage.help)
+    p = sub.add_parser(stage.command, help=stage.help, description=stage.help,
+                       allow_abbrev=False)  # --chu is not --chunk: a misspelling is refused
     if stage.study:
         add_study_arg(p)
     for a in stage.inputs:
         if a.positional:
             p.add_argument(a.name, nargs="+" if a.many else None, help=f"input: {a.help}")
             continue
-        p.add_argument(a.flag, dest=a.name, required=not a.optional, nargs="+" if a.many else None,
+        p.add_argument(a.flag, dest=a.name, required=not a.optional, **_arity(a.many),
                        help=f"input: {a.help}" + (" (optional)" if a.optional else ""))
     for a in stage.outputs:
-        p.add_argument(a.flag, dest=a.name, required=not a.optional, help=f"output: {a.help}")
+        p.add_argument(a.flag, dest=a.name, required=not a.optional, action=_Once, help=f"output: {a.help}")
     for o in stage.options:
         kw = {"dest": o.name, "help": o.help, "required": o.required}
         if o.action:
             kw["action"] = o.action
         else:
-            kw.update(type=o.type, default=o.default, choices=o.choices, nargs="+" if o.many else None)
+            kw.update(type=o.type, default=o.default, choices=o.choices, **_arity(o.many))
         p.add_argument(o.flag, **kw)
     p.set_defaults(stage=stage)
 
@@ -160,8 +194,8 @@ def parser(package: str = "rom") -> argparse.ArgumentParser:
     from rom import pipeline
 
     prog = f"python -m {package}"
-    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS[package] + "\n\n" + __doc__.split("\n\n")[-1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog=prog, description=DESCRIPTIONS[package] + "\n\n" + __doc__.split("\n\n")[-1],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="<stage>")
     for stage in pipeline.stages(package):
@@ -207,6 +241,11 @@ def main(argv=None, package: str = "rom") -> int:
     stray = [a for a in rest if not a.startswith("-")]
     if stray and not (rest and rest[0].startswith("-")):
         print(f"{prog}: error: unexpected arguments {stray}", file=sys.stderr)
+        return 2
+    unknown = [a.split("=", 1)[0] for a in rest if a.startswith("--")]
+    if unknown:
+        print(f"{prog} {args.command}: error: unknown flag {unknown[0]}; expected one of "
+              f"{', '.join(_flags(args.stage))} (PETSc options take one dash: -ksp_monitor)", file=sys.stderr)
         return 2
     args.petsc_args = rest
     stage = getattr(args, "stage", None)

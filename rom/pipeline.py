@@ -21,9 +21,17 @@ def stages(package: str = "rom") -> list[Stage]:
     return [s for s in STAGES.values() if s.package == package]
 
 
+def requested_by(stage: Stage, study: dict) -> str:
+    """The setting, as the user wrote it, that makes a stage run: its section's switch, else the problem."""
+    if stage.switch is not None:
+        return f"{stage.switch}.enabled = true"
+    key = "name" if "name" in study["problem"] else "class"
+    return f"problem.{key} = {json.dumps(study['problem'][key])}"
+
+
 def check_study(study: dict, cls, source: str = "config"):
-    """Refuse, in one line, a study for which an enabled stage needs a capability its problem lacks,
-    or fails the stage's own checks (run before any job)."""
+    """Refuse, in one line naming the key that asked for it, a study for which a stage that runs needs a
+    capability its problem lacks, or fails the stage's own checks (run before any job)."""
     caps = cls.capabilities
     name = study["problem"].get("name") or study["problem"].get("class")
     for stage in STAGES.values():
@@ -31,12 +39,14 @@ def check_study(study: dict, cls, source: str = "config"):
             continue
         missing = sorted(stage.needs - caps)
         if missing:
-            raise ConfigError(f"{source}: stage {stage.name} needs the problem capability {missing[0]!r}, which problem "
-                              f"{name} does not have (it has: {', '.join(sorted(caps))}); expected a problem with "
-                              f"{missing[0]!r} or the stage's section disabled")
+            off = f" or {stage.switch}.enabled: false" if stage.switch is not None else ""
+            raise ConfigError(f"{source}: {requested_by(stage, study)}: stage {stage.name} needs the problem "
+                              f"capability {missing[0]!r}, which problem {name} lacks (it has: "
+                              f"{', '.join(sorted(caps))}); expected a problem with {missing[0]!r}{off}")
         if stage.needs_test and study["design"]["test"]["size"] < 1:
             raise ConfigError(f"{source}: design.test.size = {study['design']['test']['size']}: stage {stage.name} "
-                              "evaluates on the test set; expected at least 1 test sample")
+                              f"({requested_by(stage, study)}) evaluates on the test set; expected at least 1 test "
+                              "sample")
         if stage.check is not None:
             try:
                 stage.check(study)

@@ -5,7 +5,9 @@ artefacts, the problem capabilities it needs and one function; everything else f
   loading and validating the study, logging, writing artefacts with provenance, the report section;
 - the Snakemake rule's params trigger (the digest of exactly the declared sections) and its arguments
   (workflow/rules/common.smk: `trigger(name)`, `stage_args(name)`);
-- validation: an enabled stage whose problem lacks a needed capability is refused before any job.
+- validation: a stage its config section switches on (`<switch>.enabled: true`) whose problem lacks a
+  needed capability is refused before any job, in one line naming that key: a switch the user set never
+  turns into no job without a word.
 
 This module is a leaf: declarations only, so command modules import it and nothing else of the CLI.
 """
@@ -60,7 +62,9 @@ class Stage:
     outputs: tuple[Artefact, ...] = ()
     options: tuple[Option, ...] = ()
     needs: frozenset[str] = field(default_factory=frozenset)  # problem capabilities
-    enabled: Callable[[dict], bool] | None = None  # runs for this study? (needs are checked only then)
+    switch: str | None = None                   # the config section whose `enabled: true` runs it
+    enabled: Callable[[dict], bool] | None = None  # runs for this study? (besides the switch; needs are
+                                                   # checked only when it runs)
     check: Callable[[dict], None] | None = None    # semantic checks at validation time (ConfigError)
     needs_test: bool = False                    # evaluates on the test set: design.test.size >= 1
     mpi: bool = False                           # every MPI rank runs `run`; rank 0 writes
@@ -72,12 +76,8 @@ class Stage:
         return self.name.replace("_", "-")
 
     def runs_for(self, study: dict) -> bool:
-        return self.enabled is None or bool(self.enabled(study))
-
-
-def section_enabled(section: str) -> Callable[[dict], bool]:
-    """`enabled` of a stage that runs when its config section says `enabled: true`."""
-    return lambda study: bool(study.get(section, {}).get("enabled", False))
+        switched_on = self.switch is None or bool(study.get(self.switch, {}).get("enabled", False))
+        return switched_on and (self.enabled is None or bool(self.enabled(study)))
 
 
 def problem_has(capability: str) -> Callable[[dict], bool]:
@@ -88,7 +88,3 @@ def problem_has(capability: str) -> Callable[[dict], bool]:
         return capability in problem_class(study["problem"]).capabilities
 
     return enabled
-
-
-def all_of(*predicates: Callable[[dict], bool]) -> Callable[[dict], bool]:
-    return lambda study: all(p(study) for p in predicates)

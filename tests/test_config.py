@@ -35,11 +35,16 @@ BAD = [
     ("NaN bound", lambda s: s.update(parameters={"mu_0": {"bounds": [float("nan"), 1]}}),
      ["parameters.mu_0.bounds.0", "finite"]),
     ("no test set for rb", lambda s: (s["design"]["test"].update(size=0), s.update(rb={"enabled": True})),
-     ["design.test.size = 0", "evaluate_rom", "at least 1 test sample"]),
+     ["design.test.size = 0", "evaluate_rom (rb.enabled = true)", "at least 1 test sample"]),
     # heat (transient, affine) has parabolic RB; the nonlinear heat problem has no reduced basis.
     ("stage on a problem without the capability", lambda s: (s.update(problem={"name": "nonlinear_heat", "mesh": {"n": 8}}),
                                                               s.update(rb={"enabled": True})),
-     ["stage reduced_basis needs the problem capability 'stationary'"]),
+     ["rb.enabled = true: stage reduced_basis needs the problem capability 'stationary'"]),
+    # A switch the user set is refused naming it, never dropped without a word (MMGP plans no job on a fixed mesh).
+    ("mmgp on a fixed mesh", lambda s: s.update(mmgp={"enabled": True}),
+     ["mmgp.enabled = true", "'geometry_family'", "problem thermal_block", "or mmgp.enabled: false"]),
+    ("surrogate on a stationary problem", lambda s: s.update(surrogate={"enabled": True}),
+     ["surrogate.enabled = true", "'transient'", "problem thermal_block", "or surrogate.enabled: false"]),
     ("renamed basis-size cap", lambda s: s.update(rb={"enabled": True, "N_max": 20}),
      ["rb.N_max: renamed", "expected rb.max_modes"]),
     ("renamed EIM-size cap", lambda s: s.update(eim={"M_max": 20}), ["eim.M_max: renamed", "expected eim.max_modes"]),
@@ -117,6 +122,35 @@ def test_cli_refuses_each_bad_config_in_one_line_without_traceback(case, mutate,
     for piece in expected:
         assert piece in lines[0], f"{piece!r} not in {lines[0]!r}"
     assert not (tmp_path / "s.yaml").exists()
+
+
+SWITCHES = sorted(name for name, section in config.schema()["properties"].items()
+                  if section.get("properties", {}).get("enabled", {}).get("type") == "boolean")
+SWITCH_PROBLEMS = ["config.yaml", "studies/heat.yaml", "studies/nonlinear.yaml", "studies/nonaffine.yaml",
+                   "studies/tensile.yaml"]
+
+
+def test_every_switch_has_its_stages():
+    from rom import pipeline
+
+    assert SWITCHES == sorted({s.switch for s in pipeline.STAGES.values() if s.switch is not None})
+
+
+@pytest.mark.parametrize("switch", SWITCHES)
+@pytest.mark.parametrize("study_file", SWITCH_PROBLEMS)
+def test_every_switch_runs_its_stages_or_is_refused_naming_it(study_file, switch):
+    """`<section>.enabled: true` on each kind of problem (stationary affine, transient, nonlinear, non-affine,
+    shape family): either the section's stages run, or validation refuses it in one line naming the key."""
+    from rom import pipeline
+
+    study = config.load(ROOT / "config" / study_file)
+    study[switch]["enabled"] = True
+    try:
+        study = config.validate(study, study_file)
+    except config.ConfigError as exc:
+        assert "\n" not in str(exc) and f"{switch}.enabled" in str(exc), str(exc)
+        return
+    assert [s.name for s in pipeline.STAGES.values() if s.switch == switch and s.runs_for(study)]
 
 
 def test_design_file_is_relative_to_the_study_file(tmp_path, monkeypatch):

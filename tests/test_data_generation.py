@@ -16,25 +16,9 @@ from rom.design import chunk_indices, n_chunks, scale, unit_design
 from rom.hifi import fem
 from rom.hifi.ordering import (chunk_plan, hilbert_order, nearest_neighbour_path, path_length, solve_order,
                                unit_coordinates)
+from rom.hifi.solve import FullOrderModel
 
 EPS = np.finfo(float).eps
-
-
-def make_fom(problem, options):
-    """A FullOrderModel with exactly `options`: rom.hifi.petsc.set_options keeps config options in the
-    process-wide PETSc database (the command line wins), so a value left there by an earlier solver of this
-    test process would win over ours. The KSP keeps its settings once configured."""
-    from petsc4py import PETSc
-
-    from rom.hifi.solve import FullOrderModel
-
-    db = PETSc.Options()
-    for key in options:
-        db.delValue(key)
-    fom = FullOrderModel(problem, "petsc", options)
-    for key in options:
-        db.delValue(key)
-    return fom
 
 
 # -- ordering ------------------------------------------------------------------------------------------------
@@ -144,7 +128,7 @@ def block():
 def run_sequence(block, settings, basis=None):
     from rom.hifi.sequence import solve_sequence
 
-    fom = make_fom(block["problem"], OPTIONS)
+    fom = FullOrderModel(block["problem"], "petsc", OPTIONS)
     samples, facts = solve_sequence(fom, block["mu"], settings, order=block["order"], basis=basis)
     fom.solver.destroy()
     return samples, facts
@@ -283,8 +267,9 @@ def test_transient_problems_are_solved_in_the_given_order():
     problem = Heat(mesh_n=12, steps=5)
     mu = np.random.default_rng(2).uniform(0.0, 1.0, (4, 5))
     opts = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12}
-    samples, facts = solve_sequence(make_fom(problem, opts), mu, SequenceSettings(), order=np.array([2, 0, 3, 1]))
-    ref = make_fom(problem, opts).solve_samples(mu)
+    samples, facts = solve_sequence(FullOrderModel(problem, "petsc", opts), mu, SequenceSettings(),
+                                    order=np.array([2, 0, 3, 1]))
+    ref = FullOrderModel(problem, "petsc", opts).solve_samples(mu)
     for s, r in zip(samples, ref):
         assert np.abs(s.u - r.u).max() <= 1e-9 * np.abs(r.u).max()
     assert np.array_equal(facts.position, [1, 3, 0, 2]) and facts.attrs["reuse_path"].startswith("per sample")
@@ -303,7 +288,7 @@ def test_bandit_approaches_the_best_fixed_omega():
     values = TuneSettings("pc_sor_omega", (1.0, 1.95)).values
 
     def total(settings, omega=None):
-        fom = make_fom(problem, opts)
+        fom = FullOrderModel(problem, "petsc", opts)
         if omega is not None:
             fom.solver.configure({"pc_sor_omega": omega}, override=True)
         samples, facts = solve_sequence(fom, mu, settings)
@@ -390,7 +375,7 @@ def test_cost_rule_keeps_a_factorization_across_parameters(block):
     opts = {**OPTIONS, "pc_type": "cholesky"}
     builds = {}
     for rule in ("iterations", "cost"):
-        fom = make_fom(block["problem"], opts)
+        fom = FullOrderModel(block["problem"], "petsc", opts)
         samples, facts = solve_sequence(fom, block["mu"], SequenceSettings(
             initial_guess="none", preconditioner_reuse="frozen", rebuild_rule=rule), order=block["order"])
         fom.solver.destroy()
@@ -474,7 +459,7 @@ def test_a_direct_solve_takes_no_initial_guess(block):
     direct solutions to the factorization's accuracy (cond(A) eps, cond(A) < norm_A / lam_min)."""
     from rom.hifi.sequence import SequenceSettings, solve_sequence
 
-    fom = make_fom(block["problem"], {"ksp_type": "preonly", "pc_type": "lu"})
+    fom = FullOrderModel(block["problem"], "petsc", {"ksp_type": "preonly", "pc_type": "lu"})
     samples, facts = solve_sequence(fom, block["mu"], SequenceSettings(), order=block["order"])
     fom.solver.destroy()
     assert facts.attrs["guess_note"].startswith("ksp_type preonly") and facts.guess_dim.max() == 0

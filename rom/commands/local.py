@@ -7,7 +7,7 @@ import numpy as np
 
 from rom.errors import ConfigError, UserError
 from rom.hifi import capabilities as cap
-from rom.stage import Artefact, Stage, all_of, problem_has, section_enabled
+from rom.stage import Artefact, Stage
 
 
 def _single_thread():
@@ -102,26 +102,23 @@ def figures_local(ctx):
     ctx.section(s["title"], s["order"], s["text"], s["metrics"], s["figures"], s["tables"])
 
 
-_mesh = problem_has(cap.MESH)
-_local = all_of(section_enabled("local"), _mesh)
-_adaptive = all_of(section_enabled("adaptive_rom"), _mesh)
 OPERATORS, TRAIN, TEST = (Artefact("operators", "fom/operators.h5"), Artefact("train", "snapshots/train.h5"),
                           Artefact("test", "snapshots/test.h5"))
 
 STAGES = (
     Stage("cluster", cluster, "cluster the train trajectories; a priori gain of local over global bases",
-          sections=("local",), needs=frozenset({cap.MESH}), enabled=_local, check=check_local,
+          sections=("local",), needs=frozenset({cap.MESH}), switch="local", check=check_local,
           inputs=(OPERATORS, TRAIN), outputs=(Artefact("out", "rom/local/clusters.h5"),)),
     Stage("local_bases", local_bases, "local POD dictionary, online selector, test errors global vs local",
-          sections=("local",), needs=frozenset({cap.MESH}), enabled=_local, needs_test=True,
+          sections=("local",), needs=frozenset({cap.MESH}), switch="local", needs_test=True,
           inputs=(OPERATORS, TRAIN, TEST, Artefact("clusters", "rom/local/clusters.h5")),
           outputs=(Artefact("out", "rom/local/local_bases.h5"),)),
     Stage("adaptive_rom", adaptive_rom, "hyper-reduced nonlinear ROM, error indicator, adaptive enrichment",
-          sections=("adaptive_rom", "simulate"), needs=frozenset({cap.MESH, cap.NONLINEAR}), enabled=_adaptive,
-          check=check_adaptive, needs_test=True, inputs=(OPERATORS, TRAIN, TEST),
+          sections=("adaptive_rom", "simulate"), needs=frozenset({cap.MESH, cap.NONLINEAR}),
+          switch="adaptive_rom", check=check_adaptive, needs_test=True, inputs=(OPERATORS, TRAIN, TEST),
           outputs=(Artefact("out", "rom/adaptive_rom.h5"),)),
     Stage("figures_local", figures_local, "figures and report section of the local bases and adaptive ROM",
-          sections=("report",), enabled=lambda s: _local(s) or _adaptive(s),
+          sections=("report",), enabled=lambda s: s["local"]["enabled"] or s["adaptive_rom"]["enabled"],
           inputs=(Artefact("clusters", "rom/local/clusters.h5", optional=True),
                   Artefact("local", "rom/local/local_bases.h5", optional=True),
                   Artefact("adaptive", "rom/adaptive_rom.h5", optional=True)),

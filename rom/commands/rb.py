@@ -15,7 +15,7 @@ import numpy as np
 from rom.commands.simulate import FOM_SECTIONS
 from rom.errors import ConfigError, UserError
 from rom.hifi import capabilities as cap
-from rom.stage import Artefact, Option, Stage, all_of, problem_has, section_enabled
+from rom.stage import Artefact, Option, Stage
 
 
 @contextmanager
@@ -68,9 +68,10 @@ def check_rb(study: dict):
     stationary = cap.STATIONARY in caps and (cap.AFFINE in caps or cap.COEFFICIENT_EIM in caps)
     parabolic = cap.TRANSIENT in caps and cap.AFFINE in caps and cap.NONLINEAR not in caps
     if not (stationary or parabolic):
-        raise ConfigError(f"stage reduced_basis needs the problem capability 'stationary' (with 'affine' or "
-                          f"'coefficient_eim') or 'transient' with 'affine' (parabolic RB), which problem {name} does not "
-                          f"have (it has: {', '.join(sorted(caps))}); expected such a problem or rb.enabled: false")
+        raise ConfigError(f"rb.enabled = true: stage reduced_basis needs the problem capability 'stationary' (with "
+                          f"'affine' or 'coefficient_eim') or 'transient' with 'affine' (parabolic RB), which problem "
+                          f"{name} lacks (it has: {', '.join(sorted(caps))}); expected such a problem or "
+                          "rb.enabled: false")
     if stationary and cap.AFFINE not in caps and not study["eim"]["enabled"]:
         raise ConfigError(f"rb.enabled = true: problem {name} is not affine; expected eim.enabled: true (the RB model "
                           "is built on the EIM of its coefficient)")
@@ -210,9 +211,6 @@ def figures_eim(ctx):
     ctx.section(s["title"], s["order"], s["text"], s["metrics"], s["figures"], s["tables"])
 
 
-_mesh = problem_has(cap.MESH)
-_rb = all_of(section_enabled("rb"), _mesh)
-_eim = all_of(section_enabled("eim"), _mesh)
 OPERATORS = Artefact("operators", "fom/operators.h5")
 EIM = Artefact("eim", "rom/eim.h5 (problems made affine by EIM)", optional=True)
 RB = Artefact("rb", "rom/rb.h5")
@@ -220,26 +218,26 @@ RB = Artefact("rb", "rom/rb.h5")
 STAGES = (
     Stage("eim", eim, "function EIM of the non-affine coefficient (with its rigorous bound over the box) and the "
           "nonintrusive matrix EIM of A(mu)", sections=("problem", "parameters", "eim"),
-          needs=frozenset({cap.MESH, cap.COEFFICIENT_EIM}), enabled=_eim, check=check_eim,
+          needs=frozenset({cap.MESH, cap.COEFFICIENT_EIM}), switch="eim", check=check_eim,
           inputs=(OPERATORS,), outputs=(Artefact("out", "rom/eim.h5"),)),
     Stage("reduced_basis", reduced_basis, "certified RB: weak greedy with FOM solves (SCM where min-theta does not "
           "hold, dual greedies of rb.outputs), POD of the train snapshots, or POD-greedy for transient problems; run "
           "under the MPI launcher, PETSc options pass through", sections=FOM_SECTIONS + ("rb", "eim"), mpi=True,
-          needs=frozenset({cap.MESH}), enabled=_rb, check=check_rb,
+          needs=frozenset({cap.MESH}), switch="rb", check=check_rb,
           inputs=(OPERATORS, EIM, Artefact("train", "snapshots/train.h5 (rb.method: pod)", optional=True)),
           outputs=(Artefact("out", "rom/rb.h5"),)),
     Stage("evaluate_rom", evaluate_rom, "errors, bounds, effectivities (outputs too) and timings of the reduced "
           "models on the test snapshots; or, with --mu, one certified query", sections=("rb",),
-          needs=frozenset({cap.MESH}), enabled=_rb, needs_test=True,
+          needs=frozenset({cap.MESH}), switch="rb", needs_test=True,
           inputs=(OPERATORS, RB, EIM, Artefact("test", "snapshots/test.h5 (not with --mu)", optional=True)),
           outputs=(Artefact("out", "rom/rb_metrics.h5 (not with --mu)", optional=True),),
           options=(Option("mu", "one parameter, comma separated: print the RB answer and its error bound"),),
           quiet=lambda args: args.mu is not None),
     Stage("figures_rb", figures_rb, "report figures and section of the reduced basis", sections=("report",),
-          enabled=_rb, inputs=(RB, Artefact("metrics", "rom/rb_metrics.h5")),
+          switch="rb", inputs=(RB, Artefact("metrics", "rom/rb_metrics.h5")),
           outputs=(Artefact("convergence", "PNG: max error and bounds vs N"),
                    Artefact("effectivity", "PNG: effectivities"), Artefact("section", "section JSON"))),
-    Stage("figures_eim", figures_eim, "report figure and section of the EIM", sections=("report",), enabled=_eim,
+    Stage("figures_eim", figures_eim, "report figure and section of the EIM", sections=("report",), switch="eim",
           inputs=(Artefact("eim", "rom/eim.h5"),),
           outputs=(Artefact("figure", "PNG: EIM error vs number of terms"), Artefact("section", "section JSON"))),
 )

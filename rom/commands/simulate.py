@@ -124,7 +124,7 @@ def simulate(ctx):
     except ValueError as exc:  # a reuse setting this problem or solver cannot take (pc_type, backend)
         raise ConfigError(str(exc)) from None
     if backend == "petsc":
-        for name in petsc.unused_options(sim["petsc_options"]):
+        for name in fom.solver.unused_options():
             ctx.warn(f"simulate.petsc_options.{name}: PETSc never used this option")
     figures = fom.assembly_report()
     if "operator_seconds" in figures:

@@ -237,6 +237,7 @@ class SnesStepper(Stepper):
         self._indices = np.asarray(self.pattern.indices, dtype=PETSc.IntType)
         self.J = petsc.aij(self.comm, n, self.pattern.row_start, self.pattern.row_stop, self._indptr, self._indices)
         self.snes = PETSc.SNES().create(comm=self.comm)
+        self.snes.setOptionsPrefix(fom.solver.prefix)  # the FOM's options (config and command line)
         self.snes.setFunction(self._residual, self.r)
         self.snes.setJacobian(self._jacobian, self.J)
         # Defaults for a nonsymmetric Jacobian; the options database (config, command line) wins.

@@ -1,10 +1,13 @@
 """PETSc linear solves on a row-distributed AIJ matrix: the one place that touches petsc4py.
 
 Command-line PETSc options (`-ksp_monitor`, `-pc_type lu`, ...) win over the config's
-`petsc_options`, which win over the built-in defaults below.
+`petsc_options`, which win over the built-in defaults below. Each solver reads its options under its
+own prefix (`romflow_<serial>_`), so the options of one solver never reach another solver of the
+process; the process-wide (un-prefixed) database holds the command line's alone.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 _initialized = False
+PREFIX = "romflow_"
+# Solvers are created collectively, in the same order on every rank: the serial, hence the prefix, agrees.
+_serial = itertools.count()
 
 
 def init(argv: list[str] | None = None):
@@ -40,15 +46,9 @@ def ownership(n: int, size: int, rank: int) -> tuple[int, int]:
     return start, start + base + (rank < extra)
 
 
-def set_options(options: dict | None):
-    """Put config options in the PETSc database unless the command line already set them."""
-    PETSc = init()
-    db = PETSc.Options()
-    for key, value in (options or {}).items():
-        key = key.lstrip("-")
-        if db.hasName(key):
-            continue
-        db[key] = "" if value is True else ("false" if value is False else str(value))
+def _value(value) -> str:
+    """An option's value as the PETSc database takes it (a flag is an empty string)."""
+    return "" if value is True or value is None else ("false" if value is False else str(value))
 
 
 @dataclass
@@ -77,17 +77,28 @@ def aij(comm, n: int, row_start: int, row_stop: int, indptr, indices):
 
 class LinearSolver:
     """KSP on the rows [row_start, row_stop) of a global CSR pattern; one instance per operator
-    pattern, reused across parameters (the matrix values are replaced in place)."""
+    pattern, reused across parameters (the matrix values are replaced in place).
+
+    Its options live under its own prefix (`prefix`, the view `db`) until `destroy`: options that PETSc
+    reads late (a factorization package's, at set-up) still find them, and no other solver sees them.
+    A PETSc object built around this solver (the SNES of a nonlinear problem) takes the same prefix."""
 
     def __init__(self, comm, n: int, row_start: int, row_stop: int, indptr, indices, options: dict | None = None):
         PETSc = init()
         self.PETSc, self.comm = PETSc, comm
         self.n, self.row_start, self.row_stop = n, row_start, row_stop
-        set_options(options)
+        self.prefix = f"{PREFIX}{next(_serial)}_"
+        self.db = PETSc.Options(self.prefix)
+        self._config = {str(k).lstrip("-"): _value(v) for k, v in (options or {}).items()}
+        # The command line (the un-prefixed options of the process) wins over the config.
+        command_line = {k: _value(v) for k, v in PETSc.Options().getAll().items() if not k.startswith(PREFIX)}
+        for key, value in {**self._config, **command_line}.items():
+            self.db[key] = value
         self._indptr = np.asarray(indptr, dtype=PETSc.IntType)
         self._indices = np.asarray(indices, dtype=PETSc.IntType)
         self.A = self._aij()
         self.ksp = PETSc.KSP().create(comm=comm)
+        self.ksp.setOptionsPrefix(self.prefix)
         self.ksp.setOperators(self.A)
         self.ksp.setFromOptions()
         self.x, self.b = self.A.createVecs()
@@ -121,10 +132,10 @@ class LinearSolver:
     # -- reuse along a sequence of solves (rom.hifi.sequence) ------------------------------------
     @contextmanager
     def options(self, options: dict, override: bool = False):
-        """PETSc options in the global database only while the block runs (for set-ups that read options
-        late, such as PCDEFLATION's inner preconditioner); names already there win unless `override`.
-        Yields the options that were put in."""
-        db = self.PETSc.Options()
+        """PETSc options of this solver only while the block runs (for set-ups that read options late,
+        such as PCDEFLATION's inner preconditioner); names it already has (the command line, the config's
+        petsc_options) win unless `override`. Yields the options that were put in."""
+        db = self.db
         applied, saved = {}, {}
         for key, value in options.items():
             key = key.lstrip("-")
@@ -132,7 +143,7 @@ class LinearSolver:
                 if not override:
                     continue
                 saved[key] = db.getString(key)
-            db[key] = "" if value is True else ("false" if value is False else str(value))
+            db[key] = _value(value)
             applied[key] = value
         try:
             yield applied
@@ -144,8 +155,8 @@ class LinearSolver:
                     db.delValue(key)
 
     def configure(self, options: dict, override: bool = False) -> dict:
-        """Apply PETSc options to this KSP (KSPSetFromOptions) without leaving them in the global options
-        database, so other solvers of the process never see them. Names already in the database (the
+        """Apply PETSc options to this KSP (KSPSetFromOptions) without keeping them among the solver's
+        options (a later set-from-options does not apply them again). Names the solver already has (the
         command line, or the config's petsc_options) win unless `override`. Returns what was applied."""
         with self.options(options, override) as applied:
             if applied:
@@ -243,18 +254,18 @@ class LinearSolver:
         parts = self.comm.tompi4py().gather(np.asarray(x_local), root=root)
         return np.concatenate(parts) if parts is not None else None
 
+    def unused_options(self) -> list[str]:
+        """Names of the config options that no PETSc object of this solver's prefix has read
+        (PetscOptionsUsed); one the command line also set counts as read when its value was."""
+        from .petsc_options import used
+
+        return [n for n, u in used(list(self._config), prefix=self.prefix).items() if not u]
+
     def destroy(self):
         for obj in (self.ksp, self.A, self.b, self.x):
             obj.destroy()
-
-
-def unused_options(options: dict | None) -> list[str]:
-    """Names of config options that PETSc has not read in this process (PetscOptionsUsed), unless the
-    command line set them (then the command line's value was the one used)."""
-    from .petsc_options import used
-
-    names = [str(k).lstrip("-") for k in (options or {})]
-    return [n for n, u in used(names, prefix="").items() if not u]
+        for key in self.db.getAll():
+            self.db.delValue(key)
 
 
 def _pc_deflation_set_space(pc, W):

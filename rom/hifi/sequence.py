@@ -243,7 +243,7 @@ class _LinearSequence:
             self.attrs["guess_note"] = ("PETSc KSPGuess: reset by PETSc 3.18 whenever the matrix values change, "
                                         "unless the preconditioner is reused")
         if s.deflation == "solutions":
-            inner = {"deflation_pc_" + k: v for k, v in solver.PETSc.Options().getAll().items()
+            inner = {"deflation_pc_" + k: v for k, v in solver.db.getAll().items()
                      if k.startswith("pc_") and not k.startswith(("pc_type", "pc_deflation"))}
             # PCDEFLATION reads its inner preconditioner's options at every set-up: kept for those.
             self.deflation_options = {"pc_type": "deflation", "deflation_pc_pc_type": self.inner_pc,

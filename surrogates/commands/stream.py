@@ -11,7 +11,7 @@ import numpy as np
 
 from rom.errors import UserError
 from rom.hifi import capabilities as cap
-from rom.stage import Artefact, Option, Stage, section_enabled
+from rom.stage import Artefact, Option, Stage
 
 SURROGATE_SECTIONS = ("problem", "parameters", "design", "simulate", "surrogate", "seed")
 
@@ -114,13 +114,12 @@ def check(study: dict):
     validate_settings(study, "config")
 
 
-_enabled = section_enabled("surrogate")
 LABELLED = "LABEL=PATH of each run (surrogates.streaming.paths.labelled)"
 
 STAGES = (
     Stage("train_online", train_online, "train the MLP surrogate while an ensemble of FOM clients streams its time "
           "steps (ZeroMQ); run under torchrun for data-parallel ranks", package="surrogates",
-          sections=SURROGATE_SECTIONS, needs=frozenset({cap.TRANSIENT}), enabled=_enabled, check=check,
+          sections=SURROGATE_SECTIONS, needs=frozenset({cap.TRANSIENT}), switch="surrogate", check=check,
           needs_test=True,
           inputs=(Artefact("test", "snapshots/test.h5 for validation", optional=True),),
           outputs=(Artefact("model", "trained model (.pt)"), Artefact("history", "history artefact (.h5)")),
@@ -131,15 +130,15 @@ STAGES = (
                    Option("fault", "fault injection (tests): CLIENT:KIND:STEP (kill|hang after STEP on the first "
                           "attempt) or server:kill:BATCH", action="append"))),
     Stage("train_offline", train_offline, "the same MLP trained from the snapshot files (DataLoader), same budget",
-          package="surrogates", sections=SURROGATE_SECTIONS, needs=frozenset({cap.TRANSIENT}), enabled=_enabled,
+          package="surrogates", sections=SURROGATE_SECTIONS, needs=frozenset({cap.TRANSIENT}), switch="surrogate",
           inputs=(Artefact("train", "snapshots/train.h5"), Artefact("test", "snapshots/test.h5", optional=True)),
           outputs=(Artefact("model", "trained model (.pt)"), Artefact("history", "history artefact (.h5)"))),
     Stage("evaluate_surrogate", evaluate, "relative L2 test errors per time step of trained surrogates",
-          package="surrogates", sections=("surrogate",), enabled=_enabled, needs_test=True,
+          package="surrogates", sections=("surrogate",), switch="surrogate", needs_test=True,
           inputs=(Artefact("test", "snapshots/test.h5"),), outputs=(Artefact("out", "metrics/surrogate.h5"),),
           options=(Option("models", LABELLED, required=True, many=True),)),
     Stage("figures_surrogate", figures, "report figures and section of the streamed surrogates", package="surrogates",
-          sections=("surrogate", "report"), enabled=_enabled,
+          sections=("surrogate", "report"), switch="surrogate",
           inputs=(Artefact("metrics", "metrics/surrogate.h5"), Artefact("operators", "fom/operators.h5")),
           outputs=(Artefact("loss", "PNG"), Artefact("throughput", "PNG"), Artefact("seen", "PNG"),
                    Artefact("fields", "PNG"), Artefact("section", "section JSON")),

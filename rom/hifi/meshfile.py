@@ -317,8 +317,8 @@ def _oriented(nodes, cells, label, where) -> np.ndarray:
     flip = (np.bincount(inv, weights=negative) / np.bincount(inv)) > 0.5
     inverted = negative != flip[inv]
     if inverted.any():
-        raise MeshFileError(f"{where}: {inverted.sum()} inverted triangles (orientation against the rest of their "
-                            "surface: a folded mesh); expected a valid triangulation")
+        raise MeshFileError(f"{where}: {inverted.sum()} inverted triangles (first: triangle {np.argmax(inverted)}, "
+                            "oriented against the rest of its surface: a folded mesh); expected a valid triangulation")
     cells = cells.copy()
     cells[negative] = cells[negative][:, [0, 2, 1]]
     return cells

@@ -12,7 +12,7 @@ import numpy as np
 
 from rom.errors import ArtefactError, ConfigError, UserError
 from rom.hifi import capabilities as cap
-from rom.stage import Artefact, Option, Stage, all_of, problem_has, section_enabled
+from rom.stage import Artefact, Option, Stage, problem_has
 
 
 def _outputs(ctx):
@@ -115,7 +115,7 @@ def mmgp_fit(ctx):
 
 def mmgp_predict(ctx):
     from surrogates.mmgp.family import write_vtu
-    from surrogates.mmgp.model import MMGP
+    from surrogates.mmgp.model import MMGP, RESOLUTION_TOLERANCE
     from surrogates.mmgp.predictions import predictions_dataset
 
     _threads(ctx)
@@ -137,6 +137,15 @@ def mmgp_predict(ctx):
     if len(flagged):
         ctx.warn(f"{len(flagged)} of {len(fam.samples)} shapes of {Path(ctx.path('family')).name} are out of the "
                  "training family (extrapolation; see out_of_range in the predictions)")
+    for i in np.flatnonzero(out["mesh_outside"]):
+        ratio = out["mesh_size_ratio"][i]
+        ctx.log.warning("%s: mesh %.2gx %s than the training meshes (median edge length beyond their range by more "
+                        "than %g): mesh-dependent outputs (pointwise extrema over the mesh: %s) are extrapolated",
+                        fam.names[i], max(ratio, 1 / ratio), "coarser" if ratio > 1 else "finer",
+                        RESOLUTION_TOLERANCE, ", ".join(model.mesh_dependent_outputs) or "none declared")
+    if out["mesh_outside"].any():
+        ctx.warn(f"{int(out['mesh_outside'].sum())} of {len(fam.samples)} shapes of {Path(ctx.path('family')).name} "
+                 "are meshed finer or coarser than the training shapes (see mesh_outside in the predictions)")
     res, pred = predictions_dataset(model, fam, out, s["quantiles"], float(stored.attrs.get("timing_fit_s", np.nan)))
     ctx.write("out", res, "mmgp_predictions")
     if ctx.path("vtu_dir") is not None:
@@ -179,32 +188,31 @@ def _morphing_choices():
     return ("mean_value", "uniform", "rbf", "none")
 
 
-_family_problem = problem_has(cap.GEOMETRY_FAMILY)
-_enabled = all_of(section_enabled("mmgp"), _family_problem)
 THREADS = Option("threads", "CPU threads of torch (default: mmgp.threads)", type=int)
 FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
 
 STAGES = (
     Stage("simulate_geometries", simulate_geometries, "the samples of one set of a shape family: mesh and solve every "
           "shape (gmsh + PETSc, under the MPI launcher) or read them (problem mesh_family)", package="surrogates",
-          sections=FOM_SECTIONS, needs=frozenset({cap.GEOMETRY_FAMILY}), enabled=_family_problem, mpi=True,
+          sections=FOM_SECTIONS, needs=frozenset({cap.GEOMETRY_FAMILY}), enabled=problem_has(cap.GEOMETRY_FAMILY),
+          mpi=True,
           inputs=(Artefact("parameters", "parameters.h5 (the scalar inputs of a solved family)", optional=True),),
           outputs=(Artefact("out", "geometries/<set>.h5 (ragged meshes and fields)"),),
           options=(Option("set", "sample set", default="train", choices=("train", "test", "validation"),
                           wildcard="set"),)),
     Stage("mmgp_fit", mmgp_fit, "morph, transfer, POD and GP on the train family", package="surrogates",
-          sections=("mmgp", "seed"), needs=frozenset({cap.GEOMETRY_FAMILY}), enabled=_enabled,
+          sections=("mmgp", "seed"), needs=frozenset({cap.GEOMETRY_FAMILY}), switch="mmgp",
           inputs=(Artefact("train", "geometries/train.h5"),), outputs=(Artefact("out", "surrogates/mmgp.h5"),),
           options=(Option("morphing", "overrides mmgp.morphing", choices=_morphing_choices()), THREADS)),
     Stage("mmgp_predict", mmgp_predict, "predict fields with their variance on the meshes of a family",
-          package="surrogates", sections=("mmgp", "seed"), needs=frozenset({cap.GEOMETRY_FAMILY}), enabled=_enabled,
+          package="surrogates", sections=("mmgp", "seed"), needs=frozenset({cap.GEOMETRY_FAMILY}), switch="mmgp",
           inputs=(Artefact("model", "surrogates/mmgp.h5"),
                   Artefact("family", "geometries/<set>.h5 (references are kept for evaluation)")),
           outputs=(Artefact("out", "surrogates/mmgp_predictions.h5"),
                    Artefact("vtu_dir", "write the first mmgp.vtu_samples predictions as VTU here", optional=True)),
           options=(THREADS,)),
     Stage("evaluate_mmgp", evaluate_mmgp, "PLAID metrics, calibration, figures and the report section of MMGP",
-          package="surrogates", sections=("mmgp", "report"), enabled=_enabled,
+          package="surrogates", sections=("mmgp", "report"), switch="mmgp",
           inputs=(Artefact("predictions", "surrogates/mmgp_predictions.h5"),),
           outputs=(Artefact("metrics", "metrics JSON"), Artefact("figures", "folder of PNG figures"),
                    Artefact("section", "section JSON"))),

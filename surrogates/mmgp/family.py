@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .geometry import MeshSample, family_dataset, read_family, signed_areas
+from .geometry import MeshError, MeshSample, counter_clockwise, family_dataset, read_family
 
 
 class FamilyError(ValueError):
@@ -116,7 +116,8 @@ def solved_family(solutions, mu: np.ndarray, set_name: str, input_names, fields:
 def read_mesh_sample(path, fields) -> MeshSample:
     """One planar triangle mesh with nodal fields from a file meshio reads (gmsh .msh 2.2 / 4.1,
     VTU, ...). `fields`: point-data names, `name[k]` for component k of a vector field. Triangles
-    are put counter-clockwise; a z coordinate must be zero. Refusals name the file."""
+    are put counter-clockwise (geometry.counter_clockwise: a folded triangle is refused, naming it);
+    a z coordinate must be zero. Refusals name the file."""
     import meshio
 
     path = Path(path)
@@ -134,8 +135,10 @@ def read_mesh_sample(path, fields) -> MeshSample:
         if np.any(pts[:, 2] != 0):
             raise FamilyError(f"{path}: nonzero z coordinates; expected a planar mesh in the xy plane")
         pts = pts[:, :2]
-    flip = signed_areas(pts, triangles) < 0
-    triangles[flip] = triangles[flip][:, [0, 2, 1]]
+    try:
+        triangles = counter_clockwise(pts, triangles, str(path))
+    except MeshError as exc:
+        raise FamilyError(str(exc)) from None
     values = {}
     for f in fields:
         name, comp = (f[:f.index("[")], int(f[f.index("[") + 1:-1])) if f.endswith("]") and "[" in f else (f, None)

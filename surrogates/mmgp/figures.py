@@ -20,6 +20,9 @@ def mmgp_section(ds, m: dict, fig_dir) -> dict:
                "prediction seconds per shape": m["predict_seconds_per_sample"]}
     warnings = [f"{name}: 95% intervals cover {v['coverage95']:.2f} of the test values (expected 0.90-0.99)"
                 for name, v in {**m["fields"], **m["scalars"]}.items() if not 0.9 <= v["coverage95"] <= 0.99]
+    warnings += [f"{name}: {len(bad)} test shapes left out of its metrics for a non-finite reference (first: {bad[0]})"
+                 for name, bad in m["excluded"].items()]
+    metrics["test shapes with a mesh size outside the training range"] = m["n_mesh_outside"]
     return {"title": "Mesh-morphing GP (MMGP) on a shape family", "order": 60,
             "text": "Each test shape is morphed onto the unit disk (barycentric weights), transferred to the common "
                     "support, compressed with POD and predicted by independent GPs with exact variance propagation "

@@ -32,6 +32,29 @@ def _edges(triangles: np.ndarray) -> np.ndarray:
     return triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
 
 
+def counter_clockwise(nodes: np.ndarray, triangles: np.ndarray, name: str = "mesh") -> np.ndarray:
+    """The triangles of a mesh as read, put counter-clockwise. A mesh stored clockwise throughout is
+    a legitimate orientation (its normal along -z) and is flipped whole. A mesh of mixed
+    orientation is folded: a triangle oriented against the majority disagrees with its neighbours
+    across their shared edges (the two overlap), and flipping it alone would hide the fold; it is
+    refused, naming the first such triangle (index in the file)."""
+    area = signed_areas(nodes, triangles)
+    clockwise = np.count_nonzero(area < 0) > np.count_nonzero(area > 0)
+    folded = np.flatnonzero(area > 0 if clockwise else area < 0)
+    if len(folded):
+        t = int(folded[0])
+        raise MeshError(f"{name}: {len(folded)} folded triangles (first: triangle {t}, nodes {triangles[t].tolist()}, "
+                        f"oriented against the other {len(triangles) - len(folded)}: inverted); expected a valid "
+                        "triangulation")
+    return triangles[:, [0, 2, 1]] if clockwise else triangles
+
+
+def median_edge_length(nodes: np.ndarray, triangles: np.ndarray) -> float:
+    """The mesh size h: the median length of the triangles' edges."""
+    e = nodes[_edges(triangles)]
+    return float(np.median(np.linalg.norm(e[:, 1] - e[:, 0], axis=1)))
+
+
 def boundary_edges(triangles: np.ndarray) -> np.ndarray:
     """Edges (a, b) used by exactly one triangle, oriented as in their (counter-clockwise) triangle,
     so the outer boundary runs counter-clockwise."""

@@ -49,13 +49,24 @@ def prediction_metrics(fields_ref: dict, fields_pred: dict, fields_var: dict, of
                        scalars_var: np.ndarray, factors: dict | None = None) -> dict:
     """Per output: PLAID RRMSE, Q2, 95% coverage, the calibration curve at CALIBRATION_LEVELS and
     its largest distance to the diagonal, with the model's intervals (`factors`: output ->
-    half-width factors; Gaussian where absent). Fields pooled over all nodes of all samples."""
+    half-width factors; Gaussian where absent). Fields pooled over all nodes of all samples.
+    A sample whose reference is not finite (anywhere, for a field) is left out of that output's
+    metrics and listed in `excluded` (output -> sample indices): a NaN would make every score NaN."""
     factors = factors or {}
-    out = {"levels": CALIBRATION_LEVELS.tolist(), "fields": {}, "scalars": {}}
+    out = {"levels": CALIBRATION_LEVELS.tolist(), "fields": {}, "scalars": {}, "excluded": {}}
+    n_i = np.diff(offsets)
     for f in fields_ref:
         ref, pred, var = fields_ref[f], fields_pred[f], fields_var[f]
-        out["fields"][f] = _entry(field_rrmse(ref, pred, offsets), ref, pred, var, factors.get(f))
-    rr = scalar_rrmse(scalars_ref, scalars_pred) if len(scalar_names) else []
+        good = np.logical_and.reduceat(np.isfinite(ref), offsets[:-1])
+        node = np.repeat(good, n_i)
+        if not good.all():
+            out["excluded"][f] = np.flatnonzero(~good).tolist()
+        kept = np.concatenate([[0], np.cumsum(n_i[good])])
+        out["fields"][f] = _entry(field_rrmse(ref[node], pred[node], kept), ref[node], pred[node], var[node], factors.get(f))
     for j, name in enumerate(scalar_names):
-        out["scalars"][name] = _entry(rr[j], scalars_ref[:, j], scalars_pred[:, j], scalars_var[:, j], factors.get(name))
+        good = np.isfinite(scalars_ref[:, j])
+        if not good.all():
+            out["excluded"][name] = np.flatnonzero(~good).tolist()
+        ref, pred, var = scalars_ref[good, j], scalars_pred[good, j], scalars_var[good, j]
+        out["scalars"][name] = _entry(scalar_rrmse(ref, pred), ref, pred, var, factors.get(name))
     return out

@@ -17,8 +17,15 @@ standardized nodal value to the calibrated distribution (a Gaussian copula).
 
 Out-of-range score: two conformal p-values against the training set, Bonferroni-combined: the GP
 novelty (surrogates.gp.GP.novelty, leave-one-out at the training inputs) and the geometry
-residual (the part of a shape's transferred coordinates outside the geometry modes). A shape is
-flagged when p < out_of_range_level: an in-family shape is flagged with probability about that level.
+residual (the part of a shape's transferred coordinates outside the geometry modes), referred to
+the leave-one-out residuals of the training shapes (each against the modes of the others: the
+in-sample residuals of modes fitted to those very shapes are too small). A shape is flagged when
+p < out_of_range_level: an in-family shape is flagged with probability at most that level.
+
+Mesh-size check: a query mesh whose size (median edge length) lies outside the training range by
+more than the factor RESOLUTION_TOLERANCE is flagged (`mesh_outside`): the fields interpolate
+across sizes, but outputs that are pointwise extrema over the mesh (max von Mises) resolve
+differently and are extrapolated.
 
 Physics-informed load scaling (`load_inputs`): when every output is positively homogeneous in some
 inputs (linear elasticity: displacements and stresses of degree 1 in the load amplitudes, compliance
@@ -38,15 +45,48 @@ from rom.reduction.pod import pod
 from surrogates.gp import (CALIBRATION_GRID, GP, calibrated_normal, calibrated_quantile, conformal_p_value,
                            interval_factors)
 
-from .geometry import MeshSample, check_mesh, check_values
+from .geometry import MeshSample, check_mesh, check_values, median_edge_length
 from .morphing import METHODS, morph
 from .transfer import p1_transfer
+
+# In-family meshes made at one target size spread by a few percent in median edge length
+# (tensile plates: 5%); a quarter beyond the training range is another target size.
+RESOLUTION_TOLERANCE = 1.25
 
 
 def mass_matrix(nodes: np.ndarray, triangles: np.ndarray) -> sp.csr_matrix:
     mesh = TriMesh(nodes, triangles, np.zeros(len(nodes), dtype=bool))
     pattern = fem.Pattern.build(mesh)
     return pattern.to_scipy(pattern.assemble(fem.mass_local(mesh)))
+
+
+def loo_residuals(X: np.ndarray, M: sp.spmatrix, n_modes: int) -> np.ndarray:
+    """(n,) the M-norm of the part of each row x_i of X outside the mean and the first `n_modes`
+    POD modes of the other rows (leave-one-out), from the Gram matrix G = X M X^T alone. With the
+    other rows centered on their mean m (Gram C = H G H, eigenpairs (lam_k, u_k)) and y = x_i - m,
+    b_j = <x_j - m, y>: r_i^2 = ||y||^2 - sum_k (u_k . b)^2 / lam_k."""
+    n = len(X)
+    A = X - X.mean(axis=0)
+    G = A @ (M @ A.T)
+    G = 0.5 * (G + G.T)
+    j = np.arange(n - 1)
+    others = j[None, :] + (j[None, :] >= np.arange(n)[:, None])  # row i: every index but i
+    k = min(n_modes, n - 2)  # n - 1 centered rows span n - 2 dimensions
+    r2 = np.empty(n)
+    for held in np.array_split(np.arange(n), max(1, n**3 // 2**22)):  # blocks of ~2^22 entries bound the memory
+        K = others[held]
+        C = G[K[:, :, None], K[:, None, :]]  # <x_j, x_l> over the others
+        g = G[K, held[:, None]]  # <x_j, x_i>
+        row = C.mean(axis=2)  # <x_j, m>
+        mm = row.mean(axis=1)  # <m, m>
+        C = C - row[:, :, None] - row[:, None, :] + mm[:, None, None]
+        b = g - row - g.mean(axis=1, keepdims=True) + mm[:, None]
+        lam, U = np.linalg.eigh(C)
+        lam, U = lam[:, ::-1][:, :k], U[:, :, ::-1][:, :, :k]
+        resolved = lam > lam[:, :1] * 1e-15 * n  # pod's rank cut
+        z2 = np.divide(np.einsum("hjk,hj->hk", U, b) ** 2, lam, out=np.zeros_like(lam), where=resolved)
+        r2[held] = G[held, held] - 2 * g.mean(axis=1) + mm - z2.sum(axis=1)
+    return np.sqrt(np.maximum(r2, 0.0))
 
 
 class MMGP:
@@ -160,10 +200,10 @@ class MMGP:
                 dof = max(len(samples) - len(self.f_modes[f]) - 1, 1)
                 self.f_floor[f] = sum(Ti @ (u - Bi @ ri) ** 2 for Ti, Bi, u, ri in zip(T, back, own[f], rec)) / dof
         Z = self._geometry_coefficients(X)
-        # In-sample residuals of modes fitted to these very shapes are too small on average: scaled
-        # by sqrt(n / (n - k - 1)), the degrees of freedom left (as for the floor variance).
-        dof = max(len(samples) - len(self.x_modes) - 1, 1)
-        self.train_geometry_residual = self._geometry_residual(X, Z) * np.sqrt(len(samples) / dof)
+        # The reference of a new shape's residual: each training shape's residual against the modes
+        # of the others (in-sample residuals of modes fitted to those very shapes are too small).
+        self.train_geometry_residual = loo_residuals(X, self.M2, len(self.x_modes))
+        self.train_mesh_size = np.array([median_edge_length(s.nodes, s.triangles) for s in samples])
         Y = np.column_stack(coef + [scalars / r[:, None] ** self._scalar_degrees])
         t1 = time.perf_counter()
         self.gp.fit(self._gp_inputs(Z, inputs, r), Y, self.output_names)
@@ -291,6 +331,18 @@ class MMGP:
     def n_field_coefficients(self) -> list[int]:
         return [len(self.f_modes[f]) for f in self.fields]
 
+    @property
+    def mesh_dependent_outputs(self) -> list[str]:
+        """The scalars named as pointwise extrema over the mesh (max_..., min_...): they change with
+        the mesh size, where the nodal fields converge."""
+        return [o for o in self.scalar_names if o.startswith(("max", "min"))]
+
+    def mesh_size_ratio(self, samples: list[MeshSample]) -> np.ndarray:
+        """(n,) each mesh's size over the nearest end of the training range of sizes (1 inside it,
+        below 1 finer, above 1 coarser)."""
+        h = np.array([median_edge_length(s.nodes, s.triangles) for s in samples])
+        return h / np.clip(h, self.train_mesh_size.min(), self.train_mesh_size.max())
+
     def out_of_range_p_value(self, G: np.ndarray, residual: np.ndarray) -> np.ndarray:
         """Bonferroni combination of the conformal p-values of the GP novelty and of the geometry residual."""
         p_gp = conformal_p_value(self.train_novelty, self.gp.novelty(G))
@@ -300,7 +352,8 @@ class MMGP:
     def predict(self, samples: list[MeshSample], inputs: np.ndarray, names=None, quantiles=(), draws: int = 0,
                 seed: int = 0) -> dict:
         """Per sample: fields mean / variance on its own mesh; scalars (n, s) mean / variance;
-        `outside` (n, n_gp_inputs) training-box flags, `out_of_range_p` (n,) and `out_of_range` (n,).
+        `outside` (n, n_gp_inputs) training-box flags, `out_of_range_p` (n,) and `out_of_range` (n,),
+        `mesh_size_ratio` (n,) and `mesh_outside` (n,) (mesh size beyond RESOLUTION_TOLERANCE).
         With `quantiles` (levels in (0, 1)): fields_quantiles (per sample, field: (n_q, n_i)) and
         scalars_quantiles (n, n_q, s); with `draws` > 0: fields_draws (per sample, field:
         (draws, n_i)) and scalars_draws (n, draws, s), every draw and shape with fresh coefficients."""
@@ -318,8 +371,10 @@ class MMGP:
         G = self._gp_inputs(Z, inputs, r)
         mean, var = self.gp.predict(G)
         p = self.out_of_range_p_value(G, self._geometry_residual(X, Z))
+        size = self.mesh_size_ratio(samples)
         out = {"fields_mean": [], "fields_var": [], "outside": self.gp.outside(G), "out_of_range_p": p,
-               "out_of_range": p < self.out_of_range_level, "geometry_coefficients": Z}
+               "out_of_range": p < self.out_of_range_level, "geometry_coefficients": Z, "mesh_size_ratio": size,
+               "mesh_outside": (size > RESOLUTION_TOLERANCE) | (size < 1 / RESOLUTION_TOLERANCE)}
         rng = np.random.default_rng(seed)
         if len(quantiles):
             out["fields_quantiles"] = []
@@ -375,6 +430,7 @@ class MMGP:
         ds["x_modes"] = (("geometry_mode", "support_coordinate"), self.x_modes)
         ds["train_geometry_residual"] = ("gp_sample", self.train_geometry_residual)
         ds["train_novelty"] = ("gp_sample", self.train_novelty)
+        ds["train_mesh_size"] = ("gp_sample", self.train_mesh_size, {"long_name": "median edge length"})
         for f in self.fields:
             ds[f"{f}_mean"] = ("support_node", self.f_mean[f], {"units": self.units[f]})
             ds[f"{f}_modes"] = ((f"{f}_mode", "support_node"), self.f_modes[f])
@@ -415,5 +471,6 @@ class MMGP:
         self.f_modes = {f: ds[f"{f}_modes"].values for f in self.fields}
         self.f_floor = {f: ds[f"{f}_floor_variance"].values for f in self.fields}
         self.train_geometry_residual, self.train_novelty = ds["train_geometry_residual"].values, ds["train_novelty"].values
+        self.train_mesh_size = ds["train_mesh_size"].values
         self.interval_factors = dict(zip(outputs, ds["interval_factor"].values))
         return self

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .family import Family, FamilyError, read_mesh_folder
-from .geometry import MeshSample, signed_areas
+from .geometry import MeshError, MeshSample, counter_clockwise
 
 BASE, ZONE = "Base_2_2", "Zone"
+log = logging.getLogger(__name__)
 
 
 def _plaid():
@@ -75,10 +76,17 @@ def _sample_mesh(sample, label: str) -> MeshSample:
     elements = sample.get_elements()
     if "TRI_3" not in elements:
         raise FamilyError(f"{label}: elements {sorted(elements)}; expected TRI_3 triangles")
-    tri = np.asarray(elements["TRI_3"], dtype=np.int64)
-    flip = signed_areas(nodes, tri) < 0
-    tri[flip] = tri[flip][:, [0, 2, 1]]
+    try:
+        tri = counter_clockwise(nodes, np.asarray(elements["TRI_3"], dtype=np.int64), label)
+    except MeshError as exc:
+        raise FamilyError(str(exc)) from None
     return MeshSample(nodes, tri)
+
+
+def _single_precision(values) -> bool:
+    """Stored in fewer than 64 bits (pyplaid's default hf_datasets backend stores float32)."""
+    a = np.asarray(values)
+    return np.issubdtype(a.dtype, np.floating) and a.dtype.itemsize < 8
 
 
 def read_plaid(path, split: str, input_names=None, field_units: dict | None = None, scalar_units: dict | None = None,
@@ -102,7 +110,7 @@ def read_plaid(path, split: str, input_names=None, field_units: dict | None = No
         scalar_units = {_leaf(p): "" for p in pd.output_features if str(p).startswith("Global/")}
     datasets, converters = plaid.storage.init_from_disk(str(path))
     chosen = pd.train_split if split == "train" else pd.test_split
-    samples, inputs, scalars, names = [], [], [], []
+    samples, inputs, scalars, names, single = [], [], [], [], set()
     for ds_split, ids in chosen.items():
         if ds_split not in datasets:
             raise FamilyError(f"{path}: problem definition {pd_name!r} names split {ds_split!r}; the dataset has {sorted(datasets)}")
@@ -112,10 +120,14 @@ def read_plaid(path, split: str, input_names=None, field_units: dict | None = No
             label = f"{path.name} {ds_split} sample {i}"
             s = converters[ds_split].to_plaid(datasets[ds_split], i)
             mesh = _sample_mesh(s, label)
+            if _single_precision(s.get_nodes()):
+                single.add("coordinates")
             for f in field_units:
                 v = s.get_field(f)
                 if v is None:
                     raise FamilyError(f"{label}: no vertex field {f!r}; expected one of {s.get_field_names()}")
+                if _single_precision(v):
+                    single.add(f"field {f}")
                 mesh.fields[f] = np.asarray(v, dtype=float).ravel()
 
             def value(name, what):
@@ -132,15 +144,21 @@ def read_plaid(path, split: str, input_names=None, field_units: dict | None = No
     attrs = {"set": split, "source": f"plaid:{path}:{pd_name}"}
     if missing:
         attrs["note"] = f"outputs not in the problem definition: {missing}"
+    if single:  # widened to float64 on reading, but the digits beyond float32's ~7 are lost
+        attrs["precision"] = f"float32 storage: {', '.join(sorted(single))}"
+        log.warning("%s: %s stored as float32 (about 7 significant digits), read as float64; the round trip is "
+                    "exact only for float64 storage (write_plaid's cgns backend)", path, ", ".join(sorted(single)))
     return Family(samples, np.array(inputs, dtype=float).reshape(len(samples), len(input_names)),
                   np.array(scalars, dtype=float).reshape(len(samples), len(scalar_units)), names, list(input_names),
                   dict(field_units), dict(scalar_units), attrs)
 
 
-def write_plaid(path, families: dict[str, Family], definition: str = "mmgp", overwrite: bool = False):
-    """Write families ({set name: Family}, sharing inputs and outputs) as a PLAID dataset (CGNS
-    backend), one dataset split per set, with a problem definition `definition` whose train split
-    is the "train" set and test split every other set."""
+def write_plaid(path, families: dict[str, Family], definition: str = "mmgp", overwrite: bool = False,
+                backend: str = "cgns"):
+    """Write families ({set name: Family}, sharing inputs and outputs) as a PLAID dataset, one
+    dataset split per set, with a problem definition `definition` whose train split is the "train"
+    set and test split every other set. The `cgns` backend stores float64 (an exact round trip);
+    pyplaid's `hf_datasets` stores float32."""
     plaid = _plaid()
     import CGNS.PAT.cgnskeywords as CGK
     import CGNS.PAT.cgnslib as CGL
@@ -173,7 +191,7 @@ def write_plaid(path, families: dict[str, Family], definition: str = "mmgp", ove
         output_features=[field_path(f) for f in first.fields] + [global_path(s) for s in first.scalar_names],
         train_split={"train": "all"} if "train" in families else {},
         test_split={name: "all" for name in families if name != "train"})
-    plaid.storage.save_to_disk(str(path), make, ids, backend="cgns", pb_defs={definition: pd}, overwrite=overwrite)
+    plaid.storage.save_to_disk(str(path), make, ids, backend=backend, pb_defs={definition: pd}, overwrite=overwrite)
 
 
 def read_set(problem, set_name: str, fields: dict, scalars: dict) -> Family:

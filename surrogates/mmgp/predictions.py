@@ -33,6 +33,10 @@ def predictions_dataset(model, fam: Family, out: dict, quantiles=(), fit_seconds
     ds["out_of_range"] = ("sample", out["out_of_range"].astype(np.int8))
     ds["outside_training_range"] = (("sample", "gp_input"), out["outside"].astype(np.int8),
                                     {"long_name": "GP input outside the training box (informative)"})
+    ds["mesh_size_ratio"] = ("sample", out["mesh_size_ratio"],
+                             {"long_name": "median edge length over the nearest end of the training range"})
+    ds["mesh_outside"] = ("sample", out["mesh_outside"].astype(np.int8),
+                          {"long_name": "mesh size outside the training range: pointwise extrema extrapolated"})
     if len(quantiles):
         ds = ds.assign_coords(quantile=np.asarray(quantiles, dtype=float))
         for f in F:
@@ -53,7 +57,8 @@ def predictions_dataset(model, fam: Family, out: dict, quantiles=(), fit_seconds
 
 
 def metrics_of(ds: xr.Dataset) -> dict:
-    """PLAID RRMSE, Q2, 95% coverage and calibration per field and scalar of a predictions artefact."""
+    """PLAID RRMSE, Q2, 95% coverage and calibration per field and scalar of a predictions artefact;
+    `excluded`: output -> the samples left out for a non-finite reference."""
     F = [f for f in str(ds.attrs["fields"]).split(",") if f]
     scalars = [str(s) for s in ds["scalar"].values]
     m = prediction_metrics({f: ds[f].values for f in F}, {f: ds[f"{f}_pred"].values for f in F},
@@ -61,7 +66,10 @@ def metrics_of(ds: xr.Dataset) -> dict:
                            ds["scalars"].values, ds["scalars_pred"].values, ds["scalars_std"].values ** 2,
                            dict(zip([str(o) for o in ds["output"].values], ds["interval_factor"].values)))
     n = len(ds["node_offset"]) - 1
+    names = [str(x) for x in ds["sample_name"].values]
+    m["excluded"] = {o: [names[i] for i in idx] for o, idx in m["excluded"].items()}
     m.update(n_test=int(n), morphing=str(ds.attrs.get("morphing", "")), n_out_of_range=int(ds["out_of_range"].values.sum()),
+             n_mesh_outside=int(ds["mesh_outside"].values.sum()),
              n_outside_training_box=int(ds["outside_training_range"].values.any(axis=1).sum()),
              gp_converged=f"{int(ds.attrs.get('gp_converged', 0))} of {int(ds.attrs.get('gp_outputs', 0))}",
              fit_seconds=float(ds.attrs.get("fit_seconds", np.nan)),

@@ -84,14 +84,16 @@ def _dual_solver(solves, name: str):
 # -- coercivity ------------------------------------------------------------------------------------
 def scm(X, A_terms, theta, space, settings: dict) -> tuple:
     """(SCMBounds, SCMHistory) of the affine operator sum_q theta_q(mu) A_q on a Latin hypercube of
-    rb.scm.train_size points (settings: the rb.scm section)."""
-    from rom.reduction.scm import scm_greedy
+    rb.scm.train_size points (settings: the rb.scm section), refined where its lower bound is not
+    positive at a box corner or a training point (scm_greedy's check)."""
+    from rom.reduction.scm import box_corners, scm_greedy
 
     mu = training_set(space, settings["train_size"], settings["seed"])
     log.info("SCM on %d training parameters: %d terms, %d dofs, gap tol %g, at most %d constraint points",
              len(mu), len(A_terms), X.shape[0], settings["tol"], settings["max_constraints"])
     bounds, h = scm_greedy(X, A_terms, theta, mu, tol=settings["tol"], K_max=settings["max_constraints"],
-                           n_constraints=settings["n_constraints"], eig_rtol=settings["eig_rtol"])
+                           n_constraints=settings["n_constraints"], eig_rtol=settings["eig_rtol"],
+                           check=box_corners(space.bounds))
     log.info("SCM: %d constraint points (%s), max training gap %.3f; %d eigen-solves, %d factorizations, %d LPs, "
              "%.1f s (eigen %.1f s, LP %.1f s)", bounds.K, h.stop_reason, h.max_gap[-1], h.eigen_solves,
              h.factorizations, h.lps, h.seconds, h.seconds_eigen, h.seconds_lp)
@@ -110,7 +112,8 @@ def scm_dataset(bounds, history, settings: dict) -> xr.Dataset:
                     scm_seconds_eigen=history.seconds_eigen, scm_seconds_lp=history.seconds_lp,
                     scm_stop_reason=history.stop_reason, scm_warning=history.warning,
                     scm_max_gap=float(history.max_gap[-1]), scm_tol=settings["tol"],
-                    scm_train_size=settings["train_size"])
+                    scm_train_size=settings["train_size"], scm_refined=len(history.refined),
+                    scm_nonpositive=history.nonpositive)
     return ds
 
 

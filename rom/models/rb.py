@@ -7,10 +7,18 @@ f_rb(mu) = sum_p phi_p(mu) V f_p. Where A(mu) is not affine, theta comes from an
     Delta(mu) = (||f - A_M(mu) V^T c||_{X'} + op_error(mu) ||c||_2) / alpha_LB(mu)
 
 (V is X-orthonormal, so ||u_rb||_X = ||c||_2). The residual data are exact to long-double accuracy
-(rom.reduction.estimators); the online double evaluation of ||R w|| errs by at most
-`rounding_bound(mu, c)` (worst case; measured ~100 times smaller), which is reported, not added:
-added, it would dominate Delta by a factor up to ~100 near the round-off floor (docs/reduced_basis.md).
-Online work depends on N, Q, P only.
+(rom.reduction.estimators); the online double evaluation of ||R w|| errs by at most the allowance
+rho(mu) = gamma_k || |R| |w(mu)| ||_2 (estimators.rounding_allowance), which the certified bound (the
+default estimator method 'certified') adds:
+
+    Delta(mu) = (||R w||_2 + rho(mu) + op_error(mu) ||c||_2) / alpha_LB(mu).
+
+Without it the bound is not a bound of the computed numbers where it is tight: for the thermal block at
+mu = t (1, .., 1), A(mu) = t X and min-theta has effectivity exactly 1, so any rounding below the true
+value is a violation. 'stable' is the same evaluation without rho (an accurate estimate, kept for
+comparisons and the greedy); `rounding_bound(mu, c)` reports rho / alpha_LB. Delta is the bound of the
+error of the returned (computed) c, whatever the rounding of the reduced solve: the residual is formed
+from that c. Online work depends on N, Q, P only.
 
 Thread limits are the caller's business (CLI, benchmark): nothing here enters a threadpool context.
 """
@@ -25,8 +33,8 @@ import scipy.sparse as sp
 import xarray as xr
 from scipy.linalg import lapack
 
-from rom.reduction.estimators import (ResidualRiesz, coefficient_norms, dual_norm, residual_coefficients,
-                                      rounding_constant)
+from rom.reduction.estimators import (ResidualRiesz, dual_norm, gamma, residual_coefficients, rounding_allowance,
+                                      rounding_index)
 from rom.reduction.linalg import dependent_tol, gram_schmidt, orthogonalize, orthonormality_error, x_norms
 
 log = logging.getLogger("rom.rb")
@@ -137,8 +145,12 @@ class ReducedBasisModel:
         self._B = np.ascontiguousarray(np.hstack([self._A_flat, -R_A.transpose(2, 0, 1).reshape(Q, -1)]))
         self._R_f = np.ascontiguousarray(self._R[:, :P])
         self._lo, self._hi = self.bounds[:, 0], self.bounds[:, 1]
-        # Online rounding of ||R w||: |computed - exact| <= round_abs ||w||_2.
-        self._round_abs = rounding_constant(self._R)
+        # Rounding allowance rho = gamma_k || |R| |w| ||_2 = gamma_k || |R_f| |phi| + |S|(|theta|) |c| ||_2
+        # with |S|(|theta|) = sum_q |R_{A,q}| |theta_q|: the same layout as the residual, in magnitudes.
+        self._R_abs = np.abs(self._R)
+        self._R_f_abs = np.ascontiguousarray(self._R_abs[:, :P])
+        self._B_abs = np.ascontiguousarray(np.abs(self._B[:, N * N:]))
+        self._gamma = gamma(rounding_index(self._R))
 
     @property
     def N(self) -> int:
@@ -180,19 +192,22 @@ class ReducedBasisModel:
         """Reduced coefficients c (N,) for one parameter (no estimate: one product and one dgesv)."""
         return self._single(mu)[4]
 
-    def solve_and_estimate(self, mu: np.ndarray, method: str = "stable") -> tuple[np.ndarray, float]:
+    def solve_and_estimate(self, mu: np.ndarray, method: str = "certified") -> tuple[np.ndarray, float]:
         """(c, Delta) for one parameter with the least overhead (the product theta @ B gives the
-        reduced operator and the residual factor, LAPACK called directly)."""
+        reduced operator and the residual factor, LAPACK called directly). method: 'certified'
+        (the bound, with its rounding allowance), 'stable' (without it) or 'textbook'."""
         mu, theta, phi, TB, c = self._single(mu)
         co = self.coefficients
-        if method != "stable":
+        if method not in ("certified", "stable"):
             return c, float(self._estimate(mu, theta[None], phi[None], c[None, :], method)[0])
         N = self.N
         Rw = self._R_f @ phi + TB[N * N:].reshape(-1, N) @ c
-        cc = c @ c
         r = math.sqrt(Rw @ Rw)
+        if method == "certified":
+            Rw_abs = self._R_f_abs @ np.abs(phi) + (np.abs(theta) @ self._B_abs).reshape(-1, N) @ np.abs(c)
+            r += self._gamma * math.sqrt(Rw_abs @ Rw_abs)
         if co.op_error is not None:
-            r += co.op_error(mu)[0] * math.sqrt(cc)
+            r += co.op_error(mu)[0] * math.sqrt(c @ c)
         return c, float(r / co.alpha_lb(mu)[0])
 
     # -- online: batches --------------------------------------------------------------------------
@@ -211,7 +226,7 @@ class ReducedBasisModel:
         _, _, A, f = self._system(mu)
         return np.linalg.solve(A, f[..., None])[..., 0]
 
-    def solve_and_estimate_batch(self, mu: np.ndarray, method: str = "stable") -> tuple[np.ndarray, np.ndarray]:
+    def solve_and_estimate_batch(self, mu: np.ndarray, method: str = "certified") -> tuple[np.ndarray, np.ndarray]:
         """(c (n, N), Delta (n,)) for a batch of parameters."""
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         extrapolated = self.check(mu)
@@ -222,23 +237,28 @@ class ReducedBasisModel:
             log.warning("%d of %d queries extrapolate beyond the trained parameter range", extrapolated.sum(), len(mu))
         return c, delta
 
-    def estimate_batch(self, mu: np.ndarray, c: np.ndarray, method: str = "stable") -> np.ndarray:
+    def estimate_batch(self, mu: np.ndarray, c: np.ndarray, method: str = "certified") -> np.ndarray:
         """Delta (n,) for given reduced solutions c (n, N)."""
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         return self._estimate(mu, self.coefficients.theta(mu), self.coefficients.phi(mu), c, method)
 
     def _estimate(self, mu, theta, phi, c, method):
-        r = dual_norm(residual_coefficients(phi, theta, c), self._R, self.G, method)
+        w = residual_coefficients(phi, theta, c)
+        r = dual_norm(w, self._R, self.G, "stable" if method == "certified" else method)
+        if method == "certified":
+            r = r + rounding_allowance(np.abs(w), self._R_abs)
         if self.coefficients.op_error is not None:
             r = r + self.coefficients.op_error(mu) * np.linalg.norm(c, axis=1)
         return r / self.coefficients.alpha_lb(mu)
 
     def rounding_bound(self, mu: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Worst-case bound (n,) of the online rounding error of the stable Delta for reduced
-        solutions c (n, N): (K + 2) u ||R||_F ||w(mu)||_2 / alpha_LB(mu)."""
+        solutions c (n, N): rho(mu) / alpha_LB(mu), rho = gamma_k || |R| |w(mu)| ||_2 (the term the
+        certified Delta adds)."""
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         co = self.coefficients
-        return self._round_abs * coefficient_norms(co.phi(mu), co.theta(mu), c) / co.alpha_lb(mu)
+        w = residual_coefficients(co.phi(mu), co.theta(mu), c)
+        return rounding_allowance(np.abs(w), self._R_abs) / co.alpha_lb(mu)
 
     # -- artefact -----------------------------------------------------------------------------
     def to_dataset(self, prefix: str = "") -> xr.Dataset:
@@ -353,5 +373,7 @@ class CoerciveRBReductor:
         training points are inside the range by construction, so no extrapolation check."""
         m = replace(self.model(), extrapolation=ExtrapolationPolicy.FLAG)
         c = m.solve_batch(mu)
-        delta = m.estimate_batch(mu, c, self.estimator_method)
+        # 'stable' (rb.estimator) names the residual evaluation; the greedy ranks by the bound itself.
+        method = "certified" if self.estimator_method == "stable" else self.estimator_method
+        delta = m.estimate_batch(mu, c, method)
         return delta / np.maximum(np.linalg.norm(c, axis=1), np.finfo(float).tiny)

@@ -29,7 +29,9 @@ In double, three steps each leave an error of ~eps * sqrt(n) relative to ||z_k||
 Here the products are formed in long double, the solves are refined with long-double residuals
 (linalg.RefinedSolver), and W and R are accumulated in long double; only R (and G) are rounded to
 double at the end. What is left is the online evaluation in double, whose error is at most
-`rounding_constant(R) * ||w||_2` (worst case; reported by the models, not added).
+`rounding_allowance(|w|, |R|)` (worst case, Higham's componentwise dot-product bound); the models'
+certified bound (method 'certified', the default) adds it, so that the bound holds for the computed
+numbers even where the RB error is at the round-off floor or the bound is exactly tight.
 
 The representers are ordered basis vector by basis vector, so a model truncated to N' < N uses the
 leading K' = P + N' Q columns of R and G.
@@ -59,8 +61,35 @@ def coefficient_norms(phi: np.ndarray, theta: np.ndarray, c: np.ndarray) -> np.n
     return np.sqrt(np.einsum("ij,ij->i", phi, phi) + np.einsum("ij,ij->i", c, c) * np.einsum("ij,ij->i", theta, theta))
 
 
+def gamma(k: int) -> float:
+    """Higham's gamma_k = k u / (1 - k u): the relative error bound of k rounded operations."""
+    return k * UNIT_ROUNDOFF / (1 - k * UNIT_ROUNDOFF)
+
+
+def rounding_index(R: np.ndarray) -> int:
+    """k of the allowance gamma_k || |R| |w| ||_2 that bounds the whole online rounding of
+    ||R w||_2 for R (rows, K) rounded to double and w formed in double:
+      K + 2  each component of R w: a dot product of length K in any summation order (Higham,
+             Thm 3.5; the single-query order, theta first, then c, is one of them), one u more
+             each for rounding w (c_n theta_q) and R;
+      rows + 2  the 2-norm of the computed vector: a sum of `rows` squares and a square root,
+             relative to ||R w||_2 <= || |R| |w| ||_2;
+      4      the allowance's own evaluation, the sum r + allowance and the division by alpha_LB."""
+    rows, K = R.shape
+    return K + rows + 8
+
+
+def rounding_allowance(w_abs: np.ndarray, R_abs: np.ndarray) -> np.ndarray:
+    """Worst-case |fl(||R w||_2) - ||R_exact w_exact||_2| for a batch |w| (n, K'), |R| (rows, K >= K'):
+    gamma_k || |R| |w| ||_2 (rounding_index). First order in u, like every such bound; the
+    neglected terms are O(k^2 u^2), absorbed by the 4 spare roundings."""
+    K = w_abs.shape[1]
+    return gamma(rounding_index(R_abs[:, :K])) * np.linalg.norm(w_abs @ R_abs[:, :K].T, axis=1)
+
+
 def rounding_constant(R: np.ndarray) -> float:
-    """C with |fl(||R w||_2) - ||R_exact w||_2| <= C ||w||_2 for any w (K,) formed in double:
+    """C with |fl(||R w||_2) - ||R_exact w||_2| <= C ||w||_2 for any w (K,) formed in double
+    (the norm-wise form of rounding_allowance, for a bound without |R| |w|; looser by up to ~sqrt(rows)):
     (K + 2) u ||R||_F, u the unit round-off (a dot product of length K in any summation order
     errs by at most K u |R||w| / (1 - K u) (Higham, Thm 3.5); one u more each for rounding w and R)."""
     K = R.shape[1]

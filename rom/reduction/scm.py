@@ -387,22 +387,43 @@ class SCMHistory:
     seconds: float = 0.0
     stop_reason: str = ""
     warning: str = ""
+    refined: list[int] = field(default_factory=list)     # check-set index of each constraint added by refine
+    nonpositive: int = 0                                  # check points left with LB <= 0 after refinement
 
 
 def symmetric_parts(A_terms) -> list:
     return [sp.csr_matrix(0.5 * (A + A.T)) for A in A_terms]
 
 
+def box_corners(bounds: np.ndarray, max_dims: int = 12) -> np.ndarray:
+    """The 2^d corners (2^d, d) of the parameter box bounds (d, 2); none beyond max_dims parameters."""
+    bounds = np.asarray(bounds, dtype=float)
+    d = len(bounds)
+    if d > max_dims:
+        log.warning("SCM: %d parameters, the 2^%d box corners are not checked (training set only)", d, d)
+        return np.empty((0, d))
+    bits = (np.arange(2 ** d)[:, None] >> np.arange(d)) & 1
+    return np.where(bits == 1, bounds[:, 1], bounds[:, 0])
+
+
 def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float = 0.5, K_max: int = 40,
                n_constraints: int | None = None, eig_rtol: float = 1e-3, first: int = 0,
-               final_certificates: bool = True) -> tuple[SCMBounds, SCMHistory]:
+               final_certificates: bool = True, check: np.ndarray | None = None) -> tuple[SCMBounds, SCMHistory]:
     """SCM offline stage on a training set: box, then constraint points added where the gap
     1 - LB/UB is largest until max_train gap <= tol or K_max points.
 
     theta: callable mu (n, d) -> (n, Q) (the coefficients of A_terms); n_constraints: M nearest
     constraint points per LP (None: all of them); eig_rtol: relative slack of the certified
     eigenvalue bounds (their tightness, not their validity); final_certificates: one LP per
-    training point at the end, so that the online bound has a certificate next to every point."""
+    training point at the end, so that the online bound has a certificate next to every point.
+
+    check: parameters (e.g. box_corners) where a non-positive LB is refined after the greedy,
+    together with the training set: the gap tolerance says nothing where LB <= 0 (the RB bound is
+    infinite there), and the box corners, where theta is extreme, are where the relaxation is
+    loosest. Each such point where A_s(mu) is positive definite becomes a constraint point itself
+    (then LB(mu) >= its certified alpha_LB > 0), worst first, until LB > 0 at every coercive point;
+    the points where that fails (not coercive, or alpha too small to certify) are counted in
+    `history.nonpositive` and named in one warning (`history.warning`)."""
     t_all = time.perf_counter()
     mu_train = np.atleast_2d(np.asarray(mu_train, dtype=float))
     theta_T = np.asarray(theta(mu_train), dtype=float)
@@ -460,17 +481,16 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
             LB = np.maximum(LB, bounds.certificate_values(theta_T, slice(-1, None))[:, 0])
         h.seconds_lp += time.perf_counter() - t
 
-    i = first
-    while True:
-        # Constraint point i: certified alpha(mu_i), warm-started from the nearest earlier point.
+    def coercive_factor(i):
+        h.factorizations += 1
+        return spd_factor(sum(c * T for c, T in zip(theta_T[i], terms)))
+
+    def add_constraint(i, f):
+        """Constraint point i (A_s(mu_i) = L D L^T, f): certified alpha(mu_i), warm-started from the
+        nearest earlier point."""
+        nonlocal UB
         t = time.perf_counter()
         A = sum(c * T for c, T in zip(theta_T[i], terms))
-        f = spd_factor(A)
-        h.factorizations += 1
-        if f is None:
-            raise NotCoerciveError(f"A(mu) is not coercive at training parameter {i}, mu = "
-                                   f"{np.round(mu_train[i], 6).tolist()} (its symmetric part has a non-positive pivot); "
-                                   "SCM needs a problem coercive on the whole parameter box")
         x0 = kept_vectors[int(bounds.nearest(mu_train[i:i + 1])[0][0])] if kept_vectors else None
         eig = smallest_eigenvalue(A, metric, f.operator(), eig_rtol, x0=x0, seed=1000 + len(h.selected))
         h.eigen_solves += 1
@@ -485,6 +505,15 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
         bounds.ub_vectors = np.vstack([bounds.ub_vectors, y])
         UB = np.minimum(UB, (theta_T @ y.T).min(axis=1))
         lp_done[:] = False
+
+    i = first
+    while True:
+        f = coercive_factor(i)
+        if f is None:
+            raise NotCoerciveError(f"A(mu) is not coercive at training parameter {i}, mu = "
+                                   f"{np.round(mu_train[i], 6).tolist()} (its symmetric part has a non-positive pivot); "
+                                   "SCM needs a problem coercive on the whole parameter box")
+        add_constraint(i, f)
         # Lazy greedy: a certificate's dual value never exceeds the current LP's, so the gap it gives
         # is an upper estimate; LPs are solved from the top until the largest estimate belongs to a
         # point whose LP is solved with the current constraints.
@@ -506,6 +535,42 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
     if final_certificates:
         for j in np.flatnonzero(~lp_done):
             add_certificate(j)
+    if check is not None:
+        n_train = len(mu_train)
+        check = np.atleast_2d(np.asarray(check, dtype=float)).reshape(-1, mu_train.shape[1])
+        mu_train = np.vstack([mu_train, check])
+        theta_T = np.vstack([theta_T, np.asarray(theta(check), dtype=float).reshape(len(check), Q)])
+        LB = bounds.lower_bound(mu_train)
+        UB = (theta_T @ bounds.ub_vectors.T).min(axis=1)
+        lp_done = np.concatenate([lp_done, np.zeros(len(check), dtype=bool)])
+        hopeless = np.zeros(len(mu_train), dtype=bool)  # not coercive, or alpha not certified > 0
+        while (bad := np.flatnonzero((LB <= 0) & ~hopeless)).size:
+            for j in bad[~lp_done[bad]]:  # an LP at the point itself may already be positive
+                add_certificate(j)
+            bad = bad[(LB[bad] <= 0)]
+            if not bad.size:
+                break
+            j = int(bad[np.argmin(LB[bad])])
+            f = coercive_factor(j)
+            if f is None:
+                hopeless[j] = True
+                continue
+            add_constraint(j, f)
+            h.refined.append(j - n_train)
+            add_certificate(j)
+            hopeless[j] = LB[j] <= 0  # its certified alpha_LB was not positive
+        failed = np.flatnonzero(LB <= 0)
+        h.nonpositive = len(failed)
+        if h.refined:
+            log.info("SCM refinement: %d constraint points added where LB <= 0 (corners / training set)",
+                     len(h.refined))
+        if failed.size:
+            where = np.round(mu_train[failed[0]], 6).tolist()
+            note = (f"SCM lower bound <= 0 at {failed.size} of {len(mu_train)} checked parameters (box corners and "
+                    f"training set; e.g. mu = {where}) where A(mu) is not coercive or alpha(mu) too small to certify: "
+                    "the RB error bound is infinite there")
+            h.warning = f"{h.warning}; {note}" if h.warning else note
+            log.warning(note)
     # The same optimal basis reached from several parameters gives the same certificate: keep one.
     flat = np.column_stack([bounds.cert_rows, bounds.cert_lam0, bounds.cert_W.reshape(len(bounds.cert_W), -1)])
     _, keep = np.unique(flat, axis=0, return_index=True)

@@ -1,10 +1,12 @@
 """The tiny study (with its RB greedy) and a shape family through a real one-node SLURM
 (tests/cluster/slurm_up.sh) with the project's SLURM profile, in one run: jobs get SLURM ids, every MPI
 rule runs `srun -n 2` with the venv's Python, and the snapshots equal those of a local run."""
+import fcntl
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -25,18 +27,27 @@ def study():
 
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
-    """A running one-node cluster; SLURM_CONF is set for this process and the commands it starts."""
+    """A running one-node cluster; SLURM_CONF is set for this process and the commands it starts.
+
+    One at a time per host: slurmd links its configuration at /run/slurm/conf (configless mode,
+    where srun inside a job finds it), so a second suite running at once waits for the lock
+    instead of pointing the first one's job steps at its own controller."""
     if os.geteuid() != 0:
         pytest.skip("the one-node SLURM cluster needs root (slurmd, munged)")
+    lock = open(os.path.join(tempfile.gettempdir(), "romflow-test-slurm.lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the lock file closes, after slurm_down.sh
     state = tmp_path_factory.mktemp("slurm")
     up = subprocess.run(["bash", CLUSTER / "slurm_up.sh", state], capture_output=True, text=True, timeout=600)
-    if up.returncode != 0 and shutil.which("slurmctld") is None:
-        pytest.skip(f"slurm-wlm cannot be installed here: {up.stderr.strip().splitlines()[-1:]}")
-    assert up.returncode == 0, f"slurm_up.sh failed:\n{up.stderr}"
+    if up.returncode != 0:
+        lock.close()
+        if shutil.which("slurmctld") is None:
+            pytest.skip(f"slurm-wlm cannot be installed here: {up.stderr.strip().splitlines()[-1:]}")
+        raise AssertionError(f"slurm_up.sh failed:\n{up.stderr}")
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(state / "slurm.conf")
     yield state
     subprocess.run(["bash", CLUSTER / "slurm_down.sh", state], capture_output=True, timeout=120)
+    lock.close()
     if old is None:
         os.environ.pop("SLURM_CONF", None)
     else:

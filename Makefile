@@ -39,8 +39,14 @@ test-portability: setup
 bench: setup
 	$(PY) benchmarks/hifi_solver.py
 
+# Every check runs and the target fails if any failed: ruff (pyproject.toml's [tool.ruff]; no fixes
+# applied), snakefmt --check on the Snakefile and rule files, Snakemake's own linter.
 lint: setup
-	$(VENV)/bin/snakemake --lint
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules/ || status=1; \
+	$(VENV)/bin/snakemake --lint || status=1; \
+	exit $$status
 
 clean:
 	rm -rf results .snakemake

@@ -27,10 +27,10 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand("results/{study}/report.html", study=STUDIES),
         "results/comparison.html",
-    default_target: True
 
 
 onsuccess:
@@ -40,6 +40,8 @@ onsuccess:
 
 
 onerror:
-    print("romflow: a job failed; its log is shown above (results/<study>/logs/<rule>...). A config or "
-          "input error says what to change; rerun the same command after fixing it (finished work is kept).",
-          file=sys.stderr)
+    print(
+        "romflow: a job failed; its log is shown above (results/<study>/logs/<rule>...). A config or "
+        "input error says what to change; rerun the same command after fixing it (finished work is kept).",
+        file=sys.stderr,
+    )

@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from test_scm import AnisotropicReaction, sliced_lambda_min  # noqa: E402  (the test's problem and reference)
 
-from rom.hifi.operators import Operators, operators_dataset  # noqa: E402
+from rom.hifi.discretization.operators import Operators, operators_dataset  # noqa: E402
 from rom.hifi.problems import Heat, ThermalBlock  # noqa: E402
-from rom.hifi.solve import FullOrderModel  # noqa: E402
+from rom.hifi.solvers.solve import FullOrderModel  # noqa: E402
 from rom.models.output import OutputModel, dual_fom_solve, dual_reductor, thermal_block_output  # noqa: E402
 from rom.models.parabolic import ParabolicReductor, affine_system, energy_errors, pod_greedy  # noqa: E402
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor  # noqa: E402

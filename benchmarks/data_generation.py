@@ -6,7 +6,7 @@ then the SOR-omega bandit against the best fixed and the default omega on a sequ
 
 Problems (all variants on the first, the informative subset --variants-3d on the second): the thermal block (2x2 blocks, P1 on the unit square, about 1e5 dofs) and a 3D P1 diffusion with
 a piecewise-constant conductivity on 2x2x2 blocks of the unit cube (about 2e5 dofs, 8 parameters): the
-study-file problem `diffusion` (rom.hifi.declared) on a gmsh tetrahedral mesh made here. Solver: the schema's default petsc_options (CG + GAMG, rtol 1e-12, max_it 1000),
+study-file problem `diffusion` (rom.hifi.problems.declared) on a gmsh tetrahedral mesh made here. Solver: the schema's default petsc_options (CG + GAMG, rtol 1e-12, max_it 1000),
 64 LHS samples of [0.1, 1]^d. Each variant solves the same 64 samples with a fresh KSP in one MPI worker;
 the variants run interleaved (the order rotates with the repeat) and each worker repeats them, so drift
 of the shared machine hits all of them alike; ratios to "plain" are taken within a worker, then the
@@ -54,8 +54,8 @@ def block_cube_mesh(dofs: float, folder: str) -> str:
 
 def block_cube_problem(mesh: str):
     """-div(k grad u) = 1, u = 0 on the wall, k = k_q on block q: the study file's `problem` section of a
-    declared diffusion (rom.hifi.declared), 8 affine parameters."""
-    from rom.hifi.declared import Diffusion
+    declared diffusion (rom.hifi.problems.declared), 8 affine parameters."""
+    from rom.hifi.problems.declared import Diffusion
 
     return Diffusion({"mesh": {"file": mesh}, "conductivity": {f"b{q}": f"k{q}" for q in range(8)},
                       "source": {f"b{q}": 1.0 for q in range(8)}, "dirichlet": {"wall": 0.0}})
@@ -63,7 +63,7 @@ def block_cube_problem(mesh: str):
 
 # -- variants ------------------------------------------------------------------------------------------------
 def variants():
-    from rom.hifi.sequence import SequenceSettings as S
+    from rom.hifi.sequence.driver import SequenceSettings as S
 
     none = dict(initial_guess="none")
     return {  # name: (ordering, settings, chunk length)
@@ -89,17 +89,17 @@ VARIANTS_3D = ["ordering", "projection", "frozen PC", "GAMG interpolation", "all
 
 
 def build(problem_name, size):
-    from rom.hifi import petsc
+    from rom.hifi.solvers import petsc
 
     petsc.init([])
     if problem_name == "block2d":
         from rom.hifi.problems import ThermalBlock
-        from rom.hifi.solve import FullOrderModel
+        from rom.hifi.solvers.solve import FullOrderModel
 
         fom = FullOrderModel(ThermalBlock(mesh_n=size, blocks=(2, 2)), "petsc", OPTIONS)
         fom.solver.destroy()
         return fom, 4, fom.problem.mesh.n_dofs
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel
 
     fom = FullOrderModel(block_cube_problem(size), "petsc", OPTIONS)
     fom.solver.destroy()
@@ -110,9 +110,9 @@ def worker(problem_name, size, samples, repeats, rotate, names):
     from threadpoolctl import threadpool_limits
     from scipy.stats import qmc
 
-    from rom.hifi import petsc
-    from rom.hifi.ordering import unit_coordinates, solve_order
-    from rom.hifi.sequence import solve_sequence
+    from rom.hifi.solvers import petsc
+    from rom.hifi.sequence.ordering import unit_coordinates, solve_order
+    from rom.hifi.sequence.driver import solve_sequence
 
     threadpool_limits(1, user_api="openmp")
     fom, d, n_dofs = build(problem_name, size)
@@ -209,10 +209,10 @@ def bandit_worker(n, solves):
     """CG + SSOR on `solves` thermal-block systems: every fixed omega of the grid, and both policies."""
     from threadpoolctl import threadpool_limits
 
-    from rom.hifi import petsc
+    from rom.hifi.solvers import petsc
     from rom.hifi.problems import ThermalBlock
-    from rom.hifi.sequence import SequenceSettings, TuneSettings, solve_sequence
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.sequence.driver import SequenceSettings, TuneSettings, solve_sequence
+    from rom.hifi.solvers.solve import FullOrderModel
 
     threadpool_limits(1, user_api="openmp")
     PETSc = petsc.init([])

@@ -1,6 +1,6 @@
 """Full-order solves, PETSc CG+GAMG on 1 and 2 MPI ranks side by side with SciPy's sparse direct solver
 (spsolve, SuperLU): the 2D thermal block on the unit square, and 3D diffusion declared on a tetrahedral
-gmsh mesh (rom.hifi.declared: two conductivity regions, Dirichlet, Robin and a source), with the
+gmsh mesh (rom.hifi.problems.declared: two conductivity regions, Dirichlet, Robin and a source), with the
 assembly's time and peak memory.
 
     python benchmarks/hifi_solver.py [--sizes 317 1001] [--tet-dofs 2e5 1e6] [--repeats 3] [--only 2d|3d]
@@ -8,7 +8,7 @@ assembly's time and peak memory.
 Each PETSc time is the wall time of one solve(mu) (matrix values, GAMG set-up and CG to rtol 1e-10)
 averaged over `repeats` parameters after a warm-up solve, measured inside an mpiexec run; SciPy solves
 the same matrix and right-hand side. 3D: the unit cube meshed by gmsh at an eighth of the target and
-refined once (gmsh's 1-to-8 split), written as binary .msh; "read" is rom.hifi.meshfile.read and the
+refined once (gmsh's 1-to-8 split), written as binary .msh; "read" is rom.hifi.discretization.meshfile.read and the
 P1 numbering (reverse Cuthill-McKee), "assembly" the pattern, the affine operator terms and the loads of
 the slowest rank, "peak" the largest rank's resident memory after the assembly. spsolve runs in its
 own process under a time limit and is skipped, with the reason printed, above --direct-max-dofs
@@ -45,7 +45,7 @@ def timed_solves(fom, mus):
 def worker(n, repeats):
     """Run under mpiexec: PETSc solves, timings printed as JSON by rank 0."""
     from rom.hifi.problems import ThermalBlock
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel
 
     t0 = time.perf_counter()
     problem = ThermalBlock(mesh_n=n, blocks=(2, 2))
@@ -69,7 +69,7 @@ def petsc_run(n, repeats, ranks):
 def scipy_runs(n, repeats, skip_direct_above):
     import scipy.sparse.linalg as spla
 
-    from rom.hifi import fem
+    from rom.hifi.discretization import fem
     from rom.hifi.problems import ThermalBlock
 
     problem = ThermalBlock(mesh_n=n, blocks=(2, 2))
@@ -111,7 +111,7 @@ def tet_mesh(dofs: float, folder) -> str:
 
 
 def tet_problem(mesh):
-    from rom.hifi.declared import Diffusion
+    from rom.hifi.problems.declared import Diffusion
 
     return Diffusion({"mesh": {"file": mesh}, "conductivity": {"left": "k_left", "right": "k_right"},
                       "source": {"left": 1.0, "right": 1.0}, "dirichlet": {"x0": 0.0},
@@ -124,7 +124,8 @@ def tet_parameters(repeats):
 
 def worker3d(mesh, repeats, save):
     """Under mpiexec: mesh read, assembly (pattern, terms, loads) and PETSc solves; JSON from rank 0."""
-    from rom.hifi.solve import FullOrderModel, peak_memory_mb
+    from rom.hifi.discretization.operators import peak_memory_mb
+    from rom.hifi.solvers.solve import FullOrderModel
 
     t0 = time.perf_counter()
     problem = tet_problem(mesh)
@@ -155,7 +156,7 @@ def direct3d(mesh, save):
 
     import scipy.sparse.linalg as spla
 
-    from rom.hifi import fem
+    from rom.hifi.discretization import fem
 
     problem = tet_problem(mesh)
     pattern = fem.Pattern.build(problem.mesh)

@@ -13,9 +13,9 @@ import numpy as np
 from scipy.stats import qmc
 from threadpoolctl import threadpool_limits
 
-from rom.hifi import fem
-from rom.hifi.nonlinear_heat import NonlinearHeat, fom_step_function
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.discretization import fem
+from rom.hifi.problems.nonlinear_heat import NonlinearHeat
+from rom.hifi.solvers.solve import FullOrderModel, fom_step_function
 from rom.models.adaptive import HyperReducedROM, relative_errors, run_adaptive
 from rom.models.local import MLPSelector
 from rom.reduction import clustering as cl

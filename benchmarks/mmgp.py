@@ -20,8 +20,9 @@ import time
 import numpy as np
 import torch
 
-from rom.hifi.elasticity import TensilePlate
-from rom.hifi.shape_family import solve_shapes, uniform_inputs
+from rom.hifi.problems.elasticity import TensilePlate
+from rom.hifi.problems.shape_family import uniform_inputs
+from rom.hifi.solvers.shapes import solve_shapes
 from surrogates.mmgp.geometry import MeshSample
 from surrogates.mmgp.metrics import field_rrmse, prediction_metrics, ragged
 from surrogates.mmgp.model import MMGP

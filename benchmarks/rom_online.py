@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from threadpoolctl import threadpool_limits
 
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.models.evaluate import error_table, refined_solutions, time_batch, time_single
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor

@@ -10,7 +10,7 @@ from rom.artefacts import converged, strings
 
 
 def snapshots_dataset(problem, index: np.ndarray, mu: np.ndarray, results: list, attrs: dict) -> xr.Dataset:
-    """One chunk: `results` are rom.hifi.solve.Sample objects gathered on rank 0, in the order of `index`."""
+    """One chunk: `results` are rom.hifi.capabilities.Sample objects gathered on rank 0, in the order of `index`."""
     transient = problem.transient
     shape = ((problem.steps + 1,) if transient else ()) + (problem.mesh.n_dofs,)
     U = np.full((len(index),) + shape, np.nan)

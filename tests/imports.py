@@ -1,5 +1,5 @@
 """Static import graph of the project's packages (every import statement, module level or inside a
-function), for the import-cycle test and the conda env cross-check."""
+function), for the import-cycle test, the layers of rom.hifi and the conda env cross-check."""
 from __future__ import annotations
 
 import ast
@@ -127,3 +127,61 @@ def cycles() -> list[list[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+# The rooms of rom.hifi and what their modules must not import (name prefixes): discretization and problems
+# are numpy/scipy code, solvers work on any problem through the contracts, and only solvers and the solve
+# sequence that drives them touch PETSc and MPI. capabilities and registry (the rest of rom.hifi) neither.
+MPI = ("petsc4py", "mpi4py")
+HIFI_LAYERS = {
+    "rom.hifi.discretization": ("rom.hifi.problems", "rom.hifi.solvers", "rom.hifi.sequence", "rom.hifi.registry",
+                                *MPI),
+    "rom.hifi.problems": ("rom.hifi.solvers", "rom.hifi.sequence", "rom.hifi.registry", *MPI),
+    "rom.hifi.solvers": ("rom.hifi.problems", "rom.hifi.sequence", "rom.hifi.registry"),
+    "rom.hifi.sequence": ("rom.hifi.problems", "rom.hifi.registry"),
+    "rom.hifi": MPI,
+}
+# What a problem family may import from its own room: the shared base and study-file keys, not another family.
+PROBLEMS_SHARED = ("rom.hifi.problems.base", "rom.hifi.problems.arguments")
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _private_reads(path: Path) -> list[str]:
+    """`x._name` and getattr(x, "_name") where x is not self or cls: another object's private member."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Attribute):
+            owner, attr = node.value, node.attr
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+              and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant)
+              and isinstance(node.args[1].value, str)):
+            owner, attr = node.args[0], node.args[1].value
+        else:
+            continue
+        if attr.startswith("_") and not attr.startswith("__") and not (
+                isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+            out.append(f"{ast.unparse(owner)}.{attr} (line {node.lineno})")
+    return out
+
+
+def layer_violations() -> list[str]:
+    """Every import across the layers of rom.hifi (HIFI_LAYERS), every problem family importing another
+    family, and every read of another object's private member inside rom.hifi, one line each."""
+    out = []
+    for module, path in module_files().items():
+        if not _within(module, "rom.hifi"):
+            continue
+        room = max((r for r in HIFI_LAYERS if _within(module, r)), key=len)
+        for name in _imports(path, module, path.name == "__init__.py"):
+            for banned in HIFI_LAYERS[room]:
+                if _within(name, banned):
+                    out.append(f"{module} imports {name} ({room} must not import {banned})")
+            if (room == "rom.hifi.problems" and module != room and _within(name, room) and name != room
+                    and not any(_within(name, shared) for shared in PROBLEMS_SHARED)
+                    and not _within(name, module)):
+                out.append(f"{module} imports {name} (a problem family imports only {', '.join(PROBLEMS_SHARED)})")
+        out += [f"{module} reads {read}, a private member of another object" for read in _private_reads(path)]
+    return sorted(set(out))

@@ -7,9 +7,9 @@ import pytest
 from scipy.stats import qmc, spearmanr
 from threadpoolctl import threadpool_limits
 
-from rom.hifi import fem
-from rom.hifi.nonlinear_heat import NonlinearHeat, fom_step_function
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.discretization import fem
+from rom.hifi.problems.nonlinear_heat import NonlinearHeat
+from rom.hifi.solvers.solve import FullOrderModel, fom_step_function
 from rom.models.adaptive import HyperReducedROM, relative_errors, run_adaptive
 
 OUT_OF_TRAINING = np.array([0.5, 0.7, 170.0])  # start right of every train source, hotter than any

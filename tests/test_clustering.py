@@ -98,9 +98,9 @@ def test_kmeans_baseline_uses_X_distances():
 def nonlinear_snapshots():
     from scipy.stats import qmc
 
-    from rom.hifi import fem
-    from rom.hifi.nonlinear_heat import NonlinearHeat
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.discretization import fem
+    from rom.hifi.problems.nonlinear_heat import NonlinearHeat
+    from rom.hifi.solvers.solve import FullOrderModel
 
     p = NonlinearHeat(mesh_n=16, steps=15, dt=0.003)
     fom = FullOrderModel(p, "petsc", {})

@@ -1,6 +1,6 @@
 """The contracts between the layers: every built-in problem meets the capabilities it declares, a stage
 whose problem lacks a capability is refused at validation, every rule's rerun trigger is the digest of
-the sections its stage declares, and the packages have no import cycle."""
+the sections its stage declares, the packages have no import cycle, and the rooms of rom.hifi keep their layers."""
 import copy
 import tempfile
 from pathlib import Path
@@ -12,8 +12,9 @@ import imports
 from conftest import ROOT, tiny_study, write_yaml
 from rom import config, pipeline
 from rom.hifi import capabilities as cap
-from rom.hifi import fem
+from rom.hifi.discretization import fem
 from rom.hifi.registry import PROBLEMS
+from rom.hifi.solvers.shapes import solve_geometry
 
 EPS = np.finfo(float).eps
 # Small instances of every built-in problem (its declared arguments' defaults otherwise).
@@ -54,6 +55,13 @@ def draw(space, n, seed):
 
 def test_no_import_cycle():
     assert imports.cycles() == []
+
+
+def test_hifi_layers():
+    """discretization and problems never import petsc4py or mpi4py; problems import no solver, no solve
+    sequence and no other family; solvers work through the contracts (no problem module); nothing in
+    rom.hifi reads another object's private member."""
+    assert imports.layer_violations() == []
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -121,7 +129,7 @@ def test_builtin_problem_meets_its_declared_capabilities(name):
             np.testing.assert_allclose(J[:, :, j], fd, rtol=1e-6, atol=1e-6 * np.abs(J).max())
     if cap.GEOMETRY_SOLVER in caps:
         mesh = p.geometry(7)
-        sol = p.solve_geometry(mesh, mu[0], "scipy")
+        sol = solve_geometry(p, mesh, mu[0], "scipy")
         assert sol.converged and sol.displacement.shape == (mesh.n_nodes, 2)
         assert set(cls.output_fields) == {"u_x", "u_y", "von_mises"}
         assert np.isfinite(sol.compliance) and sol.compliance > 0

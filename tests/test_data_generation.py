@@ -1,4 +1,4 @@
-"""Snapshot generation that learns from itself (rom.hifi.ordering, recycling, sequence, tuning): solve orders,
+"""Snapshot generation that learns from itself (rom.hifi.sequence: ordering, recycling, tuning, driver): solve orders,
 reuse along the sequence, online tuning of a solver parameter. Real PETSc solves of the thermal block at a
 few thousand dofs; references are SciPy direct solves. About 25 s in all on 2 cores."""
 from __future__ import annotations
@@ -13,10 +13,10 @@ import scipy.sparse.linalg as spla
 
 from conftest import ROOT, env
 from rom.design import chunk_indices, n_chunks, scale, unit_design
-from rom.hifi import fem
-from rom.hifi.ordering import (chunk_plan, hilbert_order, nearest_neighbour_path, path_length, solve_order,
+from rom.hifi.discretization import fem
+from rom.hifi.sequence.ordering import (chunk_plan, hilbert_order, nearest_neighbour_path, path_length, solve_order,
                                unit_coordinates)
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.solvers.solve import FullOrderModel
 
 EPS = np.finfo(float).eps
 
@@ -126,7 +126,7 @@ def block():
 
 
 def run_sequence(block, settings, basis=None):
-    from rom.hifi.sequence import solve_sequence
+    from rom.hifi.sequence.driver import solve_sequence
 
     fom = FullOrderModel(block["problem"], "petsc", OPTIONS)
     samples, facts = solve_sequence(fom, block["mu"], settings, order=block["order"], basis=basis)
@@ -143,7 +143,7 @@ def error_bound(block, iterations):
 
 
 def reuse_variants():
-    from rom.hifi.sequence import SequenceSettings as S
+    from rom.hifi.sequence.driver import SequenceSettings as S
 
     return {
         "projection": S(),
@@ -158,7 +158,7 @@ def reuse_variants():
 
 @pytest.fixture(scope="module")
 def plain(block):
-    from rom.hifi.sequence import SequenceSettings
+    from rom.hifi.sequence.driver import SequenceSettings
 
     return run_sequence(block, SequenceSettings.plain())
 
@@ -179,7 +179,7 @@ def test_reuse_changes_no_snapshot_beyond_the_solver_tolerance(block, plain, nam
 
 
 def test_projection_and_frozen_preconditioner_do_what_they_claim(block, plain):
-    from rom.hifi.sequence import SequenceSettings
+    from rom.hifi.sequence.driver import SequenceSettings
 
     _, base = plain
     _, proj = run_sequence(block, SequenceSettings())
@@ -207,7 +207,7 @@ def test_petsc_kspguess_is_reset_when_the_matrix_values_change(block, plain):
     parameter unless the preconditioner is reused, so fischer alone changes no iteration count."""
     from petsc4py import PETSc
 
-    from rom.hifi.sequence import SequenceSettings
+    from rom.hifi.sequence.driver import SequenceSettings
 
     if PETSc.Sys.getVersion()[:2] != (3, 18):
         pytest.skip(f"measured for PETSc 3.18, this is {PETSc.Sys.getVersion()}")
@@ -217,7 +217,7 @@ def test_petsc_kspguess_is_reset_when_the_matrix_values_change(block, plain):
 
 
 def test_reduced_basis_guess_helps_from_the_first_solve(block, plain):
-    from rom.hifi.sequence import SequenceSettings
+    from rom.hifi.sequence.driver import SequenceSettings
 
     _, base = plain
     V = np.linalg.svd(block["exact"][::3], full_matrices=False)[2][:6]  # POD of 8 of the solutions
@@ -232,7 +232,7 @@ def test_reduced_basis_guess_helps_from_the_first_solve(block, plain):
 def test_facts_become_artefact_variables(block, plain):
     import xarray as xr
 
-    from rom.hifi.sequence import SequenceSettings
+    from rom.hifi.sequence.driver import SequenceSettings
 
     _, facts = plain
     ds = xr.Dataset(facts.data_vars(), coords={"sample": np.arange(24)})
@@ -245,7 +245,7 @@ def test_facts_become_artefact_variables(block, plain):
 
 
 def test_settings_refuse_bad_values_in_one_line():
-    from rom.hifi.sequence import SequenceSettings, TuneSettings
+    from rom.hifi.sequence.driver import SequenceSettings, TuneSettings
 
     with pytest.raises(ValueError, match="simulate.initial_guess = 'warm': expected one of none, previous, projection"):
         SequenceSettings(initial_guess="warm")
@@ -262,7 +262,7 @@ def test_settings_refuse_bad_values_in_one_line():
 def test_transient_problems_are_solved_in_the_given_order():
     """Heat (transient): the per-sample path; the fields do not depend on the order."""
     from rom.hifi.problems import Heat
-    from rom.hifi.sequence import SequenceSettings, solve_sequence
+    from rom.hifi.sequence.driver import SequenceSettings, solve_sequence
 
     problem = Heat(mesh_n=12, steps=5)
     mu = np.random.default_rng(2).uniform(0.0, 1.0, (4, 5))
@@ -280,7 +280,7 @@ def test_bandit_approaches_the_best_fixed_omega():
     """SSOR-preconditioned CG over 60 thermal-block systems: the bandit's total iteration count is within 20%
     of the best fixed omega of its grid (exhaustive search) and below the default omega = 1."""
     from rom.hifi.problems import ThermalBlock
-    from rom.hifi.sequence import SequenceSettings, TuneSettings, solve_sequence
+    from rom.hifi.sequence.driver import SequenceSettings, TuneSettings, solve_sequence
 
     problem = ThermalBlock(mesh_n=40, blocks=(2, 2))
     mu = np.random.default_rng(4).uniform(0.1, 1.0, (60, 4))
@@ -310,11 +310,11 @@ MPI_SCRIPT = r"""
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from rom.hifi import petsc
+from rom.hifi.solvers import petsc
 petsc.init([])
 from rom.hifi.problems import ThermalBlock
-from rom.hifi.sequence import SequenceSettings, solve_sequence
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.sequence.driver import SequenceSettings, solve_sequence
+from rom.hifi.solvers.solve import FullOrderModel
 problem = ThermalBlock(mesh_n=40, blocks=(2, 2))
 mu = np.random.default_rng(1).uniform(0.1, 1.0, (8, 4))
 opts = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-8, "ksp_norm_type": "unpreconditioned"}
@@ -359,7 +359,7 @@ def test_schema_defaults_are_the_library_defaults():
     from conftest import tiny_study
 
     from rom import config
-    from rom.hifi.sequence import SequenceSettings
+    from rom.hifi.sequence.driver import SequenceSettings
 
     sim = config.validate(tiny_study())["simulate"]
     assert SequenceSettings.from_config(sim) == SequenceSettings()
@@ -370,7 +370,7 @@ def test_cost_rule_keeps_a_factorization_across_parameters(block):
     """CG preconditioned by a Cholesky factorization of an earlier parameter's matrix: the iteration rule
     (1.5 x the single iteration after a rebuild) refactors at nearly every sample, the cost rule keeps the
     factor while the extra iterations cost less than the factorization; both stay within the tolerance."""
-    from rom.hifi.sequence import SequenceSettings, solve_sequence
+    from rom.hifi.sequence.driver import SequenceSettings, solve_sequence
 
     opts = {**OPTIONS, "pc_type": "cholesky"}
     builds = {}
@@ -457,7 +457,7 @@ def test_a_direct_solve_takes_no_initial_guess(block):
     """ksp_type preonly + LU (a user's direct solve) with the default settings: PETSc refuses a nonzero
     initial guess for preonly, so the sequence solves without one and says so; the snapshots are the
     direct solutions to the factorization's accuracy (cond(A) eps, cond(A) < norm_A / lam_min)."""
-    from rom.hifi.sequence import SequenceSettings, solve_sequence
+    from rom.hifi.sequence.driver import SequenceSettings, solve_sequence
 
     fom = FullOrderModel(block["problem"], "petsc", {"ksp_type": "preonly", "pc_type": "lu"})
     samples, facts = solve_sequence(fom, block["mu"], SequenceSettings(), order=block["order"])

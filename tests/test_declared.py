@@ -10,8 +10,9 @@ import scipy.sparse.linalg as spla
 import gmsh_meshes
 from gmsh_meshes import R1, R2
 from rom import config
-from rom.hifi import fem, petsc
-from rom.hifi.declared import Diffusion, Elasticity, TransientDiffusion
+from rom.hifi.discretization import fem
+from rom.hifi.solvers import petsc
+from rom.hifi.problems.declared import Diffusion, Elasticity, TransientDiffusion
 
 EPS = np.finfo(float).eps
 K, S, H, U_INF, G, Q = 2.0, 3.0, 1.5, 0.2, 1.0, 0.7
@@ -243,7 +244,7 @@ def test_declared_affine_terms_equal_a_direct_assembly(tmp_path):
 def test_transient_declaration_steps_like_an_independent_implicit_euler(tmp_path):
     """The FOM's trajectory of the transient form: (M + dt A) u^{k+1} = M u^k + dt f from u^0 = initial, with
     A, f, M assembled independently (scipy) on all nodes."""
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel
 
     path = gmsh_meshes.box(3, 0.35, tmp_path / "box.msh", regions=2)
     dt, steps = 0.05, 4
@@ -328,8 +329,8 @@ def test_declared_elasticity_terms_equal_a_direct_assembly(tmp_path, dim, plane)
 
 # -- certified RB on a user mesh ----------------------------------------------------------------------------
 def test_certified_rb_on_a_user_mesh_has_effectivities_at_least_one(tmp_path):
-    from rom.hifi.operators import Operators, operators_dataset
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.discretization.operators import Operators, operators_dataset
+    from rom.hifi.solvers.solve import FullOrderModel
     from rom.models.rb import AffineCoefficients, CoerciveRBReductor
 
     path = gmsh_meshes.box(3, 0.25, tmp_path / "box.msh", regions=2)
@@ -395,7 +396,7 @@ def study(path, parameters=None, **problem):
 
 def test_a_valid_declaration_passes_and_records_the_mesh_digest(two_region_box):
     s = config.validate(study(two_region_box), "s.yaml")
-    from rom.hifi.meshfile import file_digest
+    from rom.hifi.discretization.meshfile import file_digest
 
     assert s["problem"]["mesh"]["digest"] == file_digest(two_region_box)
     space = config.parameter_space(s)

@@ -4,9 +4,9 @@ import pytest
 import scipy.sparse as sp
 
 from rom.design import scale, unit_design
-from rom.hifi import fem
-from rom.hifi.nonaffine import NonaffineDiffusion
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization import fem
+from rom.hifi.problems.nonaffine import NonaffineDiffusion
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.models.eim_rb import FunctionEIMCoefficients, MatrixEIMCoefficients, operator_errors
 from rom.models.rb import CoerciveRBReductor
 from rom.reduction.eim import eim, lebesgue_constants, taylor_bound
@@ -85,7 +85,7 @@ def test_matrix_eim_reproduces_the_delivered_matrices(setting, rounding):
 
 
 def test_function_and_matrix_eim_give_the_same_rb_accuracy(setting, rounding):
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel
 
     p, mu, pattern = setting
     mu = rounding(mu)

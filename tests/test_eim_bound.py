@@ -10,9 +10,9 @@ import scipy.linalg as sl
 import scipy.sparse as sp
 
 from rom.design import scale, unit_design
-from rom.hifi import fem
-from rom.hifi.nonaffine import NonaffineDiffusion
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization import fem
+from rom.hifi.problems.nonaffine import NonaffineDiffusion
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.models.eim_rb import FunctionEIMCoefficients, operator_errors
 from rom.models.evaluate import true_errors
 from rom.models.rb import CoerciveRBReductor

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.models.evaluate import refined_solutions, true_errors
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor

@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from rom.hifi.elasticity import PlateMesh, PlateModel, TensilePlate
-from rom.hifi.mesh import unit_square
+from rom.hifi.problems.elasticity import PlateMesh, TensilePlate
+from rom.hifi.solvers.shapes import ShapeModel
+from rom.hifi.discretization.mesh import unit_square
 
 
 def _rectangle(n, width=1.0, height=2.0):
@@ -16,7 +17,7 @@ def test_uniform_tension_patch_test(backend):
     p = TensilePlate(mesh_n=6, young=100.0)
     mesh = _rectangle(6)
     pressure, nu = 1.3, 0.3
-    r = PlateModel(p, mesh, backend, {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-13}).solve([pressure, 0.0, nu])
+    r = ShapeModel(p, mesh, backend, {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-13}).solve([pressure, 0.0, nu])
     x, y = mesh.nodes.T
     exact = np.column_stack([-nu * pressure * x / 100.0, pressure * y / 100.0])
     assert r.converged
@@ -42,9 +43,10 @@ def test_two_ranks_equal_one_rank(tmp_path):
     script = tmp_path / "solve.py"
     script.write_text(
         "import sys, numpy as np\n"
-        "from rom.hifi.elasticity import TensilePlate, PlateModel\n"
+        "from rom.hifi.problems.elasticity import TensilePlate\n"
+        "from rom.hifi.solvers.shapes import ShapeModel\n"
         "p = TensilePlate(mesh_n=8); m = p.geometry(5)\n"
-        "r = PlateModel(p, m, 'petsc', {'ksp_type': 'cg', 'pc_type': 'gamg', 'ksp_rtol': 1e-12}).solve([1.0, 0.3, 0.25])\n"
+        "r = ShapeModel(p, m, 'petsc', {'ksp_type': 'cg', 'pc_type': 'gamg', 'ksp_rtol': 1e-12}).solve([1.0, 0.3, 0.25])\n"
         "if r.displacement is not None: np.save(sys.argv[1], r.displacement)\n")
     for n in (1, 2):
         run(["mpiexec", "-n", n, PYTHON, script, tmp_path / f"u{n}.npy"])

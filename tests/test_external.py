@@ -9,9 +9,9 @@ import pytest
 
 from conftest import ROOT, rom_cli
 from rom import config
-from rom.hifi import fem
+from rom.hifi.discretization import fem
 from rom.hifi.registry import make_problem, problem_class
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.solvers.solve import FullOrderModel
 
 SCRIPT = ROOT / "examples" / "blackbox" / "poisson.py"
 COMMAND = "{python} " + str(SCRIPT) + " --mu {mu} --mesh {mesh} --out {out} --operator {operator} --rhs {rhs}"

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from rom.hifi import fem, petsc
-from rom.hifi.mesh import unit_square
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization import fem
+from rom.hifi.solvers import petsc
+from rom.hifi.discretization.mesh import unit_square
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import Heat, ThermalBlock
 
 PI = np.pi

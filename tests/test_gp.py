@@ -154,9 +154,9 @@ def test_pod_gp_intervals_calibrated_by_cross_validating_the_chain():
     modes 9-12 rises well above the LOO one."""
     from scipy.stats import qmc
 
-    from rom.hifi.operators import Operators, operators_dataset
+    from rom.hifi.discretization.operators import Operators, operators_dataset
     from rom.hifi.registry import make_problem
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel
     from rom.reduction.pod import pod
     from surrogates.gp import (calibrate_pod_gp, fit_pod_gp, interval_factors, pod_coefficients,
                                pod_gp_cross_validation, pod_gp_test_metrics)

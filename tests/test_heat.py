@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from rom.hifi import fem
+from rom.hifi.discretization import fem
 from rom.hifi.problems import Heat
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.solvers.solve import FullOrderModel
 
 
 def trajectory(problem, mu, backend="petsc"):

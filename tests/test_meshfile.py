@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import gmsh_meshes
-from rom.hifi import meshfile
-from rom.hifi.mesh import SimplexMesh, boundary_faces, simplex_volumes
+from rom.hifi.discretization import meshfile
+from rom.hifi.discretization.mesh import SimplexMesh, boundary_faces, simplex_volumes
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_facets_that_are_not_faces_and_bent_2d_meshes_are_refused(boxes, tmp_pat
 def test_rcm_numbering_makes_row_blocks_compact(boxes):
     """Free dofs numbered by reverse Cuthill-McKee: the bandwidth of the stiffness pattern is a small
     fraction of n, so a contiguous row block of one MPI rank couples to few dofs of the other."""
-    from rom.hifi import fem
+    from rom.hifi.discretization import fem
 
     m = meshfile.read(gmsh_meshes.box(3, 0.12, boxes[3, 4.1, False].parent / "fine.msh"))
     mesh = SimplexMesh(m.nodes, m.cells, np.zeros(len(m.nodes), dtype=bool))

@@ -7,9 +7,10 @@ import scipy.sparse as sp
 import torch
 
 from conftest import torch_threads
-from rom.hifi.elasticity import TensilePlate
-from rom.hifi.mesh import unit_square
-from rom.hifi.shape_family import solve_shapes, uniform_inputs
+from rom.hifi.problems.elasticity import TensilePlate
+from rom.hifi.discretization.mesh import unit_square
+from rom.hifi.problems.shape_family import uniform_inputs
+from rom.hifi.solvers.shapes import solve_shapes
 from rom.reduction.pod import pod
 from surrogates.gp import half_width
 from surrogates.mmgp.geometry import MeshError, MeshSample, boundary_loop, check_mesh, signed_areas

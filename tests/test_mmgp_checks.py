@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import torch_threads
-from rom.hifi.elasticity import TensilePlate
+from rom.hifi.problems.elasticity import TensilePlate
 from surrogates.mmgp.family import Family, FamilyError, read_mesh_sample
 from surrogates.mmgp.geometry import MeshSample, boundary_edges, signed_areas
 from surrogates.mmgp.metrics import prediction_metrics, ragged

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from conftest import torch_threads
-from rom.hifi.elasticity import TensilePlate
-from rom.hifi.shape_family import solve_shapes, uniform_inputs
+from rom.hifi.problems.elasticity import TensilePlate
+from rom.hifi.problems.shape_family import uniform_inputs
+from rom.hifi.solvers.shapes import solve_shapes
 from surrogates.mmgp.family import Family, FamilyError, read_mesh_folder, read_mesh_sample
 from surrogates.mmgp.geometry import MeshSample
 from surrogates.mmgp.model import MMGP

@@ -4,9 +4,9 @@ import pytest
 
 from conftest import rom_cli, tiny_study, write_yaml
 from rom import artefacts
-from rom.hifi import fem
-from rom.hifi.nonlinear_heat import NonlinearHeat
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.discretization import fem
+from rom.hifi.problems.nonlinear_heat import NonlinearHeat
+from rom.hifi.solvers.solve import FullOrderModel
 
 MU = np.array([0.3, 0.5, 120.0])
 
@@ -43,7 +43,7 @@ def test_beta_zero_is_the_linear_implicit_euler_scheme_and_newton_converges_quad
         assert np.linalg.norm(U[k] - u) < 1e-9 * np.linalg.norm(u)
     # Nonlinear: Newton from the previous step converges in a few iterations (quadratic rate).
     q = NonlinearHeat(mesh_n=12, steps=5, q0_range=(40.0, 200.0))
-    step = q.stepper(FullOrderModel(q, "scipy"))
+    step = FullOrderModel(q, "scipy").newton
     u1, info = step.step(np.zeros(q.mesh.n_dofs), q.dt, np.array([0.3, 0.5, 200.0]))
     assert info.converged and info.iterations <= 5, info
     assert u1.max() > 0.1  # hot enough that k(u) departs from k0

@@ -7,10 +7,10 @@ Runtime about 12 s on 2 cores."""
 import numpy as np
 import pytest
 
-from rom.hifi import fem
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization import fem
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.solvers.solve import FullOrderModel
 from rom.models.output import OutputModel, dual_fom_solve, dual_reductor, thermal_block_output
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor
 from rom.reduction.greedy import weak_greedy

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rom.hifi.problems import Heat
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.solvers.solve import FullOrderModel
 from rom.models.parabolic import ParabolicRBModel, ParabolicReductor, affine_system, energy_errors, pod_greedy
 
 
@@ -94,8 +94,8 @@ def test_bad_input_is_refused(heat):
 def test_adapter_reads_the_heat_problem_in_closed_form():
     """affine_system on `heat` against the closed form assembled here: A = alpha K (one term), X = K,
     f_s = alpha x the lifting of side s, u^0 = T_init (one term), alpha_LB = alpha exactly."""
-    from rom.hifi import fem
-    from rom.hifi.mesh import side_indicators
+    from rom.hifi.discretization import fem
+    from rom.hifi.discretization.mesh import side_indicators
 
     p = Heat(10, dt=0.01, steps=5, alpha=0.7)
     system = affine_system(p)

@@ -1,4 +1,4 @@
-"""PETSc options are per solver (rom.hifi.petsc): each solver reads them under its own prefix, so two
+"""PETSc options are per solver (rom.hifi.solvers.petsc): each solver reads them under its own prefix, so two
 solvers of one process never see each other's options, and the process-wide database keeps the
 command line's alone."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from conftest import ROOT, env
-from rom.hifi import petsc
+from rom.hifi.solvers import petsc
 
 
 def laplacian_pattern(n: int):
@@ -56,7 +56,7 @@ SCRIPT = """
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from rom.hifi import petsc
+from rom.hifi.solvers import petsc
 PETSc = petsc.init(["-ksp_max_it", "7"])
 sys.path.insert(0, sys.argv[2])
 from test_petsc_prefix import solver

@@ -88,11 +88,6 @@ def test_snakemake_report_with_captions(pipeline):
 
 
 @pytest.mark.pipeline
-def test_lint_is_clean():
-    proc = run([*SNAKEMAKE, "--lint", "-s", ROOT / "Snakefile", "-d", ROOT], check=False)
-    assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-
-
 def test_diverged_solves_are_recorded_and_fail_the_stage_only_above_the_fraction(tmp_path):
     study = tiny_study()
     study["simulate"]["petsc_options"] = {"ksp_type": "cg", "pc_type": "none", "ksp_rtol": 1e-12, "ksp_max_it": 3}

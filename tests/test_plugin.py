@@ -13,9 +13,10 @@ PLUGIN = '''
 """A user's problem: -div(a grad u) = b on the unit square, u = 0 on the boundary; mu = (a, b)."""
 import numpy as np
 
-from rom.hifi import capabilities as cap, fem
+from rom.hifi import capabilities as cap
+from rom.hifi.discretization import fem
 from rom.hifi.capabilities import ParameterSpace
-from rom.hifi.mesh import unit_square
+from rom.hifi.discretization.mesh import unit_square
 from rom.hifi.problems import Problem
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from conftest import tiny_study, write_yaml
 from rom import artefacts
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.solvers.solve import FullOrderModel
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor, ExtrapolationError
 from rom.reduction.greedy import weak_greedy
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
 
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.models.evaluate import error_table, refined_solutions
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor

@@ -15,7 +15,7 @@ import scipy.linalg as sla
 
 from conftest import ROOT, run, write_yaml
 from rom import artefacts
-from rom.hifi.operators import Operators
+from rom.hifi.discretization.operators import Operators
 
 SNAKEMAKE = [ROOT / ".venv" / "bin" / "snakemake"] if (ROOT / ".venv" / "bin" / "snakemake").exists() else ["snakemake"]
 
@@ -26,9 +26,9 @@ the reaction may be negative): min-theta does not apply, SCM does."""
 import numpy as np
 
 from rom.hifi import capabilities as cap
-from rom.hifi import fem
+from rom.hifi.discretization import fem
 from rom.hifi.capabilities import ParameterSpace
-from rom.hifi.mesh import unit_square
+from rom.hifi.discretization.mesh import unit_square
 from rom.hifi.problems import UNIT_SQUARE_MESH, Problem
 
 
@@ -214,7 +214,7 @@ def test_output_bounds_through_the_cli(tmp_path, capsys):
     # One query: the printed corrected output and bound against a direct FOM solve at that parameter
     # (the bound printed to 4 digits: a relative margin of 1e-3).
     from rom.hifi.problems import ThermalBlock
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel
     from rom.models.output import thermal_block_output
 
     mu = np.array([0.7, 0.2, 0.45, 0.9])

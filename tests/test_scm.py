@@ -10,11 +10,12 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from rom.hifi import capabilities as cap
-from rom.hifi import fem, petsc
-from rom.hifi.mesh import unit_square
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization import fem
+from rom.hifi.solvers import petsc
+from rom.hifi.discretization.mesh import unit_square
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import Problem, ThermalBlock
-from rom.hifi.solve import FullOrderModel
+from rom.hifi.solvers.solve import FullOrderModel
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor
 from rom.reduction.greedy import weak_greedy
 from rom.reduction.scm import (InnerProduct, NotCoerciveError, SCMBounds, SCMCoefficients, scm_greedy,

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from rom.hifi.operators import Operators, operators_dataset
+from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.reduction.scm import box_corners, scm_greedy
 

@@ -18,7 +18,7 @@ def _single_thread():
 
 
 def _operators(ctx):
-    from rom.hifi.operators import Operators
+    from rom.hifi.discretization.operators import Operators
 
     return Operators.from_dataset(ctx.read("operators"))
 
@@ -77,8 +77,8 @@ def check_adaptive(study: dict):
 
 def adaptive_rom(ctx):
     from rom import artefacts
-    from rom.hifi.nonlinear_heat import fom_step_function
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import fom_step_function
+    from rom.hifi.solvers.solve import FullOrderModel
     from rom.models.adaptive import adaptive_study
 
     a, sim, problem = ctx.study["adaptive_rom"], ctx.study["simulate"], ctx.problem

@@ -6,7 +6,7 @@ from rom.stage import Artefact, Stage, problem_has
 
 
 def run(ctx):
-    from rom.hifi.operators import Operators
+    from rom.hifi.discretization.operators import Operators
     from rom.reduction.pod_study import pod_study
     from rom.snapshots import snapshot_rows
 

@@ -2,7 +2,7 @@
 figures_eim: declarations and argument plumbing.
 
 The library does the work: rom.models.eim_artefact (the EIM artefact), rom.models.offline (the
-reduction: SCM, outputs, parabolic RB, the rb artefact), rom.hifi.distributed (rank 0 drives the
+reduction: SCM, outputs, parabolic RB, the rb artefact), rom.hifi.solvers.distributed (rank 0 drives the
 collective FOM solves under `mpiexec -n <simulate.mpi_ranks>`, the other ranks serve them),
 rom.models.factory (models from artefacts), rom.models.evaluate (evaluate_rom) and rom.figures.rb.
 """
@@ -40,7 +40,7 @@ def _single_thread():
 
 
 def _operators(ctx):
-    from rom.hifi.operators import Operators
+    from rom.hifi.discretization.operators import Operators
 
     return Operators.from_dataset(ctx.read("operators"))
 
@@ -130,9 +130,9 @@ def eim(ctx):
 
 # -- reduced_basis ----------------------------------------------------------------------------------
 def reduced_basis(ctx):
-    from rom.hifi import petsc
-    from rom.hifi.distributed import RootDriven
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers import petsc
+    from rom.hifi.solvers.distributed import RootDriven
+    from rom.hifi.solvers.solve import FullOrderModel
     from rom.models import offline
 
     s, sim = ctx.study["rb"], ctx.study["simulate"]

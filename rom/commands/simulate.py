@@ -11,11 +11,11 @@ FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
 
 
 def check_petsc_options(study: dict):
-    """PETSc options tried before any job (rom.hifi.petsc_options); unused ones are reported."""
+    """PETSc options tried before any job (rom.hifi.solvers.petsc_options); unused ones are reported."""
     import sys
 
     from rom.hifi import registry
-    from rom.hifi.petsc_options import OptionError, check
+    from rom.hifi.solvers.petsc_options import OptionError, check
 
     cls = registry.problem_class(study["problem"])
     if study["simulate"]["backend"] != "petsc" or getattr(cls, "black_box", False):
@@ -35,7 +35,7 @@ def check_petsc_options(study: dict):
 
 
 def operators(ctx):
-    from rom.hifi.operators import operators_dataset
+    from rom.hifi.discretization.operators import operators_dataset
 
     ds = operators_dataset(ctx.problem)
     ctx.log.info("assembly of X, M%s on %d dofs (%d nonzeros): %.2f s, peak memory %.0f MB",
@@ -45,8 +45,8 @@ def operators(ctx):
 
 
 def sequence_settings(study: dict):
-    """The simulate section's reuse and tuning pieces (rom.hifi.sequence), refused in one line."""
-    from rom.hifi.sequence import SequenceSettings
+    """The simulate section's reuse and tuning pieces (rom.hifi.sequence.driver), refused in one line."""
+    from rom.hifi.sequence.driver import SequenceSettings
 
     try:
         return SequenceSettings.from_config(study["simulate"])
@@ -79,10 +79,10 @@ def check_simulate(study: dict):
 
 
 def simulate(ctx):
-    from rom.hifi import petsc
-    from rom.hifi.ordering import chunk_plan
-    from rom.hifi.sequence import solve_sequence
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers import petsc
+    from rom.hifi.sequence.ordering import chunk_plan
+    from rom.hifi.sequence.driver import solve_sequence
+    from rom.hifi.solvers.solve import FullOrderModel
     from rom.progress import Progress
     from rom.snapshots import snapshots_dataset
 

@@ -12,7 +12,7 @@ def unit_label(units: str) -> str:
 
 
 def solve_sequence_figure(path, ds) -> dict:
-    """Krylov iterations per sample along each chunk's solve order (rom.hifi.sequence): the first solve of
+    """Krylov iterations per sample along each chunk's solve order (rom.hifi.sequence.driver): the first solve of
     a chunk starts cold, the later ones from what the earlier ones left. Returns the section's metrics."""
     fig, (ax,) = plots.figure()
     position, its = ds["solve_position"].values, ds["iterations"].values

@@ -7,13 +7,13 @@ one is refused at validation time, naming the capability. Built-in problems, pro
 study file, user classes given by import path and black-box commands all meet the same contracts.
 
 Conventions shared by every protocol: parameters `mu` are arrays (d,) for one value or (n, d) for a
-batch; vectors live on the free dofs, and a `pattern` (rom.hifi.fem.Pattern) is the CSR sparsity of
+batch; vectors live on the free dofs, and a `pattern` (rom.hifi.discretization.fem.Pattern) is the CSR sparsity of
 the rows [row_start, row_stop) one MPI rank owns, so assembly is per rank and vectorized.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -100,6 +100,18 @@ class ParameterSpace:
         return ParameterSpace(self.names, bounds, self.admissible, tuple(dists), self.units, self.used_by)
 
 
+@dataclass
+class Sample:
+    """One solved parameter, what every full-order solve returns (rom.hifi.solvers.solve.FullOrderModel,
+    a black box's `run(mu, ranks)`): the gathered field on rank 0 (None elsewhere) and solver facts."""
+
+    u: np.ndarray | None
+    converged: bool
+    reason: str
+    iterations: int
+    seconds: float
+
+
 class Problem(Protocol):
     """Every problem (capability `parameters`): a name, its capabilities, the JSON-schema properties of
     its study-file keys (`arguments`: types, shapes, ranges, defaults; the config validator checks the
@@ -134,8 +146,8 @@ class Stationary(Protocol):
 
 class Transient(Protocol):
     """Implicit time stepping (capability `transient`): `dt`, `steps`, `times` (steps + 1,), the initial
-    state; a linear problem's step is operator_values(mu) u^{k+1} = M u^k + rhs(mu) (the FOM drives it),
-    a nonlinear problem brings `trajectory(fom, mu)` (capability `nonlinear`)."""
+    state; a linear problem's step is operator_values(mu) u^{k+1} = M u^k + rhs(mu), a nonlinear one's a
+    Newton solve on its element kernels (capability `nonlinear`); the FOM (rom.hifi.solvers) drives both."""
 
     dt: float
     steps: int
@@ -184,8 +196,10 @@ class Nonlinear(Protocol):
     """Nonlinear transient diffusion rho_c u_t - div(k(u) grad u) = q(x, t; mu), k evaluated per element at
     the mean of its nodal values (capability `nonlinear`): what the hyper-reduced ROM evaluates on a few
     elements (conductivity k_of / dk_of, the element stiffness, mass and gradients, the load), the
-    nonlinear term g(u) = N(u) - F(t) and its Jacobian per element, whole-mesh snapshots of g and of the
-    heat flux (the Gappy-POD dual quantity), and the problem's own Newton time stepping."""
+    nonlinear term g(u) = N(u) - F(t) and its Jacobian per element, and whole-mesh snapshots of g and of
+    the heat flux (the Gappy-POD dual quantity). The residual of an implicit Euler step,
+    rho_c M (u - u_n) + dt g(u), and its Jacobian come from these kernels: rom.hifi.solvers.nonlinear
+    solves it by Newton's method."""
 
     rho_c: float
 
@@ -197,8 +211,6 @@ class Nonlinear(Protocol):
     def g_vectors(self, U, mu, t) -> np.ndarray: ...
     def g_vector(self, u, mu, t) -> np.ndarray: ...
     def flux_field(self, U) -> np.ndarray: ...
-    def stepper(self, fom): ...
-    def trajectory(self, fom, mu) -> Iterator: ...
 
 
 class GeometryFamily(Protocol):
@@ -211,10 +223,13 @@ class GeometryFamily(Protocol):
 
 class GeometrySolver(Protocol):
     """A family whose samples romflow meshes and solves (capability `geometry_solver`):
-    `geometry(seed)` meshes sample `seed`, `solve_geometry(mesh, mu, ...)` solves it."""
+    `geometry(seed)` meshes sample `seed`, `discretize(mesh)` is the linear system on that mesh, which
+    rom.hifi.solvers.shapes solves: `n` free dofs, `element_dofs` (cells, dofs per cell; -1 fixed),
+    `stiffness_terms(pattern)`, `operator_values(mu, terms)`, `load(mu)` (all n free dofs) and
+    `solution(u, f, mu, info, seconds)`, the outputs (`fields(n_nodes)`, `scalars`, solver facts)."""
 
     def geometry(self, seed: int) -> Any: ...
-    def solve_geometry(self, mesh, mu, backend="petsc", options=None, comm=None) -> Any: ...
+    def discretize(self, mesh) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -236,10 +251,10 @@ CAPABILITIES = {c.name: c for c in (
                (STATIONARY,)),
     Capability(COERCIVITY_BOUND, CoercivityBound, ("coercivity_lower_bound",)),
     Capability(NONLINEAR, Nonlinear, ("rho_c", "k_of", "dk_of", "stiffness_e", "mass_e", "gradients_e", "element_load",
-                                      "element_g", "element_g_jacobian", "g_vectors", "g_vector", "flux_field",
-                                      "stepper", "trajectory"), (TRANSIENT,)),
+                                      "element_g", "element_g_jacobian", "g_vectors", "g_vector", "flux_field"),
+               (TRANSIENT,)),
     Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars")),
-    Capability(GEOMETRY_SOLVER, GeometrySolver, ("geometry", "solve_geometry"), (GEOMETRY_FAMILY,)),
+    Capability(GEOMETRY_SOLVER, GeometrySolver, ("geometry", "discretize"), (GEOMETRY_FAMILY,)),
 )}
 
 

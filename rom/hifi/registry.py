@@ -11,13 +11,8 @@ import sys
 from pathlib import Path
 
 from .capabilities import ProblemContractError, check_problem_class
-from .declared import Diffusion, Elasticity, TransientDiffusion
-from .elasticity import TensilePlate
-from .external import External, ExternalMatrices, ExternalTransient
-from .nonaffine import NonaffineDiffusion
-from .nonlinear_heat import NonlinearHeat
-from .problems import Heat, ThermalBlock
-from .shape_family import MeshFamily
+from .problems import (Diffusion, Elasticity, External, ExternalMatrices, ExternalTransient, Heat, MeshFamily,
+                       NonaffineDiffusion, NonlinearHeat, TensilePlate, ThermalBlock, TransientDiffusion)
 
 PROBLEMS: dict[str, type] = {}
 

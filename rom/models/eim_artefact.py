@@ -28,7 +28,7 @@ def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.n
                 matrix: bool, bound_grid: int, bound_order: int) -> xr.Dataset:
     """The EIM artefact's variables and attributes (parameter names are the caller's coordinates).
     bounds (d, 2): the parameter box over which the rigorous bound of the function EIM holds."""
-    from rom.hifi import fem
+    from rom.hifi.discretization import fem
     from rom.models.eim_rb import operator_errors
 
     xy = problem.mesh.centroids

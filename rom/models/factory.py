@@ -51,7 +51,7 @@ def coefficients(problem, ops, eim_ds, kind: str, eim_bound: str = "rigorous", s
     """(coefficients, A_terms, f_terms) of the model family `kind`: affine, function_eim, matrix_eim.
     scm: SCMBounds of the affine operator (rom.reduction.scm), which then certifies alpha_LB (the
     larger of SCM's and a valid bound of the problem's own)."""
-    from rom.hifi import fem
+    from rom.hifi.discretization import fem
     from rom.models.eim_rb import FunctionEIMCoefficients, MatrixEIMCoefficients
     from rom.models.rb import AffineCoefficients
     from rom.reduction.scm import SCMCoefficients

@@ -8,7 +8,7 @@ its operators artefact and full-order solves:
 - transient affine problems: POD-greedy over FOM trajectories with the space-time bound
   (rom.models.parabolic).
 
-Full-order solves are named collective operations (rom.hifi.distributed.RootDriven), built on every
+Full-order solves are named collective operations (rom.hifi.solvers.distributed.RootDriven), built on every
 MPI rank by `fom_operations`: 'solve', 'trajectory', 'dual_<output name>'. The result is the rb
 artefact (an xarray Dataset); its readers are in rom.models.factory.
 

@@ -26,8 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from rom.hifi import fem
-from rom.hifi.mesh import TriMesh, side_indicators
+from rom.hifi.discretization import fem
+from rom.hifi.discretization.mesh import TriMesh, side_indicators
 from rom.models.rb import CoerciveRBReductor, ReducedBasisModel
 
 SIDES = ("left", "right", "bottom", "top")

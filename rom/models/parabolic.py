@@ -130,13 +130,13 @@ def initial_state_terms(problem, n_rows: int, bounds: np.ndarray) -> tuple[np.nd
 
 def affine_system(problem, ops=None, bounds: np.ndarray | None = None) -> ParabolicSystem:
     """The ParabolicSystem of a linear transient affine problem from its operators `ops`
-    (rom.hifi.operators.Operators: X, M, the step terms S_q, the step loads g_p; assembled from the
+    (rom.hifi.discretization.operators.Operators: X, M, the step terms S_q, the step loads g_p; assembled from the
     problem if None): a step term equal to M with theta_q = 1 is the mass part (the heat problem's),
     otherwise -M / dt joins the terms of A. Coercivity: min-theta where X = sum of the A terms
     (heat: A = alpha K, X = K, alpha_LB = alpha exactly), else none of its own (SCM). bounds: the
     parameter box (default: the problem's)."""
     if ops is None:
-        from rom.hifi.operators import Operators, operators_dataset
+        from rom.hifi.discretization.operators import Operators, operators_dataset
 
         ops = Operators.from_dataset(operators_dataset(problem))
     bounds = problem.default_bounds if bounds is None else np.asarray(bounds, dtype=float)

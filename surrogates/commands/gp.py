@@ -26,7 +26,7 @@ def _snapshots(ctx, name):
 
 
 def fit(ctx):
-    from rom.hifi.operators import Operators
+    from rom.hifi.discretization.operators import Operators
     from surrogates.pod_gp import fit_study
 
     _threads(ctx)
@@ -48,7 +48,7 @@ def fit(ctx):
 
 
 def evaluate(ctx):
-    from rom.hifi.operators import Operators
+    from rom.hifi.discretization.operators import Operators
     from surrogates.pod_gp import evaluate_study
 
     _threads(ctx)

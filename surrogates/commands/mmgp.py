@@ -2,7 +2,7 @@
 mesh files or a PLAID dataset), mmgp_fit, mmgp_predict (predictions, quantiles, posterior draws, VTU
 for ParaView), evaluate_mmgp (PLAID metrics, calibration, figures, report section) and plaid_export
 (families as a PLAID dataset). Declarations and plumbing: the work is in surrogates.mmgp and
-rom.hifi.shape_family."""
+rom.hifi.problems.shape_family."""
 from __future__ import annotations
 
 import json
@@ -53,8 +53,8 @@ def simulate_geometries(ctx):
         ctx.log.info("%s set: %d shapes read from %s", set_name, len(family.samples), problem.path)
         ctx.write("out", family.to_dataset(), "geometries")
         return 0
-    from rom.hifi import petsc
-    from rom.hifi.shape_family import solve_shapes
+    from rom.hifi.solvers import petsc
+    from rom.hifi.solvers.shapes import solve_shapes
 
     sim = ctx.study["simulate"]
     comm = None

@@ -98,7 +98,7 @@ def declared_outputs(section: dict, problem) -> tuple[dict, dict]:
 
 
 def solved_family(solutions, mu: np.ndarray, set_name: str, input_names, fields: dict, scalars: dict):
-    """A Family of solved shapes (rom.hifi.shape_family.ShapeSolution) with the declared outputs,
+    """A Family of solved shapes (rom.hifi.solvers.shapes.ShapeSolution) with the declared outputs,
     and the solver records as artefact variables."""
     samples = [MeshSample(s.nodes, s.triangles, {f: s.fields[f] for f in fields}) for s in solutions]
     names = [f"{set_name} sample {i} (seed {s.seed})" for i, s in enumerate(solutions)]

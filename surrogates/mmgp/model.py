@@ -39,8 +39,8 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from rom.hifi import fem
-from rom.hifi.mesh import TriMesh
+from rom.hifi.discretization import fem
+from rom.hifi.discretization.mesh import TriMesh
 from rom.reduction.pod import pod
 from surrogates.gp import (CALIBRATION_GRID, GP, calibrated_normal, calibrated_quantile, conformal_p_value,
                            interval_factors)

@@ -168,10 +168,10 @@ def run_worker(study: dict, job: Assignment, backend: str = "petsc", petsc_args=
     """Solve the study's transient problem for each assigned simulation in turn and stream every
     step (rank 0 sends). The FOM is set up once; its step matrix does not depend on mu."""
     from rom.hifi import registry
-    from rom.hifi.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel
 
     if backend == "petsc":
-        from rom.hifi import petsc
+        from rom.hifi.solvers import petsc
 
         petsc.init(list(petsc_args))
     problem = registry.make_problem(study["problem"])

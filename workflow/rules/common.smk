@@ -22,8 +22,11 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 # it when it activates a conda env, so under --sdm conda each command sets it again.
 PYTHONPATH = export_pythonpath()
 _deploy = workflow.deployment_settings
-_CONDA_CLEARS_PYTHONPATH = _deploy is not None and "conda" in {str(m).lower() for m in _deploy.deployment_method} \
+_CONDA_CLEARS_PYTHONPATH = (
+    _deploy is not None
+    and "conda" in {str(m).lower() for m in _deploy.deployment_method}
     and not _deploy.conda_not_block_search_path_envvars
+)
 # Open MPI refuses root without these, and more ranks than cores without oversubscription.
 for _key in ("OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "OMPI_MCA_rmaps_base_oversubscribe"):
     os.environ.setdefault(_key, "1")
@@ -71,7 +74,9 @@ def stage_args(stage, **values):
     declared = {o.name for o in s.options}
     unknown = sorted(set(values) - declared)
     if unknown:
-        raise ValueError(f"stage_args({stage!r}): {unknown} are not options of the stage; expected some of {sorted(declared)}")
+        raise ValueError(
+            f"stage_args({stage!r}): {unknown} are not options of the stage; expected some of {sorted(declared)}"
+        )
 
     def args(w, input, output):
         out = ["--study-config", input.cfg] if s.study else []

@@ -16,14 +16,14 @@ rule gp:
         pod="results/{study}/rom/pod.h5",
     output:
         out="results/{study}/surrogates/gp.h5",
-    params:
-        trigger=trigger("gp"),
-        args=stage_args("gp"),
-    threads: 1
     log:
         "results/{study}/logs/gp.log",
     conda:
         "../../envs/surrogates.yaml"
+    threads: 1
+    params:
+        trigger=trigger("gp"),
+        args=stage_args("gp"),
     shell:
         command("gp")
 
@@ -45,13 +45,13 @@ rule evaluate_gp:
             subcategory="{study}",
         ),
         section="results/{study}/sections/gp.json",
-    params:
-        trigger=trigger("evaluate_gp"),
-        args=stage_args("evaluate_gp"),
     log:
         "results/{study}/logs/evaluate_gp.log",
     conda:
         "../../envs/surrogates.yaml"
+    params:
+        trigger=trigger("evaluate_gp"),
+        args=stage_args("evaluate_gp"),
     shell:
         command("evaluate_gp")
 

@@ -5,8 +5,11 @@ local_enabled = lambda study: runs("cluster", study)
 adaptive_enabled = lambda study: runs("adaptive_rom", study)
 # Inputs of figures_local: the artefacts of the enabled stages, passed on as --clusters/--local/--adaptive.
 local_figure_inputs = lambda w: {
-    **({"clusters": f"results/{w.study}/rom/local/clusters.h5", "local": f"results/{w.study}/rom/local/local_bases.h5"}
-       if local_enabled(w.study) else {}),
+    **(
+        {"clusters": f"results/{w.study}/rom/local/clusters.h5", "local": f"results/{w.study}/rom/local/local_bases.h5"}
+        if local_enabled(w.study)
+        else {}
+    ),
     **({"adaptive": f"results/{w.study}/rom/adaptive_rom.h5"} if adaptive_enabled(w.study) else {}),
 }
 
@@ -18,13 +21,13 @@ rule cluster:
         train="results/{study}/snapshots/train.h5",
     output:
         out="results/{study}/rom/local/clusters.h5",
-    params:
-        trigger=trigger("cluster"),
-        args=stage_args("cluster"),
     log:
         "results/{study}/logs/cluster.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("cluster"),
+        args=stage_args("cluster"),
     shell:
         command("cluster")
 
@@ -38,13 +41,13 @@ rule local_bases:
         clusters="results/{study}/rom/local/clusters.h5",
     output:
         out="results/{study}/rom/local/local_bases.h5",
-    params:
-        trigger=trigger("local_bases"),
-        args=stage_args("local_bases"),
     log:
         "results/{study}/logs/local_bases.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("local_bases"),
+        args=stage_args("local_bases"),
     shell:
         command("local_bases")
 
@@ -57,13 +60,13 @@ rule adaptive_rom:
         test="results/{study}/snapshots/test.h5",
     output:
         out="results/{study}/rom/adaptive_rom.h5",
-    params:
-        trigger=trigger("adaptive_rom"),
-        args=stage_args("adaptive_rom"),
     log:
         "results/{study}/logs/adaptive_rom.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("adaptive_rom"),
+        args=stage_args("adaptive_rom"),
     shell:
         command("adaptive_rom")
 
@@ -75,19 +78,17 @@ rule figures_local:
     output:
         section="results/{study}/sections/local.json",
         figdir=directory("results/{study}/figures/local"),
-    params:
-        trigger=trigger("figures_local"),
-        args=stage_args("figures_local"),
     log:
         "results/{study}/logs/figures_local.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("figures_local"),
+        args=stage_args("figures_local"),
     shell:
         command("figures_local")
 
 
 REPORT_SECTIONS.append(
-    lambda study: [f"results/{study}/sections/local.json"]
-    if local_enabled(study) or adaptive_enabled(study)
-    else []
+    lambda study: [f"results/{study}/sections/local.json"] if local_enabled(study) or adaptive_enabled(study) else []
 )

@@ -18,18 +18,18 @@ rule simulate_geometries:
         cfg=study_file,
     output:
         out="results/{study}/geometries/{set}.h5",
-    params:
-        trigger=trigger("simulate_geometries"),
-        args=stage_args("simulate_geometries"),
-        launch=launch,
-    threads: mpi_ranks
-    resources:
-        tasks=mpi_ranks,
-        mpi=mpi_resource,
     log:
         "results/{study}/logs/simulate_geometries_{set}.log",
     conda:
         "../../envs/surrogates.yaml"
+    threads: mpi_ranks
+    resources:
+        tasks=mpi_ranks,
+        mpi=mpi_resource,
+    params:
+        trigger=trigger("simulate_geometries"),
+        args=stage_args("simulate_geometries"),
+        launch=launch,
     shell:
         command("simulate_geometries")
 
@@ -40,13 +40,13 @@ rule mmgp_fit:
         train="results/{study}/geometries/train.h5",
     output:
         out="results/{study}/surrogates/mmgp.h5",
-    params:
-        trigger=trigger("mmgp_fit"),
-        args=stage_args("mmgp_fit"),
     log:
         "results/{study}/logs/mmgp_fit.log",
     conda:
         "../../envs/surrogates.yaml"
+    params:
+        trigger=trigger("mmgp_fit"),
+        args=stage_args("mmgp_fit"),
     shell:
         command("mmgp_fit")
 
@@ -59,13 +59,13 @@ rule mmgp_predict:
     output:
         out="results/{study}/surrogates/mmgp_test.h5",
         vtu_dir=directory("results/{study}/surrogates/vtu"),
-    params:
-        trigger=trigger("mmgp_predict"),
-        args=stage_args("mmgp_predict"),
     log:
         "results/{study}/logs/mmgp_predict.log",
     conda:
         "../../envs/surrogates.yaml"
+    params:
+        trigger=trigger("mmgp_predict"),
+        args=stage_args("mmgp_predict"),
     shell:
         command("mmgp_predict")
 
@@ -84,13 +84,13 @@ rule evaluate_mmgp:
             subcategory="{study}",
         ),
         section="results/{study}/sections/mmgp.json",
-    params:
-        trigger=trigger("evaluate_mmgp"),
-        args=stage_args("evaluate_mmgp"),
     log:
         "results/{study}/logs/evaluate_mmgp.log",
     conda:
         "../../envs/surrogates.yaml"
+    params:
+        trigger=trigger("evaluate_mmgp"),
+        args=stage_args("evaluate_mmgp"),
     shell:
         command("evaluate_mmgp")
 

@@ -9,13 +9,13 @@ rule pod:
         test="results/{study}/snapshots/test.h5",
     output:
         out="results/{study}/rom/pod.h5",
-    params:
-        trigger=trigger("pod"),
-        args=stage_args("pod"),
     log:
         "results/{study}/logs/pod.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("pod"),
+        args=stage_args("pod"),
     shell:
         command("pod")
 
@@ -38,17 +38,15 @@ rule figures_pod:
             subcategory="{study}",
         ),
         section="results/{study}/sections/pod.json",
-    params:
-        trigger=trigger("figures_pod"),
-        args=stage_args("figures_pod"),
     log:
         "results/{study}/logs/figures_pod.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("figures_pod"),
+        args=stage_args("figures_pod"),
     shell:
         command("figures_pod")
 
 
-REPORT_SECTIONS.append(
-    lambda study: [f"results/{study}/sections/pod.json"] if fixed_mesh(study) else []
-)
+REPORT_SECTIONS.append(lambda study: [f"results/{study}/sections/pod.json"] if fixed_mesh(study) else [])

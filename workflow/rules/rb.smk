@@ -19,13 +19,13 @@ rule eim:
         operators="results/{study}/fom/operators.h5",
     output:
         out="results/{study}/rom/eim.h5",
-    params:
-        trigger=trigger("eim"),
-        args=stage_args("eim"),
     log:
         "results/{study}/logs/eim.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("eim"),
+        args=stage_args("eim"),
     shell:
         command("eim")
 
@@ -37,18 +37,18 @@ rule reduced_basis:
         operators="results/{study}/fom/operators.h5",
     output:
         out="results/{study}/rom/rb.h5",
-    params:
-        trigger=trigger("reduced_basis"),
-        args=stage_args("reduced_basis"),
-        launch=launch,
-    threads: mpi_ranks
-    resources:
-        tasks=mpi_ranks,
-        mpi=mpi_resource,
     log:
         "results/{study}/logs/reduced_basis.log",
     conda:
         "../../envs/hifi.yaml"
+    threads: mpi_ranks
+    resources:
+        tasks=mpi_ranks,
+        mpi=mpi_resource,
+    params:
+        trigger=trigger("reduced_basis"),
+        args=stage_args("reduced_basis"),
+        launch=launch,
     shell:
         command("reduced_basis")
 
@@ -62,13 +62,13 @@ rule evaluate_rom:
         test="results/{study}/snapshots/test.h5",
     output:
         out="results/{study}/rom/rb_metrics.h5",
-    params:
-        trigger=trigger("evaluate_rom"),
-        args=stage_args("evaluate_rom"),
     log:
         "results/{study}/logs/evaluate_rom.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("evaluate_rom"),
+        args=stage_args("evaluate_rom"),
     shell:
         command("evaluate_rom")
 
@@ -92,13 +92,13 @@ rule figures_rb:
             subcategory="{study}",
         ),
         section="results/{study}/sections/rb.json",
-    params:
-        trigger=trigger("figures_rb"),
-        args=stage_args("figures_rb"),
     log:
         "results/{study}/logs/figures_rb.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("figures_rb"),
+        args=stage_args("figures_rb"),
     shell:
         command("figures_rb")
 
@@ -115,13 +115,13 @@ rule figures_eim:
             subcategory="{study}",
         ),
         section="results/{study}/sections/eim.json",
-    params:
-        trigger=trigger("figures_eim"),
-        args=stage_args("figures_eim"),
     log:
         "results/{study}/logs/figures_eim.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("figures_eim"),
+        args=stage_args("figures_eim"),
     shell:
         command("figures_eim")
 

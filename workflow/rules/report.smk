@@ -8,12 +8,12 @@ rule report:
         parameters="results/{study}/parameters.h5",
     output:
         out="results/{study}/report.html",
-    params:
-        trigger=trigger("report"),
-        args=stage_args("report"),
     log:
         "results/{study}/logs/report.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("report"),
+        args=stage_args("report"),
     shell:
         command("report")

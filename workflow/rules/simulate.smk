@@ -7,13 +7,13 @@ rule sample:
         cfg=study_file,
     output:
         out="results/{study}/parameters.h5",
-    params:
-        trigger=trigger("sample"),
-        args=stage_args("sample"),
     log:
         "results/{study}/logs/sample.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("sample"),
+        args=stage_args("sample"),
     shell:
         command("sample")
 
@@ -23,13 +23,13 @@ rule operators:
         cfg=study_file,
     output:
         out="results/{study}/fom/operators.h5",
-    params:
-        trigger=trigger("operators"),
-        args=stage_args("operators"),
     log:
         "results/{study}/logs/operators.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("operators"),
+        args=stage_args("operators"),
     shell:
         command("operators")
 
@@ -40,18 +40,18 @@ rule simulate:
         parameters="results/{study}/parameters.h5",
     output:
         out="results/{study}/snapshots/{set}/chunk{chunk}.h5",
-    params:
-        trigger=trigger("simulate"),
-        args=stage_args("simulate"),
-        launch=simulate_launch,
-    threads: mpi_ranks
-    resources:
-        tasks=mpi_ranks,
-        mpi=mpi_resource,
     log:
         "results/{study}/logs/simulate/{set}_chunk{chunk}.log",
     conda:
         "../../envs/hifi.yaml"
+    threads: mpi_ranks
+    resources:
+        tasks=mpi_ranks,
+        mpi=mpi_resource,
+    params:
+        trigger=trigger("simulate"),
+        args=stage_args("simulate"),
+        launch=simulate_launch,
     shell:
         command("simulate")
 
@@ -62,13 +62,13 @@ rule gather:
         chunks=chunks,
     output:
         out="results/{study}/snapshots/{set}.h5",
-    params:
-        trigger=trigger("gather"),
-        args=stage_args("gather"),
     log:
         "results/{study}/logs/gather_{set}.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("gather"),
+        args=stage_args("gather"),
     shell:
         command("gather")
 
@@ -92,13 +92,13 @@ rule figures_snapshots:
             subcategory="{study}",
         ),
         section="results/{study}/sections/simulate.json",
-    params:
-        trigger=trigger("figures_snapshots"),
-        args=stage_args("figures_snapshots"),
     log:
         "results/{study}/logs/figures_snapshots.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        trigger=trigger("figures_snapshots"),
+        args=stage_args("figures_snapshots"),
     shell:
         command("figures_snapshots")
 

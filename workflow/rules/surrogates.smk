@@ -13,8 +13,13 @@ rule train_online:
     output:
         model="results/{study}/surrogate/online_{policy}.pt",
         history="results/{study}/surrogate/online_{policy}.h5",
+    log:
+        "results/{study}/logs/train_online_{policy}.log",
     wildcard_constraints:
         policy="fifo|firo|reservoir",
+    conda:
+        "../../envs/surrogates.yaml"
+    threads: 2
     params:
         trigger=trigger("train_online"),
         args=stage_args(
@@ -22,11 +27,6 @@ rule train_online:
             checkpoint="results/{study}/surrogate/online_{policy}.ckpt",
             client_logs="results/{study}/logs/clients_{policy}",
         ),
-    threads: 2
-    log:
-        "results/{study}/logs/train_online_{policy}.log",
-    conda:
-        "../../envs/surrogates.yaml"
     shell:
         command("train_online")
 
@@ -39,14 +39,14 @@ rule train_offline:
     output:
         model="results/{study}/surrogate/offline.pt",
         history="results/{study}/surrogate/offline.h5",
-    params:
-        trigger=trigger("train_offline"),
-        args=stage_args("train_offline"),
-    threads: 2
     log:
         "results/{study}/logs/train_offline.log",
     conda:
         "../../envs/surrogates.yaml"
+    threads: 2
+    params:
+        trigger=trigger("train_offline"),
+        args=stage_args("train_offline"),
     shell:
         command("train_offline")
 
@@ -58,13 +58,13 @@ rule evaluate_surrogate:
         models=lambda w: [f"{p}.pt" for p in surrogate_runs(STUDIES[w.study]).values()],
     output:
         out="results/{study}/metrics/surrogate.h5",
-    params:
-        trigger=trigger("evaluate_surrogate"),
-        args=stage_args("evaluate_surrogate", models=lambda w: labelled(STUDIES[w.study], "pt").split()),
     log:
         "results/{study}/logs/evaluate_surrogate.log",
     conda:
         "../../envs/surrogates.yaml"
+    params:
+        trigger=trigger("evaluate_surrogate"),
+        args=stage_args("evaluate_surrogate", models=lambda w: labelled(STUDIES[w.study], "pt").split()),
     shell:
         command("evaluate_surrogate")
 
@@ -101,21 +101,17 @@ rule figures_surrogate:
             subcategory="{study}",
         ),
         section="results/{study}/sections/surrogate.json",
-    params:
-        trigger=trigger("figures_surrogate"),
-        args=stage_args("figures_surrogate", histories=lambda w: labelled(STUDIES[w.study], "h5").split()),
     log:
         "results/{study}/logs/figures_surrogate.log",
     conda:
         "../../envs/surrogates.yaml"
+    params:
+        trigger=trigger("figures_surrogate"),
+        args=stage_args("figures_surrogate", histories=lambda w: labelled(STUDIES[w.study], "h5").split()),
     shell:
         command("figures_surrogate")
 
 
 REPORT_SECTIONS.append(
-    lambda study: (
-        [f"results/{study}/sections/surrogate.json"]
-        if runs("train_online", study)
-        else []
-    )
+    lambda study: ([f"results/{study}/sections/surrogate.json"] if runs("train_online", study) else [])
 )

@@ -20,11 +20,11 @@ rule reuse_fom:
         lambda w: f"results/{FOM_SOURCE[w.study]}/{w.artefact}",
     output:
         "results/{study}/{artefact}",
+    log:
+        "results/{study}/logs/reuse_fom/{artefact}.log",
     wildcard_constraints:
         study="|".join(map(re.escape, FOM_SOURCE)) or "(?!)",
         artefact=r"parameters\.h5|fom/operators\.h5|snapshots/(train|test|validation)\.h5",
-    log:
-        "results/{study}/logs/reuse_fom/{artefact}.log",
     conda:
         "../../envs/hifi.yaml"
     shell:
@@ -50,11 +50,11 @@ rule aggregate:
             category="Comparison",
         ),
         section="results/comparison.json",
-    params:
-        args=stage_args("aggregate"),
     log:
         "results/logs/aggregate.log",
     conda:
         "../../envs/hifi.yaml"
+    params:
+        args=stage_args("aggregate"),
     shell:
         command("aggregate")

@@ -1,34 +1,23 @@
 """Full-order solves of a problem for a batch of parameters, on PETSc (under MPI) or SciPy, or by a
-black box (rom.hifi.external: the user's command per sample, under the MPI launcher itself).
+black box (rom.hifi.problems.external: the user's command per sample, under the MPI launcher itself).
+Linear steps and stationary solves go through the backend's linear solver, a nonlinear problem's
+steps through Newton's method (rom.hifi.solvers.nonlinear).
 
 Only rank 0 receives gathered solutions; every rank takes part in every solve."""
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator
 
 import numpy as np
 
-from . import capabilities as cap
-from . import fem
-
-
-@dataclass
-class Sample:
-    """One solved parameter: the gathered field on rank 0 (None elsewhere) and solver facts."""
-
-    u: np.ndarray | None
-    converged: bool
-    reason: str
-    iterations: int
-    seconds: float
-
-
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from .. import capabilities as cap
+from ..capabilities import Sample
+from ..discretization import fem
+from ..discretization.operators import peak_memory_mb
+from .nonlinear import NewtonStepper, newton_stepper
 
 
 class FullOrderModel:
@@ -117,8 +106,8 @@ class FullOrderModel:
                 if not s.converged:
                     return
             return
-        if cap.NONLINEAR in p.capabilities:  # nonlinear problems bring their own (Newton) time stepping
-            yield from p.trajectory(self, mu)
+        if cap.NONLINEAR in p.capabilities:
+            yield from self._newton_trajectory(mu)
             return
         # The step matrix M + dt A(mu) is set up again only when it changes (never, for the heat
         # problem, whose theta does not depend on mu): the preconditioner is built once per matrix.
@@ -134,6 +123,21 @@ class FullOrderModel:
         for k in range(1, p.steps + 1):
             u, info = self.solver.solve(self._mass(u) + lift, x0=u)
             yield k, k * p.dt, self.solver.gather(u), info
+            if not info.converged:
+                return
+
+    @cached_property
+    def newton(self) -> NewtonStepper:
+        """The Newton solver of a nonlinear problem's implicit Euler step, built once per process."""
+        return newton_stepper(self.problem, self)
+
+    def _newton_trajectory(self, mu):
+        stepper = self.newton
+        u = np.zeros(stepper.n_rows)
+        yield 0, 0.0, stepper.gather(u), None
+        for k in range(1, self.problem.steps + 1):
+            u, info = stepper.step(u, k * self.problem.dt, mu)
+            yield k, k * self.problem.dt, stepper.gather(u), info
             if not info.converged:
                 return
 
@@ -172,3 +176,25 @@ class _BlackBoxStep:
     converged: bool
     reason: str
     iterations: int
+
+
+def fom_step_function(problem, backend: str = "petsc", options: dict | None = None):
+    """A serial callback (u_n, t_next, mu) -> u_{n+1} (full free-dof vectors) of a nonlinear problem,
+    for the adaptive ROM."""
+    comm = None
+    if backend == "petsc":
+        from . import petsc
+
+        comm = petsc.init().COMM_SELF
+    stepper = FullOrderModel(problem, backend, options, comm=comm).newton
+
+    def step(u, t, mu):
+        t0 = time.perf_counter()
+        u1, info = stepper.step(np.asarray(u, dtype=float), t, mu)
+        if not info.converged:
+            raise RuntimeError(f"full-order step to t = {t:.4g} failed: {info.reason}")
+        step.seconds += time.perf_counter() - t0
+        return u1
+
+    step.seconds = 0.0
+    return step

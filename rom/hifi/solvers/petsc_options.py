@@ -6,7 +6,7 @@ refused in one line naming the option and the valid choices; options PETSc never
 (PETSc's own "unused option" check, PetscOptionsUsed). Results are cached per options, solver and PETSc
 version in ~/.cache/romflow (ROMFLOW_CACHE overrides).
 
-    python -m rom.hifi.petsc_options '{"options": {"ksp_type": "cg"}, "solver": "ksp"}'
+    python -m rom.hifi.solvers.petsc_options '{"options": {"ksp_type": "cg"}, "solver": "ksp"}'
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def check(options: dict, solver: str = "ksp", key: str = "simulate.petsc_options
     if cached.is_file():
         result = json.loads(cached.read_text())
     else:
-        proc = subprocess.run([sys.executable, "-m", "rom.hifi.petsc_options",
+        proc = subprocess.run([sys.executable, "-m", "rom.hifi.solvers.petsc_options",
                                json.dumps({"options": options, "solver": solver})],
                               capture_output=True, text=True, timeout=120)
         lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

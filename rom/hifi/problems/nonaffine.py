@@ -16,14 +16,15 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
-from . import capabilities as cap
-from . import fem
-from .capabilities import ParameterSpace
-from .mesh import unit_square
-from .problems import UNIT_SQUARE_MESH, Problem, number_range
+from .. import capabilities as cap
+from ..capabilities import ParameterSpace
+from ..discretization import fem
+from ..discretization.mesh import unit_square
+from .arguments import UNIT_SQUARE_MESH, number_range
+from .base import P1Problem
 
 
-class NonaffineDiffusion(Problem):
+class NonaffineDiffusion(P1Problem):
     name = "nonaffine_diffusion"
     capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.ENTRY_PROBE, cap.COEFFICIENT_EIM,
                               cap.COERCIVITY_BOUND})
@@ -126,11 +127,11 @@ class NonaffineDiffusion(Problem):
         mu = np.atleast_2d(mu)
         return np.concatenate([np.ones((len(mu), 1)), mu[:, :1] * beta], axis=1)
 
-    def entry_probe(self, pattern: fem.Pattern, slots: np.ndarray) -> "EntryProbe":
-        return EntryProbe(self, pattern, slots)
+    def entry_probe(self, pattern: fem.Pattern, slots: np.ndarray) -> "ElementEntryProbe":
+        return ElementEntryProbe(self, pattern, slots)
 
 
-class EntryProbe:
+class ElementEntryProbe:
     """A few entries A(mu)[slots] of the operator (CSR positions of `pattern`) for a batch of
     parameters, from the elements touching those entries only: what a black-box solver would
     expose for the nonintrusive matrix EIM. Cost O(len(slots)), not O(n_dofs)."""

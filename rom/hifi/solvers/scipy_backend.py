@@ -1,4 +1,4 @@
-"""SciPy fallback with the LinearSolver interface of rom.hifi.petsc, for machines without PETSc
+"""SciPy fallback with the LinearSolver interface of rom.hifi.solvers.petsc, for machines without PETSc
 (the GPU machine): serial, sparse LU factorized once per operator."""
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 stages rebuild A(mu) = sum_q theta_q(mu) A_q without the assembly code."""
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 
@@ -11,13 +12,17 @@ import xarray as xr
 
 from . import fem
 from .mesh import view_triangles
-from .solve import peak_memory_mb
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def operators_dataset(problem) -> xr.Dataset:
     """The artefact of a problem on one mesh. `nodes` are the mesh's coordinates (xy or xyz), `cells`
     its triangles or tetrahedra, `triangles` the 2D triangulation the report draws fields on (the cells
-    in 2D; in 3D the boundary faces seen from +z, rom.hifi.mesh.view_triangles), `interior_nodes` the
+    in 2D; in 3D the boundary faces seen from +z, rom.hifi.discretization.mesh.view_triangles), `interior_nodes` the
     node of each free dof (and `dof_component` its component for a vector field). Attributes
     `assembly_seconds` and `peak_memory_mb` report what the assembly cost."""
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """P1 meshes and their dof numbering: uniform triangulations of the unit square (TriMesh) and simplex
 meshes in 2D and 3D (SimplexMesh: triangles or tetrahedra, scalar or vector dofs, e.g. read from a
-file by rom.hifi.meshfile). Both expose `cells`, `volumes`, `cell_dofs` and `full_field`, which is
-all the vectorized assembly of rom.hifi.fem needs."""
+file by rom.hifi.discretization.meshfile). Both expose `cells`, `volumes`, `cell_dofs` and `full_field`, which is
+all the vectorized assembly of rom.hifi.discretization.fem needs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -168,7 +168,9 @@ class SimplexMesh:
         return self.fixed.any(axis=1)
 
     @cached_property
-    def _numbering(self) -> np.ndarray:
+    def numbering(self) -> np.ndarray:
+        """Free dof of each (node, component), (n_nodes, components) for any field, -1 where fixed
+        (`dof_of_node` drops the component axis of a scalar field)."""
         free = ~self.fixed[self.order]  # (n_nodes, c) in dof order
         dof = np.full(self.fixed.shape, -1, dtype=np.int64)
         dof[self.order[:, None].repeat(self.components, 1)[free], np.nonzero(free)[1]] = np.arange(free.sum())
@@ -178,21 +180,21 @@ class SimplexMesh:
     def dof_of_node(self) -> np.ndarray:
         """Free dof of each node (n_nodes,) for a scalar field, of each (node, component) (n_nodes, c)
         otherwise; -1 where fixed."""
-        return self._numbering[:, 0] if self.components == 1 else self._numbering
+        return self.numbering[:, 0] if self.components == 1 else self.numbering
 
     @cached_property
     def dof_node(self) -> np.ndarray:
         """Node of each free dof (n_dofs,)."""
-        node, comp = np.nonzero(self._numbering >= 0)
+        node, comp = np.nonzero(self.numbering >= 0)
         out = np.empty(self.n_dofs, dtype=np.int64)
-        out[self._numbering[node, comp]] = node
+        out[self.numbering[node, comp]] = node
         return out
 
     @cached_property
     def dof_component(self) -> np.ndarray:
-        node, comp = np.nonzero(self._numbering >= 0)
+        node, comp = np.nonzero(self.numbering >= 0)
         out = np.empty(self.n_dofs, dtype=np.int64)
-        out[self._numbering[node, comp]] = comp
+        out[self.numbering[node, comp]] = comp
         return out
 
     @property
@@ -207,7 +209,7 @@ class SimplexMesh:
     @cached_property
     def cell_dofs(self) -> np.ndarray:
         """(n_cells, (dim + 1) * components) free dofs of each cell, vertex by vertex, -1 where fixed."""
-        return self._numbering[self.cells].reshape(len(self.cells), -1)
+        return self.numbering[self.cells].reshape(len(self.cells), -1)
 
     @cached_property
     def volumes(self) -> np.ndarray:
@@ -222,8 +224,8 @@ class SimplexMesh:
         the fixed dofs (in the order of np.nonzero(fixed))."""
         u = np.asarray(u)
         out = np.empty(u.shape[:-1] + self.fixed.shape, dtype=u.dtype)
-        free = self._numbering >= 0
-        out[..., free] = u[..., self._numbering[free]]
+        free = self.numbering >= 0
+        out[..., free] = u[..., self.numbering[free]]
         out[..., self.fixed] = fixed_values
         return out[..., 0] if self.components == 1 else out
 
@@ -339,3 +341,17 @@ def view_triangles(nodes: np.ndarray, cells: np.ndarray) -> np.ndarray:
     up = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])[:, 2] > 0
     f = f[up]
     return f[np.argsort(nodes[f, 2].mean(axis=1), kind="stable")]
+
+
+def signed_areas(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    p = nodes[triangles]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+
+
+def orient(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Triangles reordered counter-clockwise (gmsh follows the surface normal, which may be -z)."""
+    tri = np.array(triangles)
+    flip = signed_areas(nodes, tri) < 0
+    tri[flip] = tri[flip][:, [0, 2, 1]]
+    return tri

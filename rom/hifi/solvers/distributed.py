@@ -41,7 +41,7 @@ class RootDriven:
         return self.operations[name](mu)
 
     def solve(self, mu: np.ndarray):
-        """One collective stationary FOM solve (rom.hifi.solve.Sample; the field on rank 0)."""
+        """One collective stationary FOM solve (rom.hifi.solvers.solve.Sample; the field on rank 0)."""
         return self.call("solve", mu)
 
     def __exit__(self, *exc):

@@ -25,7 +25,7 @@ class SolutionSpace:
     """An orthonormal basis V (n_rows, k) of earlier solutions (the newest `capacity`, oldest dropped first)
     after the columns of a fixed `basis` (never dropped), on one rank's rows.
 
-    `solver` is a rom.hifi.petsc.LinearSolver (its `multiply` and communicator). `terms`, the affine
+    `solver` is a rom.hifi.solvers.petsc.LinearSolver (its `multiply` and communicator). `terms`, the affine
     components' values (Q, nnz) on the solver's pattern, switches on the incremental reduced matrices; then
     `guess` needs `theta`, the coefficients of the current A(mu)."""
 

@@ -1,4 +1,4 @@
-"""PDEs declared in the study file, on a mesh of the user's (rom.hifi.meshfile), affine by construction.
+"""PDEs declared in the study file, on a mesh of the user's (rom.hifi.discretization.meshfile), affine by construction.
 
     problem:
       name: diffusion                  # -div(k grad u) = s; `transient: {dt, steps, initial}`: u_t - div(k grad u) = s
@@ -41,29 +41,19 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from . import capabilities as cap
-from . import fem
-from . import meshfile
-from .capabilities import ParameterSpace
-from .mesh import SimplexMesh
-from .problems import Problem
+from .. import capabilities as cap
+from ..capabilities import ParameterSpace
+from ..discretization import fem, meshfile
+from ..discretization.elasticity import material_matrix, strain_matrices
+from ..discretization.mesh import SimplexMesh
+from .arguments import MESH_FILE, UNITS
+from .base import P1Problem
 
 IDENT = "^[A-Za-z_][A-Za-z0-9_]*$"
 VALUE = {"type": ["number", "string"], "pattern": IDENT, "finite": True,
          "description": "a number, or the name of a parameter declared in the study's parameters section"}
-MESH_FILE = {
-    "type": "object", "required": ["file"], "additionalProperties": False,
-    "properties": {
-        "file": {"type": "string", "description": "mesh file (.msh 2.2/4.1 or any meshio format), relative to the "
-                                                  "study file"},
-        "generate": {"type": "string", "description": "command that writes the mesh when the file is missing "
-                                                      "(placeholders {python}, {root}, {file}; run without a shell)"},
-        "digest": {"type": "string", "description": "SHA-256 of the mesh file, filled in by romflow: a changed mesh "
-                                                    "reruns the stages that read the problem"},
-    }}
 REFERENCE = {"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "finite": True},
              "description": "parameter values of the X product X = A(reference) (1 for those not given)"}
-UNITS = {"type": "string", "default": "1", "description": "units of the solution (report labels)"}
 
 
 def per_key(item: dict, description: str) -> dict:
@@ -139,7 +129,7 @@ class Monomials:
         return ext[:, idx].prod(axis=2)
 
 
-class DeclaredProblem(Problem, metaclass=ABCMeta):
+class DeclaredProblem(P1Problem, metaclass=ABCMeta):
     """What the declared PDEs share: the mesh file, parameters named by the user, the affine engine."""
 
     units = "1"
@@ -363,7 +353,7 @@ class DeclaredProblem(Problem, metaclass=ABCMeta):
 
     def rhs_terms(self, pattern):
         P, mesh, c = len(self.monomials), self.mesh, self.c
-        numbering = mesh._numbering
+        numbering = mesh.numbering
         out = np.zeros((P, pattern.n_rows))
         cells, comp, mono, factor = self.loads
         if len(cells):
@@ -411,7 +401,7 @@ class DeclaredProblem(Problem, metaclass=ABCMeta):
 
     def energy_product(self, pattern):
         """X = A(mu_ref) without the time step (see the module docstring)."""
-        return self.theta(self.mu_ref[None])[0] @ self._cached(pattern, "K", self.stiffness_terms)
+        return self.theta(self.mu_ref[None])[0] @ self.cached_terms(pattern, "K", self.stiffness_terms)
 
     def mass_product(self, pattern):
         cells = pattern.elements
@@ -538,34 +528,6 @@ class TransientDiffusion(Diffusion):
 
 
 # -- linear elasticity -------------------------------------------------------------------------------
-def material_matrix(nu: float, dim: int, plane: str = "stress") -> np.ndarray:
-    """Voigt material matrix for E = 1 (engineering shear strains): 2D plane stress or strain
-    (xx, yy, xy), 3D (xx, yy, zz, yz, xz, xy)."""
-    if dim == 2 and plane == "stress":
-        return np.array([[1.0, nu, 0.0], [nu, 1.0, 0.0], [0.0, 0.0, (1 - nu) / 2]]) / (1 - nu * nu)
-    lam, mu = nu / ((1 + nu) * (1 - 2 * nu)), 1.0 / (2 * (1 + nu))
-    n = 2 if dim == 2 else 3
-    D = np.zeros((3, 3) if dim == 2 else (6, 6))
-    D[:n, :n] = lam
-    D[np.arange(n), np.arange(n)] += 2 * mu
-    D[np.arange(n, len(D)), np.arange(n, len(D))] = mu
-    return D
-
-
-def strain_matrices(gradients: np.ndarray) -> np.ndarray:
-    """B (m, n_voigt, k dim): Voigt strains from vertex displacements (u_0x, u_0y[, u_0z], u_1x, ...)."""
-    m, k, dim = gradients.shape
-    if dim == 2:
-        pairs = [(0, 0, 0), (1, 1, 1), (2, 0, 1), (2, 1, 0)]  # (voigt row, displacement comp, derivative)
-        B = np.zeros((m, 3, k * 2))
-    else:
-        pairs = [(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 1, 2), (3, 2, 1), (4, 0, 2), (4, 2, 0), (5, 0, 1), (5, 1, 0)]
-        B = np.zeros((m, 6, k * 3))
-    for row, comp, der in pairs:
-        B[:, row, comp::dim] = gradients[:, :, der]
-    return B
-
-
 class Elasticity(DeclaredProblem):
     """Small-strain linear elasticity -div sigma(u) = b, sigma = E D(nu) eps(u) (module docstring)."""
 

@@ -4,7 +4,7 @@ Element matrices are computed for all cells at once with einsum; global assembly
 (cell, i, j) entries onto a fixed CSR pattern of the free dofs with one bincount per term, so
 every affine component A_q shares the pattern and A(mu) is a dot product of the value arrays.
 A mesh is anything with `nodes` (n, d), `cells` (m, d + 1), `volumes` (m,) and `cell_dofs`
-(rom.hifi.mesh.TriMesh, SimplexMesh); boundary facets (f, d) are assembled onto the same pattern.
+(rom.hifi.discretization.mesh.TriMesh, SimplexMesh); boundary facets (f, d) are assembled onto the same pattern.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import scipy.sparse as sp
 from scipy.special import roots_jacobi
 
 # Degree-2 quadrature on the reference triangle (edge midpoints), exact for quadratics.
-_QUAD_BARY = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5]])
-_QUAD_W = np.full(3, 1.0 / 3.0)
+QUAD_BARY = np.array([[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.5, 0.0, 0.5]])
+QUAD_W = np.full(3, 1.0 / 3.0)
 # Degree-2 rule on the tetrahedron: 4 points symmetric about the centroid, equal weights.
 _ta, _tb = 0.5854101966249685, 0.1381966011250105
 _QUAD_BARY_3D = np.full((4, 4), _tb) + np.eye(4) * (_ta - _tb)
@@ -104,7 +104,7 @@ def mass_local(mesh) -> np.ndarray:
 
 def quadrature(dim: int) -> tuple[np.ndarray, np.ndarray]:
     """The degree-2 rule of the reference cell (barycentric points, weights summing to 1)."""
-    return (_QUAD_BARY, _QUAD_W) if dim == 2 else (_QUAD_BARY_3D, _QUAD_W_3D)
+    return (QUAD_BARY, QUAD_W) if dim == 2 else (_QUAD_BARY_3D, _QUAD_W_3D)
 
 
 def load_local(mesh, f=1.0) -> np.ndarray:

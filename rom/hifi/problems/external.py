@@ -43,13 +43,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from . import capabilities as cap
-from . import fem
-from . import meshfile
-from .capabilities import ParameterSpace
-from .declared import MESH_FILE, UNITS
-from .mesh import SimplexMesh
-from .problems import Problem
+from .. import capabilities as cap
+from ..capabilities import ParameterSpace, Sample
+from ..discretization import fem, meshfile
+from ..discretization.mesh import SimplexMesh
+from .arguments import MESH_FILE, UNITS
+from .base import P1Problem
 
 RESERVED = ("mu", "out", "operator", "rhs", "ranks", "workdir", "mesh", "python", "root")
 
@@ -65,31 +64,36 @@ def launcher(ranks: int) -> list[str]:
     return ["srun" if "SLURM_JOB_ID" in os.environ else "mpiexec", "-n", str(ranks)]
 
 
+CLASSID = {"mat": 1211216, "vec": 1211214}  # PETSc's binary file headers (MAT_FILE_CLASSID, VEC_FILE_CLASSID)
+
+
 def read_petsc_binary(path, kind: str):
-    """A matrix (scipy CSR) or vector written by PETSc's binary viewer, read with petsc4py."""
-    from . import petsc
+    """A matrix (scipy CSR) or vector in PETSc's binary format (MatView / VecView on a binary viewer:
+    big-endian, 32- or 64-bit indices, real double values), read with numpy."""
+    raw = Path(path).read_bytes()
+    for index in (">i4", ">i8"):
+        width = np.dtype(index).itemsize
+        if len(raw) >= width and int(np.frombuffer(raw, index, 1)[0]) == CLASSID[kind]:
+            break
+    else:
+        raise ValueError(f"no PETSc {kind} header")
+    if kind == "vec":
+        n = int(np.frombuffer(raw, index, 1, width)[0])
+        values = np.frombuffer(raw, ">f8", offset=2 * width)
+        if len(values) != n:
+            raise ValueError(f"{len(values)} values; expected {n}")
+        return values.astype(float)
+    rows, cols, nnz = (int(v) for v in np.frombuffer(raw, index, 3, width))
+    counts = np.frombuffer(raw, index, rows, 4 * width)
+    indices = np.frombuffer(raw, index, nnz, (4 + rows) * width)
+    values = np.frombuffer(raw, ">f8", offset=(4 + rows + nnz) * width)
+    if counts.sum() != nnz or len(values) != nnz:
+        raise ValueError(f"{counts.sum()} row entries and {len(values)} values; expected {nnz}")
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return sp.csr_matrix((values.astype(float), indices.astype(np.int64), indptr), shape=(rows, cols))
 
-    PETSc = petsc.init()
-    viewer = PETSc.Viewer().createBinary(str(path), mode="r", comm=PETSc.COMM_SELF)
-    try:
-        if kind == "mat":
-            A = PETSc.Mat().create(comm=PETSc.COMM_SELF)
-            A.setType("aij")
-            A.load(viewer)
-            indptr, indices, values = A.getValuesCSR()
-            out = sp.csr_matrix((values, indices, indptr), shape=A.getSize())
-            A.destroy()
-            return out
-        v = PETSc.Vec().create(comm=PETSc.COMM_SELF)
-        v.load(viewer)
-        out = v.getArray().copy()
-        v.destroy()
-        return out
-    finally:
-        viewer.destroy()
 
-
-class External(Problem):
+class External(P1Problem):
     """A black box delivering solutions only (capability `mesh`: snapshots, POD, POD+GP)."""
 
     name = "external"
@@ -226,10 +230,8 @@ class External(Problem):
         return (self.mesh.n_nodes,)
 
     def run(self, mu, ranks: int = 1):
-        """One sample through the black box: a rom.hifi.solve.Sample (failed with its reason when the
+        """One sample through the black box: a rom.hifi.capabilities.Sample (failed with its reason when the
         command fails or its output is unusable)."""
-        from .solve import Sample
-
         with tempfile.TemporaryDirectory(prefix="romflow-external-") as tmp:
             workdir = Path(tmp)
             ok, reason, seconds = self.execute(self.command, mu, workdir, ranks)
@@ -297,7 +299,7 @@ class ExternalMatrices(External):
             raise ExternalError("NO_MATRICES: matrices: true, but the command wrote no {operator} or no {rhs}")
         try:
             A, b = read_petsc_binary(A_path, "mat"), read_petsc_binary(b_path, "vec")
-        except Exception as exc:  # petsc4py raises PETSc.Error for a malformed file
+        except Exception as exc:  # a malformed or truncated file
             raise ExternalError(f"BAD_MATRICES: cannot read {{operator}}/{{rhs}} as PETSc binary ({exc})") from None
         n = self.mesh.n_nodes
         if A.shape != (n, n) or b.shape != (n,):

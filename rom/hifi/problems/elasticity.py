@@ -9,17 +9,17 @@ a normal traction t_y(x) = pressure + bending * (2 x / width - 1). Plane stress 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
-from . import capabilities as cap
-from . import fem
-from .capabilities import ParameterSpace
-from .mesh import TriMesh
-from .problems import Problem, number_range
+from .. import capabilities as cap
+from ..capabilities import ParameterSpace
+from ..discretization import fem
+from ..discretization.elasticity import strain_matrices
+from ..discretization.mesh import TriMesh, orient, signed_areas
+from .arguments import number_range
+from .base import P1Problem
 
 # Plane-stress material matrix split as D(nu) = young / (1 - nu^2) * (D1 + nu * D2); Voigt (xx, yy, xy).
 _D1 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
@@ -104,48 +104,6 @@ def mesh_plate(seed: int, width=1.0, height=2.0, notches=2, depth=0.15, h=0.1) -
     return PlateMesh(nodes, orient(nodes, index[tri_nodes]))
 
 
-def signed_areas(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    p = nodes[triangles]
-    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
-
-
-def orient(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Triangles reordered counter-clockwise (gmsh follows the surface normal, which may be -z)."""
-    tri = np.array(triangles)
-    flip = signed_areas(nodes, tri) < 0
-    tri[flip] = tri[flip][:, [0, 2, 1]]
-    return tri
-
-
-def strain_matrices(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """B (n_tri, 3, 6): Voigt strains (xx, yy, 2xy) from element dofs (u0x, u0y, u1x, u1y, u2x, u2y)."""
-    g = fem.p1_gradients(TriMesh(nodes, triangles, np.zeros(len(nodes), dtype=bool)))
-    B = np.zeros((len(triangles), 3, 6))
-    B[:, 0, 0::2] = g[:, :, 0]
-    B[:, 1, 1::2] = g[:, :, 1]
-    B[:, 2, 0::2] = g[:, :, 1]
-    B[:, 2, 1::2] = g[:, :, 0]
-    return B
-
-
-def vector_pattern(dof: np.ndarray, n: int, row_range: tuple[int, int]) -> fem.Pattern:
-    """fem.Pattern for elements with 6 dofs each (dof (n_tri, 6), -1 = Dirichlet), rows [r0, r1)."""
-    r0, r1 = row_range
-    owned = (dof >= r0) & (dof < r1)
-    elements = np.flatnonzero(owned.any(axis=1))
-    d = dof[elements]
-    rows = np.repeat(d, 6, axis=1).ravel()
-    cols = np.tile(d, (1, 6)).ravel()
-    keep = (rows >= r0) & (rows < r1) & (cols >= 0)
-    unique_key, slot = np.unique(rows[keep] * n + cols[keep], return_inverse=True)
-    entry_slot = np.full(rows.shape, -1, dtype=np.int64)
-    entry_slot[keep] = slot
-    indptr = np.zeros(r1 - r0 + 1, dtype=np.int64)
-    np.cumsum(np.bincount(unique_key // n - r0, minlength=r1 - r0), out=indptr[1:])
-    return fem.Pattern(n, r0, r1, indptr, (unique_key % n).astype(np.int64), elements, entry_slot)
-
-
 @dataclass
 class ElasticSolution:
     """One solved plate: nodal displacement (n, 2), nodal von Mises stress (n,), scalars."""
@@ -171,10 +129,12 @@ class ElasticSolution:
         return {"max_von_mises": self.max_von_mises, "compliance": self.compliance}
 
 
-class PlateModel:
-    """The elasticity FOM of one plate mesh on PETSc (row-distributed, MPI) or SciPy."""
+class PlateSystem:
+    """One plate mesh discretized, what a solver binds to a backend (rom.hifi.solvers.shapes.ShapeModel):
+    the free displacement dofs (`n`, `element_dofs`), K(nu) = young / (1 - nu^2) (K_1 + nu K_2) on a
+    pattern, the top-edge traction load, and the declared outputs of a solution."""
 
-    def __init__(self, problem: "TensilePlate", mesh: PlateMesh, backend="petsc", options=None, comm=None):
+    def __init__(self, problem: "TensilePlate", mesh: PlateMesh):
         self.problem, self.mesh = problem, mesh
         n_nodes = mesh.n_nodes
         fixed = np.zeros((n_nodes, 2), dtype=bool)
@@ -187,33 +147,18 @@ class PlateModel:
         dof = np.full(2 * n_nodes, -1, dtype=np.int64)
         dof[self.free] = np.arange(self.n)
         self.element_dofs = dof[(2 * mesh.triangles[:, :, None] + np.arange(2)).reshape(-1, 6)]
-        self.B = strain_matrices(mesh.nodes, mesh.triangles)
+        self.B = strain_matrices(fem.p1_gradients(mesh.tri_mesh()))
         self.areas = signed_areas(mesh.nodes, mesh.triangles)
-        if backend == "petsc":
-            from . import petsc
 
-            petsc.init()
-            from petsc4py import PETSc
-
-            self.comm = comm or PETSc.COMM_WORLD
-            r0, r1 = petsc.ownership(self.n, self.comm.size, self.comm.rank)
-            self.pattern = vector_pattern(self.element_dofs, self.n, (r0, r1))
-            self.solver = petsc.LinearSolver(self.comm, self.n, r0, r1, self.pattern.indptr, self.pattern.indices,
-                                             options)
-        elif backend == "scipy":
-            from .scipy_backend import ScipyLinearSolver
-
-            self.comm = None
-            self.pattern = vector_pattern(self.element_dofs, self.n, (0, self.n))
-            self.solver = ScipyLinearSolver(self.n, self.pattern.indptr, self.pattern.indices, options)
-        else:
-            raise ValueError(f"backend = {backend!r}: expected 'petsc' or 'scipy'")
-
-    @cached_property
-    def stiffness_terms(self) -> np.ndarray:
-        """(2, nnz) values of K_1, K_2 on the owned rows."""
+    def stiffness_terms(self, pattern: fem.Pattern) -> np.ndarray:
+        """(2, nnz) values of K_1, K_2 on the pattern's rows."""
         local = np.einsum("e,eki,qkl,elj->qeij", self.areas, self.B, np.stack([_D1, _D2]), self.B)
-        return np.stack([self.pattern.assemble(k) for k in local])
+        return np.stack([pattern.assemble(k) for k in local])
+
+    def operator_values(self, mu, terms: np.ndarray) -> np.ndarray:
+        """K(nu) from the values of `stiffness_terms`."""
+        nu, E = mu[2], self.problem.young
+        return E / (1.0 - nu**2) * (terms[0] + nu * terms[1])
 
     def load(self, mu) -> np.ndarray:
         """Global free-dof load vector of the top-edge traction (exact for a linear traction)."""
@@ -228,21 +173,14 @@ class PlateModel:
         np.add.at(f, 2 * top[1:] + 1, L * (t[:-1] + 2 * t[1:]) / 6.0)
         return f[self.free]
 
-    def solve(self, mu) -> ElasticSolution:
-        mu = np.asarray(mu, dtype=float)
-        t0 = time.perf_counter()
-        nu, E = mu[2], self.problem.young
-        self.solver.set_values(E / (1.0 - nu**2) * (self.stiffness_terms[0] + nu * self.stiffness_terms[1]))
-        f = self.load(mu)
-        x, info = self.solver.solve(f[self.pattern.row_start:self.pattern.row_stop])
-        u = self.solver.gather(x)
-        seconds = time.perf_counter() - t0
-        if u is None:  # not rank 0
+    def solution(self, u: np.ndarray | None, f: np.ndarray, mu, info, seconds: float) -> ElasticSolution:
+        """The outputs of the gathered free-dof displacement u (None off rank 0) under the load f."""
+        if u is None:
             return ElasticSolution(None, None, np.nan, np.nan, info.converged, info.reason, info.iterations, seconds)
         U = np.zeros(2 * self.mesh.n_nodes)
         U[self.free] = u
         U = U.reshape(-1, 2)
-        vm = self.von_mises(U, nu)
+        vm = self.von_mises(U, mu[2])
         return ElasticSolution(U, vm, float(vm.max()), float(f @ u), info.converged, info.reason,
                                info.iterations, seconds)
 
@@ -257,11 +195,8 @@ class PlateModel:
         n = self.mesh.n_nodes
         return np.bincount(tri, w * np.repeat(vm_e, 3), n) / np.bincount(tri, w, n)
 
-    def destroy(self):
-        self.solver.destroy()
 
-
-class TensilePlate(Problem):
+class TensilePlate(P1Problem):
     """A family of notched plates under tension (module docstring). `mesh.n` is the number of
     mesh cells across the plate width (h = width / mesh_n)."""
 
@@ -311,13 +246,9 @@ class TensilePlate(Problem):
     def arguments_used(self):
         return dict(zip(("pressure_range", "bending_range", "nu_range"), self.ranges))
 
-    def solve_geometry(self, mesh: PlateMesh, mu, backend="petsc", options=None, comm=None) -> "ElasticSolution":
-        """One sample of the family: its mesh solved at the load parameters mu."""
-        model = PlateModel(self, mesh, backend, options, comm)
-        try:
-            return model.solve(mu)
-        finally:
-            model.destroy()
+    def discretize(self, mesh: PlateMesh) -> PlateSystem:
+        """One sample of the family discretized on its mesh (solved by rom.hifi.solvers.shapes)."""
+        return PlateSystem(self, mesh)
 
     @property
     def h(self) -> float:
@@ -325,9 +256,3 @@ class TensilePlate(Problem):
 
     def geometry(self, seed: int) -> PlateMesh:
         return mesh_plate(seed, self.width, self.height, self.notches, self.notch_depth, self.h)
-
-
-def geometry_seed(study_seed: int, set_name: str, index: int) -> int:
-    """The seed of the shape of sample `index` of a set: independent of chunking and of the other sets."""
-    set_id = {"train": 0, "test": 1, "validation": 2}[set_name]
-    return int(np.random.SeedSequence([study_seed, 7919, set_id, index]).generate_state(1)[0])

@@ -1,125 +1,20 @@
-"""Parametrized full-order problems on the unit square, all sharing the P1 assembly path.
-
-A problem knows its mesh, its parameters and how to assemble, for a row range of the free dofs,
-the operator values and right-hand sides. Affine problems expose their components
-(`operator_terms`, `theta`, `rhs_terms`, `phi`), so later stages rebuild A(mu) without mesh code.
-What each problem can do is declared in `capabilities` (rom.hifi.capabilities); its study-file keys
-in `arguments` (JSON-schema properties, checked by the config validator); its parameters by the
-classmethod `parameter_space(args)`, which needs no mesh.
-"""
+"""The thermal block (stationary, affine in the block conductivities) and the transient heat equation
+(affine, Dirichlet temperatures on the four sides), on the unit square."""
 from __future__ import annotations
 
-import inspect
 from functools import cached_property
 
 import numpy as np
 
-from . import capabilities as cap
-from . import fem
-from .capabilities import ParameterSpace
-from .mesh import TriMesh, side_indicators, unit_square
-
-# Study-file keys shared by the problems on the unit square.
-UNIT_SQUARE_MESH = {"type": "object", "default": {}, "additionalProperties": False,
-                    "properties": {"n": {"type": "integer", "minimum": 2, "maximum": 4096, "default": 32,
-                                         "description": "cells per side of the unit square (n^2 free dofs)"}}}
+from .. import capabilities as cap
+from ..capabilities import ParameterSpace
+from ..discretization import fem
+from ..discretization.mesh import side_indicators, unit_square
+from .arguments import UNIT_SQUARE_MESH, number_range, positive_range
+from .base import P1Problem
 
 
-def positive_range(default, description="") -> dict:
-    """Schema of a (lower, upper) range of positive numbers."""
-    return {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2,
-            "increasing": True, "default": list(default), "description": description}
-
-
-def number_range(default, description="") -> dict:
-    return {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2, "increasing": True,
-            "default": list(default), "description": description}
-
-
-class Problem:
-    """Shared implementation of the problems on one P1 mesh (capability `mesh`). Subclasses declare
-    `name`, `capabilities`, `arguments` and `parameter_space`."""
-
-    name: str = ""
-    capabilities: frozenset = frozenset({cap.PARAMETERS, cap.MESH})
-    arguments: dict = {"mesh": UNIT_SQUARE_MESH}
-    units = "1"
-
-    def __init__(self, mesh: TriMesh):
-        self.mesh = mesh
-
-    @classmethod
-    def from_arguments(cls, args: dict):
-        """The problem from its validated study-file keys (`mesh.n` is the constructor's `mesh_n`)."""
-        args = dict(args)
-        mesh = args.pop("mesh", None)
-        if "mesh_n" in inspect.signature(cls).parameters:
-            if mesh:
-                args["mesh_n"] = mesh["n"]
-        elif mesh is not None:
-            args["mesh"] = mesh
-        return cls(**args)
-
-    # -- what the stages ask -----------------------------------------------------------------------
-    @property
-    def transient(self) -> bool:
-        return cap.TRANSIENT in self.capabilities
-
-    @property
-    def affine(self) -> bool:
-        return cap.AFFINE in self.capabilities
-
-    @property
-    def fixed_mesh(self) -> bool:
-        return cap.MESH in self.capabilities
-
-    # -- parameters (subclasses declare the classmethod parameter_space(args)) -----------------
-    @cached_property
-    def space(self) -> ParameterSpace:
-        return self.parameter_space(self.arguments_used())
-
-    def arguments_used(self) -> dict:
-        """The study-file keys this object was built with (for its parameter space)."""
-        return {}
-
-    @property
-    def parameter_names(self) -> list[str]:
-        """Names of the parameters, in the order of mu."""
-        return list(self.space.names)
-
-    @property
-    def default_bounds(self) -> np.ndarray:
-        """(d, 2) parameter box used when the study's `parameters` section does not override it."""
-        return self.space.bounds
-
-    # -- stationary solve from the affine structure (non-affine problems override these two) -----
-    def operator_values(self, mu: np.ndarray, pattern: fem.Pattern) -> np.ndarray:
-        return self.theta(np.atleast_2d(mu))[0] @ self._cached(pattern, "A", self.operator_terms)
-
-    def rhs(self, mu: np.ndarray, pattern: fem.Pattern) -> np.ndarray:
-        return self.phi(np.atleast_2d(mu))[0] @ self._cached(pattern, "f", self.rhs_terms)
-
-    def _cached(self, pattern, tag, build):
-        cache = self.__dict__.setdefault("_term_cache", {})
-        key = (tag, pattern.row_start, pattern.row_stop)
-        if key not in cache:
-            cache[key] = build(pattern)
-        return cache[key]
-
-    # -- inner products -----------------------------------------------------------------------
-    def energy_product(self, pattern: fem.Pattern) -> np.ndarray:
-        """Values of the X inner product (H1 seminorm) on `pattern`."""
-        return pattern.assemble(fem.stiffness_local(self.mesh))
-
-    def mass_product(self, pattern: fem.Pattern) -> np.ndarray:
-        return pattern.assemble(fem.mass_local(self.mesh))
-
-    def full_field(self, mu: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Nodal field (boundary values included) from free-dof values."""
-        return self.mesh.full_field(u, 0.0)
-
-
-class ThermalBlock(Problem):
+class ThermalBlock(P1Problem):
     """-div(kappa grad u) = 1 on the unit square, u = 0 on the boundary, kappa = mu_q on block q
     of a B1 x B2 grid (blocks numbered x fastest). Affine: theta_q(mu) = mu_q, one load term."""
 
@@ -177,7 +72,7 @@ class ThermalBlock(Problem):
         return np.asarray(mu)[self.block_of_element]
 
 
-class Heat(Problem):
+class Heat(P1Problem):
     """Transient heat equation u_t - alpha * Laplace(u) = 0 on the unit square, implicit Euler.
 
     Parameters (Melissa: Meyer et al., "Training Deep Surrogate Models with Large Scale Online Learning"): initial temperature T_init and the Dirichlet temperatures

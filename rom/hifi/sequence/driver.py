@@ -1,10 +1,10 @@
 """A sequence of full-order solves that learns from itself: samples solved in an order where neighbours are
-close (rom.hifi.ordering), each solve handing on what it built, and one solver parameter tuned online.
+close (rom.hifi.sequence.ordering), each solve handing on what it built, and one solver parameter tuned online.
 
 What is handed on, each piece switchable (SequenceSettings, from the study's `simulate` section):
 
 - initial guess: `projection` (Galerkin projection on the span of the previous solutions and of a reduced
-  basis, rom.hifi.recycling), `previous` (the last solution), PETSc's KSPGuess `fischer` / `pod`
+  basis, rom.hifi.sequence.recycling), `previous` (the last solution), PETSc's KSPGuess `fischer` / `pod`
   (which PETSc 3.18 resets when the matrix values change, unless the preconditioner is reused), or `none`;
 - preconditioner: `rebuild` (every solve, PETSc's default), `interpolation` (GAMG keeps its prolongators
   and only recomputes the coarse operators and smoothers, -pc_gamg_reuse_interpolation), `frozen` (kept
@@ -15,9 +15,9 @@ What is handed on, each piece switchable (SequenceSettings, from the study's `si
   whose set-up dwarfs an iteration, such as a factorization); and for any solve that fails with it);
 - deflation: `solutions` (PCDEFLATION with the newest directions of the solution span as deflation
   space and its coarse correction, the inner preconditioner being the configured one) or `none`;
-- tune: a scalar PETSc option chosen per solve by a bandit on the iteration counts (rom.hifi.tuning).
+- tune: a scalar PETSc option chosen per solve by a bandit on the iteration counts (rom.hifi.sequence.tuning).
 
-`solve_sequence` works with any rom.hifi.solve.FullOrderModel. Linear stationary problems on the PETSc
+`solve_sequence` works with any rom.hifi.solvers.solve.FullOrderModel. Linear stationary problems on the PETSc
 backend get every piece; other problems (transient, nonlinear, the SciPy backend) are solved sample by
 sample in the given order, with the tuned option when PETSc solves them, and the facts that apply.
 """
@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import capabilities as cap
+from .. import capabilities as cap
+from ..capabilities import Sample
 from .recycling import SolutionSpace
-from .solve import Sample
 from .tuning import Bandit, check_option, grid
 
 GUESSES = ("none", "previous", "projection", "fischer", "pod")
@@ -134,7 +134,7 @@ class SequenceFacts:
 
 
 def _linear_petsc(fom) -> bool:
-    from .petsc import LinearSolver
+    from ..solvers.petsc import LinearSolver
 
     caps = fom.problem.capabilities
     return (isinstance(getattr(fom, "solver", None), LinearSolver) and cap.STATIONARY in caps
@@ -197,7 +197,7 @@ class _SampleSequence:
     """Problems the linear path does not cover: one solve_sample each, in the given order."""
 
     def __init__(self, fom, settings: SequenceSettings):
-        from .petsc import LinearSolver
+        from ..solvers.petsc import LinearSolver
 
         self.fom = fom
         self.petsc = isinstance(getattr(fom, "solver", None), LinearSolver)
@@ -218,7 +218,7 @@ class _SampleSequence:
 
 
 class _LinearSequence:
-    """A(mu) x = b(mu) on fom.solver (a rom.hifi.petsc.LinearSolver), with the reuse pieces of `settings`."""
+    """A(mu) x = b(mu) on fom.solver (a rom.hifi.solvers.petsc.LinearSolver), with the reuse pieces of `settings`."""
 
     def __init__(self, fom, settings: SequenceSettings, basis):
         solver = fom.solver
@@ -259,8 +259,9 @@ class _LinearSequence:
         self.affine = cap.AFFINE in self.problem.capabilities and hasattr(self.problem, "operator_terms")
         self.space = None
         if s.initial_guess == "projection" or s.deflation == "solutions":
-            # The problem's own cache of its affine terms (rom.hifi.problems.Problem), when it keeps one.
-            cached = getattr(self.problem, "_cached", None)
+            # The problem's own cache of its affine terms (rom.hifi.problems.P1Problem.cached_terms), when it
+            # keeps one.
+            cached = getattr(self.problem, "cached_terms", None)
             terms = None if not self.affine else (cached(fom.pattern, "A", self.problem.operator_terms) if cached
                                                   else self.problem.operator_terms(fom.pattern))
             self.space = SolutionSpace(solver, s.guess_size, basis, terms)

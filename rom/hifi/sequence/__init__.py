@@ -1,0 +1,8 @@
+"""The solve sequence of a simulate chunk: samples solved in an order where neighbours are close, each
+solve handing on what it built (initial guess, preconditioner, deflation space), one PETSc option
+tuned online. It drives rom.hifi.solvers (and may import petsc4py and mpi4py like them).
+
+- ordering.py: solve paths, chunks cut along one path;
+- recycling.py: the span of earlier solutions, the Galerkin initial guess;
+- tuning.py: the bandit over one PETSc option;
+- driver.py: `solve_sequence`, `SequenceSettings`, per-sample `SequenceFacts`."""

@@ -1,0 +1,141 @@
+"""Newton's method on the implicit Euler step of a nonlinear problem (capability `nonlinear`):
+
+    R(u) = rho_c M (u - u_n) + dt g(u, t_{n+1}) = 0,
+
+assembled from the problem's element kernels (element_g, element_g_jacobian, mass_e) on the rows a
+rank owns: PETSc SNES on a row-distributed AIJ Jacobian (the MPI path), or a serial SciPy Newton loop
+as the fallback."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from ..discretization import fem
+from .petsc import SolveInfo
+
+
+def newton_stepper(problem, fom) -> "NewtonStepper":
+    """The Newton solver of `problem` on the backend and rows of a FullOrderModel."""
+    return (SnesStepper if fom.backend == "petsc" else ScipyNewtonStepper)(problem, fom)
+
+
+class NewtonStepper:
+    """Residual and Jacobian of one implicit Euler step on the rows [r0, r1) of a Pattern."""
+
+    def __init__(self, problem, pattern: fem.Pattern):
+        self.p, self.pattern = problem, pattern
+        self.n_rows = pattern.n_rows
+        self.elems = pattern.elements
+        dof = problem.mesh.dof_of_node[problem.mesh.triangles[self.elems]]  # (n_sel, 3)
+        # Dofs these elements touch (owned and ghost): the vector each rank needs to evaluate R.
+        self.needed = np.unique(dof[dof >= 0])
+        self.slot = np.where(dof >= 0, np.searchsorted(self.needed, np.maximum(dof, 0)), -1)
+        self.row_mask = (dof >= pattern.row_start) & (dof < pattern.row_stop)
+        self.row = dof[self.row_mask] - pattern.row_start
+        self.Me = problem.mass_e[self.elems]
+
+    def element_values(self, u_needed: np.ndarray) -> np.ndarray:
+        return np.where(self.slot >= 0, np.append(u_needed, 0.0)[self.slot], 0.0)
+
+    def residual(self, ue: np.ndarray, ue_prev: np.ndarray, mu, t: float) -> np.ndarray:
+        p = self.p
+        re = p.rho_c * np.einsum("eij,ej->ei", self.Me, ue - ue_prev) + p.dt * p.element_g(self.elems, ue, mu, t)
+        return np.bincount(self.row, weights=re[self.row_mask], minlength=self.n_rows)
+
+    def jacobian_values(self, ue: np.ndarray) -> np.ndarray:
+        p = self.p
+        Je = p.rho_c * self.Me + p.dt * p.element_g_jacobian(self.elems, ue)
+        keep = self.pattern.entry_slot >= 0
+        return np.bincount(self.pattern.entry_slot[keep], weights=Je.reshape(-1)[keep], minlength=self.pattern.nnz)
+
+
+class SnesStepper(NewtonStepper):
+    """PETSc SNES (Newton line search by default; every -snes_* / -ksp_* / -pc_* option applies) with
+    a ghost scatter that brings each rank the dof values of the elements touching its rows."""
+
+    def __init__(self, problem, fom):
+        from . import petsc
+
+        super().__init__(problem, fom.pattern)
+        PETSc = petsc.init()
+        self.PETSc, self.comm = PETSc, fom.comm
+        n, nloc = problem.mesh.n_dofs, self.n_rows
+        self.x = PETSc.Vec().createMPI((nloc, n), comm=self.comm)
+        self.r = self.x.duplicate()
+        self.ghost = PETSc.Vec().createSeq(len(self.needed))
+        index = PETSc.IS().createGeneral(self.needed.astype(PETSc.IntType), comm=PETSc.COMM_SELF)
+        self.scatter = PETSc.Scatter().create(self.x, index, self.ghost, None)
+        self._indptr = np.asarray(self.pattern.indptr, dtype=PETSc.IntType)
+        self._indices = np.asarray(self.pattern.indices, dtype=PETSc.IntType)
+        self.J = petsc.aij(self.comm, n, self.pattern.row_start, self.pattern.row_stop, self._indptr, self._indices)
+        self.snes = PETSc.SNES().create(comm=self.comm)
+        self.snes.setOptionsPrefix(fom.solver.prefix)  # the FOM's options (config and command line)
+        self.snes.setFunction(self._residual, self.r)
+        self.snes.setJacobian(self._jacobian, self.J)
+        # Defaults for a nonsymmetric Jacobian; the options database (config, command line) wins.
+        self.snes.setTolerances(rtol=1e-10, atol=1e-12, max_it=30)
+        self.snes.getKSP().setType("gmres")
+        self.snes.getKSP().getPC().setType("bjacobi" if self.comm.size > 1 else "ilu")
+        self.snes.getKSP().setTolerances(rtol=1e-10)
+        self.snes.setFromOptions()
+        self._names = petsc.reason_names(PETSc.SNES.ConvergedReason)
+        self._mu, self._t, self._ue_prev = None, 0.0, None
+
+    def _ghosted(self, X) -> np.ndarray:
+        self.scatter.scatter(X, self.ghost, addv=False, mode=self.PETSc.ScatterMode.FORWARD)
+        return self.element_values(self.ghost.array)
+
+    def _residual(self, snes, X, F):
+        F.array[:] = self.residual(self._ghosted(X), self._ue_prev, self._mu, self._t)
+
+    def _jacobian(self, snes, X, J, P):
+        P.zeroEntries()
+        P.setValuesCSR(self._indptr, self._indices, self.jacobian_values(self._ghosted(X)))
+        P.assemble()
+        if J != P:
+            J.assemble()
+
+    def step(self, u_local: np.ndarray, t: float, mu) -> tuple[np.ndarray, SolveInfo]:
+        self.x.array[:] = u_local
+        self._ue_prev = self._ghosted(self.x)
+        self._mu, self._t = np.asarray(mu, dtype=float), t
+        self.snes.solve(None, self.x)  # the previous state is the initial guess
+        reason = int(self.snes.getConvergedReason())
+        its = int(self.snes.getLinearSolveIterations())
+        norm = float(self.snes.getFunctionNorm())
+        return self.x.array.copy(), SolveInfo(reason > 0, self._names.get(reason, str(reason)), its, norm)
+
+    def gather(self, x_local, root: int = 0):
+        parts = self.comm.tompi4py().gather(np.asarray(x_local), root=root)
+        return np.concatenate(parts) if parts is not None else None
+
+
+class ScipyNewtonStepper(NewtonStepper):
+    """Serial fallback: Newton's method with a sparse LU of the Jacobian at every iteration."""
+
+    def __init__(self, problem, fom, rtol: float = 1e-10, max_it: int = 30):
+        super().__init__(problem, fom.pattern)
+        self.rtol, self.max_it = rtol, max_it
+
+    def step(self, u: np.ndarray, t: float, mu) -> tuple[np.ndarray, SolveInfo]:
+        mu = np.asarray(mu, dtype=float)
+        ue_prev = self.element_values(u)
+        u = u.copy()
+        r0 = None
+        for it in range(self.max_it + 1):
+            ue = self.element_values(u)
+            r = self.residual(ue, ue_prev, mu, t)
+            norm = float(np.linalg.norm(r))
+            r0 = norm if r0 is None else r0
+            if norm <= self.rtol * max(r0, 1e-300) or norm < 1e-12:
+                return u, SolveInfo(True, "CONVERGED_FNORM_RELATIVE", it, norm)
+            if it == self.max_it:
+                break
+            J = self.pattern.to_scipy(self.jacobian_values(ue))
+            u -= spla.spsolve(J.tocsc(), r)
+            if not np.all(np.isfinite(u)):
+                return u, SolveInfo(False, "DIVERGED_NANORINF", it, float("nan"))
+        return u, SolveInfo(False, "DIVERGED_MAX_IT", self.max_it, norm)
+
+    def gather(self, x_local, root: int = 0):
+        return x_local

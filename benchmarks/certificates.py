@@ -26,8 +26,6 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from test_scm import AnisotropicReaction, sliced_lambda_min  # noqa: E402  (the test's problem and reference)
-
 from rom.hifi.discretization.operators import Operators, operators_dataset  # noqa: E402
 from rom.hifi.problems import Heat, ThermalBlock  # noqa: E402
 from rom.hifi.solvers.solve import FullOrderModel  # noqa: E402
@@ -36,6 +34,7 @@ from rom.models.parabolic import ParabolicReductor, affine_system, energy_errors
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor  # noqa: E402
 from rom.reduction.greedy import weak_greedy  # noqa: E402
 from rom.reduction.scm import scm_greedy  # noqa: E402
+from test_scm import AnisotropicReaction, sliced_lambda_min  # noqa: E402  (the test's problem and reference)
 
 
 def draw(bounds, n, seed):

@@ -1,5 +1,5 @@
 """Snapshot generation that learns from itself: the whole solve sequence of a simulate stage (64 samples)
-with no reuse, the ordering alone, each reuse piece, and all together, on 1 and 2 MPI ranks, side by side;
+with no reuse, the ordering alone and each initial guess, on 1 and 2 MPI ranks, side by side;
 then the SOR-omega bandit against the best fixed and the default omega on a sequence of 64 solves.
 
     python benchmarks/data_generation.py [--problems block2d tet3d] [--repeats 3] [--ranks 1 2]
@@ -70,22 +70,13 @@ def variants():
         "plain": ("design", S(**none), None),
         "ordering": ("nearest", S(**none), None),
         "previous": ("nearest", S(initial_guess="previous"), None),
-        "fischer": ("nearest", S(initial_guess="fischer", guess_size=16), None),
-        "fischer+frozen": ("nearest", S(initial_guess="fischer", guess_size=16, preconditioner_reuse="frozen"), None),
         "projection": ("nearest", S(), None),
         "projection (design order)": ("design", S(), None),
-        "frozen PC": ("nearest", S(preconditioner_reuse="frozen", **none), None),
-        "frozen PC (cost rule)": ("nearest", S(preconditioner_reuse="frozen", rebuild_rule="cost", **none), None),
-        "GAMG interpolation": ("nearest", S(preconditioner_reuse="interpolation", **none), None),
-        "deflation": ("nearest", S(deflation="solutions"), None),
-        "all": ("nearest", S(preconditioner_reuse="interpolation"), None),
-        "all (frozen PC)": ("nearest", S(preconditioner_reuse="frozen"), None),
-        "all (frozen PC, cost rule)": ("nearest", S(preconditioner_reuse="frozen", rebuild_rule="cost"), None),
-        "all (chunks of 16)": ("nearest", S(preconditioner_reuse="interpolation"), 16),
+        "projection (chunks of 16)": ("nearest", S(), 16),
     }
 
 
-VARIANTS_3D = ["ordering", "projection", "frozen PC", "GAMG interpolation", "all", "all (frozen PC)"]
+VARIANTS_3D = ["ordering", "projection"]
 
 
 def build(problem_name, size):
@@ -107,12 +98,12 @@ def build(problem_name, size):
 
 
 def worker(problem_name, size, samples, repeats, rotate, names):
-    from threadpoolctl import threadpool_limits
     from scipy.stats import qmc
+    from threadpoolctl import threadpool_limits
 
-    from rom.hifi.solvers import petsc
-    from rom.hifi.sequence.ordering import unit_coordinates, solve_order
     from rom.hifi.sequence.driver import solve_sequence
+    from rom.hifi.sequence.ordering import solve_order, unit_coordinates
+    from rom.hifi.solvers import petsc
 
     threadpool_limits(1, user_api="openmp")
     fom, d, n_dofs = build(problem_name, size)
@@ -133,14 +124,13 @@ def worker(problem_name, size, samples, repeats, rotate, names):
             fom.solver = petsc.LinearSolver(fom.comm, n_dofs, fom.pattern.row_start, fom.pattern.row_stop,
                                             fom.pattern.indptr, fom.pattern.indices, OPTIONS)
             pieces = [order] if chunk is None else [order[i:i + chunk] for i in range(0, samples, chunk)]
-            its, setup, solve, rebuilt, U = np.zeros(samples, int), 0.0, 0.0, 0, [None] * samples
+            its, setup, solve, U = np.zeros(samples, int), 0.0, 0.0, [None] * samples
             mpi.Barrier()
             t0 = time.perf_counter()
             for piece in pieces:  # each piece is one simulate chunk: its own sequence
                 res, facts = solve_sequence(fom, mu[piece], settings)
                 its[piece] = facts.iterations
                 setup, solve = setup + np.nansum(facts.setup_seconds), solve + np.nansum(facts.solve_seconds)
-                rebuilt += int((facts.pc_rebuilt == 1).sum())
                 for j, r in zip(piece, res):
                     U[j] = r.u
                     assert r.converged, (name, r.reason)
@@ -154,7 +144,7 @@ def worker(problem_name, size, samples, repeats, rotate, names):
                 diff = (float(np.max(np.linalg.norm(U - reference, axis=1) / np.linalg.norm(reference, axis=1)))
                         if reference is not None else float("nan"))
                 out["variants"][name].append({"wall": wall, "iterations": its.tolist(), "setup": setup,
-                                              "solve": solve, "rebuilt": rebuilt, "max_rel_diff": diff})
+                                              "solve": solve, "max_rel_diff": diff})
     if fom.rank == 0:
         print(json.dumps(out))
 
@@ -187,7 +177,6 @@ def summarize(result):
                       "wall_ratio_range": [float(wall_ratio.min()), float(wall_ratio.max())],
                       "setup_s": float(np.median([r["setup"] for r in reps])),
                       "krylov_s": float(np.median([r["solve"] for r in reps])),
-                      "pc_builds": int(np.median([r["rebuilt"] for r in reps])),
                       "max_rel_diff_to_plain": float(max(r["max_rel_diff"] for r in reps))}
     return rows
 
@@ -195,23 +184,23 @@ def summarize(result):
 def print_table(title, rows):
     print(f"\n{title}")
     head = (f"{'variant':26s} {'its/sample':>10s} {'x its':>6s} {'wall s':>8s} {'(min-max)':>15s} {'x wall':>7s} "
-            f"{'(min-max)':>13s} {'setup s':>8s} {'krylov s':>8s} {'PC builds':>9s} {'max rel diff':>12s}")
+            f"{'(min-max)':>13s} {'setup s':>8s} {'krylov s':>8s} {'max rel diff':>12s}")
     print(head)
     print("-" * len(head))
     for name, r in rows.items():
         print(f"{name:26s} {r['iterations_per_sample']:10.1f} {r['iteration_ratio']:6.2f} {r['wall_s']:8.2f} "
               f"{r['wall_s_range'][0]:7.2f}-{r['wall_s_range'][1]:<7.2f} {r['wall_ratio']:7.2f} "
               f"{r['wall_ratio_range'][0]:6.2f}-{r['wall_ratio_range'][1]:<6.2f} {r['setup_s']:8.2f} "
-              f"{r['krylov_s']:8.2f} {r['pc_builds']:9d} {r['max_rel_diff_to_plain']:12.1e}")
+              f"{r['krylov_s']:8.2f} {r['max_rel_diff_to_plain']:12.1e}")
 
 
 def bandit_worker(n, solves):
     """CG + SSOR on `solves` thermal-block systems: every fixed omega of the grid, and both policies."""
     from threadpoolctl import threadpool_limits
 
-    from rom.hifi.solvers import petsc
     from rom.hifi.problems import ThermalBlock
     from rom.hifi.sequence.driver import SequenceSettings, TuneSettings, solve_sequence
+    from rom.hifi.solvers import petsc
     from rom.hifi.solvers.solve import FullOrderModel
 
     threadpool_limits(1, user_api="openmp")

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from rom.errors import ArtefactError
-from rom.paths import ROOT, atomic_path, digest
+from rom.paths import ROOT, atomic_path, digest, problem_label
 
 __all__ = ["ArtefactError", "atomic_path", "converged", "provenance", "read", "strings", "write"]
 
@@ -47,10 +47,10 @@ def provenance(study: dict | None, kind: str) -> dict:
         "romflow_artefact": kind,
         "package_versions": _versions(),
         "git_commit": _git_commit(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if study is not None:
-        problem = study["problem"].get("name") or study["problem"].get("class", "")
+        problem = problem_label(study)
         attrs.update(study=study["name"], problem=problem, config_digest=digest(study))
     return attrs
 

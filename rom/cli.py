@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 
 from rom.errors import ConfigError, UserError
+from rom.paths import problem_label
 
 __all__ = ["Context", "UserError", "add_study_arg", "main", "parser"]
 
@@ -227,7 +228,7 @@ def run_stage(stage, args) -> int:
     t0 = time.perf_counter()
     study = config.load(args.study_config) if stage.study else None
     if study is not None:  # after validation: bad input ends in its one line alone
-        log.info("start: study %s, problem %s", study["name"], study["problem"].get("name") or study["problem"]["class"])
+        log.info("start: study %s, problem %s", study["name"], problem_label(study))
     ctx = Context(stage, args, study)
     status = int(stage.run(ctx) or 0)
     log.info("done in %.1f s", time.perf_counter() - t0)

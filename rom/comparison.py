@@ -14,7 +14,7 @@ import numpy as np
 
 from rom import plots
 from rom.errors import ArtefactError
-from rom.paths import atomic_path
+from rom.paths import atomic_path, problem_label
 from rom.report import render, table_html, write_section
 from rom.sweeps import families, fom_sources
 
@@ -43,7 +43,7 @@ def table(studies: dict[str, dict], sections: dict[str, list[dict]]) -> tuple[li
     rows = []
     for name, study in studies.items():
         parent, point = family.get(name, ("", {}))
-        problem = study["problem"].get("name") or study["problem"].get("class")
+        problem = problem_label(study)
         rows.append([name, parent, source.get(name, name), problem,
                      *(point.get(k, _setting(study, k)) for k in swept),
                      *(metrics[name].get(c, "") for c in metric_cols)])

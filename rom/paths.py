@@ -22,6 +22,11 @@ def study_file(study: str | dict) -> Path:
     return study_dir(study) / "study.yaml"
 
 
+def problem_label(study: dict) -> str:
+    """How logs, messages, artefacts and reports name a study's problem: its `name`, else its `class`."""
+    return study["problem"].get("name") or study["problem"].get("class") or ""
+
+
 def digest(value) -> str:
     """Stable short hash of a config section (recorded in artefacts, used as a rerun trigger)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
-from rom.commands import aggregate, local, pod, rb, report, simulate, study as study_stages
+from rom.commands import aggregate, local, pod, rb, report, simulate
+from rom.commands import study as study_stages
 from rom.errors import ConfigError
 from rom.hifi import capabilities as cap
+from rom.paths import problem_label
 from rom.stage import Stage, problem_has
 from surrogates.commands import gp, mmgp, stream
 
@@ -31,22 +33,32 @@ def requested_by(stage: Stage, study: dict) -> str:
 
 def check_study(study: dict, cls, source: str = "config"):
     """Refuse, in one line naming the key that asked for it, a study for which a stage that runs needs a
-    capability its problem lacks, or fails the stage's own checks (run before any job)."""
-    caps = cls.capabilities
-    name = study["problem"].get("name") or study["problem"].get("class")
+    capability its problem lacks (its `needs`, an unmet alternative listed in full; a switched-on setting
+    of its `setting_needs`), or fails the stage's own checks (run before any job)."""
+    caps = ", ".join(sorted(cls.capabilities))
+    name = problem_label(study)
     for stage in STAGES.values():
         if not stage.runs_for(study):
             continue
-        missing = sorted(stage.needs - caps)
-        if missing:
+        unmet = stage.needs.unmet(cls.capabilities)
+        if unmet is not None:
+            need = unmet.describe()
             off = f" or {stage.switch}.enabled: false" if stage.switch is not None else ""
+            alternatives = unmet.mode == "any"
             raise ConfigError(f"{source}: {requested_by(stage, study)}: stage {stage.name} needs the problem "
-                              f"capability {missing[0]!r}, which problem {name} lacks (it has: "
-                              f"{', '.join(sorted(caps))}); expected a problem with {missing[0]!r}{off}")
+                              f"capability {need}{' (one of the alternatives)' if alternatives else ''}, which "
+                              f"problem {name} lacks (it has: {caps}); expected "
+                              f"{'such a problem' if alternatives else f'a problem with {need}'}{off}")
         if stage.needs_test and study["design"]["test"]["size"] < 1:
             raise ConfigError(f"{source}: design.test.size = {study['design']['test']['size']}: stage {stage.name} "
                               f"({requested_by(stage, study)}) evaluates on the test set; expected at least 1 test "
                               "sample")
+        for key, need, off in stage.setting_needs:
+            value = _setting(study, key)
+            if (value is True or (isinstance(value, list) and value)) and not cap.has(cls, need):
+                raise ConfigError(f"{source}: {key}: not available for problem {name}: stage {stage.name} needs the "
+                                  f"problem capability {need.describe()} for it (it has: {caps}); expected {key}: "
+                                  f"{off} or a problem with {need.describe()}")
         if stage.check is not None:
             try:
                 stage.check(study)
@@ -54,15 +66,12 @@ def check_study(study: dict, cls, source: str = "config"):
                 raise ConfigError(f"{source}: {exc}") from None
 
 
-def describe(study: dict) -> str:
-    """The stages that run for a study, one line (logs, dry runs)."""
-    return json.dumps([s.name for s in STAGES.values() if s.runs_for(study)])
-
-
-def problem_capabilities(study: dict) -> frozenset:
-    from rom.hifi.registry import problem_class
-
-    return problem_class(study["problem"]).capabilities
+def _setting(study: dict, key: str):
+    """The value of a dotted settings key (rb.scm.enabled), None where a part is missing."""
+    value = study
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def requested_executor(argv: list[str], environ: dict) -> str | None:

@@ -10,7 +10,7 @@ import html
 import json
 from pathlib import Path
 
-from rom.paths import atomic_path
+from rom.paths import atomic_path, problem_label
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
          "table{border-collapse:collapse;margin:.5em 0;font-size:90%}td,th{border:1px solid #ccc;padding:2px 8px;"
@@ -59,7 +59,7 @@ def table_html(columns, rows) -> str:
 def study_section(study: dict, space=None, provenance: dict | None = None) -> dict:
     """The study itself: problem, parameter box, designs and seeds, provenance of its artefacts."""
     d = study["design"]
-    metrics = {"problem": study["problem"].get("name") or study["problem"].get("class"),
+    metrics = {"problem": problem_label(study),
                "design method": d["method"], "seed (study)": study.get("seed", 0)}
     for s in ("train", "test", "validation"):
         metrics[f"{s} design"] = f"size {d[s].get('size', 0)}, seed {d[s].get('seed', '-')}"
@@ -84,8 +84,8 @@ def render(section_paths, out, study: dict, extra: list[dict] | None = None):
     warnings = [(s["title"], w) for s in sections for w in s.get("warnings", [])]
     parts = [f"<h1>romflow report: {html.escape(study['name'])}</h1>",
              f"<p>{html.escape(study.get('description', ''))}</p>",
-             f"<p>Problem <code>{html.escape(str(study['problem'].get('name') or study['problem'].get('class')))}</code>; "
-             f"generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"]
+             f"<p>Problem <code>{html.escape(str(problem_label(study)))}</code>; "
+             f"generated {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC.</p>"]
     if warnings:
         parts.append("<div class='warn'><b>Warnings</b><ul>" + "".join(
             f"<li>{html.escape(t)}: {html.escape(w)}</li>" for t, w in warnings) + "</ul></div>")

@@ -7,11 +7,12 @@ import numpy as np
 import xarray as xr
 
 from rom.artefacts import converged, strings
+from rom.hifi import capabilities as cap
 
 
 def snapshots_dataset(problem, index: np.ndarray, mu: np.ndarray, results: list, attrs: dict) -> xr.Dataset:
     """One chunk: `results` are rom.hifi.capabilities.Sample objects gathered on rank 0, in the order of `index`."""
-    transient = problem.transient
+    transient = cap.has(problem, cap.TRANSIENT)
     shape = ((problem.steps + 1,) if transient else ()) + (problem.mesh.n_dofs,)
     U = np.full((len(index),) + shape, np.nan)
     for i, r in enumerate(results):

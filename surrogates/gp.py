@@ -301,7 +301,7 @@ class GP:
         self.y_mean, y_std = Yc.mean(axis=1), Yc.std(axis=1)
         self.y_std = np.where(y_std > 0, y_std, 1.0)
 
-    def fit(self, X: np.ndarray, Y: np.ndarray, output_names=None, start=None) -> "GP":
+    def fit(self, X: np.ndarray, Y: np.ndarray, output_names=None, start=None) -> GP:
         """start: (m, d + 3) log-hyperparameters (GP.theta of a related fit) for restart 0 instead
         of the defaults: a warm start."""
         import torch
@@ -498,7 +498,7 @@ class GP:
                                        f"{prefix}_status_codes": "; ".join(f"{k}: {v}" for k, v in CONVERGENCE_STATUS.items())})
 
     @classmethod
-    def from_dataset(cls, ds: xr.Dataset, prefix: str = "gp", device=None) -> "GP":
+    def from_dataset(cls, ds: xr.Dataset, prefix: str = "gp", device=None) -> GP:
         import torch
 
         gp = cls(int(ds.attrs[f"{prefix}_restarts"]), int(ds.attrs[f"{prefix}_iterations"]), device=device,

@@ -15,7 +15,6 @@ On the CPU the step is eager PyTorch (the path tested here).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -215,11 +214,3 @@ def load_model(path, device="cpu") -> tuple[MLP, Scaling, dict]:
         raise ArtefactError(f"{path}: not a readable surrogate model ({str(exc).splitlines()[0]})") from None
     bounds = np.column_stack([blob["lo"].numpy(), blob["hi"].numpy()])
     return model.to(device).eval(), Scaling(bounds, blob["t_end"]), blob["meta"]
-
-
-def param_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def samples_per_second(n: int, seconds: float) -> float:
-    return n / seconds if seconds > 0 else math.nan

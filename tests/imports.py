@@ -24,7 +24,7 @@ def module_files() -> dict[str, Path]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imports(path: Path, module: str, is_package: bool, top_level: bool = False) -> tuple[str, ...]:
     """Absolute names imported by a module (`from a import b` gives a.b when a.b is a module);
     top_level: only the statements that run when the module is imported (not inside functions)."""

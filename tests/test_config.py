@@ -48,6 +48,15 @@ BAD = [
     ("renamed basis-size cap", lambda s: s.update(rb={"enabled": True, "N_max": 20}),
      ["rb.N_max: renamed", "expected rb.max_modes"]),
     ("renamed EIM-size cap", lambda s: s.update(eim={"M_max": 20}), ["eim.M_max: renamed", "expected eim.max_modes"]),
+    # Snapshot-generation settings removed because they measured no gain (docs/data_generation.md).
+    ("removed preconditioner reuse", lambda s: s["simulate"].update(preconditioner_reuse="frozen"),
+     ["simulate.preconditioner_reuse: removed, it measured no gain", "0.74-0.78x", "expected the key deleted"]),
+    ("removed rebuild rule", lambda s: s["simulate"].update(rebuild_rule="cost"),
+     ["simulate.rebuild_rule: removed", "frozen preconditioner"]),
+    ("removed deflation", lambda s: s["simulate"].update(deflation="solutions", deflation_size=4),
+     ["simulate.deflation: removed, it measured no gain", "PCDEFLATION made the stage 2.2x slower"]),
+    ("removed KSPGuess", lambda s: s["simulate"].update(initial_guess="fischer"),
+     ['simulate.initial_guess = "fischer": removed, it measured no gain', "resets its KSPGuess", "projection"]),
     ("output on a problem without outputs", lambda s: (s.update(problem={"name": "heat", "mesh": {"n": 8}}), s.update(
         rb={"enabled": True, "outputs": [{"name": "flux", "kind": "boundary_flux", "side": "top"}]})),
      ["rb.outputs", "not available", "expected rb.outputs: []"]),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import imports
+import test_oracles
 from conftest import ROOT, tiny_study, write_yaml
 from rom import config, pipeline
 from rom.hifi import capabilities as cap
@@ -19,8 +20,11 @@ from rom.hifi.solvers.shapes import solve_geometry
 EPS = np.finfo(float).eps
 # Small instances of every built-in problem (its declared arguments' defaults otherwise).
 # Problems on a user's mesh make it at validation (mesh.generate); `make` declares no parameters section,
-# so their coefficients here are numbers (tests/test_declared.py covers the parameters).
-_MESHES = Path(tempfile.gettempdir()) / "romflow-contracts"
+# so their coefficients here are numbers (tests/test_declared.py and tests/test_oracles.py cover the parameters).
+# One directory per process (a copy of the suite running beside this one, or another xdist worker, writes
+# its own meshes); kept for the module's life and removed at exit.
+_MESHES_DIR = tempfile.TemporaryDirectory(prefix="romflow-contracts-")
+_MESHES = Path(_MESHES_DIR.name)
 
 
 def _mesh(script, size):
@@ -91,8 +95,14 @@ def test_builtin_problem_meets_its_declared_capabilities(name):
         A_q, f_p = p.operator_terms(pattern), p.rhs_terms(pattern)
         theta, phi = p.theta(mu), p.phi(mu)
         assert theta.shape == (3, len(A_q)) and phi.shape == (3, len(f_p))
-        direct = DIRECT[name](p, mu[1], pattern)
-        np.testing.assert_allclose(theta[1] @ A_q, direct, rtol=0, atol=16 * EPS * np.abs(direct).max())
+        # A(mu) from the affine terms against scikit-fem's assembly (tests/test_oracles.py, which checks
+        # each term and the loads): entrywise on the free dofs, a few ulps per element contribution.
+        o = test_oracles.oracle_for(name, p)
+        direct = test_oracles.oracle_operator(name, p, mu[1], o)
+        test_oracles.check_matrix(pattern, theta[1] @ A_q, direct, o.valence + o.facet_valence, f"{name} A(mu)")
+        if name in DIRECT:  # the scipy assembly of tests/test_declared.py: a second, independent oracle
+            direct = DIRECT[name](p, mu[1], pattern)
+            np.testing.assert_allclose(theta[1] @ A_q, direct, rtol=0, atol=16 * EPS * np.abs(direct).max())
     if cap.ENTRY_PROBE in caps:
         slots = np.random.default_rng(2).choice(pattern.nnz, 12, replace=False)
         A = np.stack([p.operator_values(m, pattern) for m in mu])
@@ -135,14 +145,6 @@ def test_builtin_problem_meets_its_declared_capabilities(name):
         assert np.isfinite(sol.compliance) and sol.compliance > 0
 
 
-def _thermal_block(p, mu, pattern):
-    return pattern.assemble(fem.stiffness_local(p.mesh, mu[p.block_of_element]))
-
-
-def _heat(p, mu, pattern):
-    return pattern.assemble(fem.mass_local(p.mesh)) + p.dt * p.alpha * pattern.assemble(fem.stiffness_local(p.mesh))
-
-
 def _on_pattern(A, pattern):
     """CSR values of a scipy matrix on the free dofs at the pattern's positions."""
     rows = np.repeat(np.arange(pattern.row_start, pattern.row_stop), np.diff(pattern.indptr))
@@ -161,8 +163,7 @@ def _declared_elasticity(p, mu, pattern):
     return _on_pattern(direct_elasticity(p, mu)[0], pattern)
 
 
-DIRECT = {"thermal_block": _thermal_block, "heat": _heat, "diffusion": _declared_diffusion,
-          "elasticity": _declared_elasticity}
+DIRECT = {"diffusion": _declared_diffusion, "elasticity": _declared_elasticity}
 
 
 def test_stage_needing_a_missing_capability_is_refused_in_one_line():
@@ -179,7 +180,8 @@ def test_every_declared_stage_has_a_known_section_and_capability():
     sections = set(config.schema()["properties"])
     for stage in pipeline.STAGES.values():
         assert set(stage.sections) <= sections, stage.name
-        assert stage.needs <= set(cap.CAPABILITIES), stage.name
+        assert stage.needs.names <= set(cap.CAPABILITIES), stage.name
+        assert all(n.names <= set(cap.CAPABILITIES) for _, n, _ in stage.setting_needs), stage.name
 
 
 @pytest.mark.pipeline

@@ -14,8 +14,14 @@ import scipy.sparse.linalg as spla
 from conftest import ROOT, env
 from rom.design import chunk_indices, n_chunks, scale, unit_design
 from rom.hifi.discretization import fem
-from rom.hifi.sequence.ordering import (chunk_plan, hilbert_order, nearest_neighbour_path, path_length, solve_order,
-                               unit_coordinates)
+from rom.hifi.sequence.ordering import (
+    chunk_plan,
+    hilbert_order,
+    nearest_neighbour_path,
+    path_length,
+    solve_order,
+    unit_coordinates,
+)
 from rom.hifi.solvers.solve import FullOrderModel
 
 EPS = np.finfo(float).eps
@@ -99,7 +105,7 @@ def test_ordering_refuses_bad_input_in_one_line():
 # -- reuse along the sequence ------------------------------------------------------------------------------
 RTOL = 1e-8
 # The unpreconditioned residual norm makes the stopping test ||b - A x|| <= rtol ||b|| for every variant,
-# whatever preconditioner (fresh, reused or deflated) it runs with.
+# whatever initial guess it starts from.
 OPTIONS = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": RTOL, "ksp_norm_type": "unpreconditioned",
            "ksp_max_it": 500}
 
@@ -148,11 +154,7 @@ def reuse_variants():
     return {
         "projection": S(),
         "previous": S(initial_guess="previous"),
-        "frozen PC": S(initial_guess="none", preconditioner_reuse="frozen"),
-        "GAMG interpolation": S(initial_guess="none", preconditioner_reuse="interpolation"),
-        "projection + interpolation": S(preconditioner_reuse="interpolation"),
-        "fischer + frozen PC": S(initial_guess="fischer", guess_size=8, preconditioner_reuse="frozen"),
-        "deflation": S(deflation="solutions", deflation_size=4, guess_size=8),
+        "projection (8 solutions)": S(guess_size=8),
     }
 
 
@@ -178,7 +180,7 @@ def test_reuse_changes_no_snapshot_beyond_the_solver_tolerance(block, plain, nam
     assert np.all(np.isfinite(facts.setup_seconds)) and np.all(facts.solve_seconds > 0)
 
 
-def test_projection_and_frozen_preconditioner_do_what_they_claim(block, plain):
+def test_projection_does_what_it_claims(block, plain):
     from rom.hifi.sequence.driver import SequenceSettings
 
     _, base = plain
@@ -188,32 +190,7 @@ def test_projection_and_frozen_preconditioner_do_what_they_claim(block, plain):
     # The guess lowers the count wherever the span has grown (second half of the sequence).
     half = block["order"][12:]
     assert proj.iterations[half].sum() < 0.8 * base.iterations[half].sum()
-    _, frozen = run_sequence(block, SequenceSettings(initial_guess="none", preconditioner_reuse="frozen"))
-    rebuilt = frozen.pc_rebuilt[block["order"]].astype(bool)
-    assert rebuilt[0] and not rebuilt.all()
-    # A rebuild follows exactly the solves that needed more than 1.5x the iterations after the last rebuild.
-    its = frozen.iterations[block["order"]]
-    ref = its[0]
-    for k in range(1, 24):
-        if rebuilt[k]:
-            assert its[k - 1] > 1.5 * ref
-            ref = its[k]
-        else:
-            assert its[k - 1] <= 1.5 * ref
-
-
-def test_petsc_kspguess_is_reset_when_the_matrix_values_change(block, plain):
-    """The measurement behind the own projection: in PETSc 3.18 a KSPGuess restarts from zero at every new
-    parameter unless the preconditioner is reused, so fischer alone changes no iteration count."""
-    from petsc4py import PETSc
-
-    from rom.hifi.sequence.driver import SequenceSettings
-
-    if PETSc.Sys.getVersion()[:2] != (3, 18):
-        pytest.skip(f"measured for PETSc 3.18, this is {PETSc.Sys.getVersion()}")
-    _, base = plain
-    _, fischer = run_sequence(block, SequenceSettings(initial_guess="fischer", guess_size=8))
-    assert np.array_equal(fischer.iterations, base.iterations)
+    assert (proj.pc_rebuilt == 1).all()  # every solve builds its preconditioner
 
 
 def test_reduced_basis_guess_helps_from_the_first_solve(block, plain):
@@ -240,8 +217,8 @@ def test_facts_become_artefact_variables(block, plain):
     assert np.array_equal(np.sort(ds["solve_position"].values), np.arange(24))
     assert np.isnan(ds["tuned_value"].values).all()
     assert facts.attrs["initial_guess"] == "none" and facts.attrs["reuse_path"].startswith("linear stationary")
-    s = SequenceSettings.from_config({"initial_guess": "pod", "tune": {"option": "-pc_sor_omega", "range": [1, 1.9]}})
-    assert s.initial_guess == "pod" and s.tune.option == "pc_sor_omega" and len(s.tune.values) == 8
+    s = SequenceSettings.from_config({"initial_guess": "previous", "tune": {"option": "-pc_sor_omega", "range": [1, 1.9]}})
+    assert s.initial_guess == "previous" and s.tune.option == "pc_sor_omega" and len(s.tune.values) == 8
 
 
 def test_settings_refuse_bad_values_in_one_line():
@@ -249,8 +226,6 @@ def test_settings_refuse_bad_values_in_one_line():
 
     with pytest.raises(ValueError, match="simulate.initial_guess = 'warm': expected one of none, previous, projection"):
         SequenceSettings(initial_guess="warm")
-    with pytest.raises(ValueError, match="simulate.deflation = 'solutions' with preconditioner_reuse = 'frozen'"):
-        SequenceSettings(deflation="solutions", preconditioner_reuse="frozen")
     with pytest.raises(ValueError, match="simulate.tune.option = 'ksp_rtol': changes what the solve computes"):
         TuneSettings("ksp_rtol", (1e-8, 1e-6))
     with pytest.raises(ValueError, match=r"simulate.tune.range = \[1.5, 1.0\]: expected two finite numbers"):
@@ -319,8 +294,7 @@ problem = ThermalBlock(mesh_n=40, blocks=(2, 2))
 mu = np.random.default_rng(1).uniform(0.1, 1.0, (8, 4))
 opts = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-8, "ksp_norm_type": "unpreconditioned"}
 out = {}
-for name, s in (("plain", SequenceSettings.plain()), ("projection", SequenceSettings()),
-                ("deflation", SequenceSettings(deflation="solutions", deflation_size=3))):
+for name, s in (("plain", SequenceSettings.plain()), ("projection", SequenceSettings())):
     fom = FullOrderModel(problem, "petsc", opts)
     samples, facts = solve_sequence(fom, mu, s, order=np.array([3, 1, 0, 2, 7, 5, 4, 6]))
     if fom.rank == 0:
@@ -354,39 +328,25 @@ def test_sequence_on_two_ranks_matches_direct_solves():
 
 
 def test_schema_defaults_are_the_library_defaults():
-    """The study file's defaults (workflow/schemas) and SequenceSettings() agree, so the default run is the
-    combination the docs and the benchmark recommend."""
+    """SequenceSettings reads its defaults from the study schema (workflow/schemas), their one source: a
+    validated default study and SequenceSettings() agree, so the default run is the combination the docs and
+    the benchmark recommend."""
     from conftest import tiny_study
-
     from rom import config
-    from rom.hifi.sequence.driver import SequenceSettings
+    from rom.hifi.sequence.driver import SequenceSettings, TuneSettings
 
     sim = config.validate(tiny_study())["simulate"]
-    assert SequenceSettings.from_config(sim) == SequenceSettings()
+    assert SequenceSettings.from_config(sim) == SequenceSettings() == SequenceSettings.from_config({})
+    props = config.schema()["properties"]["simulate"]["properties"]
+    assert SequenceSettings().initial_guess == props["initial_guess"]["default"]
+    assert SequenceSettings().guess_size == props["guess_size"]["default"]
+    tune = TuneSettings("pc_sor_omega", (1.0, 1.9))
+    assert all(getattr(tune, k) == v["default"] for k, v in props["tune"]["properties"].items() if "default" in v)
     assert sim["ordering"] == "nearest" and "option" not in sim["tune"]  # nothing tuned
 
 
-def test_cost_rule_keeps_a_factorization_across_parameters(block):
-    """CG preconditioned by a Cholesky factorization of an earlier parameter's matrix: the iteration rule
-    (1.5 x the single iteration after a rebuild) refactors at nearly every sample, the cost rule keeps the
-    factor while the extra iterations cost less than the factorization; both stay within the tolerance."""
-    from rom.hifi.sequence.driver import SequenceSettings, solve_sequence
-
-    opts = {**OPTIONS, "pc_type": "cholesky"}
-    builds = {}
-    for rule in ("iterations", "cost"):
-        fom = FullOrderModel(block["problem"], "petsc", opts)
-        samples, facts = solve_sequence(fom, block["mu"], SequenceSettings(
-            initial_guess="none", preconditioner_reuse="frozen", rebuild_rule=rule), order=block["order"])
-        fom.solver.destroy()
-        U = np.array([s.u for s in samples])
-        assert np.all(np.linalg.norm(U - block["exact"], axis=1) <= error_bound(block, facts.iterations))
-        builds[rule] = int(facts.pc_rebuilt.sum())
-    assert builds["cost"] < builds["iterations"] and builds["cost"] < len(block["mu"])
-
-
 # -- the simulate stage ----------------------------------------------------------------------------------------
-PLAIN = {"ordering": "design", "initial_guess": "none", "preconditioner_reuse": "rebuild", "deflation": "none"}
+PLAIN = {"ordering": "design", "initial_guess": "none"}
 
 
 def stage_run(tmp_path, name, **simulate):
@@ -435,16 +395,17 @@ def test_simulate_stage_records_the_sequence_and_changes_no_snapshot(tmp_path):
         assert np.all(default[var].values > 0)
 
 
-def test_simulate_refuses_reuse_settings_it_cannot_honour_in_one_line(tmp_path):
+def test_simulate_refuses_settings_it_cannot_honour_in_one_line(tmp_path):
     from conftest import PYTHON, tiny_study, write_yaml
 
-    bad = {"preconditioner_reuse": "interpolation", "petsc_options": {"ksp_type": "cg", "pc_type": "sor"}}
+    # a setting removed because it measured no gain (rom.config.REMOVED; every one in tests/test_config.py)
+    bad = {"preconditioner_reuse": "interpolation", "petsc_options": {"ksp_type": "cg", "pc_type": "gamg"}}
     cfg = write_yaml(tmp_path / "cfg.yaml", tiny_study(simulate={"chunk_size": 4, "mpi_ranks": 1, **bad}))
     proc = subprocess.run([PYTHON, "-m", "rom", "configure", "--config", cfg, "--out", tmp_path / "s.yaml"],
                           capture_output=True, text=True, env=env(), timeout=300)
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "preconditioner_reuse = interpolation: needs pc_type gamg" \
-        in lines[0], proc.stderr
+    assert proc.returncode == 2 and len(lines) == 1 and "simulate.preconditioner_reuse: removed, it measured no " \
+        "gain" in lines[0], proc.stderr
     cfg = write_yaml(tmp_path / "cfg.yaml", tiny_study(simulate={"chunk_size": 4, "tune": {
         "option": "ksp_rtol", "range": [1e-8, 1e-6]}}))
     proc = subprocess.run([PYTHON, "-m", "rom", "configure", "--config", cfg, "--out", tmp_path / "s.yaml"],

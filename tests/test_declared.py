@@ -11,8 +11,8 @@ import gmsh_meshes
 from gmsh_meshes import R1, R2
 from rom import config
 from rom.hifi.discretization import fem
-from rom.hifi.solvers import petsc
 from rom.hifi.problems.declared import Diffusion, Elasticity, TransientDiffusion
+from rom.hifi.solvers import petsc
 
 EPS = np.finfo(float).eps
 K, S, H, U_INF, G, Q = 2.0, 3.0, 1.5, 0.2, 1.0, 0.7

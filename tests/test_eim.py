@@ -5,11 +5,12 @@ import scipy.sparse as sp
 
 from rom.design import scale, unit_design
 from rom.hifi.discretization import fem
-from rom.hifi.problems.nonaffine import NonaffineDiffusion
 from rom.hifi.discretization.operators import Operators, operators_dataset
+from rom.hifi.problems.nonaffine import NonaffineDiffusion
 from rom.models.eim_rb import FunctionEIMCoefficients, MatrixEIMCoefficients, operator_errors
 from rom.models.rb import CoerciveRBReductor
 from rom.reduction.eim import eim, lebesgue_constants, taylor_bound
+from rom.reduction.greedy import weak_greedy
 
 EPS = np.finfo(float).eps
 
@@ -20,7 +21,6 @@ def rounding_floor(E, scale):
     steps errs by ~2 eps max|r| with |r| <= (1 + Lambda_M) max|g| (Lambda_M the Lebesgue
     constant), so the two results differ by at most 4 (M + 1) eps (1 + Lambda_M) max|g|."""
     return 4 * (E.M + 1) * EPS * (1 + lebesgue_constants(E)[E.M]) * scale
-from rom.reduction.greedy import weak_greedy
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 from rom.design import scale, unit_design
 from rom.hifi.discretization import fem
-from rom.hifi.problems.nonaffine import NonaffineDiffusion
 from rom.hifi.discretization.operators import Operators, operators_dataset
+from rom.hifi.problems.nonaffine import NonaffineDiffusion
 from rom.models.eim_rb import FunctionEIMCoefficients, operator_errors
 from rom.models.evaluate import true_errors
 from rom.models.rb import CoerciveRBReductor

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from rom.hifi.discretization.mesh import unit_square
 from rom.hifi.problems.elasticity import PlateMesh, TensilePlate
 from rom.hifi.solvers.shapes import ShapeModel
-from rom.hifi.discretization.mesh import unit_square
 
 
 def _rectangle(n, width=1.0, height=2.0):

@@ -52,7 +52,7 @@ def env_packages(path: Path) -> dict[str, str]:
     items = [d for d in deps if isinstance(d, str)] + [p for d in deps if isinstance(d, dict) for p in d.get("pip", [])]
     out = {}
     for d in items:
-        name = re.split(r"[<>=!]", d, 1)[0].strip()
+        name = re.split(r"[<>=!]", d, maxsplit=1)[0].strip()
         out[name] = d[len(name):]
     return out
 
@@ -74,7 +74,7 @@ def test_env_lower_bounds_match_pyproject():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    bounds = {re.split(r"[<>=!]", d, 1)[0].strip(): d[len(re.split(r"[<>=!]", d, 1)[0].strip()):] for d in project}
+    bounds = {re.split(r"[<>=!]", d, maxsplit=1)[0].strip(): d[len(re.split(r"[<>=!]", d, maxsplit=1)[0].strip()):] for d in project}
     for env in sorted((ROOT / "envs").glob("*.yaml")):
         for name, spec in env_packages(env).items():
             pip_name = {v: k for k, v in CONDA_NAME.items()}.get(name, name)

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 
 from rom.hifi.discretization import fem
-from rom.hifi.solvers import petsc
 from rom.hifi.discretization.mesh import unit_square
 from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import Heat, ThermalBlock
+from rom.hifi.solvers import petsc
 
 PI = np.pi
 

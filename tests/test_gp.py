@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from conftest import torch_threads
-from surrogates.gp import GP, coverage, homogeneous_inputs as _homogeneous, predict_pod_gp as predict
+from surrogates.gp import GP, coverage
+from surrogates.gp import homogeneous_inputs as _homogeneous
+from surrogates.gp import predict_pod_gp as predict
 
 torch_threads()
 
@@ -158,8 +160,14 @@ def test_pod_gp_intervals_calibrated_by_cross_validating_the_chain():
     from rom.hifi.registry import make_problem
     from rom.hifi.solvers.solve import FullOrderModel
     from rom.reduction.pod import pod
-    from surrogates.gp import (calibrate_pod_gp, fit_pod_gp, interval_factors, pod_coefficients,
-                               pod_gp_cross_validation, pod_gp_test_metrics)
+    from surrogates.gp import (
+        calibrate_pod_gp,
+        fit_pod_gp,
+        interval_factors,
+        pod_coefficients,
+        pod_gp_cross_validation,
+        pod_gp_test_metrics,
+    )
 
     p = make_problem({"name": "thermal_block", "mesh": {"n": 24}, "blocks": [2, 2], "mu_range": [0.1, 1.0]})
     X = Operators.from_dataset(operators_dataset(p)).X

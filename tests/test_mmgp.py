@@ -4,11 +4,10 @@ accuracy on a 120 / 100 family, quantiles and posterior draws, load scaling."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import torch
 
 from conftest import torch_threads
-from rom.hifi.problems.elasticity import TensilePlate
 from rom.hifi.discretization.mesh import unit_square
+from rom.hifi.problems.elasticity import TensilePlate
 from rom.hifi.problems.shape_family import uniform_inputs
 from rom.hifi.solvers.shapes import solve_shapes
 from rom.reduction.pod import pod

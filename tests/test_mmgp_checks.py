@@ -5,7 +5,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import torch_threads
 from rom.hifi.problems.elasticity import TensilePlate

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import torch_threads
 from rom.hifi.problems.elasticity import TensilePlate

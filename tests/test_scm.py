@@ -11,15 +11,21 @@ import scipy.sparse.linalg as spla
 
 from rom.hifi import capabilities as cap
 from rom.hifi.discretization import fem
-from rom.hifi.solvers import petsc
 from rom.hifi.discretization.mesh import unit_square
 from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import Problem, ThermalBlock
+from rom.hifi.solvers import petsc
 from rom.hifi.solvers.solve import FullOrderModel
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor
 from rom.reduction.greedy import weak_greedy
-from rom.reduction.scm import (InnerProduct, NotCoerciveError, SCMBounds, SCMCoefficients, scm_greedy,
-                               smallest_eigenvalue)
+from rom.reduction.scm import (
+    InnerProduct,
+    NotCoerciveError,
+    SCMBounds,
+    SCMCoefficients,
+    scm_greedy,
+    smallest_eigenvalue,
+)
 
 
 class AnisotropicReaction(Problem):

@@ -77,8 +77,7 @@ def check_adaptive(study: dict):
 
 def adaptive_rom(ctx):
     from rom import artefacts
-    from rom.hifi.solvers.solve import fom_step_function
-    from rom.hifi.solvers.solve import FullOrderModel
+    from rom.hifi.solvers.solve import FullOrderModel, fom_step_function
     from rom.models.adaptive import adaptive_study
 
     a, sim, problem = ctx.study["adaptive_rom"], ctx.study["simulate"], ctx.problem

@@ -1,8 +1,9 @@
 """eim, reduced_basis (weak greedy / POD / POD-greedy under MPI), evaluate_rom, figures_rb and
 figures_eim: declarations and argument plumbing.
 
-The library does the work: rom.models.eim_artefact (the EIM artefact), rom.models.offline (the
-reduction: SCM, outputs, parabolic RB, the rb artefact), rom.hifi.solvers.distributed (rank 0 drives the
+The library does the work: rom.models.eim_artefact (the EIM artefact), rom.models.offline (one path per
+model kind: affine, eim_affine, parabolic, each calling the steps of rom.models.steps: coercivity/SCM,
+basis, outputs), rom.hifi.solvers.distributed (rank 0 drives the
 collective FOM solves under `mpiexec -n <simulate.mpi_ranks>`, the other ranks serve them),
 rom.models.factory (models from artefacts), rom.models.evaluate (evaluate_rom) and rom.figures.rb.
 """
@@ -15,7 +16,8 @@ import numpy as np
 from rom.commands.simulate import FOM_SECTIONS
 from rom.errors import ConfigError, UserError
 from rom.hifi import capabilities as cap
-from rom.stage import Artefact, Option, Stage
+from rom.paths import problem_label
+from rom.stage import Artefact, Option, Stage, all_of, any_of, none_of
 
 
 @contextmanager
@@ -46,72 +48,59 @@ def _operators(ctx):
 
 
 # -- checks at validation time ----------------------------------------------------------------------
+# Which problems the stage reduces, as a declaration (the validator, rom.pipeline.check_study, reports an
+# unmet alternative naming rb.enabled): stationary affine, stationary with an interpolated coefficient
+# (EIM), or linear transient affine (parabolic RB, POD-greedy).
+RB_NEEDS = all_of(cap.MESH, any_of(all_of(cap.STATIONARY, any_of(cap.AFFINE, cap.COEFFICIENT_EIM)),
+                                   all_of(cap.TRANSIENT, cap.AFFINE, none_of(cap.NONLINEAR))))
+# Settings that, switched on, need more of the problem: (key, needs, the value that switches them off).
+RB_SETTING_NEEDS = (("rb.outputs", cap.OUTPUT_FUNCTIONALS, "[]"), ("rb.scm.enabled", cap.AFFINE, "auto or false"))
+
+
 def _problem(study):
-    """(capabilities, name) of the study's problem."""
+    """(problem class, label) of the study's problem."""
     from rom.hifi.registry import problem_class
 
-    return problem_class(study["problem"]).capabilities, study["problem"].get("name") or study["problem"].get("class")
+    return problem_class(study["problem"]), problem_label(study)
 
 
 def check_eim(study: dict):
-    caps, name = _problem(study)
-    if study["eim"]["matrix"] and cap.ENTRY_PROBE not in caps:
+    cls, name = _problem(study)
+    if study["eim"]["matrix"] and not cap.has(cls, cap.ENTRY_PROBE):
         raise ConfigError(f"eim.matrix = true: the matrix EIM needs the problem capability 'entry_probe', which problem "
                           f"{name} does not have; expected eim.matrix: false")
 
 
 def check_rb(study: dict):
-    """What the schema cannot say: which problems the stage reduces (stationary affine, stationary
-    with an interpolated coefficient, or transient affine), and the outputs and SCM settings."""
-    caps, name = _problem(study)
+    """What the declarations cannot say (RB_NEEDS and RB_SETTING_NEEDS are checked before): the EIM a
+    non-affine problem is reduced on, the method of transient problems, the outputs' entries."""
+    cls, name = _problem(study)
     s = study["rb"]
-    stationary = cap.STATIONARY in caps and (cap.AFFINE in caps or cap.COEFFICIENT_EIM in caps)
-    parabolic = cap.TRANSIENT in caps and cap.AFFINE in caps and cap.NONLINEAR not in caps
-    if not (stationary or parabolic):
-        raise ConfigError(f"rb.enabled = true: stage reduced_basis needs the problem capability 'stationary' (with "
-                          f"'affine' or 'coefficient_eim') or 'transient' with 'affine' (parabolic RB), which problem "
-                          f"{name} lacks (it has: {', '.join(sorted(caps))}); expected such a problem or "
-                          "rb.enabled: false")
-    if stationary and cap.AFFINE not in caps and not study["eim"]["enabled"]:
+    transient = cap.has(cls, cap.TRANSIENT)
+    if not transient and not cap.has(cls, cap.AFFINE) and not study["eim"]["enabled"]:
         raise ConfigError(f"rb.enabled = true: problem {name} is not affine; expected eim.enabled: true (the RB model "
                           "is built on the EIM of its coefficient)")
-    if s["scm"]["enabled"] is True and cap.AFFINE not in caps:
-        raise ConfigError(f"rb.scm.enabled = true: SCM bounds an affine operator, and problem {name} is not affine; "
-                          "expected rb.scm.enabled: auto or false")
-    if parabolic and s["method"] != "greedy":
+    if transient and s["method"] != "greedy":
         raise ConfigError(f"rb.method = {s['method']}: problem {name} is transient (POD-greedy); expected rb.method: greedy")
-    if parabolic and s["outputs"]:
+    if transient and s["outputs"]:
         raise ConfigError(f"rb.outputs: output bounds of transient problems are not available (no space-time dual "
                           f"problem); expected rb.outputs: [] for problem {name}")
-    if s["outputs"]:
-        _check_outputs(study, name)
-
-
-def _check_outputs(study: dict, name):
-    outputs = study["rb"]["outputs"]
-    if study["problem"].get("name") != "thermal_block" or study["problem"].get("class"):
-        raise ConfigError(f"rb.outputs: outputs are defined for the thermal_block problem only (region means of its "
-                          f"blocks, side fluxes); expected rb.outputs: [] for problem {name}")
-    b1, b2 = study["problem"]["blocks"]
-    names = [o["name"] for o in outputs]
-    for i, o in enumerate(outputs):
+    names = [o["name"] for o in s["outputs"]]
+    for i, o in enumerate(s["outputs"]):
         key = f"rb.outputs.{i} ({o['name']})"
         if names.count(o["name"]) > 1:
             raise ConfigError(f"{key}: name used twice; expected distinct output names")
-        if o["kind"] == "region_mean":
-            blocks = o.get("blocks", [])
-            if not blocks or min(blocks) < 0 or max(blocks) >= b1 * b2:
-                raise ConfigError(f"{key}: blocks = {blocks}; expected a non-empty list of block indices in "
-                                  f"0..{b1 * b2 - 1} ({b1} x {b2} blocks, numbered x fastest)")
-        elif "side" not in o:
-            raise ConfigError(f"{key}: kind boundary_flux needs side; expected one of left, right, bottom, top")
+        try:
+            cls.check_output(study["problem"], o)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
 
 
 # -- eim ----------------------------------------------------------------------------------------
 def eim(ctx):
     from rom.artefacts import strings
     from rom.models.eim_artefact import eim_dataset
-    from rom.models.offline import training_set
+    from rom.models.steps import training_set
 
     s, space = ctx.study["eim"], ctx.space
     ctx.log.info("EIM of problem %s: %d training and %d test parameters, at most %d terms, tol %g%s",
@@ -133,23 +122,22 @@ def reduced_basis(ctx):
     from rom.hifi.solvers import petsc
     from rom.hifi.solvers.distributed import RootDriven
     from rom.hifi.solvers.solve import FullOrderModel
-    from rom.models import offline
+    from rom.models import offline, steps
 
     s, sim = ctx.study["rb"], ctx.study["simulate"]
     if sim["backend"] == "petsc":
         petsc.init(ctx.petsc_args)
     problem = ctx.problem
+    path = offline.path_of(problem)  # one path per model kind: affine, eim_affine, parabolic
     fom = FullOrderModel(problem, sim["backend"], {**sim["petsc_options"], **s["petsc_options"]})
-    operations = offline.fom_operations(problem, fom, s["outputs"])
+    operations = steps.fom_operations(problem, fom, s["outputs"])
     with RootDriven(fom, operations) as solves, _user_errors(), _single_thread():
         if not solves.is_root:
             return 0
         ctx.log.info("FOM solves on %d MPI rank(s), backend %s", solves.size, sim["backend"])
-        if problem.transient:
-            ds = offline.reduce_parabolic(problem, _operators(ctx), ctx.space, s, solves)
-        else:
-            ds = offline.reduce_stationary(problem, _operators(ctx), ctx.space, s, solves, ctx.read("eim"),
-                                           ctx.read("train"))
+        stationary = path != "parabolic"
+        ds = offline.PATHS[path](problem, _operators(ctx), ctx.space, s, solves,
+                                 ctx.read("eim") if stationary else None, ctx.read("train") if stationary else None)
         if ds.attrs["warning"]:
             ctx.warn(f"rb: {ds.attrs['warning']}")
         ctx.write("out", ds, "rb")
@@ -223,7 +211,7 @@ STAGES = (
     Stage("reduced_basis", reduced_basis, "certified RB: weak greedy with FOM solves (SCM where min-theta does not "
           "hold, dual greedies of rb.outputs), POD of the train snapshots, or POD-greedy for transient problems; run "
           "under the MPI launcher, PETSc options pass through", sections=FOM_SECTIONS + ("rb", "eim"), mpi=True,
-          needs=frozenset({cap.MESH}), switch="rb", check=check_rb,
+          needs=RB_NEEDS, setting_needs=RB_SETTING_NEEDS, switch="rb", check=check_rb,
           inputs=(OPERATORS, EIM, Artefact("train", "snapshots/train.h5 (rb.method: pod)", optional=True)),
           outputs=(Artefact("out", "rom/rb.h5"),)),
     Stage("evaluate_rom", evaluate_rom, "errors, bounds, effectivities (outputs too) and timings of the reduced "

@@ -5,6 +5,7 @@ import numpy as np
 
 from rom.errors import ConfigError, UserError
 from rom.hifi import capabilities as cap
+from rom.paths import problem_label
 from rom.stage import Artefact, Option, Stage, problem_has
 
 FOM_SECTIONS = ("problem", "parameters", "design", "simulate", "seed")
@@ -20,7 +21,7 @@ def check_petsc_options(study: dict):
     cls = registry.problem_class(study["problem"])
     if study["simulate"]["backend"] != "petsc" or getattr(cls, "black_box", False):
         return
-    solver = "snes" if cap.NONLINEAR in cls.capabilities else "ksp"
+    solver = "snes" if cap.has(cls, cap.NONLINEAR) else "ksp"
     keyed = [("simulate.petsc_options", study["simulate"]["petsc_options"])]
     if study.get("rb", {}).get("enabled"):
         keyed.append(("rb.petsc_options", {**study["simulate"]["petsc_options"], **study["rb"]["petsc_options"]}))
@@ -45,7 +46,7 @@ def operators(ctx):
 
 
 def sequence_settings(study: dict):
-    """The simulate section's reuse and tuning pieces (rom.hifi.sequence.driver), refused in one line."""
+    """The simulate section's initial guess and tuning (rom.hifi.sequence.driver), refused in one line."""
     from rom.hifi.sequence.driver import SequenceSettings
 
     try:
@@ -55,7 +56,7 @@ def sequence_settings(study: dict):
 
 
 def check_simulate(study: dict):
-    """Before any job: the reuse settings, then the PETSc options in a trial solve."""
+    """Before any job: the sequence settings, then the PETSc options in a trial solve."""
     settings = sequence_settings(study)
     if settings.tune is not None:
         from rom.hifi import registry
@@ -66,22 +67,18 @@ def check_simulate(study: dict):
                               f"take a tuned option (backend {study['simulate']['backend']}"
                               f"{', a black-box solver' if getattr(cls, 'black_box', False) else ''}); "
                               "expected simulate.tune empty")
-        if cap.NONLINEAR in cls.capabilities:
-            name = study["problem"].get("name") or study["problem"].get("class")
+        if cap.has(cls, cap.NONLINEAR):
+            name = problem_label(study)
             raise ConfigError(f"simulate.tune.option = {settings.tune.option!r}: problem {name} is nonlinear"
                               " and solves with its own SNES, which reads its options once; expected "
                               "simulate.tune empty for it")
-    pc = study["simulate"]["petsc_options"].get("pc_type")
-    if settings.preconditioner_reuse == "interpolation" and pc != "gamg":
-        raise ConfigError(f"simulate.preconditioner_reuse = interpolation: needs pc_type gamg; "
-                          f"simulate.petsc_options.pc_type is {pc!r} (expected rebuild or frozen for it)")
     check_petsc_options(study)
 
 
 def simulate(ctx):
-    from rom.hifi.solvers import petsc
-    from rom.hifi.sequence.ordering import chunk_plan
     from rom.hifi.sequence.driver import solve_sequence
+    from rom.hifi.sequence.ordering import chunk_plan
+    from rom.hifi.solvers import petsc
     from rom.hifi.solvers.solve import FullOrderModel
     from rom.progress import Progress
     from rom.snapshots import snapshots_dataset
@@ -106,9 +103,8 @@ def simulate(ctx):
     fom = FullOrderModel(problem, sim["backend"], sim["petsc_options"], ranks=sim["mpi_ranks"])
     ranks = fom.comm.size if fom.comm is not None else fom.ranks
     backend = fom.backend
-    ctx.log.info("%s chunk %d: %d samples on %d MPI rank(s), backend %s, solve order %s, initial guess %s, "
-                 "preconditioner %s%s", set_name, chunk, len(index), ranks, backend, sim["ordering"],
-                 settings.initial_guess, settings.preconditioner_reuse,
+    ctx.log.info("%s chunk %d: %d samples on %d MPI rank(s), backend %s, solve order %s, initial guess %s%s",
+                 set_name, chunk, len(index), ranks, backend, sim["ordering"], settings.initial_guess,
                  f", {settings.tune.option} tuned by {settings.tune.policy}" if settings.tune else "")
     bar = Progress(len(index), "samples", ctx.log)
 
@@ -121,7 +117,7 @@ def simulate(ctx):
     try:
         # the contextual policy's context: the parameters in the study's box (its overrides included)
         results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each, contexts=plan.unit)
-    except ValueError as exc:  # a reuse setting this problem or solver cannot take (pc_type, backend)
+    except ValueError as exc:  # a setting this problem or solver cannot take (a tuned option on another backend)
         raise ConfigError(str(exc)) from None
     if backend == "petsc":
         for name in fom.solver.unused_options():
@@ -151,7 +147,8 @@ def simulate(ctx):
 
 def gather(ctx):
     from rom import artefacts
-    from rom.snapshots import failures, gather as merge
+    from rom.snapshots import failures
+    from rom.snapshots import gather as merge
 
     ds = merge([artefacts.read(p) for p in ctx.path("chunks")])
     ctx.write("out", ds, "snapshots")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rom import plots
+from rom.hifi import capabilities as cap
 
 
 def unit_label(units: str) -> str:
@@ -25,8 +26,8 @@ def solve_sequence_figure(path, ds) -> dict:
                 label=f"chunk {c}" if i < 6 else None, alpha=0.8)
     ax.set_xlabel("position in the chunk's solve order")
     ax.set_ylabel("Krylov iterations")
-    guess, reuse = ds.attrs.get("sequence_initial_guess", "none"), ds.attrs.get("sequence_preconditioner_reuse", "rebuild")
-    ax.set_title(f"order {ds.attrs.get('ordering', 'design')}, guess {guess}, preconditioner {reuse}", fontsize=9)
+    guess = ds.attrs.get("sequence_initial_guess", "none")
+    ax.set_title(f"order {ds.attrs.get('ordering', 'design')}, guess {guess}", fontsize=9)
     ax.grid(True, alpha=0.3)
     plots.integer_ticks(ax)
     plots.integer_ticks(ax, "y")
@@ -35,7 +36,6 @@ def solve_sequence_figure(path, ds) -> dict:
     plots.save(fig, path)
     cold, warm = ok & (position == 0), ok & (position > 0)
     metrics = {"solve order": str(ds.attrs.get("ordering", "design")), "initial guess": str(guess),
-               "preconditioner reuse": str(reuse),
                "mean iterations, first solve of a chunk (cold start)": float(its[cold].mean()) if cold.any() else float("nan"),
                "mean iterations, later solves": float(its[warm].mean()) if warm.any() else float("nan"),
                "mean set-up seconds per sample": float(np.nanmean(ds["setup_seconds"].values)) if ok.any() else float("nan"),
@@ -51,7 +51,7 @@ def snapshots_section(problem, study: dict, ops, ds, figure, sequence=None) -> d
     k = min(study["report"]["n_solutions"], ds.sizes["sample"])
     mu = ds["mu"].values[:k]
     u = ds["u"].values[:k]
-    if problem.transient:
+    if cap.has(problem, cap.TRANSIENT):
         u = u[:, -1]  # last time step
     names = list(ds["parameter"].values)
     values = [problem.full_field(m, ui) for m, ui in zip(mu, u)]
@@ -69,13 +69,13 @@ def snapshots_section(problem, study: dict, ops, ds, figure, sequence=None) -> d
     }
     options = ", ".join(f"{k}={v}" for k, v in study["simulate"]["petsc_options"].items())
     text = f"Full-order solutions of problem {problem.name} with PETSc ({options})."
-    caption = "A few train solutions" + (" at the final time" if problem.transient else "")
+    caption = "A few train solutions" + (" at the final time" if cap.has(problem, cap.TRANSIENT) else "")
     figures = [(figure, caption)]
     if sequence is not None and "solve_position" in ds:
         metrics.update(solve_sequence_figure(sequence, ds))
         figures.append((sequence, "Krylov iterations per train sample along each chunk's solve order: the first "
-                                  "solve of a chunk starts cold (the count without reuse), later ones start from "
-                                  "what the earlier solves left (simulate.initial_guess, preconditioner_reuse)"))
+                                  "solve of a chunk starts cold (the count without reuse), later ones start "
+                                  "from what the earlier solves left (simulate.initial_guess)"))
     return {"title": "Full-order simulations", "order": 10, "text": text, "metrics": metrics, "figures": figures}
 
 

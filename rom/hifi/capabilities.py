@@ -3,7 +3,8 @@
 A problem class declares `capabilities` (a frozenset of the names below) and implements the members
 of the protocol of each capability it declares; `check_problem_class` verifies that at registration.
 Stages declare the capabilities they need (rom.stage.Stage.needs), and a study whose problem lacks
-one is refused at validation time, naming the capability. Built-in problems, problems declared in a
+one is refused at validation time, naming the capability. `has(problem, need)` is the one way to ask
+(a problem class or object; a name, or a rom.stage.Needs of alternatives). Built-in problems, problems declared in a
 study file, user classes given by import path and black-box commands all meet the same contracts.
 
 Conventions shared by every protocol: parameters `mu` are arrays (d,) for one value or (n, d) for a
@@ -29,6 +30,14 @@ COERCIVITY_BOUND = "coercivity_bound"
 NONLINEAR = "nonlinear"
 GEOMETRY_FAMILY = "geometry_family"
 GEOMETRY_SOLVER = "geometry_solver"
+OUTPUT_FUNCTIONALS = "output_functionals"
+
+
+def has(problem, need) -> bool:
+    """Whether a problem (class or object) declares a capability: `need` a capability name, or a
+    requirement with `met_by(capabilities)` (rom.stage.Needs: all-of / any-of / none-of)."""
+    caps = problem.capabilities
+    return need.met_by(caps) if hasattr(need, "met_by") else need in caps
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class ParameterSpace:
     def __getitem__(self, i):
         return tuple(self)[i]
 
-    def overridden(self, parameters: dict) -> "ParameterSpace":
+    def overridden(self, parameters: dict) -> ParameterSpace:
         """The space with a study's `parameters` section applied (bounds, distribution per name).
         Raises ValueError naming the parameter for an unknown name or bounds outside `admissible`."""
         bounds, dists = self.bounds.copy(), list(self.distributions)
@@ -223,13 +232,46 @@ class GeometryFamily(Protocol):
 
 class GeometrySolver(Protocol):
     """A family whose samples romflow meshes and solves (capability `geometry_solver`):
-    `geometry(seed)` meshes sample `seed`, `discretize(mesh)` is the linear system on that mesh, which
-    rom.hifi.solvers.shapes solves: `n` free dofs, `element_dofs` (cells, dofs per cell; -1 fixed),
-    `stiffness_terms(pattern)`, `operator_values(mu, terms)`, `load(mu)` (all n free dofs) and
-    `solution(u, f, mu, info, seconds)`, the outputs (`fields(n_nodes)`, `scalars`, solver facts)."""
+    `geometry(seed)` meshes sample `seed`, `discretize(mesh)` is the linear system on that mesh: a problem
+    on that one mesh (`mesh`, `operator_values(mu, pattern)`, `rhs(mu, pattern)`), which
+    rom.hifi.solvers.shapes solves with solve.FullOrderModel, and `solution(mu, sample)`, the outputs of
+    a solve (`fields(n_nodes)`, `scalars`, solver facts)."""
 
     def geometry(self, seed: int) -> Any: ...
     def discretize(self, mesh) -> Any: ...
+
+
+@dataclass
+class AffineOutput:
+    """A linear output s(mu) = sum_j lam_j(mu) l_j^T u + sum_p kappa_p(mu) o_p on the free dofs u (what
+    `OutputFunctionals.output_functional` returns; rom.models.output certifies it)."""
+
+    name: str
+    terms: np.ndarray                 # (L, n_dofs) l_j
+    lam: object                       # mu (n, d) -> (n, L)
+    offset_terms: np.ndarray | None = None  # (P0,) o_p
+    offset_coef: object | None = None       # mu (n, d) -> (n, P0)
+
+    def offset(self, mu: np.ndarray) -> np.ndarray:
+        mu = np.atleast_2d(mu)
+        if self.offset_terms is None:
+            return np.zeros(len(mu))
+        return self.offset_coef(mu) @ self.offset_terms
+
+    def value(self, mu: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """s(mu_i) for FOM (or any) fields U (n, n_dofs), one per parameter."""
+        mu = np.atleast_2d(mu)
+        return np.einsum("il,il->i", self.lam(mu), np.atleast_2d(U) @ self.terms.T) + self.offset(mu)
+
+
+class OutputFunctionals(Protocol):
+    """Linear outputs a study names in rb.outputs (capability `output_functionals`, on a stationary affine
+    problem): `check_output(args, spec)` (classmethod, no mesh built) raises ValueError, one line without
+    the key, for an entry the problem does not define; `output_functional(spec)` is its AffineOutput."""
+
+    @classmethod
+    def check_output(cls, args: dict, spec: dict) -> None: ...
+    def output_functional(self, spec: dict) -> AffineOutput: ...
 
 
 @dataclass(frozen=True)
@@ -255,6 +297,7 @@ CAPABILITIES = {c.name: c for c in (
                (TRANSIENT,)),
     Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars")),
     Capability(GEOMETRY_SOLVER, GeometrySolver, ("geometry", "discretize"), (GEOMETRY_FAMILY,)),
+    Capability(OUTPUT_FUNCTIONALS, OutputFunctionals, ("check_output", "output_functional"), (STATIONARY, AFFINE)),
 )}
 
 

@@ -11,8 +11,20 @@ import sys
 from pathlib import Path
 
 from .capabilities import ProblemContractError, check_problem_class
-from .problems import (Diffusion, Elasticity, External, ExternalMatrices, ExternalTransient, Heat, MeshFamily,
-                       NonaffineDiffusion, NonlinearHeat, TensilePlate, ThermalBlock, TransientDiffusion)
+from .problems import (
+    Diffusion,
+    Elasticity,
+    External,
+    ExternalMatrices,
+    ExternalTransient,
+    Heat,
+    MeshFamily,
+    NonaffineDiffusion,
+    NonlinearHeat,
+    TensilePlate,
+    ThermalBlock,
+    TransientDiffusion,
+)
 
 PROBLEMS: dict[str, type] = {}
 

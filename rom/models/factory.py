@@ -21,7 +21,9 @@ class ModelError(ValueError):
 
 
 def model_kinds(problem, eim_ds=None) -> list[str]:
-    if problem.affine:
+    from rom.hifi import capabilities as cap
+
+    if cap.has(problem, cap.AFFINE):
         return ["affine"]
     return ["function_eim"] + (["matrix_eim"] if eim_ds is not None and "matrix_basis" in eim_ds else [])
 
@@ -37,7 +39,7 @@ def coercivity_source(problem, X, A_terms) -> str:
     from rom.hifi import capabilities as cap
     from rom.models.rb import min_theta_valid
 
-    if cap.COERCIVITY_BOUND in problem.capabilities and not problem.transient:
+    if cap.has(problem, cap.COERCIVITY_BOUND) and not cap.has(problem, cap.TRANSIENT):
         return "problem"
     return "min_theta" if min_theta_valid(X, A_terms) else "none"
 
@@ -136,10 +138,10 @@ def output_specs(rb_ds) -> list[dict]:
 
 def load_outputs(problem, rb_ds, primal) -> dict:
     """The OutputModels of an rb artefact by output name, on the primal (affine) model."""
-    from rom.models.output import OutputModel, thermal_block_output
+    from rom.models.output import OutputModel, output_functional
 
     return {spec["name"]: OutputModel.from_dataset(rb_ds, f"output_{spec['name']}_", primal,
-                                                   thermal_block_output(problem, spec))
+                                                   output_functional(problem, spec))
             for spec in output_specs(rb_ds)}
 
 

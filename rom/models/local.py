@@ -23,7 +23,7 @@ class MLPSelector:
 
     @classmethod
     def train(cls, mu: np.ndarray, labels: np.ndarray, bounds: np.ndarray, hidden=(32, 32), seed: int = 0,
-              max_iter: int = 3000) -> "MLPSelector":
+              max_iter: int = 3000) -> MLPSelector:
         from sklearn.neural_network import MLPClassifier
 
         lower, upper = bounds[:, 0], bounds[:, 1]

@@ -13,10 +13,11 @@ the two residual dual norms, each evaluated by the stable (orthonormalized) fact
 A_M (EIM, op_error(mu) >= ||A - A_M||_{X -> X'}), the computed residuals are those of A_M and
 |s - s_N| <= (||r~_pr|| + op ||c||) (||r~_du|| + op ||d||) / alpha_LB + op ||c|| ||d||.
 
-Outputs of the kind a study declares: the mean over a region of elements, and the flux through a
-side computed consistently from the FOM equation: with the discrete boundary test function
-psi = sum_b w_b phi_b on the side's nodes, int_side kappa du/dn psi = a(u, psi) - f(psi), so the
-outward flux f(psi) - a(u, psi) is affine in u and in mu (its own terms and an offset).
+The outputs are the problem's (capability output_functionals, rom.hifi.capabilities.OutputFunctionals):
+the thermal block defines the mean over a region of elements, and the flux through a side computed
+consistently from the FOM equation: with the discrete boundary test function psi = sum_b w_b phi_b on
+the side's nodes, int_side kappa du/dn psi = a(u, psi) - f(psi), so the outward flux f(psi) - a(u, psi)
+is affine in u and in mu (its own terms and an offset).
 """
 from __future__ import annotations
 
@@ -26,88 +27,22 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from rom.hifi.discretization import fem
-from rom.hifi.discretization.mesh import TriMesh, side_indicators
+from rom.hifi.capabilities import AffineOutput
 from rom.models.rb import CoerciveRBReductor, ReducedBasisModel
 
-SIDES = ("left", "right", "bottom", "top")
+
+def output_functional(problem, spec: dict) -> AffineOutput:
+    """The AffineOutput of a study's rb.outputs entry, from a problem with the capability
+    output_functionals (its `output_functional(spec)`)."""
+    from rom.hifi import capabilities as cap
+
+    if not cap.has(problem, cap.OUTPUT_FUNCTIONALS):
+        raise ValueError(f"output {spec.get('name')}: problem {problem.name} declares no output functionals "
+                         "(capability output_functionals)")
+    return problem.output_functional(spec)
 
 
-@dataclass
-class AffineOutput:
-    """s(mu) = sum_j lam_j(mu) l_j^T u + sum_p kappa_p(mu) o_p on the free dofs u."""
-
-    name: str
-    terms: np.ndarray                 # (L, n_dofs) l_j
-    lam: object                       # mu (n, d) -> (n, L)
-    offset_terms: np.ndarray | None = None  # (P0,) o_p
-    offset_coef: object | None = None       # mu (n, d) -> (n, P0)
-
-    def offset(self, mu: np.ndarray) -> np.ndarray:
-        mu = np.atleast_2d(mu)
-        if self.offset_terms is None:
-            return np.zeros(len(mu))
-        return self.offset_coef(mu) @ self.offset_terms
-
-    def value(self, mu: np.ndarray, U: np.ndarray) -> np.ndarray:
-        """s(mu_i) for FOM (or any) fields U (n, n_dofs), one per parameter."""
-        mu = np.atleast_2d(mu)
-        return np.einsum("il,il->i", self.lam(mu), np.atleast_2d(U) @ self.terms.T) + self.offset(mu)
-
-
-def _constant(n_terms=1):
-    return lambda mu: np.ones((len(np.atleast_2d(mu)), n_terms))
-
-
-def region_mean(name: str, mesh: TriMesh, element_mask: np.ndarray) -> AffineOutput:
-    """Mean of u over the elements where element_mask is True: l_i = int_region phi_i / |region|
-    (boundary nodes carry the Dirichlet value 0 and drop out)."""
-    element_mask = np.asarray(element_mask, dtype=bool)
-    if element_mask.shape != (len(mesh.triangles),) or not element_mask.any():
-        raise ValueError(f"output {name}: element mask of shape {element_mask.shape} with {int(element_mask.sum())} "
-                         f"elements; expected a non-empty mask of {len(mesh.triangles)} elements")
-    area = mesh.areas[element_mask].sum()
-    local = fem.load_local(mesh, 1.0) * element_mask[:, None] / area
-    pattern = fem.Pattern.build(mesh)
-    return AffineOutput(name, pattern.assemble_vector(mesh, local)[None, :], _constant())
-
-
-def boundary_flux(name: str, mesh: TriMesh, side: str, operator_locals: list, theta, load_locals: list,
-                  phi) -> AffineOutput:
-    """Outward flux -int_side kappa du/dn psi through a side of the unit square, as the FOM
-    residual against the boundary test function psi (weights of `side_indicators`: a corner is
-    shared half-half, so the four sides add up to int f exactly).
-
-    operator_locals: element matrices (n_tri, 3, 3) of each operator term (coefficients theta(mu));
-    load_locals: element load vectors (n_tri, 3) of each load term (coefficients phi(mu)). With u
-    zero on the boundary, the flux is f(psi) - a(u, psi) = sum_p phi_p f_p(psi) - sum_q theta_q a_q(u, psi)."""
-    if side not in SIDES:
-        raise ValueError(f"output {name}: side = {side!r}; expected one of {list(SIDES)}")
-    w = side_indicators(mesh)[SIDES.index(side)]
-    pattern = fem.Pattern.build(mesh)
-    psi = w[mesh.triangles]  # (n_tri, 3)
-    # a_q(phi_i, psi) for the free dofs i: the lifting of psi with the term's element matrices.
-    terms = np.stack([-pattern.assemble_vector(mesh, fem.boundary_lift_local(mesh, Kq, w)) for Kq in operator_locals])
-    offsets = np.array([float(np.einsum("ei,ei->", f, psi)) for f in load_locals])
-    return AffineOutput(name, -terms, theta, offsets, phi)
-
-
-def thermal_block_output(problem, spec: dict) -> AffineOutput:
-    """An output of the thermal block from a study entry: {name, kind: region_mean, blocks: [..]}
-    (mean over the listed blocks) or {name, kind: boundary_flux, side: left|right|bottom|top}."""
-    name, kind = spec.get("name"), spec.get("kind")
-    if kind == "region_mean":
-        blocks = np.atleast_1d(spec.get("blocks", []))
-        if not len(blocks) or blocks.min() < 0 or blocks.max() >= problem.n_terms:
-            raise ValueError(f"output {name}: blocks = {blocks.tolist()}; expected indices in 0..{problem.n_terms - 1}")
-        return region_mean(name, problem.mesh, np.isin(problem.block_of_element, blocks))
-    if kind == "boundary_flux":
-        K = fem.stiffness_local(problem.mesh)
-        blocks = problem.block_of_element
-        locals_ = [K * (blocks == q)[:, None, None] for q in range(problem.n_terms)]
-        return boundary_flux(name, problem.mesh, spec.get("side"), locals_, problem.theta,
-                             [fem.load_local(problem.mesh, 1.0)], problem.phi)
-    raise ValueError(f"output {name}: kind = {kind!r}; expected region_mean or boundary_flux")
+thermal_block_output = output_functional  # the name of the thermal block's outputs before the capability
 
 
 # -- dual problem ---------------------------------------------------------------------------------
@@ -200,7 +135,7 @@ class OutputModel:
     def N(self) -> tuple[int, int]:
         return self.primal.N, self.dual.N
 
-    def truncated(self, N: int, M: int) -> "OutputModel":
+    def truncated(self, N: int, M: int) -> OutputModel:
         return replace(self, primal=self.primal.truncated(N), dual=self.dual.truncated(M),
                        l_rb=self.l_rb[:, :N], f_du=self.f_du[:, :M], a_du=self.a_du[:, :M, :N])
 

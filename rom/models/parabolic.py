@@ -44,9 +44,8 @@ import scipy.sparse as sp
 import xarray as xr
 
 from rom.models.rb import min_theta_valid
-from rom.reduction.estimators import ResidualRiesz
+from rom.reduction.galerkin import IncrementalGalerkin, leading_rows
 from rom.reduction.greedy import stopped
-from rom.reduction.linalg import dependent_tol, orthogonalize
 from rom.reduction.pod import pod
 
 log = logging.getLogger("rom.parabolic")
@@ -235,17 +234,15 @@ class ParabolicRBModel:
         m2 = np.einsum("ia,ab,ib->i", c[:, -1], self.M_rb, c[:, -1])
         return np.sqrt(m2 + alpha * self.dt * (c[:, 1:] ** 2).sum(axis=(1, 2)))
 
-    def truncated(self, N: int, V: np.ndarray, M: sp.spmatrix, u0_terms: np.ndarray) -> "ParabolicRBModel":
+    def truncated(self, N: int, V: np.ndarray, M: sp.spmatrix, u0_terms: np.ndarray) -> ParabolicRBModel:
         """The model on the first N basis vectors (rows of V; the POD-greedy basis is hierarchical).
         The initial projection depends on N: recomputed from the initial terms (explicitly)."""
         if not 0 < N <= self.N:
             raise ValueError(f"N = {N}: expected 1..{self.N}")
         K = self.f_rb.shape[0] + N * (self.A_rb.shape[0] + 1)
-        nonzero = np.flatnonzero(np.abs(self.R[:, :K]).max(axis=1) > 0)
-        rows = nonzero[-1] + 1 if len(nonzero) else 0
         u0_rb, G0 = initial_projection(V[:N], M, self.M_rb[:N, :N], u0_terms)
         return replace(self, M_rb=self.M_rb[:N, :N].copy(), A_rb=self.A_rb[:, :N, :N].copy(),
-                       f_rb=self.f_rb[:, :N].copy(), u0_rb=u0_rb, R=self.R[:rows, :K].copy(), G0=G0)
+                       f_rb=self.f_rb[:, :N].copy(), u0_rb=u0_rb, R=leading_rows(self.R, K), G0=G0)
 
     # -- artefact -------------------------------------------------------------------------------
     def to_dataset(self, prefix: str = "parabolic_") -> xr.Dataset:
@@ -263,7 +260,7 @@ class ParabolicRBModel:
         }, attrs={f"{p}dt": self.dt, f"{p}steps": int(self.steps)})
 
     @classmethod
-    def from_dataset(cls, ds: xr.Dataset, coefficients, psi, prefix: str = "parabolic_") -> "ParabolicRBModel":
+    def from_dataset(cls, ds: xr.Dataset, coefficients, psi, prefix: str = "parabolic_") -> ParabolicRBModel:
         p = prefix
         return cls(ds[f"{p}M_rb"].values, ds[f"{p}A_rb"].values, ds[f"{p}f_rb"].values, ds[f"{p}u0_rb"].values,
                    ds[f"{p}R"].values, ds[f"{p}G0"].values, coefficients, psi, float(ds.attrs[f"{p}dt"]),
@@ -283,57 +280,49 @@ def initial_projection(V: np.ndarray, M: sp.spmatrix, M_rb: np.ndarray, u0_terms
 
 class ParabolicReductor:
     """X-orthonormal basis (rows of V) of a ParabolicSystem, with reduced operators and the
-    time-step residual factor kept in step."""
+    time-step residual factor kept in step: the incremental Galerkin projection
+    (galerkin.IncrementalGalerkin, re-orthonormalized when the basis loses X-orthonormality) of the
+    terms A_1 .. A_Q, M and f_p."""
 
     def __init__(self, system: ParabolicSystem, initial_in_basis: bool = True):
         self.system = s = system
-        self.X, self.M = sp.csr_matrix(s.X), sp.csr_matrix(s.M)
-        self.A_terms = [sp.csr_matrix(A) for A in s.A_terms]
-        self.f_terms = np.atleast_2d(np.asarray(s.f_terms, dtype=float))
+        self.M = sp.csr_matrix(s.M)
+        self.galerkin = IncrementalGalerkin(s.X, list(s.A_terms) + [self.M], s.f_terms, log=log)
+        self.X, self.f_terms = self.galerkin.X, self.galerkin.f_terms
+        self.A_terms = self.galerkin.A_terms[:-1]
         self.u0_terms = np.atleast_2d(np.asarray(s.u0_terms, dtype=float))
-        n = self.X.shape[0]
-        self.V = np.empty((0, n))
-        self.M_rb = np.zeros((0, 0))
-        self.A_rb = np.zeros((len(self.A_terms), 0, 0))
-        self.riesz = ResidualRiesz(self.X, self.A_terms + [self.M], self.f_terms)
         if initial_in_basis:
             self.extend(self.u0_terms)
 
     @property
     def N(self) -> int:
-        return len(self.V)
+        return self.galerkin.N
+
+    @property
+    def V(self) -> np.ndarray:
+        return self.galerkin.V
+
+    @property
+    def A_rb(self) -> np.ndarray:
+        return self.galerkin.A_rb[:-1]
+
+    @property
+    def M_rb(self) -> np.ndarray:
+        return self.galerkin.A_rb[-1]
+
+    @property
+    def riesz(self):
+        return self.galerkin.riesz
+
+    @property
+    def reorthonormalizations(self) -> int:
+        return self.galerkin.reorthonormalizations
 
     def extend(self, U: np.ndarray) -> int:
         """Orthonormalize the rows of U against the basis (linalg.orthogonalize: twice-iterated
         Gram-Schmidt in X, one dependence threshold) and add the independent ones; returns how many
         were added."""
-        added = 0
-        tol = dependent_tol(np.float64)
-        for u in np.atleast_2d(np.asarray(U, dtype=float)):
-            _, v, norm, norm0 = orthogonalize(u, self.V, self.X)
-            if norm0 == 0 or norm <= tol * norm0:
-                continue
-            self._append(v / norm)
-            added += 1
-        return added
-
-    def _append(self, v):
-        N = self.N
-        Mv = self.M @ v
-        AV = np.stack([A @ v for A in self.A_terms])
-        AtV = np.stack([A.T @ v for A in self.A_terms])
-        M_rb = np.zeros((N + 1, N + 1))
-        M_rb[:N, :N] = self.M_rb
-        M_rb[:N, N] = M_rb[N, :N] = self.V @ Mv
-        M_rb[N, N] = v @ Mv
-        A_rb = np.zeros((len(self.A_terms), N + 1, N + 1))
-        A_rb[:, :N, :N] = self.A_rb
-        A_rb[:, :N, N] = AV @ self.V.T
-        A_rb[:, N, :N] = AtV @ self.V.T
-        A_rb[:, N, N] = AV @ v
-        self.M_rb, self.A_rb = M_rb, A_rb
-        self.V = np.vstack([self.V, v])
-        self.riesz.extend(v)
+        return sum(self.galerkin.extend(u) for u in np.atleast_2d(np.asarray(U, dtype=float)))
 
     def initial_projection(self, N: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(u0_rb (J, N), G0 (J, J)) of the first N basis vectors (`initial_projection`)."""
@@ -349,10 +338,8 @@ class ParabolicReductor:
         s = self.system
         u0_rb, G0 = self.initial_projection(N)
         K = len(self.f_terms) + N * (len(self.A_terms) + 1)
-        R = self.riesz.R[:, :K]
-        rows = np.flatnonzero(np.abs(R).max(axis=1) > 0)
-        return ParabolicRBModel(self.M_rb[:N, :N].copy(), self.A_rb[:, :N, :N].copy(), self.f_terms @ self.V[:N].T,
-                                u0_rb, R[: rows[-1] + 1 if len(rows) else 0].copy(), G0, s.coefficients, s.psi, s.dt, s.steps)
+        return ParabolicRBModel(self.M_rb[:N, :N].copy(), self.A_rb[:, :N, :N].copy(), self.galerkin.f_rb[:, :N].copy(),
+                                u0_rb, leading_rows(self.riesz.R, K), G0, s.coefficients, s.psi, s.dt, s.steps)
 
 
 @dataclass

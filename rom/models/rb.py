@@ -33,15 +33,17 @@ import scipy.sparse as sp
 import xarray as xr
 from scipy.linalg import lapack
 
-from rom.reduction.estimators import (ResidualRiesz, dual_norm, gamma, residual_coefficients, rounding_allowance,
-                                      rounding_index)
-from rom.reduction.linalg import dependent_tol, gram_schmidt, orthogonalize, orthonormality_error, x_norms
+from rom.reduction.estimators import (
+    ResidualRiesz,
+    dual_norm,
+    gamma,
+    residual_coefficients,
+    rounding_allowance,
+    rounding_index,
+)
+from rom.reduction.galerkin import IncrementalGalerkin, leading_rows
 
 log = logging.getLogger("rom.rb")
-
-# Basis vectors whose X-Gram matrix deviates from the identity by more than this are
-# re-orthonormalized (twice-iterated Gram-Schmidt) and the event is logged.
-ORTHO_TOL = 1e-10
 
 
 class ExtrapolationError(ValueError):
@@ -156,18 +158,16 @@ class ReducedBasisModel:
     def N(self) -> int:
         return self.A_rb.shape[1]
 
-    def truncated(self, N: int) -> "ReducedBasisModel":
+    def truncated(self, N: int) -> ReducedBasisModel:
         """The model with the first N basis vectors (the greedy basis is hierarchical)."""
         if not 0 < N <= self.N:
             raise ValueError(f"N = {N}: expected 1..{self.N}")
         P, Q = self.f_rb.shape[0], self.A_rb.shape[0]
         K = P + N * Q
         # R is built column by column (echelon form): rows that are zero on the first K columns
-        # contribute nothing to R w, so they are dropped from the online work.
-        nonzero = np.flatnonzero(np.abs(self.R[:, :K]).max(axis=1) > 0)
-        rows = nonzero[-1] + 1 if len(nonzero) else 0
+        # contribute nothing to R w, so they are dropped from the online work (galerkin.leading_rows).
         return replace(self, A_rb=np.ascontiguousarray(self.A_rb[:, :N, :N]), f_rb=np.ascontiguousarray(self.f_rb[:, :N]),
-                       R=np.ascontiguousarray(self.R[:rows, :K]), G=np.ascontiguousarray(self.G[:K, :K]))
+                       R=leading_rows(self.R, K), G=np.ascontiguousarray(self.G[:K, :K]))
 
     # -- parameter checks ---------------------------------------------------------------------
     def check(self, mu: np.ndarray) -> np.ndarray:
@@ -277,84 +277,24 @@ class ReducedBasisModel:
 
     @classmethod
     def from_dataset(cls, ds: xr.Dataset, coefficients, bounds, names=(), extrapolation="refuse",
-                     prefix: str = "") -> "ReducedBasisModel":
+                     prefix: str = "") -> ReducedBasisModel:
         p = prefix
         return cls(ds[f"{p}A_rb"].values, ds[f"{p}f_rb"].values, ds[f"{p}R"].values, ds[f"{p}G"].values,
                    coefficients, np.asarray(bounds, dtype=float), list(names), extrapolation)
 
 
-class CoerciveRBReductor:
+class CoerciveRBReductor(IncrementalGalerkin):
     """Galerkin projection onto an X-orthonormal basis grown one snapshot at a time, with the
-    residual estimator data kept in step (rows of V are basis vectors).
+    residual estimator data kept in step (rows of V are basis vectors; galerkin.IncrementalGalerkin,
+    re-orthonormalized when the basis loses X-orthonormality).
 
     precision: 'extended' (default) or 'double' for the residual data (estimators.ResidualRiesz)."""
 
     def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray, coefficients, bounds, names=(),
                  extrapolation="refuse", estimator_method: str = "stable", precision: str = "extended"):
-        self.X = sp.csr_matrix(X)
-        self.A_terms = [sp.csr_matrix(A) for A in A_terms]
-        self.f_terms = np.atleast_2d(np.asarray(f_terms, dtype=float))
         self.coefficients, self.bounds, self.names = coefficients, np.asarray(bounds, float), list(names)
-        self.extrapolation, self.estimator_method, self.precision = extrapolation, estimator_method, precision
-        self.reorthonormalizations = 0
-        self._reset(np.empty((0, self.X.shape[0])))
-
-    def _reset(self, V):
-        self.V = np.empty((0, self.X.shape[0]))
-        self.A_rb = np.zeros((len(self.A_terms), 0, 0))
-        self.f_rb = np.zeros((len(self.f_terms), 0))
-        self.riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms, self.precision)
-        for v in V:
-            self._append(v)
-
-    @property
-    def N(self) -> int:
-        return len(self.V)
-
-    def extend(self, u: np.ndarray) -> bool:
-        """Orthonormalize u against the basis (twice-iterated Gram-Schmidt in X) and add it;
-        False if it adds no new direction (linalg.dependent_tol)."""
-        _, v, norm, norm0 = orthogonalize(np.asarray(u, dtype=float), self.V, self.X)
-        if norm0 == 0 or norm <= dependent_tol(np.float64) * norm0:
-            return False
-        v /= norm
-        loss = max(np.abs(self.V @ (self.X @ v)).max(initial=0.0), abs(float(x_norms(v, self.X)) - 1.0))
-        if loss > ORTHO_TOL:
-            self._reorthonormalize(np.vstack([self.V, v]), loss)
-            return True
-        self._append(v)
-        return True
-
-    def set_basis(self, V: np.ndarray):
-        """Use a given basis (rows), e.g. POD modes; re-orthonormalized (and logged) if its X-Gram
-        matrix is not the identity to ORTHO_TOL."""
-        V = np.atleast_2d(np.asarray(V, dtype=float))
-        loss = orthonormality_error(V, self.X)
-        if loss > ORTHO_TOL:
-            self._reorthonormalize(V, loss)
-        else:
-            self._reset(V)
-
-    def _reorthonormalize(self, V, loss):
-        W = gram_schmidt(V, self.X)
-        self.reorthonormalizations += 1
-        log.warning("basis lost X-orthonormality (max |V X V^T - I| = %.2e > %.0e): re-orthonormalized "
-                    "%d vectors (kept %d) and rebuilt the reduced operators", loss, ORTHO_TOL, len(V), len(W))
-        self._reset(W)
-
-    def _append(self, v):
-        N = self.N
-        AV = np.stack([A @ v for A in self.A_terms])               # (Q, n)
-        VtA = np.stack([A.T @ v for A in self.A_terms])            # (Q, n)
-        A_rb = np.zeros((len(self.A_terms), N + 1, N + 1))
-        A_rb[:, :N, :N] = self.A_rb
-        A_rb[:, :N, N] = AV @ self.V.T if N else 0.0
-        A_rb[:, N, :N] = VtA @ self.V.T if N else 0.0
-        A_rb[:, N, N] = AV @ v
-        self.A_rb = A_rb
-        self.f_rb = np.column_stack([self.f_rb, self.f_terms @ v])
-        self.V = np.vstack([self.V, v])
-        self.riesz.extend(v)
+        self.extrapolation, self.estimator_method = extrapolation, estimator_method
+        super().__init__(X, A_terms, f_terms, precision, log)
 
     def model(self) -> ReducedBasisModel:
         return ReducedBasisModel(self.A_rb.copy(), self.f_rb.copy(), self.riesz.R.copy(), self.riesz.G.copy(),

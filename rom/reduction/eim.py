@@ -52,7 +52,7 @@ class EIMBasis:
         """The interpolants sum_m beta_m q_m (n, n_points)."""
         return self.coefficients(values) @ self.basis
 
-    def truncated(self, M: int) -> "EIMBasis":
+    def truncated(self, M: int) -> EIMBasis:
         """The first M terms (EIM is nested), with term M + 1 as the error indicator."""
         if not 0 <= M <= self.M:
             raise ValueError(f"M = {M}: expected 0..{self.M}")

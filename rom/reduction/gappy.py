@@ -22,7 +22,7 @@ class GappyPOD:
         self.Q, self.R = np.linalg.qr(Wp)
 
     @classmethod
-    def observed(cls, Wp: np.ndarray) -> "GappyPOD":
+    def observed(cls, Wp: np.ndarray) -> GappyPOD:
         """A fit from the modes already restricted to the observed entries, Wp (p, q): what an online
         model keeps (and borders as points and modes are added) without the full modes."""
         Wp = np.asarray(Wp, dtype=float)

@@ -319,9 +319,11 @@ class SCMBounds:
                                                    self.certificate_values(th[i:i + self.chunk]).max(axis=1))
         return out
 
-    def upper_bound(self, mu: np.ndarray) -> np.ndarray:
-        """alpha_UB(mu) (n,) = min_j theta(mu)^T y(v_j) (an upper bound: Rayleigh quotients)."""
-        return (self._theta(mu) @ self.ub_vectors.T).min(axis=1)
+    def upper_bound(self, mu: np.ndarray, theta_mu: np.ndarray | None = None) -> np.ndarray:
+        """alpha_UB(mu) (n,) = min_j theta(mu)^T y(v_j) (an upper bound: Rayleigh quotients);
+        `theta_mu`: theta(mu) (n, Q) when already evaluated."""
+        th = self._theta(mu) if theta_mu is None else theta_mu
+        return (th @ self.ub_vectors.T).min(axis=1)
 
     def nearest(self, mu):
         """Indices (n, M) of the constraint points used by the LP at each parameter."""
@@ -366,7 +368,7 @@ class SCMBounds:
         }, attrs={f"{p}n_constraints": -1 if self.n_constraints is None else int(self.n_constraints)})
 
     @classmethod
-    def from_dataset(cls, ds: xr.Dataset, theta, prefix: str = "scm_", distance_scale=None) -> "SCMBounds":
+    def from_dataset(cls, ds: xr.Dataset, theta, prefix: str = "scm_", distance_scale=None) -> SCMBounds:
         p = prefix
         m = int(ds.attrs.get(f"{p}n_constraints", -1))
         return cls(theta, ds[f"{p}box"].values, ds[f"{p}mu"].values, ds[f"{p}theta"].values, ds[f"{p}alpha"].values,
@@ -462,7 +464,7 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
                        np.empty((0, Q)), np.empty((0, Q, Q)), n_constraints, np.where(scale > 0, scale, 1.0))
     kept_vectors = []
     LB = bounds.lower_bound(mu_train)
-    UB = (theta_T @ bounds.ub_vectors.T).min(axis=1)
+    UB = bounds.upper_bound(mu_train, theta_T)
     lp_done = np.zeros(len(mu_train), dtype=bool)
 
     def gaps():
@@ -503,7 +505,7 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
         bounds.alpha_constraints = np.append(bounds.alpha_constraints, eig.lower)
         y = rayleigh_quotients(eig.vectors, terms, metric)
         bounds.ub_vectors = np.vstack([bounds.ub_vectors, y])
-        UB = np.minimum(UB, (theta_T @ y.T).min(axis=1))
+        UB = bounds.upper_bound(mu_train, theta_T)
         lp_done[:] = False
 
     i = first
@@ -541,7 +543,7 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
         mu_train = np.vstack([mu_train, check])
         theta_T = np.vstack([theta_T, np.asarray(theta(check), dtype=float).reshape(len(check), Q)])
         LB = bounds.lower_bound(mu_train)
-        UB = (theta_T @ bounds.ub_vectors.T).min(axis=1)
+        UB = bounds.upper_bound(mu_train, theta_T)
         lp_done = np.concatenate([lp_done, np.zeros(len(check), dtype=bool)])
         hopeless = np.zeros(len(mu_train), dtype=bool)  # not coercive, or alpha not certified > 0
         while (bad := np.flatnonzero((LB <= 0) & ~hopeless)).size:

@@ -45,7 +45,7 @@ def simulate_geometries(ctx):
 
     problem, set_name = ctx.problem, ctx.option("set")
     fields, scalars = _outputs(ctx)
-    if cap.GEOMETRY_SOLVER not in problem.capabilities:  # read, not solved: the design's parameters do not apply
+    if not cap.has(problem, cap.GEOMETRY_SOLVER):  # read, not solved: the design's parameters do not apply
         try:
             family = read_set(problem, set_name, fields, scalars)
         except (FamilyError, OSError) as exc:

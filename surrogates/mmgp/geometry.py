@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
+from rom.hifi.discretization.mesh import orient_triangles, simplex_volumes
+
 
 class MeshError(ValueError):
     """A mesh the morphing cannot handle; the message names the sample."""
@@ -22,10 +24,8 @@ class MeshSample:
     fields: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def signed_areas(nodes, triangles) -> np.ndarray:
-    p = nodes[triangles]
-    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+# The one signed-area routine of the code base (counter-clockwise > 0).
+signed_areas = simplex_volumes
 
 
 def _edges(triangles: np.ndarray) -> np.ndarray:
@@ -38,15 +38,14 @@ def counter_clockwise(nodes: np.ndarray, triangles: np.ndarray, name: str = "mes
     orientation is folded: a triangle oriented against the majority disagrees with its neighbours
     across their shared edges (the two overlap), and flipping it alone would hide the fold; it is
     refused, naming the first such triangle (index in the file)."""
-    area = signed_areas(nodes, triangles)
-    clockwise = np.count_nonzero(area < 0) > np.count_nonzero(area > 0)
-    folded = np.flatnonzero(area > 0 if clockwise else area < 0)
-    if len(folded):
-        t = int(folded[0])
-        raise MeshError(f"{name}: {len(folded)} folded triangles (first: triangle {t}, nodes {triangles[t].tolist()}, "
-                        f"oriented against the other {len(triangles) - len(folded)}: inverted); expected a valid "
+
+    def folded(bad):
+        t = int(bad[0])
+        raise MeshError(f"{name}: {len(bad)} folded triangles (first: triangle {t}, nodes {triangles[t].tolist()}, "
+                        f"oriented against the other {len(triangles) - len(bad)}: inverted); expected a valid "
                         "triangulation")
-    return triangles[:, [0, 2, 1]] if clockwise else triangles
+
+    return orient_triangles(nodes, triangles, folded)
 
 
 def median_edge_length(nodes: np.ndarray, triangles: np.ndarray) -> float:

@@ -42,8 +42,14 @@ import xarray as xr
 from rom.hifi.discretization import fem
 from rom.hifi.discretization.mesh import TriMesh
 from rom.reduction.pod import pod
-from surrogates.gp import (CALIBRATION_GRID, GP, calibrated_normal, calibrated_quantile, conformal_p_value,
-                           interval_factors)
+from surrogates.gp import (
+    CALIBRATION_GRID,
+    GP,
+    calibrated_normal,
+    calibrated_quantile,
+    conformal_p_value,
+    interval_factors,
+)
 
 from .geometry import MeshSample, check_mesh, check_values, median_edge_length
 from .morphing import METHODS, morph
@@ -157,7 +163,7 @@ class MMGP:
     def _coordinates(self, T, samples) -> np.ndarray:
         return np.stack([(Ti @ s.nodes).T.ravel() for Ti, s in zip(T, samples)])  # (n, 2 n_s): x block, y block
 
-    def fit(self, samples: list[MeshSample], inputs: np.ndarray, scalars: np.ndarray, names=None) -> "MMGP":
+    def fit(self, samples: list[MeshSample], inputs: np.ndarray, scalars: np.ndarray, names=None) -> MMGP:
         t0 = time.perf_counter()
         names = list(names or [f"train sample {i}" for i in range(len(samples))])
         inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
@@ -180,25 +186,17 @@ class MMGP:
         own = {f: [s.fields[f] / ri ** self.degrees[f] for s, ri in zip(samples, r)] for f in self.fields}
         F = {f: np.stack([Ti @ u for Ti, u in zip(T, own[f])]) for f in self.fields}
         self.timings["morph_transfer_s"] = time.perf_counter() - t0
-        self.x_mean = X.mean(axis=0)
-        self.x_modes = pod(X - self.x_mean, self.M2, 1e-14, self.geometry_modes)[0]
+        back = [p1_transfer(self.support_nodes, self.support_triangles, m) for m in morphed]  # support -> own nodes
+        # Geometry and field PODs of the whole training set; with `floor_variance`, the round trip of every
+        # training field (support, modes, back onto its own mesh): the squared residuals, moved onto the
+        # support, summed over the training set and divided by the degrees of freedom left, n - k - 1
+        # (mean and k modes: the modes were fitted to these very fields), as for a regression residual variance.
+        self.x_mean, self.x_modes, reduced = self._reduce(X, F, T, back, own, np.arange(len(samples)))
         self.f_mean, self.f_modes, self.f_floor = {}, {}, {}
         coef = []
-        back = [p1_transfer(self.support_nodes, self.support_triangles, m) for m in morphed]  # support -> own nodes
         for f in self.fields:
-            self.f_mean[f] = F[f].mean(axis=0)
-            self.f_modes[f] = pod(F[f] - self.f_mean[f], self.M, 1e-14, self.field_modes)[0]
-            c = (F[f] - self.f_mean[f]) @ (self.M @ self.f_modes[f].T)
+            self.f_mean[f], self.f_modes[f], c, self.f_floor[f] = reduced[f]
             coef.append(c)
-            self.f_floor[f] = np.zeros(len(self.support_nodes))
-            if self.floor_variance:
-                # Round trip of every training field: support, modes, back onto its own mesh; the squared
-                # residuals, moved onto the support, summed over the training set. The modes were fitted
-                # to these very fields, so the in-sample residual is divided by the degrees of freedom
-                # left, n - k - 1 (mean and k modes), as for a regression residual variance.
-                rec = self.f_mean[f] + c @ self.f_modes[f]
-                dof = max(len(samples) - len(self.f_modes[f]) - 1, 1)
-                self.f_floor[f] = sum(Ti @ (u - Bi @ ri) ** 2 for Ti, Bi, u, ri in zip(T, back, own[f], rec)) / dof
         Z = self._geometry_coefficients(X)
         # The reference of a new shape's residual: each training shape's residual against the modes
         # of the others (in-sample residuals of modes fitted to those very shapes are too small).
@@ -381,7 +379,7 @@ class MMGP:
         if draws:
             out["fields_draws"] = []
         sizes = np.cumsum([0] + self.n_field_coefficients)
-        for i, (s, m) in enumerate(zip(samples, morphed)):  # one back-transfer matrix per shape
+        for i, m in enumerate(morphed):  # one back-transfer matrix per shape
             back = p1_transfer(self.support_nodes, self.support_triangles, m)  # support -> own nodes
             fm, fv, fq, fd = {}, {}, {}, {}
             for j, f in enumerate(self.fields):
@@ -452,7 +450,7 @@ class MMGP:
         return ds
 
     @classmethod
-    def from_dataset(cls, ds: xr.Dataset) -> "MMGP":
+    def from_dataset(cls, ds: xr.Dataset) -> MMGP:
         split = lambda key: [s for s in str(ds.attrs[key]).split(",") if s]  # noqa: E731
         outputs = split("fields") + split("scalar_names")
         self = cls(split("fields"), split("scalar_names"), split("input_names"), ds.attrs["morphing"],

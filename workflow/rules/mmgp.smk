@@ -7,7 +7,7 @@ mmgp_enabled = lambda study: runs("mmgp_fit", study)
 # A family read from files carries its own inputs: the design's parameters apply to solved families only.
 geometry_inputs = lambda w: (
     {"parameters": f"results/{w.study}/parameters.h5"}
-    if "geometry_solver" in pipeline.problem_capabilities(STUDIES[w.study])
+    if pipeline.problem_has("geometry_solver")(STUDIES[w.study])
     else {}
 )
 

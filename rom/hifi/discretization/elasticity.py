@@ -1,17 +1,23 @@
-"""Linear-elasticity element kernels: Voigt material matrices, strain matrices from P1 gradients, and the
-sparsity pattern of vector-valued P1 elements (one row per free displacement component)."""
+"""Linear-elasticity element kernels: Voigt material matrices (the plane-stress one also split affinely in
+nu), strain matrices from P1 gradients and the element stiffness matrices of P1 displacements. The
+sparsity pattern of vector-valued P1 elements is fem.Pattern.from_cell_dofs (SimplexMesh.cell_dofs)."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import fem
 
+# Plane-stress material matrix (E = 1) split affinely in nu: D(nu) = (D_1 + nu D_2) / (1 - nu^2); Voigt (xx, yy, xy).
+PLANE_STRESS_TERMS = (np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]]),
+                      np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -0.5]]))
+
 
 def material_matrix(nu: float, dim: int, plane: str = "stress") -> np.ndarray:
     """Voigt material matrix for E = 1 (engineering shear strains): 2D plane stress or strain
     (xx, yy, xy), 3D (xx, yy, zz, yz, xz, xy)."""
     if dim == 2 and plane == "stress":
-        return np.array([[1.0, nu, 0.0], [nu, 1.0, 0.0], [0.0, 0.0, (1 - nu) / 2]]) / (1 - nu * nu)
+        D1, D2 = PLANE_STRESS_TERMS
+        return (D1 + nu * D2) / (1 - nu * nu)
     lam, mu = nu / ((1 + nu) * (1 - 2 * nu)), 1.0 / (2 * (1 + nu))
     n = 2 if dim == 2 else 3
     D = np.zeros((3, 3) if dim == 2 else (6, 6))
@@ -35,18 +41,11 @@ def strain_matrices(gradients: np.ndarray) -> np.ndarray:
     return B
 
 
-def vector_pattern(dof: np.ndarray, n: int, row_range: tuple[int, int]) -> fem.Pattern:
-    """fem.Pattern for elements with 6 dofs each (dof (n_tri, 6), -1 = Dirichlet), rows [r0, r1)."""
-    r0, r1 = row_range
-    owned = (dof >= r0) & (dof < r1)
-    elements = np.flatnonzero(owned.any(axis=1))
-    d = dof[elements]
-    rows = np.repeat(d, 6, axis=1).ravel()
-    cols = np.tile(d, (1, 6)).ravel()
-    keep = (rows >= r0) & (rows < r1) & (cols >= 0)
-    unique_key, slot = np.unique(rows[keep] * n + cols[keep], return_inverse=True)
-    entry_slot = np.full(rows.shape, -1, dtype=np.int64)
-    entry_slot[keep] = slot
-    indptr = np.zeros(r1 - r0 + 1, dtype=np.int64)
-    np.cumsum(np.bincount(unique_key // n - r0, minlength=r1 - r0), out=indptr[1:])
-    return fem.Pattern(n, r0, r1, indptr, (unique_key % n).astype(np.int64), elements, entry_slot)
+def stiffness_matrices(nodes: np.ndarray, cells: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Element stiffness matrices int B^T D B (m, k dim, k dim) of P1 displacements on the (positively
+    oriented) `cells`, with the material matrix D (m, n_voigt, n_voigt) of each cell or one for all."""
+    g, det = fem.simplex_gradients(nodes, cells)
+    B = strain_matrices(g)
+    vol = det / (2.0 if nodes.shape[1] == 2 else 6.0)
+    D = np.broadcast_to(D, (len(cells),) + np.shape(D)[-2:])
+    return np.einsum("e,eai,eab,ebj->eij", vol, B, D, B)

@@ -144,11 +144,11 @@ class Pattern:
     entry_slot: np.ndarray
 
     @classmethod
-    def build(cls, mesh, row_range: tuple[int, int] | None = None) -> "Pattern":
+    def build(cls, mesh, row_range: tuple[int, int] | None = None) -> Pattern:
         return cls.from_cell_dofs(mesh.cell_dofs, mesh.n_dofs, row_range)
 
     @classmethod
-    def from_cell_dofs(cls, dof: np.ndarray, n: int, row_range: tuple[int, int] | None = None) -> "Pattern":
+    def from_cell_dofs(cls, dof: np.ndarray, n: int, row_range: tuple[int, int] | None = None) -> Pattern:
         """The pattern of cells with dofs `dof` (n_cells, k) (-1 = Dirichlet) on the rows [r0, r1)."""
         r0, r1 = row_range if row_range is not None else (0, n)
         k = dof.shape[1]

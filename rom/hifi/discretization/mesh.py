@@ -67,9 +67,7 @@ class TriMesh:
 
     @cached_property
     def areas(self) -> np.ndarray:
-        p = self.nodes[self.triangles]
-        e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-        return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+        return simplex_volumes(self.nodes, self.triangles)
 
     def full_field(self, u_interior: np.ndarray, boundary_values: np.ndarray | float = 0.0) -> np.ndarray:
         """Nodal field from interior dofs (last axis) and Dirichlet values on the boundary nodes."""
@@ -343,15 +341,24 @@ def view_triangles(nodes: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return f[np.argsort(nodes[f, 2].mean(axis=1), kind="stable")]
 
 
-def signed_areas(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    p = nodes[triangles]
-    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
-
-
-def orient(nodes: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Triangles reordered counter-clockwise (gmsh follows the surface normal, which may be -z)."""
+def orient_triangles(nodes: np.ndarray, triangles: np.ndarray, folded=None, groups: np.ndarray | None = None) -> np.ndarray:
+    """Triangles reordered counter-clockwise (positive `simplex_volumes`): gmsh orients each surface by
+    its normal, which may be -z. Without `folded`, every clockwise triangle is flipped. With `folded`, the
+    majority orientation of each group of triangles (`groups` (m,) labels; default one group: the whole
+    mesh) is its normal and is flipped whole; a triangle oriented against it disagrees with its
+    neighbours across their shared edges (the two overlap) and flipping it alone would hide the fold, so
+    `folded(indices)` is called with those triangles (to refuse the mesh, naming them) before any flip."""
     tri = np.array(triangles)
-    flip = signed_areas(nodes, tri) < 0
+    area = simplex_volumes(nodes, tri)
+    if folded is None:
+        flip = area < 0
+    else:
+        _, group = np.unique(np.zeros(len(tri), dtype=np.int64) if groups is None else groups, return_inverse=True)
+        group = group.ravel()
+        clockwise = np.bincount(group, weights=area < 0) > np.bincount(group, weights=area > 0)
+        against = np.flatnonzero(np.where(clockwise[group], area > 0, area < 0))
+        if len(against):
+            folded(against)
+        flip = clockwise[group]
     tri[flip] = tri[flip][:, [0, 2, 1]]
     return tri

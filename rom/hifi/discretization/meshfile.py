@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mesh import cell_faces, first_of_rows, rows_in, simplex_volumes
+from .mesh import cell_faces, first_of_rows, orient_triangles, rows_in, simplex_volumes
 
 
 class MeshFileError(ValueError):
@@ -306,22 +306,18 @@ def _oriented(nodes, cells, label, where) -> np.ndarray:
     if degenerate.any():
         raise MeshFileError(f"{where}: {degenerate.sum()} degenerate cells (zero volume, to round-off of their edge "
                             "lengths); expected cells of positive volume")
-    negative = det < 0
     if nodes.shape[1] == 3:
-        if negative.any():
-            raise MeshFileError(f"{where}: {negative.sum()} inverted tetrahedra (negative volume); expected "
+        if (det < 0).any():
+            raise MeshFileError(f"{where}: {(det < 0).sum()} inverted tetrahedra (negative volume); expected "
                                 "positively oriented cells")
         return cells
+
     # 2D: the majority orientation of each entity is its normal; a triangle against it is folded.
-    _, inv = np.unique(label, return_inverse=True)
-    flip = (np.bincount(inv, weights=negative) / np.bincount(inv)) > 0.5
-    inverted = negative != flip[inv]
-    if inverted.any():
-        raise MeshFileError(f"{where}: {inverted.sum()} inverted triangles (first: triangle {np.argmax(inverted)}, "
+    def folded(inverted):
+        raise MeshFileError(f"{where}: {len(inverted)} inverted triangles (first: triangle {inverted[0]}, "
                             "oriented against the rest of its surface: a folded mesh); expected a valid triangulation")
-    cells = cells.copy()
-    cells[negative] = cells[negative][:, [0, 2, 1]]
-    return cells
+
+    return orient_triangles(nodes, cells, folded, label)
 
 
 # -- a mesh made at study time -----------------------------------------------------------------------

@@ -64,7 +64,7 @@ class Operators:
     interior_nodes: np.ndarray
 
     @classmethod
-    def from_dataset(cls, ds: xr.Dataset) -> "Operators":
+    def from_dataset(cls, ds: xr.Dataset) -> Operators:
         n = int(ds.attrs["n_dofs"])
         ip, ix = ds["indptr"].values, ds["indices"].values
 

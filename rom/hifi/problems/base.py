@@ -45,7 +45,7 @@ class P1Problem:
             args["mesh"] = mesh
         return cls(**args)
 
-    # -- what the stages ask -----------------------------------------------------------------------
+    # -- shorthands of rom.hifi.capabilities.has (the one way to ask), kept for existing readers ------
     @property
     def transient(self) -> bool:
         return cap.TRANSIENT in self.capabilities

@@ -31,9 +31,8 @@ alpha(mu) >= min_q theta_q(mu) / theta_q(mu_ref) is a certified coercivity lower
 """
 from __future__ import annotations
 
-from abc import ABCMeta, abstractmethod
-
 import copy
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,7 +43,7 @@ import scipy.sparse as sp
 from .. import capabilities as cap
 from ..capabilities import ParameterSpace
 from ..discretization import fem, meshfile
-from ..discretization.elasticity import material_matrix, strain_matrices
+from ..discretization.elasticity import material_matrix, stiffness_matrices
 from ..discretization.mesh import SimplexMesh
 from .arguments import MESH_FILE, UNITS
 from .base import P1Problem
@@ -72,7 +71,7 @@ class Value:
     parameter: str | None = None
 
     @classmethod
-    def of(cls, v) -> "Value":
+    def of(cls, v) -> Value:
         return cls(1.0, v) if isinstance(v, str) else cls(float(v))
 
 
@@ -595,11 +594,7 @@ class Elasticity(DeclaredProblem):
                          for r in self.file.regions])
 
     def cell_matrices(self, cells):
-        g, det = fem.simplex_gradients(self.mesh.nodes, self.mesh.cells[cells])
-        B = strain_matrices(g)
-        D = self._material[self.file.cell_region[cells]]
-        vol = det / (2.0 if self.mesh.dim == 2 else 6.0)
-        return np.einsum("e,eai,eab,ebj->eij", vol, B, D, B)
+        return stiffness_matrices(self.mesh.nodes, self.mesh.cells[cells], self._material[self.file.cell_region[cells]])
 
     def displacement(self, mu, u) -> np.ndarray:
         """Nodal displacements (..., n_nodes, dim), fixed components included."""

@@ -5,25 +5,24 @@ scalar inputs are the loading ones (`pressure`, `bending`, `nu`). Every sample i
 independently, so node counts differ. Boundary conditions: u_y = 0 on the bottom edge, u_x = 0 at
 the bottom-left corner (the x-reaction is zero in equilibrium: no point force), and on the top edge
 a normal traction t_y(x) = pressure + bending * (2 x / width - 1). Plane stress with Young's modulus
-`young`; K(nu) = young / (1 - nu^2) * (K_1 + nu K_2) is affine on each mesh.
+`young`; K(nu) = young / (1 - nu^2) * (K_1 + nu K_2) is affine on each mesh. Each mesh is discretized
+like the declared elasticity problem (rom.hifi.problems.declared.Elasticity): a vector P1 SimplexMesh, the
+element kernels of rom.hifi.discretization.elasticity, and rom.hifi.solvers.solve.FullOrderModel solves it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from .. import capabilities as cap
 from ..capabilities import ParameterSpace
 from ..discretization import fem
-from ..discretization.elasticity import strain_matrices
-from ..discretization.mesh import TriMesh, orient, signed_areas
+from ..discretization.elasticity import PLANE_STRESS_TERMS, material_matrix, stiffness_matrices, strain_matrices
+from ..discretization.mesh import SimplexMesh, orient_triangles
 from .arguments import number_range
 from .base import P1Problem
-
-# Plane-stress material matrix split as D(nu) = young / (1 - nu^2) * (D1 + nu * D2); Voigt (xx, yy, xy).
-_D1 = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
-_D2 = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -0.5]])
 
 
 @dataclass(frozen=True)
@@ -36,9 +35,6 @@ class PlateMesh:
     @property
     def n_nodes(self) -> int:
         return len(self.nodes)
-
-    def tri_mesh(self) -> TriMesh:
-        return TriMesh(self.nodes, self.triangles, np.zeros(self.n_nodes, dtype=bool))
 
 
 def notch_profiles(rng: np.random.Generator, height: float, width: float, notches: int, depth: float):
@@ -101,7 +97,7 @@ def mesh_plate(seed: int, width=1.0, height=2.0, notches=2, depth=0.15, h=0.1) -
     # Snap the straight edges exactly (boundary conditions select them by coordinate).
     nodes[np.abs(nodes[:, 1]) < 1e-9 * height, 1] = 0.0
     nodes[np.abs(nodes[:, 1] - height) < 1e-9 * height, 1] = height
-    return PlateMesh(nodes, orient(nodes, index[tri_nodes]))
+    return PlateMesh(nodes, orient_triangles(nodes, index[tri_nodes]))
 
 
 @dataclass
@@ -129,71 +125,76 @@ class ElasticSolution:
         return {"max_von_mises": self.max_von_mises, "compliance": self.compliance}
 
 
-class PlateSystem:
-    """One plate mesh discretized, what a solver binds to a backend (rom.hifi.solvers.shapes.ShapeModel):
-    the free displacement dofs (`n`, `element_dofs`), K(nu) = young / (1 - nu^2) (K_1 + nu K_2) on a
-    pattern, the top-edge traction load, and the declared outputs of a solution."""
+class PlateSystem(P1Problem):
+    """One plate mesh discretized, an affine elasticity problem on that mesh like the declared one
+    (rom.hifi.problems.declared.Elasticity), which rom.hifi.solvers.solve.FullOrderModel solves: the
+    vector P1 `mesh` (u_y fixed on the bottom edge, u_x at its left corner), K(nu) = sum_q theta_q K_q
+    with theta = young / (1 - nu^2) (1, nu) and the plane-stress split of the material matrix, the
+    top-edge traction load f = pressure f_1 + bending f_2, and the declared outputs of a solution."""
 
-    def __init__(self, problem: "TensilePlate", mesh: PlateMesh):
-        self.problem, self.mesh = problem, mesh
-        n_nodes = mesh.n_nodes
-        fixed = np.zeros((n_nodes, 2), dtype=bool)
+    capabilities = frozenset({cap.MESH, cap.STATIONARY, cap.AFFINE})
+
+    def __init__(self, problem: TensilePlate, mesh: PlateMesh):
+        self.problem, self.plate = problem, mesh
+        fixed = np.zeros((mesh.n_nodes, 2), dtype=bool)
         bottom = mesh.nodes[:, 1] == 0.0
         fixed[bottom, 1] = True
         corner = np.flatnonzero(bottom)[np.argmin(mesh.nodes[bottom, 0])]
         fixed[corner, 0] = True
-        self.free = ~fixed.ravel()
-        self.n = int(self.free.sum())
-        dof = np.full(2 * n_nodes, -1, dtype=np.int64)
-        dof[self.free] = np.arange(self.n)
-        self.element_dofs = dof[(2 * mesh.triangles[:, :, None] + np.arange(2)).reshape(-1, 6)]
-        self.B = strain_matrices(fem.p1_gradients(mesh.tri_mesh()))
-        self.areas = signed_areas(mesh.nodes, mesh.triangles)
+        super().__init__(SimplexMesh(mesh.nodes, mesh.triangles, fixed))
 
-    def stiffness_terms(self, pattern: fem.Pattern) -> np.ndarray:
+    def theta(self, mu) -> np.ndarray:
+        nu = np.atleast_2d(mu)[:, 2]
+        return self.problem.young / (1.0 - nu**2)[:, None] * np.column_stack([np.ones_like(nu), nu])
+
+    def phi(self, mu) -> np.ndarray:
+        return np.atleast_2d(mu)[:, :2]
+
+    def operator_terms(self, pattern: fem.Pattern) -> np.ndarray:
         """(2, nnz) values of K_1, K_2 on the pattern's rows."""
-        local = np.einsum("e,eki,qkl,elj->qeij", self.areas, self.B, np.stack([_D1, _D2]), self.B)
-        return np.stack([pattern.assemble(k) for k in local])
+        cells = self.mesh.cells[pattern.elements]
+        return np.stack([pattern.sum_entries(stiffness_matrices(self.mesh.nodes, cells, D)) for D in PLANE_STRESS_TERMS])
 
-    def operator_values(self, mu, terms: np.ndarray) -> np.ndarray:
-        """K(nu) from the values of `stiffness_terms`."""
-        nu, E = mu[2], self.problem.young
-        return E / (1.0 - nu**2) * (terms[0] + nu * terms[1])
-
-    def load(self, mu) -> np.ndarray:
-        """Global free-dof load vector of the top-edge traction (exact for a linear traction)."""
+    @cached_property
+    def nodal_loads(self) -> np.ndarray:
+        """(2, n_nodes, 2) nodal forces of the unit pressure and unit bending tractions on the top edge
+        (t_y = 1 and t_y = 2 x / width - 1; exact for a linear traction)."""
         p = self.problem
         x, y = self.mesh.nodes.T
         top = np.flatnonzero(np.abs(y - p.height) < 1e-12 * p.height)
         top = top[np.argsort(x[top])]
-        t = mu[0] + mu[1] * (2.0 * x[top] / p.width - 1.0)
         L = np.diff(x[top])
-        f = np.zeros(2 * self.mesh.n_nodes)
-        np.add.at(f, 2 * top[:-1] + 1, L * (2 * t[:-1] + t[1:]) / 6.0)
-        np.add.at(f, 2 * top[1:] + 1, L * (t[:-1] + 2 * t[1:]) / 6.0)
-        return f[self.free]
+        f = np.zeros((2, self.mesh.n_nodes, 2))
+        for fk, t in zip(f, (np.ones(len(top)), 2.0 * x[top] / p.width - 1.0)):
+            np.add.at(fk[:, 1], top[:-1], L * (2 * t[:-1] + t[1:]) / 6.0)
+            np.add.at(fk[:, 1], top[1:], L * (t[:-1] + 2 * t[1:]) / 6.0)
+        return f
 
-    def solution(self, u: np.ndarray | None, f: np.ndarray, mu, info, seconds: float) -> ElasticSolution:
-        """The outputs of the gathered free-dof displacement u (None off rank 0) under the load f."""
-        if u is None:
-            return ElasticSolution(None, None, np.nan, np.nan, info.converged, info.reason, info.iterations, seconds)
-        U = np.zeros(2 * self.mesh.n_nodes)
-        U[self.free] = u
-        U = U.reshape(-1, 2)
+    def rhs_terms(self, pattern: fem.Pattern) -> np.ndarray:
+        """(2, n_rows) load terms on the pattern's rows."""
+        return np.stack([pattern.sum_vectors(self.mesh.numbering, f) for f in self.nodal_loads])
+
+    def solution(self, mu, sample) -> ElasticSolution:
+        """The outputs of a FullOrderModel solve (`sample.u` the gathered free dofs, None off rank 0)."""
+        if sample.u is None:
+            return ElasticSolution(None, None, np.nan, np.nan, sample.converged, sample.reason, sample.iterations,
+                                   sample.seconds)
+        U = self.mesh.full_field(sample.u, 0.0)
         vm = self.von_mises(U, mu[2])
-        return ElasticSolution(U, vm, float(vm.max()), float(f @ u), info.converged, info.reason,
-                               info.iterations, seconds)
+        f = np.tensordot(self.phi(mu)[0], self.nodal_loads, axes=1)
+        return ElasticSolution(U, vm, float(vm.max()), float(np.vdot(f, U)), sample.converged, sample.reason,
+                               sample.iterations, sample.seconds)
 
     def von_mises(self, U: np.ndarray, nu: float) -> np.ndarray:
         """Nodal von Mises stress: element values averaged over the triangles of each node (area weights)."""
-        E = self.problem.young
-        eps = np.einsum("eij,ej->ei", self.B, U[self.mesh.triangles].reshape(-1, 6))
-        s = eps @ (E / (1.0 - nu**2) * (_D1 + nu * _D2)).T
+        tri = self.mesh.cells
+        g, det = fem.simplex_gradients(self.mesh.nodes, tri)
+        eps = np.einsum("eij,ej->ei", strain_matrices(g), U[tri].reshape(-1, 6))
+        s = eps @ (self.problem.young * material_matrix(nu, 2, "stress")).T
         vm_e = np.sqrt(np.maximum(s[:, 0] ** 2 - s[:, 0] * s[:, 1] + s[:, 1] ** 2 + 3.0 * s[:, 2] ** 2, 0.0))
-        tri = self.mesh.triangles.ravel()
-        w = np.repeat(self.areas, 3)
+        w = np.repeat(det / 2.0, 3)
         n = self.mesh.n_nodes
-        return np.bincount(tri, w * np.repeat(vm_e, 3), n) / np.bincount(tri, w, n)
+        return np.bincount(tri.ravel(), w * np.repeat(vm_e, 3), n) / np.bincount(tri.ravel(), w, n)
 
 
 class TensilePlate(P1Problem):

@@ -127,7 +127,7 @@ class NonaffineDiffusion(P1Problem):
         mu = np.atleast_2d(mu)
         return np.concatenate([np.ones((len(mu), 1)), mu[:, :1] * beta], axis=1)
 
-    def entry_probe(self, pattern: fem.Pattern, slots: np.ndarray) -> "ElementEntryProbe":
+    def entry_probe(self, pattern: fem.Pattern, slots: np.ndarray) -> ElementEntryProbe:
         return ElementEntryProbe(self, pattern, slots)
 
 

@@ -7,7 +7,7 @@ from functools import cached_property
 import numpy as np
 
 from .. import capabilities as cap
-from ..capabilities import ParameterSpace
+from ..capabilities import AffineOutput, ParameterSpace
 from ..discretization import fem
 from ..discretization.mesh import side_indicators, unit_square
 from .arguments import UNIT_SQUARE_MESH, number_range, positive_range
@@ -19,7 +19,7 @@ class ThermalBlock(P1Problem):
     of a B1 x B2 grid (blocks numbered x fastest). Affine: theta_q(mu) = mu_q, one load term."""
 
     name = "thermal_block"
-    capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.AFFINE})
+    capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.AFFINE, cap.OUTPUT_FUNCTIONALS})
     arguments = {
         "mesh": UNIT_SQUARE_MESH,
         "blocks": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 64}, "minItems": 2,
@@ -70,6 +70,74 @@ class ThermalBlock(P1Problem):
     def kappa(self, mu) -> np.ndarray:
         """Piecewise-constant conductivity per element (for plots)."""
         return np.asarray(mu)[self.block_of_element]
+
+    # -- outputs (capability output_functionals) ---------------------------------------------------
+    @classmethod
+    def check_output(cls, args: dict, spec: dict) -> None:
+        """{name, kind: region_mean, blocks: [..]} (mean over the listed blocks) or {name, kind:
+        boundary_flux, side: left|right|bottom|top}, checked against the study's blocks."""
+        b1, b2 = args.get("blocks", (2, 2))
+        if spec.get("kind") == "region_mean":
+            blocks = spec.get("blocks", [])
+            if not blocks or min(blocks) < 0 or max(blocks) >= b1 * b2:
+                raise ValueError(f"blocks = {blocks}; expected a non-empty list of block indices in "
+                                 f"0..{b1 * b2 - 1} ({b1} x {b2} blocks, numbered x fastest)")
+        elif "side" not in spec:
+            raise ValueError("kind boundary_flux needs side; expected one of left, right, bottom, top")
+
+    def output_functional(self, spec: dict) -> AffineOutput:
+        """The output of a study entry (see check_output)."""
+        name, kind = spec.get("name"), spec.get("kind")
+        if kind == "region_mean":
+            blocks = np.atleast_1d(spec.get("blocks", []))
+            if not len(blocks) or blocks.min() < 0 or blocks.max() >= self.n_terms:
+                raise ValueError(f"output {name}: blocks = {blocks.tolist()}; expected indices in 0..{self.n_terms - 1}")
+            return region_mean(name, self.mesh, np.isin(self.block_of_element, blocks))
+        if kind == "boundary_flux":
+            K = fem.stiffness_local(self.mesh)
+            locals_ = [K * (self.block_of_element == q)[:, None, None] for q in range(self.n_terms)]
+            return boundary_flux(name, self.mesh, spec.get("side"), locals_, self.theta,
+                                 [fem.load_local(self.mesh, 1.0)], self.phi)
+        raise ValueError(f"output {name}: kind = {kind!r}; expected region_mean or boundary_flux")
+
+
+SIDES = ("left", "right", "bottom", "top")
+
+
+def _constant(n_terms=1):
+    return lambda mu: np.ones((len(np.atleast_2d(mu)), n_terms))
+
+
+def region_mean(name: str, mesh, element_mask: np.ndarray) -> AffineOutput:
+    """Mean of u over the elements where element_mask is True: l_i = int_region phi_i / |region|
+    (boundary nodes carry the Dirichlet value 0 and drop out)."""
+    element_mask = np.asarray(element_mask, dtype=bool)
+    if element_mask.shape != (len(mesh.triangles),) or not element_mask.any():
+        raise ValueError(f"output {name}: element mask of shape {element_mask.shape} with {int(element_mask.sum())} "
+                         f"elements; expected a non-empty mask of {len(mesh.triangles)} elements")
+    area = mesh.areas[element_mask].sum()
+    local = fem.load_local(mesh, 1.0) * element_mask[:, None] / area
+    pattern = fem.Pattern.build(mesh)
+    return AffineOutput(name, pattern.assemble_vector(mesh, local)[None, :], _constant())
+
+
+def boundary_flux(name: str, mesh, side: str, operator_locals: list, theta, load_locals: list, phi) -> AffineOutput:
+    """Outward flux -int_side kappa du/dn psi through a side of the unit square, as the FOM
+    residual against the boundary test function psi (weights of `side_indicators`: a corner is
+    shared half-half, so the four sides add up to int f exactly).
+
+    operator_locals: element matrices (n_tri, 3, 3) of each operator term (coefficients theta(mu));
+    load_locals: element load vectors (n_tri, 3) of each load term (coefficients phi(mu)). With u
+    zero on the boundary, the flux is f(psi) - a(u, psi) = sum_p phi_p f_p(psi) - sum_q theta_q a_q(u, psi)."""
+    if side not in SIDES:
+        raise ValueError(f"output {name}: side = {side!r}; expected one of {list(SIDES)}")
+    w = side_indicators(mesh)[SIDES.index(side)]
+    pattern = fem.Pattern.build(mesh)
+    psi = w[mesh.triangles]  # (n_tri, 3)
+    # a_q(phi_i, psi) for the free dofs i: the lifting of psi with the term's element matrices.
+    terms = np.stack([-pattern.assemble_vector(mesh, fem.boundary_lift_local(mesh, Kq, w)) for Kq in operator_locals])
+    offsets = np.array([float(np.einsum("ei,ei->", f, psi)) for f in load_locals])
+    return AffineOutput(name, -terms, theta, offsets, phi)
 
 
 class Heat(P1Problem):

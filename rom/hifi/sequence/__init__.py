@@ -1,5 +1,5 @@
 """The solve sequence of a simulate chunk: samples solved in an order where neighbours are close, each
-solve handing on what it built (initial guess, preconditioner, deflation space), one PETSc option
+solve starting from the Galerkin projection on the span of the earlier solutions, one PETSc option
 tuned online. It drives rom.hifi.solvers (and may import petsc4py and mpi4py like them).
 
 - ordering.py: solve paths, chunks cut along one path;

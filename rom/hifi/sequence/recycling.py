@@ -7,10 +7,10 @@ with the current matrix A(mu) and V an orthonormal basis of that span on the row
 (inner products are local sums and one allreduce). For an SPD A this x0 is the A-norm-best vector of the
 span, so the Krylov solver starts from the error that the span cannot represent.
 
-PETSc's own KSPGuess (fischer, pod) does the same projection, but PETSc 3.18 resets it whenever the matrix
-values change (KSPGuessSetUp: "Resetting KSPGuess since matrix state has changed"), which happens for every
-new parameter; it only keeps its vectors when the preconditioner is reused, and then projects with the
-matrices of the earlier parameters. Hence this projection with the current A.
+PETSc's own KSPGuess does the same projection, but PETSc 3.18 resets it whenever the matrix values change
+(KSPGuessSetUp: "Resetting KSPGuess since matrix state has changed"), which happens for every new parameter:
+measured, it gave the plain iteration counts and was removed (docs/data_generation.md). Hence this
+projection with the current A.
 
 Costs per solve: for an affine A(mu) = sum_q theta_q(mu) A_q, the reduced matrices V^T A_q V are updated
 when a vector enters the span (2 Q matvecs), so a guess costs two passes over V; otherwise A(mu) V is one

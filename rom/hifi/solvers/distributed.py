@@ -24,7 +24,7 @@ class RootDriven:
         self.size = 1 if self.comm is None else self.comm.size
         self.is_root = self.comm is None or self.comm.rank == 0
 
-    def __enter__(self) -> "RootDriven":
+    def __enter__(self) -> RootDriven:
         if not self.is_root:
             while (message := self.comm.bcast(None, root=0)) is not None:
                 name, mu = message

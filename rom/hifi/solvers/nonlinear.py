@@ -14,7 +14,7 @@ from ..discretization import fem
 from .petsc import SolveInfo
 
 
-def newton_stepper(problem, fom) -> "NewtonStepper":
+def newton_stepper(problem, fom) -> NewtonStepper:
     """The Newton solver of `problem` on the backend and rows of a FullOrderModel."""
     return (SnesStepper if fom.backend == "petsc" else ScipyNewtonStepper)(problem, fom)
 

@@ -132,9 +132,8 @@ class LinearSolver:
     # -- reuse along a sequence of solves (rom.hifi.sequence) ------------------------------------
     @contextmanager
     def options(self, options: dict, override: bool = False):
-        """PETSc options of this solver only while the block runs (for set-ups that read options late,
-        such as PCDEFLATION's inner preconditioner); names it already has (the command line, the config's
-        petsc_options) win unless `override`. Yields the options that were put in."""
+        """PETSc options of this solver only while the block runs; names it already has (the command line,
+        the config's petsc_options) win unless `override`. Yields the options that were put in."""
         db = self.db
         applied, saved = {}, {}
         for key, value in options.items():
@@ -163,13 +162,8 @@ class LinearSolver:
                 self.ksp.setFromOptions()
         return applied
 
-    def reuse_preconditioner(self, reuse: bool):
-        """Keep the current preconditioner when the matrix values change (PCSetReusePreconditioner);
-        False rebuilds it at the next set-up."""
-        self.ksp.getPC().setReusePreconditioner(bool(reuse))
-
     def setup(self):
-        """Build what the next solve needs (the preconditioner, unless it is reused): KSPSetUp."""
+        """Build what the next solve needs (the preconditioner): KSPSetUp."""
         self.ksp.setUp()
 
     def pc_type(self) -> str:
@@ -204,40 +198,8 @@ class LinearSolver:
         D.destroy()
         return out
 
-    def set_deflation_space(self, W: np.ndarray | None):
-        """The deflation space of a PCDEFLATION preconditioner for the next solve: W (n_rows, k) on this
-        rank's rows (full column rank), or None for PETSc's own (Haar) space. PCDEFLATION builds W^T A and W^T A W once per
-        set-up and ignores later value changes, so the preconditioner is reset and set up again."""
-        pc = self.ksp.getPC()
-        if pc.getType() != "deflation":
-            raise ValueError(f"set_deflation_space: the preconditioner is {pc.getType()!r}; expected 'deflation'")
-        pc.reset()  # also drops the operators: set them again below
-        if W is not None and W.shape[1]:
-            Wm = self._dense_rows_aij(W)
-            set_space = getattr(pc, "setDeflationSpace", None)
-            if set_space is not None:
-                set_space(Wm, False)
-            else:
-                _pc_deflation_set_space(pc, Wm)
-            Wm.destroy()
-        self.ksp.setOperators(self.A)
-
-    def _dense_rows_aij(self, W: np.ndarray):
-        """W (n_rows, k) as an AIJ matrix with full rows: PCDEFLATION forms W^T A with MatTransposeMatMult,
-        which PETSc 3.18 offers for AIJ but not for dense W."""
-        PETSc = self.PETSc
-        nloc, k = W.shape
-        indptr = np.arange(nloc + 1, dtype=PETSc.IntType) * k
-        indices = np.tile(np.arange(k, dtype=PETSc.IntType), nloc)
-        M = PETSc.Mat().createAIJ(((nloc, self.n), (None, k)), comm=self.comm)
-        M.setPreallocationCSR((indptr, indices))
-        M.setValuesCSR(indptr, indices, np.ascontiguousarray(W, dtype=PETSc.ScalarType).ravel())
-        M.assemble()
-        return M
-
     def solve(self, rhs_local: np.ndarray, x0: np.ndarray | None = None) -> tuple[np.ndarray, SolveInfo]:
         self.b.array[:] = rhs_local
-        # A KSPGuess (ksp_guess_type) or PCDEFLATION forms its own initial guess from a zero start.
         self.ksp.setInitialGuessNonzero(x0 is not None)
         if x0 is not None:
             self.x.array[:] = x0
@@ -266,29 +228,3 @@ class LinearSolver:
             obj.destroy()
         for key in self.db.getAll():
             self.db.delValue(key)
-
-
-def _pc_deflation_set_space(pc, W):
-    """PCDeflationSetSpace(pc, W, PETSC_FALSE) through ctypes on the objects' handles: petsc4py 3.18 does
-    not wrap it. The library is the libpetsc this process already loaded for petsc4py (same symbols,
-    same state)."""
-    import ctypes
-
-    lib = ctypes.CDLL(_loaded_petsc_library())
-    fn = lib.PCDeflationSetSpace
-    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int], ctypes.c_int
-    err = fn(pc.handle, W.handle, 0)
-    if err:
-        raise RuntimeError(f"PCDeflationSetSpace returned PETSc error {err}")
-
-
-def _loaded_petsc_library() -> str:
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = [line.split()[-1] for line in fh if "libpetsc" in line.rsplit("/", 1)[-1]]
-    except OSError:
-        paths = []
-    if not paths:
-        raise RuntimeError("simulate.deflation: petsc4py lacks PC.setDeflationSpace and the loaded libpetsc was not "
-                           "found in /proc/self/maps; expected Linux or a petsc4py that wraps PCDeflationSetSpace")
-    return paths[0]

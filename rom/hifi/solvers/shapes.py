@@ -1,61 +1,38 @@
 """Shape families solved: one mesh and one solve per sample (capability `geometry_solver`, e.g.
 tensile_plate). Under MPI rank 0 meshes each shape and broadcasts it, so every rank assembles the same
 mesh; the outputs, the problem's declared fields and scalars, are gathered on rank 0. The problem
-discretizes a mesh (`discretize(mesh)`: free dofs per element, operator, load, outputs); `ShapeModel`
-binds that system to PETSc (row-distributed, MPI) or SciPy."""
+discretizes a mesh (`discretize(mesh)`: a problem on that one mesh, with its affine terms and outputs);
+`ShapeModel` solves it with the one full-order model (solve.FullOrderModel) on PETSc (row-distributed,
+MPI) or SciPy."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
-from ..discretization.elasticity import vector_pattern
+from .solve import FullOrderModel
 
 
 class ShapeModel:
-    """The FOM of one mesh of a shape family on PETSc (row-distributed, MPI) or SciPy."""
+    """The FOM of one mesh of a shape family: the problem's system on that mesh bound to PETSc
+    (row-distributed, MPI) or SciPy by FullOrderModel."""
 
     def __init__(self, problem, mesh, backend="petsc", options=None, comm=None):
         self.problem, self.mesh = problem, mesh
         self.system = problem.discretize(mesh)
-        n = self.system.n
-        if backend == "petsc":
-            from . import petsc
+        self.fom = FullOrderModel(self.system, backend, options, comm)
 
-            petsc.init()
-            from petsc4py import PETSc
-
-            self.comm = comm or PETSc.COMM_WORLD
-            r0, r1 = petsc.ownership(n, self.comm.size, self.comm.rank)
-            self.pattern = vector_pattern(self.system.element_dofs, n, (r0, r1))
-            self.solver = petsc.LinearSolver(self.comm, n, r0, r1, self.pattern.indptr, self.pattern.indices, options)
-        elif backend == "scipy":
-            from .scipy_backend import ScipyLinearSolver
-
-            self.comm = None
-            self.pattern = vector_pattern(self.system.element_dofs, n, (0, n))
-            self.solver = ScipyLinearSolver(n, self.pattern.indptr, self.pattern.indices, options)
-        else:
-            raise ValueError(f"backend = {backend!r}: expected 'petsc' or 'scipy'")
-
-    @cached_property
-    def stiffness_terms(self) -> np.ndarray:
-        return self.system.stiffness_terms(self.pattern)
+    @property
+    def pattern(self):
+        return self.fom.pattern
 
     def solve(self, mu):
         """The solution's outputs (the system's `solution`: fields and scalars on rank 0)."""
         mu = np.asarray(mu, dtype=float)
-        t0 = time.perf_counter()
-        self.solver.set_values(self.system.operator_values(mu, self.stiffness_terms))
-        f = self.system.load(mu)
-        x, info = self.solver.solve(f[self.pattern.row_start:self.pattern.row_stop])
-        u = self.solver.gather(x)
-        return self.system.solution(u, f, mu, info, time.perf_counter() - t0)
+        return self.system.solution(mu, self.fom.solve(mu))
 
     def destroy(self):
-        self.solver.destroy()
+        self.fom.solver.destroy()
 
 
 def solve_geometry(problem, mesh, mu, backend="petsc", options=None, comm=None):

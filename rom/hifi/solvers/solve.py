@@ -7,9 +7,9 @@ Only rank 0 receives gathered solutions; every rank takes part in every solve.""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator
 
 import numpy as np
 
@@ -106,12 +106,12 @@ class FullOrderModel:
                 if not s.converged:
                     return
             return
-        if cap.NONLINEAR in p.capabilities:
+        if cap.has(p, cap.NONLINEAR):
             yield from self._newton_trajectory(mu)
             return
         # The step matrix M + dt A(mu) is set up again only when it changes (never, for the heat
         # problem, whose theta does not depend on mu): the preconditioner is built once per matrix.
-        key = tuple(np.round(p.theta(np.atleast_2d(mu))[0], 15)) if cap.AFFINE in p.capabilities else tuple(mu)
+        key = tuple(np.round(p.theta(np.atleast_2d(mu))[0], 15)) if cap.has(p, cap.AFFINE) else tuple(mu)
         if getattr(self, "_step_key", None) != key:
             self.solver.set_values(self.assembled(p.operator_values, mu))
             self._step_key = key
@@ -157,7 +157,7 @@ class FullOrderModel:
 
     def solve_sample(self, mu: np.ndarray) -> Sample:
         """One sample: a stationary solve or a whole trajectory, whichever the problem is."""
-        return self.solve_trajectory(mu) if cap.TRANSIENT in self.problem.capabilities else self.solve(mu)
+        return self.solve_trajectory(mu) if cap.has(self.problem, cap.TRANSIENT) else self.solve(mu)
 
     def solve_samples(self, mus: np.ndarray, each=None) -> list[Sample]:
         """Every sample in order (one PETSc solve or trajectory each); `each(i, sample)` after each."""

@@ -55,6 +55,16 @@ def integer_ticks(ax, axis="x"):
     getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
 
 
+def basis_axes(ax, ylabel, title):
+    """The axes of a quantity against the basis size: labels, log grid, legend, integer ticks."""
+    ax.set_xlabel("basis size N")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    integer_ticks(ax)
+
+
 STYLES = ("o-", "s--", "^-.", "v:", "D-", "x--")
 
 

@@ -116,12 +116,7 @@ def _stationary_section(rb, m, convergence, effectivity) -> dict:
         tb_max = np.where(np.isnan(tb).any(axis=1), np.nan, np.nanmax(np.where(np.isnan(tb), 0.0, tb), axis=1))
     ax.semilogy(N, plots.positive(tb_max), "x:", ms=7, mew=1.4, lw=1.2, color="black", zorder=3,
                 label=f"{LABELS[k0]}: max bound (textbook; gaps: negative square)")
-    ax.set_xlabel("basis size N")
-    ax.set_ylabel("X-norm error / bound (max over test set)")
-    ax.set_title("True error and error bounds", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    plots.integer_ticks(ax)
+    plots.basis_axes(ax, "X-norm error / bound (max over test set)", "True error and error bounds")
     # Textbook against the same evaluation without the rounding allowance (older artefacts: the bound).
     stable_name = f"{k0}_estimate_stable" if f"{k0}_estimate_stable" in m else f"{k0}_estimate"
     dev = _deviation(m[stable_name].values, tb)
@@ -131,12 +126,7 @@ def _stationary_section(rb, m, convergence, effectivity) -> dict:
         ax_dev.semilogy(N[~finite], np.full((~finite).sum(), 1.0), "v", ms=6, color="red", ls="",
                         label="textbook NaN (negative square)")
     ax_dev.axhline(np.finfo(float).eps, color="gray", lw=0.8, ls="--", label="machine epsilon")
-    ax_dev.set_xlabel("basis size N")
-    ax_dev.set_ylabel("relative deviation")
-    ax_dev.set_title("Textbook vs stable evaluation", fontsize=10)
-    ax_dev.grid(True, which="both", alpha=0.3)
-    ax_dev.legend(fontsize=7)
-    plots.integer_ticks(ax_dev)
+    plots.basis_axes(ax_dev, "relative deviation", "Textbook vs stable evaluation")
     plots.save(fig, convergence)
 
     fig, (ax,) = plots.figure(size=(6.0, 4.2))

@@ -4,9 +4,9 @@ crafted, forged or poisoned message and stay alive, keep its ledger exact throug
 checkpoint and a kill, bound its memory by the message size, and its clients must notice when it
 dies."""
 import ast
+import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -19,10 +19,11 @@ import zmq
 
 from conftest import PYTHON, env
 from rom import artefacts
+from stream_solver import HOSTILE
 from surrogates.cli import main as surrogates
 from surrogates.streaming import protocol
 from surrogates.streaming.client import Client, ServerGone
-from stream_solver import HOSTILE
+from surrogates.streaming.server import HOLD_ENV
 from test_streaming import CLIENTS, STEPS, check_ledger, heat_study, online_args
 
 HERE = Path(__file__).resolve().parent
@@ -82,40 +83,64 @@ def test_fifo_full_when_the_budget_ends_drains_to_the_ledger(tmp_path):
     assert ds.attrs["batches"] == 2 and ds["seen_count"].values.sum() == 2 * 16
 
 
-# The backpressure test needs an optimizer slower than the stream whatever else runs on the machine:
-# a 1024-wide MLP (about 4x the step cost of 512). With width 512 the buffer held only 32 of 40 at the
-# kill once, with a second test process on the other core. (A later kill does not help: the 400
-# samples are streamed and trained before batch 60.)
-WIDE, KILL_BATCH = 1024, 20
+def held_run(tmp_path, study, *extra, policy="fifo"):
+    """The server with its optimizer held after its first batch (server.HOLD_ENV) while the file
+    `hold` exists; its output goes to a file."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    out = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([PYTHON, "-m", "surrogates", *online_args(tmp_path, study, *extra, policy=policy)],
+                            env={**env(), HOLD_ENV: str(hold)}, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    return proc, hold
+
+
+def checkpoint_where(path, condition, proc, timeout=120.0):
+    """The first readable checkpoint at `path` that meets `condition` (a failure timeout only)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (path.parent / "server.log").read_text()[-2000:]
+        try:
+            blob = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+        except Exception:  # not written yet, or rewritten while read
+            blob = None
+        if blob is not None and condition(blob):
+            return blob
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint met the condition within {timeout:g} s")
 
 
 def test_backpressure_checkpoint_and_resume_lose_no_sample(tmp_path):
-    """FIFO of 40 with a slower optimizer (width WIDE) than the solver: the receiver is held back
-    by the full buffer. The server SIGKILLs itself after a checkpoint; its clients notice and exit.
-    That checkpoint books exactly what its slots, its pending rows and its served samples hold;
-    the rerun resumes and trains every booked sample exactly once."""
+    """FIFO of 40, its optimizer held after the first batch: the stream fills the buffer and the
+    receiver is held back with rows pending. A checkpoint taken then books exactly what its slots,
+    its pending rows and its served samples hold. The server is SIGKILLed; its clients notice and
+    exit. The rerun resumes and trains every booked sample exactly once."""
     steps = 100
-    study = user_study(tmp_path, width=WIDE, budget_seconds=120, checkpoint_every_seconds=0.05,
+    study = user_study(tmp_path, budget_seconds=120, checkpoint_every_seconds=0.05,
                        buffer={"capacity": 40, "watermark": 20},
                        online={"simulations": CLIENTS, "client_command": solver("valid", steps)})
     study.write_text(study.read_text().replace(f"steps: {STEPS - 1}", f"steps: {steps - 1}"))
-    args = online_args(tmp_path, study, "--fault", f"server:kill:{KILL_BATCH}", policy="fifo")
-    proc = subprocess.run([PYTHON, "-m", "surrogates", *args], env=env(), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    proc, _ = held_run(tmp_path, study)
+    try:
+        checkpoint_where(tmp_path / "m.ckpt", lambda b: len(b["buffer"]["pending_key"]) > 0, proc)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    # the newest checkpoint on disk, taken while held like the one seen
     blob = torch.load(tmp_path / "m.ckpt", weights_only=True)
     booked = set(np.flatnonzero(blob["ledger"].numpy().ravel()))
     b = blob["buffer"]
     slots, pending, retired = (set(b[k].numpy().tolist()) for k in ("key", "pending_key", "retired_key"))
     assert booked == slots | pending | retired and len(booked) == len(slots) + len(pending) + len(retired)
-    assert len(slots) == 40 and len(pending) > 0  # the checkpoint was taken under backpressure
-    assert blob["trainer"]["batches"] >= 20
+    assert len(slots) == 40 and len(pending) > 0 and len(retired) == 16  # one batch served, then held
+    assert blob["trainer"]["batches"] == 1
     deadline = time.time() + 30  # the orphaned clients watch the server's pid and stop
     while time.time() < deadline and any(_running_solvers(tmp_path)):
         time.sleep(0.2)
     assert not any(_running_solvers(tmp_path))
-    assert surrogates(online_args(tmp_path, study, "--fault", f"server:kill:{KILL_BATCH}", policy="fifo")) == 0
+    assert surrogates(online_args(tmp_path, study, policy="fifo")) == 0
     ds = artefacts.read(tmp_path / "h.h5")
-    assert ds.attrs["resumed_from_batch"] == blob["trainer"]["batches"]
+    assert ds.attrs["resumed_from_batch"] == 1
     pairs = np.column_stack([ds["ledger_client"].values, ds["ledger_step"].values])
     assert len(pairs) == CLIENTS * steps and len(np.unique(pairs, axis=0)) == len(pairs)
     seen = dict(zip(zip(ds["seen_client"].values, ds["seen_step"].values), ds["seen_count"].values))
@@ -151,9 +176,17 @@ rx = Receiver(sock, buf, Ledger(2, steps + 1), {1: np.full(5, 0.5)}, Scaling(exp
               bytes.fromhex(os.environ["KEY"]))
 rx.start()
 print(json.dumps({"address": address, "bound": receive_hwm(expect, 16) * expect.message_bytes}), flush=True)
-deadline = time.time() + 60
-while 1 not in rx.progress()[1] and time.time() < deadline:
-    time.sleep(0.02)
+
+
+def wait(condition):
+    deadline = time.time() + 60
+    while not condition() and time.time() < deadline:
+        time.sleep(0.02)
+
+
+wait(lambda: rx.counts["accepted"] == 1)
+print(json.dumps({"booked": rx.counts["accepted"]}), flush=True)
+wait(lambda: 1 in rx.progress()[1])
 print(json.dumps({"counts": rx.counts, "dropped": rx.dropped}), flush=True)
 """
 
@@ -180,7 +213,8 @@ def test_frame_of_256_mb_does_not_raise_the_server_rss(tmp_path):
         push.setsockopt(zmq.LINGER, 2000)
         push.connect(info["address"])
         push.send_multipart(protocol.encode_step(1, mu, 0, 0.0, field, key=key))
-        time.sleep(0.5)  # the first message is booked (first-use allocations happen before the baseline)
+        # the first message booked: first-use allocations happen before the baseline
+        assert json.loads(server.stdout.readline()) == {"booked": 1}
         before = _peak_rss(server.pid)
         bomb = zmq.Context.instance().socket(zmq.PUSH)
         bomb.setsockopt(zmq.LINGER, 0)
@@ -191,28 +225,39 @@ def test_frame_of_256_mb_does_not_raise_the_server_rss(tmp_path):
         after = _peak_rss(server.pid)
         bomb.disable_monitor()
         bomb.close()
-        push.send_multipart(protocol.encode_step(1, mu, 1, 0.01, field, key=key))
-        push.send_multipart(protocol.encode_bye(1, mu, 2, key=key))
+        for k in range(1, 11):  # the rest of the trajectory: its bye completes it
+            push.send_multipart(protocol.encode_step(1, mu, k, k * 0.01, field, key=key))
+        push.send_multipart(protocol.encode_bye(1, mu, 11, key=key))
         result = json.loads(server.stdout.readline())
         push.close()
     finally:
         server.kill()
         server.wait(10)
     assert after - before < info["bound"] < 16 << 20
-    assert refused and result["counts"]["accepted"] == 2 and result["dropped"] == {}
+    assert refused and result["counts"]["accepted"] == 11 and result["dropped"] == {}
 
 
 def test_client_blocked_in_send_exits_when_the_server_dies():
-    """A server that stops reading: the client's queue fills and send blocks (backpressure). The
-    server is SIGKILLed; the blocked client notices within its poll interval (1 s) and raises
-    ServerGone instead of waiting forever."""
+    """A server that stops reading: the client's queue fills and send blocks (backpressure). Once
+    a send has timed out at least once (blocked for a whole poll interval, 1 s), the server is
+    SIGKILLed; the blocked client notices within its poll interval and raises ServerGone instead
+    of waiting forever."""
     server = subprocess.Popen([PYTHON, "-c", "import sys, time, zmq; s = zmq.Context().socket(zmq.PULL); "
                                "s.setsockopt(zmq.RCVHWM, 1); print(s.bind_to_random_port('tcp://127.0.0.1'), "
                                "flush=True); time.sleep(600)"], env=env(), stdout=subprocess.PIPE, text=True)
     port = int(server.stdout.readline())
     client = Client(f"tcp://127.0.0.1:{port}", 0, np.zeros(5), os.urandom(32), hwm=1, linger_s=0,
                     watch=(socket.gethostname(), server.pid)).connect()
-    outcome = []
+    blocked, outcome, checks = threading.Event(), [], []
+    check_server = client.check_server
+
+    def check():  # called before each try of a send: a second try of the same message means it blocked
+        if checks and checks[-1] == client.sent:
+            blocked.set()
+        checks.append(client.sent)
+        check_server()
+
+    client.check_server = check
 
     def stream():
         try:
@@ -224,11 +269,7 @@ def test_client_blocked_in_send_exits_when_the_server_dies():
     t = threading.Thread(target=stream, daemon=True)
     t.start()
     try:
-        last, still = -1, 0
-        while still < 5:  # blocked: nothing sent for 0.5 s
-            time.sleep(0.1)
-            still, last = (still + 1, last) if client.sent == last else (0, client.sent)
-        assert t.is_alive() and client.sent < 10_000
+        assert blocked.wait(60) and t.is_alive() and client.sent < 10_000
         server.kill()
         server.wait(10)
         t.join(10)

@@ -149,6 +149,11 @@ class Buffer:
             self.cond.notify_all()
 
     # -- consumer -----------------------------------------------------------------------------
+    @property
+    def producer_waiting(self) -> bool:
+        """A put is waiting for room: rows stay pending only while the buffer is open and full."""
+        return len(self.pending_key) > 0 and not self.closed
+
     def ready(self, batch: int) -> bool:
         if self.size == 0 or not (self.started or self.closed):
             return False

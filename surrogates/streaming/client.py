@@ -52,10 +52,11 @@ class Client:
         self.linger_s, self.hwm, self.poll_s = linger_s, hwm, poll_s
         self.watch, self.stall_seconds = watch, stall_seconds
         self.sent = 0
-        self._sock = None
+        self._sock = self._ctx = None
 
-    def connect(self) -> "Client":
-        self._sock = zmq.Context.instance().socket(zmq.PUSH)
+    def connect(self) -> Client:
+        self._ctx = zmq.Context()  # its own: terminating it waits for the queued messages (see close)
+        self._sock = self._ctx.socket(zmq.PUSH)
         # A full queue blocks send (backpressure) rather than dropping, in slices of poll_s so that
         # a dead server is noticed; finish waits linger_s at most.
         self._sock.setsockopt(zmq.SNDHWM, self.hwm)
@@ -92,13 +93,14 @@ class Client:
 
     def finish(self):
         self._send(protocol.encode_bye(self.client_id, self.mu, self.sent, key=self.key))
-        self._sock.close()  # blocks up to LINGER until queued messages are delivered
-        self._sock = None
+        self.close(deliver=True)
 
-    def close(self):
+    def close(self, deliver: bool = False):
+        """deliver: wait up to LINGER until the queued messages are delivered; else drop them."""
         if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
+            self._sock.close(None if deliver else 0)
+            self._ctx.term()  # what waits for the delivery: closing the socket does not
+            self._sock = self._ctx = None
 
 
 @dataclass
@@ -131,7 +133,7 @@ class Assignment:
         return env
 
     @classmethod
-    def from_environment(cls, environ=None) -> "Assignment":
+    def from_environment(cls, environ=None) -> Assignment:
         env = os.environ if environ is None else environ
         missing = [k for k in (ENV_SIMULATIONS, ENV_KEY_FILE) if not env.get(k)]
         if missing:
@@ -184,7 +186,9 @@ def run_worker(study: dict, job: Assignment, backend: str = "petsc", petsc_args=
                 raise RuntimeError(f"client {sim.client}: step {step} did not converge ({info.reason})")
             if client is not None:
                 client.send(step, t, problem.full_field(sim.mu, u))
-            if step == at and kind == "kill":  # fault injection (tests): die abruptly
+            if step == at and kind == "kill":  # fault injection (tests): die abruptly once the steps sent are delivered
+                if client is not None:
+                    client.close(deliver=True)
                 os.kill(os.getpid(), signal.SIGKILL)
             if step == at and kind == "hang":  # fault injection: alive but silent
                 while True:

@@ -6,15 +6,23 @@ process, not per simulation); the list is handed over in the process's environme
 A simulation is identified by its client id; a restart keeps the id (so the server recognizes the
 time steps it already has), a redraw takes a new id. States: pending, running, done (its bye
 arrived), abandoned (redrawn after too many crashes). When a process dies or falls silent, the
-simulation it was running (the first of its list without a bye) counts a crash and is restarted
-(or redrawn after max_crashes); the rest of its list goes back to pending, uncharged. The whole
+simulation it was running (the last of its list heard from: a bye may still be on the way for
+those before it) counts a crash and is restarted (or redrawn after max_crashes); the rest of its
+list without a bye goes back to pending, uncharged. A bye counts only when the server's ledger
+holds every step of its simulation (an incomplete one leaves it running, restarted as above). The whole
 ensemble runs even when the training budget is spent first: its steps are then booked in the
 ledger (the job ends when both are over).
+
+Starting a client takes descriptors (its log file, the pipes of the fork): while fewer than
+DESCRIPTOR_RESERVE are left to the process (a flood of connections to the server's socket holds the
+rest), starts are deferred to a later poll, never failed.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -26,6 +34,15 @@ from pathlib import Path
 import numpy as np
 
 STATES = ("pending", "running", "done", "abandoned")
+DESCRIPTOR_RESERVE = 32  # left to the rest of the process after a client start (imports, logs)
+
+
+def descriptors_left() -> int:
+    """Descriptors this process may still open (0 when it cannot even list its own)."""
+    try:
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
 
 
 @dataclass
@@ -84,6 +101,7 @@ class Launcher:
         self.workers: list[Worker] = []
         self.started_processes = 0
         self.events: list[str] = []
+        self.deferred = False  # starts are waiting for descriptors (logged once per episode)
         for cid, spec in (faults or {}).items():
             self.sims[int(cid)].fault = (spec["kind"], int(spec["step"]))
 
@@ -93,27 +111,40 @@ class Launcher:
         return 2 * self.n_initial
 
     # -- process handling ---------------------------------------------------------------------
-    def _start(self, sims: list[Simulation]):
+    def _start(self, sims: list[Simulation]) -> bool:
+        """Start one process for these simulations; False when descriptors ran short (retry later)."""
+        if descriptors_left() < DESCRIPTOR_RESERVE:
+            return self._defer(f"fewer than {DESCRIPTOR_RESERVE} descriptors left")
         argv = wrap(self.argv, self.ranks, self.mode)
         env = dict(os.environ)
         env.update(self.environment(sims))
         n = self.started_processes
         log = subprocess.DEVNULL
-        if self.log_dir:
-            log = open(self.log_dir / f"worker{n}.log", "ab")
-            log.write(f"simulations {', '.join(str(s.id) for s in sims)}\n".encode())
-            log.flush()
         try:
+            if self.log_dir:
+                log = open(self.log_dir / f"worker{n}.log", "ab")
+                log.write(f"simulations {', '.join(str(s.id) for s in sims)}\n".encode())
+                log.flush()
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                return self._defer(str(exc))
             raise LauncherError(f"cannot start a client ({argv[0]}): {exc}") from None
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()
+        self.deferred = False
         self.started_processes += 1
         for s in sims:
             s.state = "running"
         self.workers.append(Worker(n, [s.id for s in sims], proc, time.time()))
+        return True
+
+    def _defer(self, why: str) -> bool:
+        if not self.deferred:
+            self.events.append(f"client starts deferred: {why} (connections to the server hold them)")
+        self.deferred = True
+        return False
 
     @staticmethod
     def _kill(proc: subprocess.Popen):
@@ -125,13 +156,18 @@ class Launcher:
                 proc.kill()
                 proc.wait(3.0)
 
-    def _lost(self, w: Worker, left: list[int], why: str):
-        """A process died or fell silent: its current simulation crashed, the rest are pending."""
+    def _lost(self, w: Worker, left: list[int], last_seen: dict, why: str):
+        """A process died or fell silent: its current simulation crashed, the rest are pending.
+        The current one is the last of its list heard from since the process started: those before
+        it said bye (and theirs may still be on the way), so they are not charged."""
         self._kill(w.proc)
         self.workers.remove(w)
-        for i in left[1:]:
-            self.sims[i].state = "pending"
-        self._crashed(self.sims[left[0]], why)
+        heard = [i for i in left if last_seen.get(i, 0.0) >= w.started]
+        current = heard[-1] if heard else left[0]
+        for i in left:
+            if i != current:
+                self.sims[i].state = "pending"
+        self._crashed(self.sims[current], why)
 
     def _crashed(self, sim: Simulation, why: str):
         sim.crashes += 1
@@ -154,8 +190,8 @@ class Launcher:
         up to K. last_seen: client id -> time.time() of its last message; finished: ids whose bye
         arrived."""
         now = time.time()
-        for i in finished:
-            if i in self.sims and self.sims[i].state == "running":
+        for i in finished:  # also a pending one whose bye arrived after its process was given up
+            if i in self.sims and self.sims[i].state in ("running", "pending"):
                 self.sims[i].state = "done"
         for w in list(self.workers):
             left = [i for i in w.sims if self.sims[i].state == "running"]
@@ -168,17 +204,18 @@ class Launcher:
                     self._kill(w.proc)
                     self.workers.remove(w)
             elif rc is not None and rc != 0:
-                self._lost(w, left, f"died (exit status {rc})")
+                self._lost(w, left, last_seen, f"died (exit status {rc})")
             elif rc == 0 and silent:  # exited cleanly: its last byes may still be on the way
-                self._lost(w, left, "exited without saying bye")
+                self._lost(w, left, last_seen, "exited without saying bye")
             elif rc is None and silent:
-                self._lost(w, left, f"silent for more than {self.timeout:g} s" if talking
+                self._lost(w, left, last_seen, f"silent for more than {self.timeout:g} s" if talking
                            else f"sent nothing within {self.startup_timeout:g} s of its start")
         pending = [s for s in sorted(self.sims.values(), key=lambda s: s.id) if s.state == "pending"]
         while pending and len(self.workers) < self.max_running:
             # an even share of what is left for each free slot, at most per_client
             n = min(self.per_client, math.ceil(len(pending) / (self.max_running - len(self.workers))))
-            self._start(pending[:n])
+            if not self._start(pending[:n]):
+                break
             pending = pending[n:]
 
     @property

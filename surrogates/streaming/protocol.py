@@ -4,12 +4,14 @@ the run's secret. No pickle crosses the socket.
 
 Header keys: v (protocol version), kind ("step" | "bye"), client (int id given by the launcher),
 mu (list of numbers), step (int), time (number), shape ([field size]), dtype ("float32" |
-"float64"), nbytes (int). A "bye" carries `steps`, the number of steps sent.
+"float64"), nbytes (int). A "bye" carries `steps`, the number of steps sent (the client's own count,
+which may include steps refused here: the server decides completion from its ledger, not from it).
 
 `decode` authenticates first (sizes, then the tag, before any parsing: a sender without the secret
 never reaches the JSON parser), then checks every field against `Expect` (strict JSON types:
 booleans are not integers; bounded nesting depth and number lengths; mu inside the parameter box,
-time inside the horizon, values finite after the cast to the training dtype). Anything else raises
+the step inside the horizon and its time equal to step x dt within TIME_SLACK, values finite after
+the cast to the training dtype). Anything else raises
 ProtocolError with a short reason used as a counter name; decode raises nothing else.
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ MAC_BYTES = 32  # HMAC-SHA256
 KEY_BYTES = 32
 MAX_DEPTH = 2  # a header is an object holding lists: {"mu": [...], "shape": [...]}
 MAX_INT_DIGITS = 19  # anything longer cannot be a client id, step or size (int64)
-TIME_SLACK = 1e-6  # relative: a solver summing dt accumulates rounding in its time
+TIME_SLACK = 1e-6  # relative to the horizon: a solver summing dt accumulates rounding in its time
 MU_SLACK = 1e-9  # relative to the width of the box: the design's scaling rounds
 # The MSE squares each value: a value whose square is not finite in float32 poisons the loss.
 VALUE_LIMIT = float(np.sqrt(np.finfo(np.float32).max))
@@ -59,6 +61,11 @@ class Expect:
     bounds: np.ndarray
     horizon: float
     max_step: int
+
+    @property
+    def dt(self) -> float:
+        """The time step: step k is at time k * dt."""
+        return self.horizon / self.max_step if self.max_step else 0.0
 
     @property
     def n_params(self) -> int:
@@ -240,7 +247,7 @@ def _decode(frames, expect: Expect, key: bytes) -> Message:
         raise ProtocolError("bad_mu", f"mu = {mu}: expected inside the parameter box {expect.bounds.tolist()}")
     mu = np.asarray(mu, dtype=float)
     if kind == "bye":
-        return Message("bye", client, mu, steps=_int(h, "steps", "bad_steps", 0, expect.max_step + 1))
+        return Message("bye", client, mu, steps=_int(h, "steps", "bad_steps", 0, 2 ** 62))
     if kind != "step":
         raise ProtocolError("bad_header", f"kind = {kind!r}: expected 'step' or 'bye'")
     step = _int(h, "step", "bad_step", 0, expect.max_step)
@@ -248,6 +255,8 @@ def _decode(frames, expect: Expect, key: bytes) -> Message:
     slack = TIME_SLACK * expect.horizon
     if not _is_number(t) or not -slack <= t <= expect.horizon + slack:
         raise ProtocolError("bad_time", f"time = {t!r}: expected a number in [0, {expect.horizon}]")
+    if abs(t - step * expect.dt) > slack:
+        raise ProtocolError("bad_time", f"time = {t!r} at step {step}: expected {step} x dt = {step * expect.dt}")
     dtype = DTYPES.get(h.get("dtype")) if isinstance(h.get("dtype"), str) else None
     if dtype is None:
         raise ProtocolError("bad_dtype", f"dtype = {h.get('dtype')!r}: expected one of {sorted(DTYPES)}")

@@ -21,7 +21,7 @@ def evaluate(study: dict, test, models: dict[str, str]) -> xr.Dataset:
     problem = registry.make_problem(study["problem"])
     errors, preds = [], []
     F = mu = None
-    for label, path in models.items():
+    for path in models.values():
         model, scaling, _ = load_model(path)
         X, Y, mu, F = snapshot_set(test, problem, scaling)
         with torch.no_grad():

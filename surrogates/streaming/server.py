@@ -11,12 +11,24 @@ stop flags, the clients registered, and the checkpoints, which rank 0 schedules 
 saves at the same batch. A resumed run loads the newest batch count that every rank has saved.
 
 Memory is bounded by message size: every frame above the study's largest valid frame is refused by
-ZeroMQ before it is read (ZMQ_MAXMSGSIZE drops the connection), and each connection queues at most
-`receive_hwm` messages.
+ZeroMQ before it is read (ZMQ_MAXMSGSIZE drops the connection, and with it whatever the peer queued
+behind that frame: ZeroMQ cannot skip a frame it will not read), and each connection queues at most
+`receive_hwm` messages. Steps lost that way (or by a killed client) are found by the ledger: a
+simulation is done only when its bye finds every one of its steps booked; otherwise the launcher
+restarts it and the restart resends what was lost.
+
+Descriptors: ZeroMQ accepts every TCP connection there is a descriptor for, and a peer that never
+completes the ZeroMQ greeting holds one for HANDSHAKE_SECONDS. So the soft RLIMIT_NOFILE is raised to
+the hard limit at the start, checkpoints are written through files opened at the start, the
+launcher keeps a reserve of descriptors (launcher.DESCRIPTOR_RESERVE) before it starts a client, and
+the socket has a ZeroMQ context of its own, terminated (every peer's descriptor closed) before the
+final checkpoint and the run's artefacts are written: a flood of connections cannot make the run fail.
 """
 from __future__ import annotations
 
+import glob
 import os
+import resource
 import signal
 import threading
 import time
@@ -31,7 +43,12 @@ from . import protocol
 from .buffers import Buffer
 from .settings import Settings
 
+# Test hook, off unless set: while the file this variable names exists, the training loop takes no
+# batch after its first (the receiver, the launcher and the checkpoints go on), so a test can hold
+# the optimizer back deterministically instead of counting on it being slower than the stream.
+HOLD_ENV = "ROMFLOW_STREAM_HOLD"
 RECEIVE_QUEUE_BYTES = 64 << 20  # per connection: what ZeroMQ may hold before the receiver reads it
+HANDSHAKE_SECONDS = 10  # a peer silent this long after connecting (no ZeroMQ greeting) is dropped
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,12 +61,12 @@ def receive_hwm(expect: protocol.Expect, chunk: int) -> int:
     return int(np.clip(RECEIVE_QUEUE_BYTES // expect.message_bytes, 2 * chunk, 1024))
 
 
-def bind(settings: Settings, expect: protocol.Expect) -> tuple[zmq.Socket, str]:
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.PULL)
+def bind(settings: Settings, expect: protocol.Expect, ctx: zmq.Context | None = None) -> tuple[zmq.Socket, str]:
+    sock = (ctx or zmq.Context.instance()).socket(zmq.PULL)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, expect.frame_bytes)
     sock.setsockopt(zmq.RCVHWM, receive_hwm(expect, settings.ingest_chunk))
+    sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_SECONDS * 1000)
     host = settings.bind
     if settings.port:
         sock.bind(f"tcp://{host}:{settings.port}")
@@ -59,11 +76,84 @@ def bind(settings: Settings, expect: protocol.Expect) -> tuple[zmq.Socket, str]:
     return sock, f"tcp://{host}:{port}"
 
 
+def raise_descriptor_limit():
+    """Soft RLIMIT_NOFILE up to the hard limit: each connected peer holds a descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)  # the kernel refuses more (fs.nr_open)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, hard), hard))
+    except (ValueError, OSError):
+        pass  # keep the soft limit; checkpoints need no new descriptor anyway
+
+
+class CheckpointFiles:
+    """One rank's checkpoint: `path` (the newest generation) and `prev` (the one before), rotated
+    through two files opened at the start, so that writing one needs no new descriptor. A new
+    generation overwrites the older file (a spare, or prev while path is whole), then the renames
+    prev -> spare, path -> prev, spare -> path leave path or prev whole at every instant; the file
+    and then the directory are fsynced. Temporaries of a run killed mid-rotation are removed."""
+
+    def __init__(self, path: Path):
+        self.path, self.prev = path, path.with_name(f"{path.stem}.prev{path.suffix}")
+        self.spare = path.with_name(f".{path.name}.new")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stray in glob.glob(f"{glob.escape(str(self.spare))}*"):
+            os.unlink(stray)
+        self.dir = os.open(path.parent, os.O_RDONLY)
+        self.files: dict[int, Path] = {}  # descriptor -> the name its file has now
+        for name in (path, self.prev):
+            if name.is_file():
+                self.files[os.open(name, os.O_RDWR)] = name
+        for k in range(2 - len(self.files)):
+            name = self.spare.with_name(f"{self.spare.name}{k or ''}")
+            self.files[os.open(name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)] = name
+
+    def write(self, blob: dict):
+        # never path's file: a spare when there is one, else prev (path is whole meanwhile)
+        fd = min(self.files, key=lambda f: (self.files[f] == self.path, self.files[f] == self.prev))
+        other = next(f for f in self.files if f != fd)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        with open(fd, "wb", closefd=False) as f:
+            torch.save(blob, f)
+        os.fsync(fd)
+        if self.files[fd] == self.prev:
+            os.replace(self.prev, self.spare)
+            self.files[fd] = self.spare
+        if self.files[other] == self.path:
+            os.replace(self.path, self.prev)
+            self.files[other] = self.prev
+        os.replace(self.files[fd], self.path)
+        self.files[fd] = self.path
+        os.fsync(self.dir)
+
+    def finish(self, blob: dict):
+        """The last generation, alone: a finished run keeps no previous one."""
+        self.write(blob)
+        for fd, name in self.files.items():
+            if name != self.path:
+                name.unlink(missing_ok=True)
+            os.close(fd)
+        os.fsync(self.dir)
+        os.close(self.dir)
+        self.files = {}
+
+
 class Ledger:
     """Which (client, step) pairs were received: each is booked exactly once."""
 
     def __init__(self, max_clients: int, n_steps: int):
         self.got = np.zeros((max_clients, n_steps), dtype=bool)
+
+    @property
+    def clients(self) -> int:
+        """Rows: every client id the launcher can issue."""
+        return self.got.shape[0]
+
+    def missing(self, client: int) -> np.ndarray:
+        """Steps of this client not received."""
+        return np.flatnonzero(~self.got[client])
 
     def book(self, client: int, step: int) -> bool:
         if self.got[client, step]:
@@ -92,8 +182,8 @@ class Receiver(threading.Thread):
         self.finished: set[int] = set()
         self.counts = {"messages": 0, "accepted": 0, "duplicates": 0, "bytes": 0, "dropped": 0}
         self.dropped: dict[str, int] = {}
+        self.warnings: list[str] = []  # for the training loop's log
         self.store = True  # False once training has stopped: steps are only booked in the ledger
-        self.blocked_since: float | None = None  # inside a put (a full FIFO/FIRO holds it back)
         self.error: BaseException | None = None
 
     def _drop(self, reason: str):
@@ -106,9 +196,13 @@ class Receiver(threading.Thread):
         except protocol.ProtocolError as exc:
             return exc.reason
 
+    def _admissible(self, m):
+        """Only ids the launcher can issue (the ledger's rows) go on to build a sample key."""
+        return m if isinstance(m, str) or m.client < self.ledger.clients else "unknown_client"
+
     def ingest(self, batch: list):
         """Decode a chunk of messages (outside the lock), then book and store it atomically."""
-        decoded = [self._decode(f) for f in batch]
+        decoded = [self._admissible(self._decode(f)) for f in batch]
         steps = [m for m in decoded if not isinstance(m, str) and m.kind == "step"]
         if steps:
             x = self.scaling.inputs(np.stack([m.mu for m in steps]), np.array([m.time for m in steps]))
@@ -131,7 +225,7 @@ class Receiver(threading.Thread):
                     self._drop("unknown_client")  # stale, or a registered id with other parameters
                 elif m.kind == "bye":
                     self.last_seen[m.client] = now
-                    byes.append(m.client)
+                    byes.append(m)
                 else:
                     self.last_seen[m.client] = now
                     self.counts["bytes"] += m.field.nbytes
@@ -141,14 +235,22 @@ class Receiver(threading.Thread):
                     else:
                         self.counts["duplicates"] += 1  # a restarted client resends steps already booked
                 j += m.kind == "step"
-            self.finished.update(byes)  # after the steps before them are booked
+            for m in byes:  # after the steps before them are booked
+                self._finish(m)
             return mask
 
-        self.blocked_since = time.time()
-        try:
-            self.buffer.put(x, y, keys, admit=admit)
-        finally:
-            self.blocked_since = None
+        self.buffer.put(x, y, keys, admit=admit)
+
+    def _finish(self, bye):
+        """A bye completes its simulation only if the ledger holds every one of its steps: the
+        client's own count is not trusted (a sender may stop early, or lose steps on the way)."""
+        missing = self.ledger.missing(bye.client)
+        if len(missing) == 0:
+            self.finished.add(bye.client)
+            return
+        self._drop("incomplete_bye")
+        self.warnings.append(f"client {bye.client} said bye after {bye.steps} steps but {len(missing)} of "
+                             f"{self.ledger.got.shape[1]} never arrived (first: step {missing[0]}): not done")
 
     def run(self):
         if self.buffer.device.type == "cuda":
@@ -176,14 +278,12 @@ class Receiver(threading.Thread):
         self.join(5.0)
 
     def progress(self):
-        """(client -> time of its last message, clients whose bye arrived). While a put has been
-        held back by a full buffer, the clients are blocked in send, not silent: all count as heard now."""
+        """(client -> time of its last message, clients whose bye arrived). While a put waits for
+        room in a full buffer, the clients are blocked in send, not silent: all count as heard now."""
         with self.lock:
             seen = dict(self.last_seen)
-            since = self.blocked_since
-            if since is not None and time.time() - since > 0.5:
-                now = time.time()
-                seen = dict.fromkeys(seen, now)
+            if self.buffer.producer_waiting:
+                seen = dict.fromkeys(seen, time.time())
             return seen, set(self.finished)
 
     def snapshot(self) -> dict:
@@ -246,13 +346,18 @@ class OnlineTraining:
         self.validation = validation  # (x, y) tensors on the device, or None
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.kill_after_checkpoint = kill_after_checkpoint
+        self.hold = os.environ.get(HOLD_ENV) or None
         self.buffer = Buffer(settings.policy, settings.capacity, expect.n_params + 1, expect.field_size,
                              settings.watermark, seed=settings.seed + 7919 * rank, device=trainer.device)
         self.max_clients = max_clients
         self.ledger = Ledger(max_clients, expect.max_step + 1)
         self._progress_cache = ({}, set())
         self.known: dict[int, np.ndarray] = {}
-        self.sock, self.address = bind(settings, expect)
+        # before the socket exists: no peer can hold the descriptors these files need
+        self.files = CheckpointFiles(self._ckpt_path()) if self.checkpoint else None
+        raise_descriptor_limit()
+        self.zmq = zmq.Context()  # its own, so that terminating it closes every peer's descriptor
+        self.sock, self.address = bind(settings, expect, self.zmq)
         self.receiver = Receiver(self.sock, self.buffer, self.ledger, self.known, scaling, expect,
                                  settings.ingest_chunk, key)
         self.history = History()
@@ -278,13 +383,9 @@ class OnlineTraining:
     def _ckpt_path(self) -> Path:
         return self.checkpoint if self.world == 1 else self.checkpoint.with_suffix(f".rank{self.rank}.pt")
 
-    def _prev_path(self) -> Path:
-        p = self._ckpt_path()
-        return p.with_name(f"{p.stem}.prev{p.suffix}")
-
     def save_checkpoint(self, train_seconds: float, complete: bool = False):
-        """Atomic; the previous generation is kept (as .prev) until a run completes, so the ranks
-        can agree on a batch every one of them has saved."""
+        """Atomic and durable; the previous generation is kept (as .prev) until a run completes,
+        so the ranks can agree on a batch every one of them has saved."""
         if not self.trainer.finite():
             raise TrainingDiverged(f"the weights became non-finite by batch {self.trainer.batches}; no model "
                                    f"saved (lower surrogate.lr, or check the clients' fields)")
@@ -293,22 +394,17 @@ class OnlineTraining:
                     history={k: torch.from_numpy(v) for k, v in self.history.arrays().items()})
         if self.launcher is not None:
             blob["launcher"] = {k: torch.as_tensor(v) for k, v in self.launcher.table().items()}
-        path, prev = self._ckpt_path(), self._prev_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
-        torch.save(blob, tmp)
         if complete:
-            prev.unlink(missing_ok=True)
-        elif path.exists():
-            os.replace(path, prev)
-        os.replace(tmp, path)
+            self.files.finish(blob)
+        else:
+            self.files.write(blob)
 
     def _candidates(self) -> dict[int, dict]:
         """Readable checkpoints of this rank with these settings, by batch count."""
         if self.checkpoint is None:
             return {}
         out = {}
-        for p in (self._ckpt_path(), self._prev_path()):
+        for p in (self.files.path, self.files.prev):
             if not p.is_file():
                 continue
             try:
@@ -362,11 +458,13 @@ class OnlineTraining:
             while True:
                 if self.receiver.error is not None:
                     raise self.receiver.error
+                while self.receiver.warnings:
+                    self.log(f"rank {self.rank}: warning: {self.receiver.warnings.pop(0)}")
                 now = time.perf_counter()
                 train_s = self.seconds_before + (now - t_first if t_first is not None else 0.0)
                 local = {"progress": self.receiver.progress() if self.world > 1 else None,
-                         "ready": self.buffer.ready(self.s.batch_size), "drained": self._drained(),
-                         "diverged": self.diverged}
+                         "ready": self.buffer.ready(self.s.batch_size) and not self._held(),
+                         "drained": self._drained(), "diverged": self.diverged}
                 lead = {}
                 if self.rank == 0:  # rank 0 decides; every rank learns the registry, stop flags, checkpoints
                     news, stream_done = {}, False
@@ -433,6 +531,7 @@ class OnlineTraining:
             if self.launcher is not None:
                 self.launcher.shutdown()
             self.sock.close(0)
+            self.zmq.term()  # returns once every connection is closed: what follows has their descriptors
         end = t_stop if t_stop is not None else time.perf_counter()
         train_s = self.seconds_before + (end - t_first if t_first is not None else 0.0)
         if losses or not self.history.batches:
@@ -443,6 +542,9 @@ class OnlineTraining:
             self.save_checkpoint(train_s, complete=True)
         return {"train_seconds": train_s, "wall_seconds": time.perf_counter() - t_start,
                 "ensemble_seconds": float("nan") if self.ensemble_seconds is None else self.ensemble_seconds}
+
+    def _held(self) -> bool:
+        return self.hold is not None and self.trainer.batches > 0 and os.path.exists(self.hold)
 
     def _static(self):
         t = self.trainer

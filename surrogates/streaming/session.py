@@ -14,11 +14,12 @@ import xarray as xr
 
 from rom import artefacts
 from rom.errors import UserError
-from rom.paths import digest
 from rom.hifi import registry
+from rom.paths import digest
 
 from . import protocol
-from .settings import settings as run_settings, validate_settings
+from .settings import settings as run_settings
+from .settings import validate_settings
 
 
 class StreamingError(UserError):
@@ -234,7 +235,8 @@ def train_offline(study: dict, train: str | Path, model_path: str | Path, histor
                   test: str | Path | None = None, log=_log) -> dict:
     """The same MLP trained from the snapshot files for the same budget (the baseline)."""
     from surrogates.nn import save_model
-    from surrogates.offline import snapshot_set, train_offline as run
+    from surrogates.offline import snapshot_set
+    from surrogates.offline import train_offline as run
 
     s = study["surrogate"]
     problem, names, bounds, scaling, device, seed = setup(study)

@@ -239,6 +239,8 @@ def validate(study: dict, source: str = "config", base_dir: str | Path | None = 
     for key, sub in cls.arguments.items():  # the problem's own path-valued keys
         if isinstance(sub, dict) and sub.get("x-path") and isinstance(study["problem"].get(key), str):
             study["problem"][key] = _resolve(study["problem"][key], base_dir)
+    if hasattr(cls, "resolve_paths"):  # a problem's further study-relative paths (a black box's inputs)
+        cls.resolve_paths(study["problem"], base_dir)
     if "class" in study["problem"]:
         study["problem"]["class"] = problem_class(study["problem"], source, base_dir).import_path
     try:

@@ -45,6 +45,10 @@ def check_study(study: dict, cls, source: str = "config"):
             need = unmet.describe()
             off = f" or {stage.switch}.enabled: false" if stage.switch is not None else ""
             alternatives = unmet.mode == "any"
+            if unmet.mode == "none":  # a capability the stage cannot take (POD+GP: stationary fields only)
+                raise ConfigError(f"{source}: {requested_by(stage, study)}: stage {stage.name} takes no problem "
+                                  f"with {need.removeprefix('not ')}, which problem {name} has (it has: {caps}); "
+                                  f"expected another problem{off}")
             raise ConfigError(f"{source}: {requested_by(stage, study)}: stage {stage.name} needs the problem "
                               f"capability {need}{' (one of the alternatives)' if alternatives else ''}, which "
                               f"problem {name} lacks (it has: {caps}); expected "

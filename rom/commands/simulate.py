@@ -129,7 +129,12 @@ def simulate(ctx):
                      figures["peak_memory_mb"])
     if fom.rank != 0:
         return 0
+    if getattr(problem, "node_order", None) == "permuted":
+        ctx.log.info("the black box's x is a permutation of problem.mesh's nodes: its fields were mapped to "
+                     "romflow's node order")
     attrs = {"set": set_name, "chunk": chunk, "mpi_ranks": ranks, "backend": backend, "ordering": sim["ordering"],
+             **({"node_order": "permuted"} if getattr(problem, "node_order", None) == "permuted" else {}),
+             **({"black_box": problem.command.split()[0]} if black_box else {}),
              **{f"assembly_{k}": float(v) for k, v in figures.items()},
              **{f"sequence_{k}": v for k, v in facts.attrs.items()}}
     ds = snapshots_dataset(problem, index, mu_all[index], results, attrs)
@@ -151,14 +156,26 @@ def gather(ctx):
     from rom.snapshots import gather as merge
 
     ds = merge([artefacts.read(p) for p in ctx.path("chunks")])
-    ctx.write("out", ds, "snapshots")
-    failed, n, reasons = failures(ds)
+    failed, n, _ = failures(ds)
     ctx.log.info("%d samples, %d failed", n, failed)
+    reasons = reason_counts(ds)  # a reason repeated by many samples once, with its count
     limit = ctx.study["simulate"]["max_failed_fraction"]
+    if failed and not (n and failed / n > limit):
+        ctx.warn(f"{failed} of {n} samples failed: {'; '.join(reasons)}")
+    ctx.write("out", ds, "snapshots")
     if n and failed / n > limit:
         # The merged artefact is kept (it records which samples failed and why) but the stage fails.
-        raise UserError(f"{failed} of {n} samples failed ({', '.join(reasons)}), more than "
+        raise UserError(f"{failed} of {n} samples failed ({'; '.join(reasons)}), more than "
                         f"simulate.max_failed_fraction = {limit}; see {ctx.path('out')}")
+
+
+def reason_counts(ds) -> list[str]:
+    """The failed samples' reasons, each once, most frequent first: 'count x reason'."""
+    from collections import Counter
+
+    ok = ds["converged"].values.astype(bool)
+    counts = Counter(str(r) for r in ds["reason"].values[~ok])
+    return [f"{c} x {r}" for r, c in sorted(counts.items(), key=lambda rc: (-rc[1], rc[0]))]
 
 
 _fixed_mesh = problem_has(cap.MESH)

@@ -67,8 +67,18 @@ def snapshots_section(problem, study: dict, ops, ds, figure, sequence=None) -> d
         "mean seconds per solve": float(ds["solve_seconds"].values.mean()) if len(ok) else float("nan"),
         "MPI ranks": int(ds.attrs.get("mpi_ranks", 1)),
     }
-    options = ", ".join(f"{k}={v}" for k, v in study["simulate"]["petsc_options"].items())
-    text = f"Full-order solutions of problem {problem.name} with PETSc ({options})."
+    if getattr(problem, "black_box", False):
+        # romflow's PETSc options never reach a black box: name the solver and its own wall time instead.
+        import shlex
+
+        seconds = ds["solve_seconds"].values[ok]
+        median = f"{np.median(seconds):.3g} s" if seconds.size else "n/a"
+        text = (f"Full-order solutions of problem {problem.name} by a black box: {shlex.split(problem.command)[0]}, "
+                f"median wall time per sample {median}.")
+        metrics["median wall seconds per sample"] = float(np.median(seconds)) if seconds.size else float("nan")
+    else:
+        options = ", ".join(f"{k}={v}" for k, v in study["simulate"]["petsc_options"].items())
+        text = f"Full-order solutions of problem {problem.name} with PETSc ({options})."
     caption = "A few train solutions" + (" at the final time" if cap.has(problem, cap.TRANSIENT) else "")
     figures = [(figure, caption)]
     if sequence is not None and "solve_position" in ds:

@@ -25,6 +25,7 @@ from .problems import (
     ThermalBlock,
     TransientDiffusion,
 )
+from .problems.external_terms import ExternalAffine, ExternalAffineMinTheta, affine_variant
 
 PROBLEMS: dict[str, type] = {}
 
@@ -45,7 +46,7 @@ for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate
              Elasticity, External):
     register(_cls)
 # Forms a registered name takes by its keys (`variant(spec)`): checked like the registered classes.
-for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient):
+for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient, ExternalAffine, ExternalAffineMinTheta):
     check_problem_class(_cls)
     _cls.import_path = f"{_cls.__module__}:{_cls.__qualname__}"
 
@@ -120,6 +121,8 @@ def problem_class(spec: dict, base_dir: Path | None = None):
         raise ProblemLookupError(f"problem.name = {name!r}: expected one of {sorted(PROBLEMS)} "
                                  "(or problem.class: 'module:ClassName' for a class of your own)")
     cls = PROBLEMS[name]
+    if cls is External and spec.get("affine"):  # a black box that exports its affine terms
+        return affine_variant(spec)
     # A declared PDE's capabilities follow from its keys (a `transient` form is another class).
     return cls.variant(spec) if hasattr(cls, "variant") else cls
 

@@ -111,7 +111,9 @@ def scm_dataset(bounds, history, settings: dict) -> xr.Dataset:
     offline cost (eigen-solves, factorizations, LPs, seconds) as attributes."""
     ds = bounds.to_dataset("scm_")
     ds["scm_greedy_selected"] = ("scm_step", np.array(history.selected, dtype=np.int64))
-    ds["scm_greedy_max_gap"] = ("scm_step", np.array(history.max_gap),
+    gaps = np.full(len(history.selected), np.nan)  # constraints added by the box-corner refinement have no gap
+    gaps[:len(history.max_gap)] = history.max_gap
+    ds["scm_greedy_max_gap"] = ("scm_step", gaps,
                                 {"long_name": "max over the SCM training set of 1 - LB / UB after the step"})
     ds.attrs.update(scm_K=bounds.K, scm_certificates=bounds.n_certificates, scm_eigen_solves=history.eigen_solves,
                     scm_factorizations=history.factorizations, scm_lps=history.lps, scm_seconds=history.seconds,

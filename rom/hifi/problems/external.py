@@ -7,17 +7,23 @@
       mesh: {file: meshes/square.msh}   # the nodes the solution lives on
       matrices: true                 # the command also writes {operator} and {rhs} (PETSc binary)
       transient: {dt: 0.01, steps: 50}  # the command writes a trajectory
+      launcher: "/opt/fenicsx/bin/mpiexec -n {ranks}"   # optional: mpiexec, srun, none or a template
+      inputs: [solver.py]            # optional: files whose digests enter the snapshots' trigger
 
 The command is split like a shell line (shlex) and run without a shell, in a fresh working directory
-per sample, under `mpiexec -n R` (`srun -n R` inside a SLURM allocation) when simulate.mpi_ranks
-R > 1. Placeholders: {mu} (the values, comma-separated), each parameter by its name ({kappa}), {out},
-{operator}, {rhs}, {ranks}, {workdir}, {mesh} (the mesh file), {python} (romflow's interpreter) and
-{root} (romflow's repository); literal braces are doubled.
+per sample, under `problem.launcher` when simulate.mpi_ranks R > 1 (default: `srun -n R` inside a SLURM
+allocation, `mpiexec -n R` otherwise). Placeholders: {mu} (the values, comma-separated), each parameter
+by its name ({kappa}), {out}, {operator}, {rhs}, {ranks}, {workdir}, {mesh} (the mesh file), {python}
+(romflow's interpreter), {root} (romflow's repository) and {study_dir} (the study file's folder);
+literal braces are doubled. The launcher, the command's executable and the inputs are checked when the
+study is read (rom.hifi.problems.external_checks).
 
 What the command writes at {out}, an HDF5 file:
     u            float64 (n_nodes,), or (steps + 1, n_nodes) for a transient problem: the solution at
                  the mesh's nodes, in the order of their tags (a gmsh file's order, meshio's `points`)
     times        optional (steps + 1,): checked against dt * k
+    x            optional (n_nodes, dim): the coordinates of the nodes u is given at; a permutation of
+                 the mesh's nodes is mapped to romflow's order, anything else is a failed sample
     attributes   optional on the root: converged (int, default 1), reason (str), iterations (int)
 With `matrices: true` it also writes the operator A(mu) at {operator} and the right-hand side f(mu) at
 {rhs} in PETSc's binary format (MatView / VecView on a binary viewer, n_nodes rows: Dirichlet rows
@@ -25,7 +31,7 @@ kept, e.g. as identity rows), from which romflow reads A(mu) on the P1 pattern o
 nonintrusive matrix EIM needs (entries of A(mu) at given positions, the matrices A(mu_m) at its seeds).
 
 A command that exits non-zero, times out or writes no valid `u` is a failed sample: its reason holds
-the exit code and the tail of its stderr; the other samples are kept. The X product is the P1 H1 product
+the exit code, the error-like lines of its stderr and its tail; the other samples are kept. The X product is the P1 H1 product
 K + M of the mesh (every node is a dof: the black box's boundary values included), M its mass matrix.
 """
 from __future__ import annotations
@@ -49,6 +55,15 @@ from ..discretization import fem, meshfile
 from ..discretization.mesh import SimplexMesh
 from .arguments import MESH_FILE, UNITS
 from .base import P1Problem
+from .external_checks import (
+    check_launcher,
+    digest_inputs,
+    executable,
+    failure_reason,
+    launcher_prefix,
+    node_order,
+    resolve_inputs,
+)
 
 RESERVED = ("mu", "out", "operator", "rhs", "ranks", "workdir", "mesh", "python", "root")
 
@@ -57,11 +72,9 @@ class ExternalError(RuntimeError):
     """A black-box run that delivered no usable output (one line: exit code, stderr tail)."""
 
 
-def launcher(ranks: int) -> list[str]:
-    """The MPI launcher prefix for the user's command: none for one rank."""
-    if ranks <= 1:
-        return []
-    return ["srun" if "SLURM_JOB_ID" in os.environ else "mpiexec", "-n", str(ranks)]
+def launcher(ranks: int, value: str | None = None, values: dict | None = None) -> list[str]:
+    """The MPI launcher prefix for the user's command (`problem.launcher`): none for one rank."""
+    return launcher_prefix(value, ranks, values or {})
 
 
 CLASSID = {"mat": 1211216, "vec": 1211214}  # PETSc's binary file headers (MAT_FILE_CLASSID, VEC_FILE_CLASSID)
@@ -114,6 +127,18 @@ class External(P1Problem):
                       "properties": {"dt": {"type": "number", "exclusiveMinimum": 0},
                                      "steps": {"type": "integer", "minimum": 1, "maximum": 100000}}},
         "timeout": {"type": "number", "exclusiveMinimum": 0, "default": 3600, "description": "seconds per sample"},
+        "launcher": {"type": "string",
+                     "description": "how the command runs on simulate.mpi_ranks > 1 ranks: mpiexec (the one on PATH), "
+                                    "srun, none (the command starts its own ranks, e.g. with {ranks}) or a template "
+                                    "such as '/opt/fenicsx/bin/mpiexec -n {ranks}'; default srun inside a SLURM "
+                                    "allocation, else mpiexec"},
+        "inputs": {"type": "array",
+                   "items": {"anyOf": [{"type": "string"},
+                                       {"type": "object", "required": ["file"], "additionalProperties": False,
+                                        "properties": {"file": {"type": "string"}, "digest": {"type": "string"}}}]},
+                   "description": "files the command reads (your solver script, its settings), relative to the study "
+                                  "file: their digests enter the simulate trigger, so editing one reruns the "
+                                  "snapshots"},
         "units": UNITS,
     }
 
@@ -130,6 +155,8 @@ class External(P1Problem):
 
     @classmethod
     def variant(cls, spec: dict):
+        """The class of a black box's keys (the affine black box, `affine:`, is rom.hifi.problems.
+        external_terms, chosen by the registry: that module builds on this one)."""
         if spec.get("transient"):
             return ExternalTransient
         return ExternalMatrices if spec.get("matrices") else cls
@@ -146,6 +173,11 @@ class External(P1Problem):
         names = tuple(args.get("parameters", []))
         return ParameterSpace(names, np.full((len(names), 2), np.nan),
                               used_by=tuple(f"problem.parameters[{i}]" for i in range(len(names))))
+
+    @classmethod
+    def resolve_paths(cls, args: dict, base_dir):
+        """Study-relative paths: problem.inputs, and {study_dir} in the commands (the study file's folder)."""
+        resolve_inputs(args, base_dir)
 
     @classmethod
     def check_arguments(cls, args: dict):
@@ -173,6 +205,17 @@ class External(P1Problem):
             if unknown:
                 raise ValueError(f"problem external: {key}: unknown placeholder {{{unknown[0]}}}; expected some of "
                                  f"{', '.join('{' + k + '}' for k in (*RESERVED, *names))}")
+        for key in ("command", "operator_command"):
+            if args.get(key):
+                try:
+                    first = shlex.split(args[key])[:1]
+                except ValueError as exc:
+                    raise ValueError(f"problem external: {key} = {args[key]!r}: {exc}") from None
+                if first:
+                    executable(first[0], key, args[key])
+        if "launcher" in args:
+            check_launcher(args["launcher"])
+        digest_inputs(args)
         if args.get("transient") and args.get("matrices"):
             raise ValueError("problem external: matrices: true with a transient form; expected matrices only for a "
                              "stationary black box (the EIM and RB on its operator are stationary)")
@@ -206,7 +249,8 @@ class External(P1Problem):
                   "operator": workdir / "operator.petsc", "rhs": workdir / "rhs.petsc", "ranks": ranks,
                   "workdir": workdir, "mesh": self.mesh_file, "python": sys.executable, "root": ROOT,
                   **{n: repr(float(v)) for n, v in zip(self.names, mu)}}
-        return launcher(ranks) + [tok.format_map(values) for tok in shlex.split(template)]
+        return (launcher(ranks, self.args.get("launcher"), values)
+                + [tok.format_map(values) for tok in shlex.split(template)])
 
     def execute(self, template: str, mu, workdir: Path, ranks: int) -> tuple[bool, str, float]:
         """Run one command: (exited 0, reason if not, seconds)."""
@@ -223,7 +267,7 @@ class External(P1Problem):
             return False, f"NOT_RUN: {argv[0]}: {exc.strerror or exc}", time.perf_counter() - t0
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
-            return False, f"EXIT_{proc.returncode}: {meshfile.tail(proc.stderr or proc.stdout, 300)}", seconds
+            return False, f"EXIT_{proc.returncode}: {failure_reason(proc.stderr or proc.stdout, 300)}", seconds
         return True, "", seconds
 
     def expected_shape(self) -> tuple[int, ...]:
@@ -258,6 +302,7 @@ class External(P1Problem):
                 u = np.asarray(h5["u"], dtype=float)
                 attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
                 times = np.asarray(h5["times"]) if "times" in h5 else None
+                x = np.asarray(h5["x"], dtype=float) if "x" in h5 else None
         except OSError as exc:
             raise ExternalError(f"BAD_OUTPUT: {{out}} is not an HDF5 file ({exc})") from None
         if u.shape != self.expected_shape():
@@ -265,6 +310,16 @@ class External(P1Problem):
                                 "mesh node" + (" and time step)" if len(self.expected_shape()) == 2 else ")"))
         if not np.isfinite(u).all():
             raise ExternalError("BAD_OUTPUT: u has NaN or infinite values")
+        if x is not None:  # the black box's node coordinates: the same nodes, maybe in another order
+            try:
+                order = node_order(x, self.mesh.nodes)
+            except ValueError as exc:
+                raise ExternalError(f"BAD_COORDINATES: {exc}") from None
+            if order is not None:
+                mapped = np.empty_like(u)
+                mapped[..., order] = u
+                u = mapped
+                self.node_order = "permuted"  # recorded once by the simulate stage
         if times is not None and hasattr(self, "times") and (
                 times.shape != self.times.shape or not np.allclose(times, self.times, rtol=1e-9, atol=0)):
             raise ExternalError(f"BAD_OUTPUT: times {np.asarray(times)[:3].tolist()}... differ from dt * k "
@@ -277,8 +332,10 @@ class External(P1Problem):
 
 class ExternalMatrices(External):
     """A black box that also delivers A(mu) and f(mu) (capabilities `stationary`, `entry_probe`): the
-    matrices are read onto the mesh's P1 pattern, so the nonintrusive matrix EIM and the RB run from
-    them alone."""
+    matrices are read onto the mesh's P1 pattern and their entries serve the nonintrusive matrix EIM
+    (rom.reduction.eim). The pipeline's `eim` and `reduced_basis` stages do not take this route yet (their
+    needs refuse it; docs/bring_your_own.md says why); a code that exports its affine terms does
+    (rom.hifi.problems.external_terms)."""
 
     capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.ENTRY_PROBE})
 
@@ -324,8 +381,10 @@ class ExternalMatrices(External):
         pos, found = pattern.positions(A.row.astype(np.int64), A.col.astype(np.int64))
         outside = ~found & (A.data != 0)
         if outside.any():
+            i = int(np.flatnonzero(outside)[0])
             raise ExternalError(f"problem external: the operator has {outside.sum()} nonzeros coupling nodes that share "
-                                "no cell; expected a nodal discretization on problem.mesh (P1 sparsity)")
+                                f"no cell, the first at (row, col) = ({int(A.row[i])}, {int(A.col[i])}); expected a "
+                                "nodal discretization on problem.mesh (P1 sparsity)")
         keep = pos >= 0
         return np.bincount(pos[keep], weights=A.data[keep], minlength=pattern.nnz)
 

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""A third-party FEM solver (scikit-fem) that romflow runs as a black box (docs/bring_your_own.md, route 3).
+
+    skfem_block.py --mu A,B --mesh MESH.msh --out U.h5 [--model block|bump] [--operator A.petsc --rhs F.petsc]
+    skfem_block.py --mesh MESH.msh --export-terms DIR [--format petsc|hdf5] [--dirichlet each|first]
+
+Solves -div(k grad u) = 1 on the mesh (P1, scikit-fem), u = 0 on the whole boundary, for
+  --model block: a two-region thermal block, k = A in the disc |x - (0.5, 0.5)| < 0.3 (term `core`) and
+                 k = B outside (term `shell`): affine, A(mu) = A * A_core + B * A_shell, f = f_source;
+  --model bump:  k(x, y) = 1 + A exp(-(x - B)^2 / 0.05): not affine in B.
+Writes u at the mesh nodes (in the file's node order) as dataset `u` of an HDF5 file; with --operator and
+--rhs also A(mu) and f(mu) in PETSc binary format. --export-terms writes the block's terms into DIR:
+operator_core.petsc, operator_shell.petsc, rhs_source.petsc (or terms.h5 with CSR groups). Dirichlet
+rows and columns are eliminated symmetrically with the identity on the boundary rows, in every term
+(--dirichlet each) or in the first term only (--dirichlet first); the load is zero there.
+Needs numpy, scipy, meshio, h5py and scikit-fem only.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import h5py
+import meshio
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from skfem import Basis, BilinearForm, ElementTriP1, LinearForm, MeshTri, asm
+from skfem.helpers import dot, grad
+
+MAT_FILE_CLASSID, VEC_FILE_CLASSID = 1211216, 1211214  # PETSc's binary headers
+
+
+def write_petsc_mat(path, A):
+    A = sp.csr_matrix(A)
+    A.sort_indices()
+    with open(path, "wb") as fh:
+        np.array([MAT_FILE_CLASSID, *A.shape, A.nnz], dtype=">i4").tofile(fh)
+        np.diff(A.indptr).astype(">i4").tofile(fh)
+        A.indices.astype(">i4").tofile(fh)
+        A.data.astype(">f8").tofile(fh)
+
+
+def write_petsc_vec(path, b):
+    with open(path, "wb") as fh:
+        np.array([VEC_FILE_CLASSID, len(b)], dtype=">i4").tofile(fh)
+        np.asarray(b, dtype=">f8").tofile(fh)
+
+
+@BilinearForm
+def laplace(u, v, w):
+    return dot(grad(u), grad(v))
+
+
+@BilinearForm
+def bump(u, v, w):
+    return (1.0 + w["a"] * np.exp(-(w.x[0] - w["b"]) ** 2 / 0.05)) * dot(grad(u), grad(v))
+
+
+@LinearForm
+def unit(v, w):
+    return 1.0 * v
+
+
+def setup(mesh_file):
+    m = meshio.read(mesh_file)
+    tri = np.concatenate([c.data for c in m.cells if c.type == "triangle"])
+    mesh = MeshTri(np.ascontiguousarray(m.points[:, :2].T), np.ascontiguousarray(tri.T))
+    basis = Basis(mesh, ElementTriP1())  # P1 dofs are the mesh's vertices, in node order
+    keep = np.ones(mesh.p.shape[1])
+    keep[mesh.boundary_nodes()] = 0.0
+    return mesh, basis, keep
+
+
+def dirichlet(A, keep, identity=True):
+    """Rows and columns of the boundary nodes eliminated symmetrically, the identity on their diagonal."""
+    D = sp.diags(keep)
+    return (D @ A @ D + (sp.diags(1.0 - keep) if identity else 0 * D)).tocsr()
+
+
+def block_terms(mesh, basis, keep, each=True):
+    c = mesh.p[:, mesh.t].mean(axis=1)
+    core = np.hypot(c[0] - 0.5, c[1] - 0.5) < 0.3
+    A = {}
+    for i, (name, cells) in enumerate((("core", np.nonzero(core)[0]), ("shell", np.nonzero(~core)[0]))):
+        A[name] = dirichlet(asm(laplace, Basis(mesh, ElementTriP1(), elements=cells)), keep, each or i == 0)
+    return A, {"source": asm(unit, basis) * keep}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mu")
+    p.add_argument("--mesh", required=True)
+    p.add_argument("--out")
+    p.add_argument("--model", choices=("block", "bump"), default="block")
+    p.add_argument("--operator")
+    p.add_argument("--rhs")
+    p.add_argument("--export-terms")
+    p.add_argument("--format", choices=("petsc", "hdf5"), default="petsc")
+    p.add_argument("--dirichlet", choices=("each", "first"), default="each")
+    args = p.parse_args()
+    mesh, basis, keep = setup(args.mesh)
+    if args.export_terms:
+        A, f = block_terms(mesh, basis, keep, args.dirichlet == "each")
+        out = Path(args.export_terms)
+        if args.format == "hdf5":
+            with h5py.File(out / "terms.h5", "w") as h5:
+                for name, Aq in A.items():
+                    g = h5.create_group(f"operator/{name}")
+                    g["data"], g["indices"], g["indptr"], g["shape"] = Aq.data, Aq.indices, Aq.indptr, Aq.shape
+                for name, fp in f.items():
+                    h5[f"rhs/{name}"] = fp
+        else:
+            for name, Aq in A.items():
+                write_petsc_mat(out / f"operator_{name}.petsc", Aq)
+            for name, fp in f.items():
+                write_petsc_vec(out / f"rhs_{name}.petsc", fp)
+        return 0
+    a, b = (float(v) for v in args.mu.split(","))
+    if args.model == "block":
+        T, F = block_terms(mesh, basis, keep, args.dirichlet == "each")
+        A, rhs = a * T["core"] + b * T["shell"], F["source"]
+    else:
+        A = dirichlet(asm(bump, basis, a=a, b=b), keep)
+        rhs = asm(unit, basis) * keep
+    u = spla.spsolve(A.tocsc(), rhs)
+    with h5py.File(args.out, "w") as h5:
+        h5["u"] = u
+        h5.attrs["converged"] = 1
+        h5.attrs["reason"] = "SKFEM_SPSOLVE"
+    if args.operator:
+        write_petsc_mat(args.operator, A)
+        write_petsc_vec(args.rhs, rhs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

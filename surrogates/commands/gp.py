@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rom.errors import UserError
 from rom.hifi import capabilities as cap
-from rom.stage import Artefact, Option, Stage
+from rom.stage import Artefact, Option, Stage, all_of, none_of
 
 
 def _threads(ctx):
@@ -62,16 +62,19 @@ def evaluate(ctx):
     ctx.section(sec["title"], sec["order"], sec["text"], sec["metrics"], sec["figures"], sec["tables"])
 
 
+# What POD+GP reads: stationary fields on one mesh (snapshots and the mesh's X product), never an operator,
+# so a black box delivering fields only qualifies.
+FIELDS = all_of(cap.MESH, none_of(cap.TRANSIENT))
 THREADS = Option("threads", "CPU threads of torch (default: gp.threads)", type=int)
 
 STAGES = (
     Stage("gp", fit, "fit GPs from the parameters to the POD coefficients of the train snapshots", package="surrogates",
-          sections=("gp", "seed"), needs=frozenset({cap.MESH, cap.STATIONARY}), switch="gp",
+          sections=("gp", "seed"), needs=FIELDS, switch="gp",
           inputs=(Artefact("operators", "fom/operators.h5"), Artefact("train", "snapshots/train.h5"),
                   Artefact("pod", "rom/pod.h5 (X-orthonormal modes)")),
           outputs=(Artefact("out", "surrogates/gp.h5"),), options=(THREADS,)),
     Stage("evaluate_gp", evaluate, "POD+GP on the test set: errors, variance, coverage, figures, section",
-          package="surrogates", sections=("gp",), needs=frozenset({cap.MESH, cap.STATIONARY}), switch="gp",
+          package="surrogates", sections=("gp",), needs=FIELDS, switch="gp",
           needs_test=True,
           inputs=(Artefact("operators", "fom/operators.h5"), Artefact("test", "snapshots/test.h5"),
                   Artefact("gp", "surrogates/gp.h5"),

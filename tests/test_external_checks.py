@@ -130,6 +130,12 @@ def test_launcher_command_and_inputs_are_checked_when_the_study_is_read(square, 
     assert again["problem"] == prob
     assert launcher_prefix(prob["launcher"], 2, {}) == [f"{tmp_path}/run.sh", "-n", "2"]
     assert launcher_prefix(prob["launcher"], 1, {}) == [] and launcher_prefix("none", 4, {}) == []
+    # ... and in every command line the study may give, the affine black box's terms_command included
+    from rom.hifi.problems.external_checks import resolve_inputs
+
+    args = {"command": "{study_dir}/a", "operator_command": "{study_dir}/b", "terms_command": "{study_dir}/c {terms}"}
+    resolve_inputs(args, tmp_path)
+    assert args == {"command": f"{tmp_path}/a", "operator_command": f"{tmp_path}/b", "terms_command": f"{tmp_path}/c {{terms}}"}
 
 
 def test_gather_counts_each_failure_reason_once():

@@ -109,7 +109,7 @@ def resolve_inputs(args: dict, base_dir: Path | None) -> None:
             out.append({"file": str(p if p.is_absolute() else base / p)})
         args["inputs"] = out
     escaped = str(base).replace("{", "{{").replace("}", "}}")
-    for key in ("command", "operator_command", "launcher"):
+    for key in ("command", "operator_command", "terms_command", "launcher"):
         if isinstance(args.get(key), str):
             args[key] = args[key].replace("{study_dir}", escaped)
 

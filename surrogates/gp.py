@@ -135,8 +135,10 @@ def batched_lbfgs(fun, x0, max_iter: int, gtol: float = 1e-5, ftol: float = 1e-9
       2  the accepted step decreased f, or the quasi-Newton model predicts it to decrease
          (-g . d / 2), by at most ftol max(1, |f|);
       5  no step along d decreases f (step lengths down to 2^-max_backtracks), and the model
-         predicts a decrease below f's rounding level: as close to the minimum as f resolves, a
-         verdict that another summation order (another BLAS) reaches too;
+         predicts a decrease below f's rounding level: as close to the minimum as f resolves. Where
+         a line search stalls at a minimum the prediction is typically orders of magnitude below that
+         level (1e-9 against 7e-6 on tests/test_gp.py's fit), so another summation order (another
+         BLAS) reaches the same verdict;
       3  iteration budget spent;
       4  no step decreases f although the model predicts more than its rounding level, twice in a
          row (the first time, the memory is dropped and steepest descent tried);

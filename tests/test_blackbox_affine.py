@@ -51,3 +51,8 @@ def test_expressions_are_checked_before_any_job():
                       ("exp", "without an argument")):
         with pytest.raises(ValueError, match=what):
             compile_expression(bad, ["k"], "problem.affine.operator.core")
+    # Arithmetic that fails (a division by zero, an overflow, a complex power, a huge integer power) is a
+    # one-line ValueError naming the key and the parameter, never a traceback or a hang.
+    for bad in ("1/0", "10.0**400", "(-1)**0.5", "9**9**9", "log(k - 1)"):
+        with pytest.raises(ValueError, match=r"problem.affine.operator.core = .*: (inf|-inf|nan) at \{'k': 0.5\}"):
+            compile_expression(bad, ["k"], "problem.affine.operator.core")(np.array([[0.5]]))

@@ -79,9 +79,10 @@ def test_killed_client_is_restarted_without_duplicates(tmp_path):
 
 def test_silent_client_is_restarted_and_redrawn(tmp_path):
     """A hung client is killed after the silence timeout; with max_crashes 0 its parameters are
-    redrawn as a new client, which completes."""
-    study = heat_study(tmp_path, budget_seconds=60, budget_batches=60,
-                       online={"simulations": CLIENTS, "max_running": 2, "client_timeout": 2, "max_crashes": 0})
+    redrawn as a new client, which completes. The timeout (10 s) is far above a healthy client's
+    silence on a loaded machine: only the hung one can reach it."""
+    study = heat_study(tmp_path, budget_seconds=90, budget_batches=60,
+                       online={"simulations": CLIENTS, "max_running": 2, "client_timeout": 10, "max_crashes": 0})
     assert surrogates(online_args(tmp_path, study, "--fault", "0:hang:5")) == 0
     ds = artefacts.read(tmp_path / "h.h5")
     states = dict(zip(ds["client"].values, ds["client_state"].values))

@@ -37,12 +37,13 @@ STATES = ("pending", "running", "done", "abandoned")
 DESCRIPTOR_RESERVE = 32  # left to the rest of the process after a client start (imports, logs)
 
 
-def descriptors_left() -> int:
-    """Descriptors this process may still open (0 when it cannot even list its own)."""
+def descriptors_left() -> float:
+    """Descriptors this process may still open; infinite where it cannot list its own (no /proc, e.g.
+    macOS): the starts then go ahead and a failed one is handled as such (EMFILE)."""
     try:
         return resource.getrlimit(resource.RLIMIT_NOFILE)[0] - len(os.listdir("/proc/self/fd"))
     except OSError:
-        return 0
+        return float("inf")
 
 
 @dataclass

@@ -347,6 +347,8 @@ class OnlineTraining:
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.kill_after_checkpoint = kill_after_checkpoint
         self.hold = os.environ.get(HOLD_ENV) or None
+        if self.hold and rank == 0:  # a test hook: say so, lest a stray variable hold a real run
+            log(f"{HOLD_ENV} = {self.hold}: training holds after its first batch while that file exists")
         self.buffer = Buffer(settings.policy, settings.capacity, expect.n_params + 1, expect.field_size,
                              settings.watermark, seed=settings.seed + 7919 * rank, device=trainer.device)
         self.max_clients = max_clients

@@ -118,27 +118,47 @@ def compile_expression(text, names, key: str):
             parents = [p for p in ast.walk(tree) if isinstance(p, ast.Call) and p.func is node]
             if not parents:
                 raise ValueError(f"{key} = {src!r}: {node.id} without an argument; expected {node.id}(...)")
-    code = compile(tree, key, "eval")
+    # Numbers become float64 names: numpy's arithmetic throughout (no big integers such as 9**9**9, no
+    # complex powers, no ZeroDivisionError), so that every failure shows as a non-finite value below.
+    constants = {}
+
+    class _Floats(ast.NodeTransformer):
+        def visit_Constant(self, node):
+            name = f"_c{len(constants)}"
+            constants[name] = np.float64(node.value)
+            return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
+
+    code = compile(ast.fix_missing_locations(_Floats().visit(tree)), key, "eval")
     names = list(names)
 
     def f(mu):
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
-        env = {"__builtins__": {}, **FUNCTIONS, **{n: mu[:, i] for i, n in enumerate(names)}}
+        env = {"__builtins__": {}, **FUNCTIONS, **constants, **{n: mu[:, i] for i, n in enumerate(names)}}
         with np.errstate(all="ignore"):
-            return np.broadcast_to(np.asarray(eval(code, env), dtype=float), (len(mu),)).copy()  # noqa: S307
+            value = np.broadcast_to(np.asarray(eval(code, env), dtype=float), (len(mu),)).copy()  # noqa: S307
+        bad = np.flatnonzero(~np.isfinite(value))
+        if len(bad):
+            raise ValueError(f"{key} = {src!r}: {value[bad[0]]} at {dict(zip(names, mu[bad[0]].tolist()))}; "
+                             "expected a finite value everywhere in the parameter box")
+        return value
     return f
 
 
 def _psd(A: sp.csr_matrix) -> bool:
-    """Sufficient (Gershgorin) or, for small matrices, exact check that a symmetric A is semidefinite."""
+    """Sufficient (Gershgorin) or, for small matrices, exact check that a symmetric A is semidefinite, to
+    the rounding of its own assembly: a row of k entries, each summed from a few element contributions,
+    is off by about k u max|A| (a P1 stiffness row sums to zero exactly in exact arithmetic), and LAPACK's
+    smallest eigenvalue by about n u ||A||."""
     A = sp.csr_matrix(A)
+    u = np.finfo(float).eps / 2
     diag = A.diagonal()
     off = np.asarray(abs(A).sum(axis=1)).ravel() - np.abs(diag)
     scale = max(np.abs(A.data).max(initial=0.0), np.finfo(float).tiny)
-    if np.all(diag >= off - 1e-12 * scale):
+    k = int(np.diff(A.indptr).max(initial=1))
+    if np.all(diag >= off - 8 * k * u * scale):
         return True
     if A.shape[0] <= 4000:
-        return bool(np.linalg.eigvalsh(A.toarray()).min() >= -1e-10 * scale)
+        return bool(np.linalg.eigvalsh(A.toarray()).min() >= -8 * A.shape[0] * u * scale)
     return False
 
 
@@ -360,7 +380,10 @@ class ExternalAffineMinTheta(ExternalAffine):
         return X
 
     def coercivity_lower_bound(self, mu) -> np.ndarray:
-        return (self.theta(mu) / self.theta_ref).min(axis=1)
+        """min_q theta_q(mu) / theta_q(mu_ref); 0 (no certificate: the bound is infinite) wherever a theta_q
+        is not positive, for min-theta holds only where every theta_q(mu) > 0."""
+        lb = (self.theta(mu) / self.theta_ref).min(axis=1)
+        return np.where(lb > 0, lb, 0.0)
 
 
 ExternalAffine.arguments = {**External.arguments, **AFFINE_ARGUMENTS}

@@ -143,8 +143,9 @@ HIFI_LAYERS = {
 }
 # What a problem family may import from its own room: the shared base and study-file keys, not another family.
 PROBLEMS_SHARED = ("rom.hifi.problems.base", "rom.hifi.problems.arguments")
-# A family in several modules: the affine black box builds on the black box.
-EXTERNAL_FAMILY = ("rom.hifi.problems.external", "rom.hifi.problems.external_terms", "rom.hifi.problems.external_checks")
+# A family in several modules: the affine black box and the persistent worker build on the black box.
+EXTERNAL_FAMILY = ("rom.hifi.problems.external", "rom.hifi.problems.external_terms", "rom.hifi.problems.external_checks",
+                   "rom.hifi.problems.external_worker")
 FAMILY_MODULES = {m: EXTERNAL_FAMILY for m in EXTERNAL_FAMILY}
 
 

@@ -132,8 +132,66 @@ def test_steps_lost_behind_an_oversized_frame_are_resent_by_the_restart():
         bye(restart, 1, STEPS + 1)
         wait_for(lambda: 1 in rx.finished)
         restart.close()
+        wait_for(lambda: rx.counts["connections_dropped"] >= 1)  # the connection dropped at the frame
     assert rx.counts["accepted"] == STEPS + 1 and len(rx.ledger.missing(1)) == 0
     assert rx.error is None and set(rx.dropped) <= {"incomplete_bye"}
+    assert rx.counts["connections_dropped"] >= 1  # counted as a connection, not as a dropped message
+
+
+def test_only_connections_closed_before_a_bye_are_counted():
+    """Three clients that say bye and close, and a plain TCP peer that never completes the ZeroMQ
+    greeting: none counted. A client that closes after two steps: counted once, with a warning.
+    The receiver goes on meanwhile."""
+    with live_receiver() as (rx, push, address):
+        for cid in (1, 2, 3):
+            client = connect(address)
+            send_steps(client, cid, range(STEPS + 1))
+            bye(client, cid, STEPS + 1)
+            client.close()
+        wait_for(lambda: rx.finished == {1, 2, 3})
+        with socket.create_connection(address[len("tcp://"):].split(":")):
+            pass  # closed before the greeting: a failed handshake
+        early = connect(address)
+        send_steps(early, 0, range(2))
+        early.close()
+        wait_for(lambda: rx.counts["connections_dropped"] >= 1)
+        send_steps(push, 0, range(STEPS + 1))
+        bye(push, 0, STEPS + 1)
+        wait_for(lambda: 0 in rx.finished)
+    assert rx.error is None and rx.counts["connections_dropped"] == 1
+    assert rx.dropped == {} and len(rx.warnings) == 1 and "before any bye" in rx.warnings[0]
+
+
+def test_monitor_events_never_block_zeromq_while_the_receiver_is_held():
+    """A full buffer holds the receive loop in put while 1500 connections come and go (more
+    events than a monitor queue of the default high-water mark holds): ZeroMQ's I/O thread is
+    never blocked, and once the buffer is drained the receiver books the rest and stops promptly."""
+    sock, address = bind(Settings(port=0), EXPECT)
+    buf = Buffer("fifo", 2, D + 1, N, watermark=1)
+    rx = Receiver(sock, buf, Ledger(4, STEPS + 1), {c: MU for c in range(4)}, Scaling(BOX, 0.1), EXPECT, 1, KEY)
+    rx.start()
+    push = connect(address)
+    try:
+        send_steps(push, 1, range(4))
+        wait_for(lambda: buf.producer_waiting)
+        host, port = address[len("tcp://"):].split(":")
+        for _ in range(1500):
+            socket.create_connection((host, int(port))).close()
+        probe = zmq.Context.instance().socket(zmq.PUSH)  # a new peer is still accepted and handshaken
+        monitor = probe.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        probe.connect(address)
+        assert monitor.poll(10_000)
+        probe.disable_monitor()
+        monitor.close(0)
+        probe.close(0)
+        while buf.size or buf.producer_waiting:
+            buf.get(1, timeout=1.0)
+        wait_for(lambda: rx.counts["accepted"] == 4)
+    finally:
+        rx.stop()
+        push.close(0)
+        sock.close(0)
+    assert rx.error is None and not rx.is_alive()
 
 
 # -- checkpoints ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
     skfem_block.py --mu A,B --mesh MESH.msh --out U.h5 [--model block|bump] [--operator A.petsc --rhs F.petsc]
     skfem_block.py --mesh MESH.msh --export-terms DIR [--format petsc|hdf5] [--dirichlet each|first]
+    skfem_block.py --mesh MESH.msh --serve [--model block|bump]     # a persistent worker (romflow.worker)
 
 Solves -div(k grad u) = 1 on the mesh (P1, scikit-fem), u = 0 on the whole boundary, for
   --model block: a two-region thermal block, k = A in the disc |x - (0.5, 0.5)| < 0.3 (term `core`) and
@@ -12,7 +13,9 @@ Writes u at the mesh nodes (in the file's node order) as dataset `u` of an HDF5 
 --rhs also A(mu) and f(mu) in PETSc binary format. --export-terms writes the block's terms into DIR:
 operator_core.petsc, operator_shell.petsc, rhs_source.petsc (or terms.h5 with CSR groups). Dirichlet
 rows and columns are eliminated symmetrically with the identity on the boundary rows, in every term
-(--dirichlet each) or in the first term only (--dirichlet first); the load is zero there.
+(--dirichlet each) or in the first term only (--dirichlet first); the load is zero there. --serve reads
+the mesh and assembles the block's terms once, then answers romflow's requests (problem.persistent: true,
+romflow/worker.py: one JSON line per sample on stdin, the same HDF5 file per sample, one reply line).
 Needs numpy, scipy, meshio, h5py and scikit-fem only.
 """
 import argparse
@@ -86,6 +89,34 @@ def block_terms(mesh, basis, keep, each=True):
     return A, {"source": asm(unit, basis) * keep}
 
 
+def solver(mesh_file, model="block", each=True):
+    """The per-sample solve, set up once: mu -> (A(mu), f, u) (--serve keeps it for every request)."""
+    mesh, basis, keep = setup(mesh_file)
+    if model == "block":
+        T, F = block_terms(mesh, basis, keep, each)
+
+    def solve(mu):
+        a, b = (float(v) for v in mu)
+        if model == "block":
+            A, rhs = a * T["core"] + b * T["shell"], F["source"]
+        else:
+            A = dirichlet(asm(bump, basis, a=a, b=b), keep)
+            rhs = asm(unit, basis) * keep
+        return A, rhs, spla.spsolve(A.tocsc(), rhs)
+
+    return solve
+
+
+def serve(mesh_file, model, each=True):
+    try:
+        from romflow.worker import serve as serve_requests
+    except ImportError:  # romflow's repository, not installed with `pip install -e .` since romflow/ came
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from romflow.worker import serve as serve_requests
+    solve = solver(mesh_file, model, each)
+    return serve_requests(lambda mu: {"u": solve(mu)[2], "converged": 1, "reason": "SKFEM_SPSOLVE"})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mu")
@@ -97,9 +128,12 @@ def main():
     p.add_argument("--export-terms")
     p.add_argument("--format", choices=("petsc", "hdf5"), default="petsc")
     p.add_argument("--dirichlet", choices=("each", "first"), default="each")
+    p.add_argument("--serve", action="store_true", help="a persistent worker: romflow's requests on stdin")
     args = p.parse_args()
-    mesh, basis, keep = setup(args.mesh)
+    if args.serve:
+        return serve(args.mesh, args.model, args.dirichlet == "each")
     if args.export_terms:
+        mesh, basis, keep = setup(args.mesh)
         A, f = block_terms(mesh, basis, keep, args.dirichlet == "each")
         out = Path(args.export_terms)
         if args.format == "hdf5":
@@ -115,14 +149,7 @@ def main():
             for name, fp in f.items():
                 write_petsc_vec(out / f"rhs_{name}.petsc", fp)
         return 0
-    a, b = (float(v) for v in args.mu.split(","))
-    if args.model == "block":
-        T, F = block_terms(mesh, basis, keep, args.dirichlet == "each")
-        A, rhs = a * T["core"] + b * T["shell"], F["source"]
-    else:
-        A = dirichlet(asm(bump, basis, a=a, b=b), keep)
-        rhs = asm(unit, basis) * keep
-    u = spla.spsolve(A.tocsc(), rhs)
+    A, rhs, u = solver(args.mesh, args.model, args.dirichlet == "each")([float(v) for v in args.mu.split(",")])
     with h5py.File(args.out, "w") as h5:
         h5["u"] = u
         h5.attrs["converged"] = 1

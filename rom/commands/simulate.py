@@ -116,7 +116,8 @@ def simulate(ctx):
 
     try:
         # the contextual policy's context: the parameters in the study's box (its overrides included)
-        results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each, contexts=plan.unit)
+        with fom.session():  # a persistent black box: one worker for the chunk
+            results, facts = solve_sequence(fom, mu_all[index], settings, plan.order, each, contexts=plan.unit)
     except ValueError as exc:  # a setting this problem or solver cannot take (a tuned option on another backend)
         raise ConfigError(str(exc)) from None
     if backend == "petsc":
@@ -135,6 +136,7 @@ def simulate(ctx):
     attrs = {"set": set_name, "chunk": chunk, "mpi_ranks": ranks, "backend": backend, "ordering": sim["ordering"],
              **({"node_order": "permuted"} if getattr(problem, "node_order", None) == "permuted" else {}),
              **({"black_box": problem.command.split()[0]} if black_box else {}),
+             **getattr(problem, "worker_stats", {}),  # a persistent black box: its worker's starts and requests
              **{f"assembly_{k}": float(v) for k, v in figures.items()},
              **{f"sequence_{k}": v for k, v in facts.attrs.items()}}
     ds = snapshots_dataset(problem, index, mu_all[index], results, attrs)

@@ -178,6 +178,11 @@ def run_worker(study: dict, job: Assignment, backend: str = "petsc", petsc_args=
         petsc.init(list(petsc_args))
     problem = registry.make_problem(study["problem"])
     fom = FullOrderModel(problem, backend, study["simulate"]["petsc_options"])
+    with fom.session():  # a persistent black box: one solver worker for this client's simulations
+        _stream(fom, problem, job)
+
+
+def _stream(fom, problem, job: Assignment):
     for sim in job.simulations:
         client = job.client(sim).connect() if fom.rank == 0 else None
         kind, at = sim.fault or (None, -1)

@@ -15,7 +15,12 @@ ZeroMQ before it is read (ZMQ_MAXMSGSIZE drops the connection, and with it whate
 behind that frame: ZeroMQ cannot skip a frame it will not read), and each connection queues at most
 `receive_hwm` messages. Steps lost that way (or by a killed client) are found by the ledger: a
 simulation is done only when its bye finds every one of its steps booked; otherwise the launcher
-restarts it and the restart resends what was lost.
+restarts it and the restart resends what was lost. ZeroMQ reports such a drop only as a
+disconnect, like any other: the receiver watches its socket's monitor (read without blocking, with
+a queue of its own that never fills, so libzmq's I/O thread never blocks on it) and counts
+`connections_dropped`, the connections that closed before a bye arrived on them (an oversized
+frame, a killed client, a sender that closed early); peers that failed the ZeroMQ handshake are
+not counted.
 
 Descriptors: ZeroMQ accepts every TCP connection there is a descriptor for, and a peer that never
 completes the ZeroMQ greeting holds one for HANDSHAKE_SECONDS. So the soft RLIMIT_NOFILE is raised to
@@ -38,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from . import protocol
 from .buffers import Buffer
@@ -49,6 +55,10 @@ from .settings import Settings
 HOLD_ENV = "ROMFLOW_STREAM_HOLD"
 RECEIVE_QUEUE_BYTES = 64 << 20  # per connection: what ZeroMQ may hold before the receiver reads it
 HANDSHAKE_SECONDS = 10  # a peer silent this long after connecting (no ZeroMQ greeting) is dropped
+HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED
+DROP_WARNINGS = 10  # connections dropped that are logged one by one; the rest are only counted
 
 
 class TrainingDiverged(RuntimeError):
@@ -180,7 +190,13 @@ class Receiver(threading.Thread):
         self.stop_event = threading.Event()
         self.last_seen: dict[int, float] = {}
         self.finished: set[int] = set()
-        self.counts = {"messages": 0, "accepted": 0, "duplicates": 0, "bytes": 0, "dropped": 0}
+        self.counts = {"messages": 0, "accepted": 0, "duplicates": 0, "bytes": 0, "dropped": 0,
+                       "connections_dropped": 0}
+        # connection bookkeeping from the socket monitor, by descriptor (ZMQ_SRCFD of each message)
+        self._byes: dict[int, int] = {}  # byes read from connections on this descriptor, not yet judged
+        self._closed: list[int] = []  # descriptors whose disconnect is read, not yet judged
+        self._last_event: dict[int, int] = {}  # since the last judgment: the newest event per descriptor
+        self._handshake_failed = False  # the next disconnect is that of a peer that failed the handshake
         self.dropped: dict[str, int] = {}
         self.warnings: list[str] = []  # for the training loop's log
         self.store = True  # False once training has stopped: steps are only booked in the ledger
@@ -200,9 +216,11 @@ class Receiver(threading.Thread):
         """Only ids the launcher can issue (the ledger's rows) go on to build a sample key."""
         return m if isinstance(m, str) or m.client < self.ledger.clients else "unknown_client"
 
-    def ingest(self, batch: list):
-        """Decode a chunk of messages (outside the lock), then book and store it atomically."""
+    def ingest(self, batch: list, fds: list[int] | None = None):
+        """Decode a chunk of messages (outside the lock), then book and store it atomically. fds:
+        the descriptor of the connection each message came by (ZMQ_SRCFD), -1 where unknown."""
         decoded = [self._admissible(self._decode(f)) for f in batch]
+        fds = fds if fds is not None else [-1] * len(batch)
         steps = [m for m in decoded if not isinstance(m, str) and m.kind == "step"]
         if steps:
             x = self.scaling.inputs(np.stack([m.mu for m in steps]), np.array([m.time for m in steps]))
@@ -215,7 +233,7 @@ class Receiver(threading.Thread):
 
         def admit(_keys):
             mask, byes, j, now = np.zeros(len(steps), dtype=bool), [], 0, time.time()
-            for m in decoded:
+            for m, fd in zip(decoded, fds):
                 self.counts["messages"] += 1
                 if isinstance(m, str):
                     self._drop(m)
@@ -226,6 +244,7 @@ class Receiver(threading.Thread):
                 elif m.kind == "bye":
                     self.last_seen[m.client] = now
                     byes.append(m)
+                    self._byes[fd] = self._byes.get(fd, 0) + 1
                 else:
                     self.last_seen[m.client] = now
                     self.counts["bytes"] += m.field.nbytes
@@ -252,25 +271,112 @@ class Receiver(threading.Thread):
         self.warnings.append(f"client {bye.client} said bye after {bye.steps} steps but {len(missing)} of "
                              f"{self.ledger.got.shape[1]} never arrived (first: step {missing[0]}): not done")
 
+    # -- connections dropped -------------------------------------------------------------------
+    def _open_monitor(self) -> zmq.Socket:
+        """The data socket's monitor. libzmq's I/O thread sends each event with a blocking send, so
+        the queue towards this end is unbounded (RCVHWM 0): however long the receive loop is held
+        (a full buffer), ZeroMQ never waits on it. Events are small and drained every pass."""
+        address = f"inproc://romflow-receiver-monitor-{id(self):x}"
+        self.sock.monitor(address, MONITOR_EVENTS)
+        try:
+            monitor = self.sock.context.socket(zmq.PAIR)
+            monitor.setsockopt(zmq.RCVHWM, 0)
+            monitor.setsockopt(zmq.LINGER, 0)
+            monitor.connect(address)
+        except BaseException:
+            self.sock.disable_monitor()
+            raise
+        return monitor
+
+    def _close_monitor(self, monitor: zmq.Socket):
+        """Monitoring is stopped first (no event is sent any more), then this end is closed."""
+        try:
+            self.sock.disable_monitor()
+        finally:
+            monitor.close(0)
+
+    def _watch(self, monitor: zmq.Socket):
+        """Every event queued (never waits), then the disconnects judged once the data socket holds
+        no message: whatever those connections delivered has been read by then."""
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            kind, fd = event["event"], event["value"]
+            if kind & HANDSHAKE_FAILED:  # its disconnect follows at once (the same I/O thread call)
+                self._handshake_failed = True
+                continue
+            self._last_event[fd] = kind
+            if kind == zmq.EVENT_DISCONNECTED:
+                if self._handshake_failed:
+                    self._handshake_failed = False  # never a ZeroMQ peer: carried nothing
+                else:
+                    self._closed.append(fd)
+        if self._closed and not self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            self._judge()
+
+    def _judge(self):
+        """Each closed connection takes one bye read from its descriptor, or is counted as dropped.
+        Descriptors are reused: where none was accepted again since, what is left is forgotten."""
+        for fd in self._closed:
+            if self._byes.get(fd, 0) > 0:
+                self._byes[fd] -= 1
+                continue
+            with self.lock:
+                self.counts["connections_dropped"] += 1
+                n = self.counts["connections_dropped"]
+            if n <= DROP_WARNINGS:
+                self.warnings.append(
+                    f"a connection closed before any bye arrived on it ({n} so far): what it had queued is "
+                    f"lost (a frame above ZMQ_MAXMSGSIZE, a killed client, a sender that closed early); "
+                    f"the ledger keeps its simulation unfinished" + (
+                        "; further ones are only counted" if n == DROP_WARNINGS else ""))
+        for fd in set(self._closed):
+            if self._last_event.get(fd) == zmq.EVENT_DISCONNECTED:
+                self._byes.pop(fd, None)
+        self._closed.clear()
+        self._last_event.clear()
+
+    def _receive(self) -> tuple[list, list]:
+        """Up to one chunk of queued messages (never waits) and the descriptor each came by."""
+        batch, fds = [], []
+        while len(batch) < self.chunk:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                fds.append(int(frames[0].get(zmq.SRCFD)))
+            except (zmq.ZMQError, AttributeError, ValueError):
+                fds.append(-1)
+            batch.append([f.bytes for f in frames])
+        return batch, fds
+
     def run(self):
         if self.buffer.device.type == "cuda":
             torch.cuda.set_device(self.buffer.device)  # the current device is per thread
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        monitor = None
         try:
+            monitor = self._open_monitor()
+            poller.register(monitor, zmq.POLLIN)
             while not self.stop_event.is_set():
-                if not poller.poll(50):
-                    continue
-                batch = []
-                while len(batch) < self.chunk:
-                    try:
-                        batch.append(self.sock.recv_multipart(zmq.NOBLOCK))
-                    except zmq.Again:
-                        break
-                if batch:
-                    self.ingest(batch)
+                if poller.poll(50):
+                    batch, fds = self._receive()
+                    if batch:
+                        self.ingest(batch, fds)
+                self._watch(monitor)
+            self._watch(monitor)  # the last disconnects, judged only if nothing is left unread
         except BaseException as exc:  # surfaced by the training loop, never silently lost
             self.error = exc
+        finally:
+            if monitor is not None:
+                try:
+                    self._close_monitor(monitor)
+                except zmq.ZMQError as exc:
+                    self.error = self.error or exc
 
     def stop(self):
         self.stop_event.set()
@@ -534,6 +640,9 @@ class OnlineTraining:
                 self.launcher.shutdown()
             self.sock.close(0)
             self.zmq.term()  # returns once every connection is closed: what follows has their descriptors
+        if self.receiver.counts["connections_dropped"]:
+            self.log(f"rank {self.rank}: {self.receiver.counts['connections_dropped']} connections closed before "
+                     f"a bye (counts['connections_dropped']: oversized frames, killed clients, early closes)")
         end = t_stop if t_stop is not None else time.perf_counter()
         train_s = self.seconds_before + (end - t_first if t_first is not None else 0.0)
         if losses or not self.history.batches:

@@ -207,7 +207,8 @@ def train_online(study: dict, study_path: str | Path, policy: str, model_path: s
              "simulations_received": int(len(np.unique(ledger[:, 0]))),
              "simulations_done": int((states == "done").sum()), "simulations_planned": int(len(mus)),
              "samples_received": total["accepted"], "duplicates": total["duplicates"],
-             "dropped": total["dropped"], "messages": total["messages"], "bytes_received": total["bytes"],
+             "dropped": total["dropped"], "connections_dropped": total["connections_dropped"],
+             "messages": total["messages"], "bytes_received": total["bytes"],
              "dropped_reasons": str(summary["dropped"]), "crashes": int(table["crashes"].sum()),
              "restarts": int(table["restarts"].sum()), "redraws": int(table["redraws"]),
              "client_processes": launcher.started_processes}

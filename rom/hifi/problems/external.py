@@ -9,6 +9,7 @@
       transient: {dt: 0.01, steps: 50}  # the command writes a trajectory
       launcher: "/opt/fenicsx/bin/mpiexec -n {ranks}"   # optional: mpiexec, srun, none or a template
       inputs: [solver.py]            # optional: files whose digests enter the snapshots' trigger
+      persistent: true               # optional: the command is a worker started once per chunk (below)
 
 The command is split like a shell line (shlex) and run without a shell, in a fresh working directory
 per sample, under `problem.launcher` when simulate.mpi_ranks R > 1 (default: `srun -n R` inside a SLURM
@@ -30,6 +31,12 @@ With `matrices: true` it also writes the operator A(mu) at {operator} and the ri
 kept, e.g. as identity rows), from which romflow reads A(mu) on the P1 pattern of the mesh: what the
 nonintrusive matrix EIM needs (entries of A(mu) at given positions, the matrices A(mu_m) at its seeds).
 
+With `persistent: true` the command starts a worker once per chunk (under the launcher too) that answers
+one JSON request line per sample on its stdin with one JSON reply line on its stdout, after writing {out}
+in the format above (romflow/worker.py: the protocol and `serve`, a Python helper; rom.hifi.problems.
+external_worker: romflow's side, restarts and timeouts). Its command takes no per-sample placeholders
+({mu}, {out}, the parameter names).
+
 A command that exits non-zero, times out or writes no valid `u` is a failed sample: its reason holds
 the exit code, the error-like lines of its stderr and its tail; the other samples are kept. The X product is the P1 H1 product
 K + M of the mesh (every node is a dof: the black box's boundary values included), M its mass matrix.
@@ -38,11 +45,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import string
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from pathlib import Path
 
@@ -66,6 +75,7 @@ from .external_checks import (
 )
 
 RESERVED = ("mu", "out", "operator", "rhs", "ranks", "workdir", "mesh", "python", "root")
+PER_SAMPLE = ("mu", "out", "operator", "rhs")  # what a persistent worker's command cannot take
 
 
 class ExternalError(RuntimeError):
@@ -139,6 +149,10 @@ class External(P1Problem):
                    "description": "files the command reads (your solver script, its settings), relative to the study "
                                   "file: their digests enter the simulate trigger, so editing one reruns the "
                                   "snapshots"},
+        "persistent": {"type": "boolean", "default": False,
+                       "description": "the command starts a worker once per chunk that answers one request per "
+                                      "sample over its stdin/stdout (romflow/worker.py: the protocol); default "
+                                      "false: one process per sample"},
         "units": UNITS,
     }
 
@@ -148,6 +162,8 @@ class External(P1Problem):
         self.command = args["command"]
         self.names = list(args.get("parameters", []))
         self.timeout = float(args.get("timeout", 3600))
+        self.persistent = bool(args.get("persistent", False))
+        self._session = None
         mf = meshfile.read(args["mesh"]["file"], self.name)
         self.mesh_file = mf.path
         super().__init__(SimplexMesh(mf.nodes, mf.cells, np.zeros(len(mf.nodes), dtype=bool),
@@ -216,6 +232,18 @@ class External(P1Problem):
         if "launcher" in args:
             check_launcher(args["launcher"])
         digest_inputs(args)
+        if args.get("persistent"):
+            fields = {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(args["command"])
+                      if f is not None}
+            per_sample = [f for f in (*PER_SAMPLE, *names) if f in fields]
+            if per_sample:
+                raise ValueError(f"problem external: persistent: true with {{{per_sample[0]}}} in command; expected "
+                                 "a command that starts the worker once per chunk, without per-sample placeholders "
+                                 "(mu and out come in each request line: romflow/worker.py), e.g. "
+                                 "'{python} {study_dir}/solver.py --mesh {mesh}'")
+            if args.get("matrices"):
+                raise ValueError("problem external: persistent: true with matrices: true; expected one of them (a "
+                                 "persistent worker delivers fields only, for now)")
         if args.get("transient") and args.get("matrices"):
             raise ValueError("problem external: matrices: true with a transient form; expected matrices only for a "
                              "stationary black box (the EIM and RB on its operator are stationary)")
@@ -241,14 +269,16 @@ class External(P1Problem):
         return np.asarray(u)
 
     # -- running the command ---------------------------------------------------------------------------
-    def argv(self, template: str, mu: np.ndarray, workdir: Path, ranks: int) -> list[str]:
+    def argv(self, template: str, mu: np.ndarray | None, workdir: Path, ranks: int) -> list[str]:
+        """The command line for one sample (`mu`), or for a persistent worker (`mu` None: no per-sample values)."""
         from rom.paths import ROOT
 
-        mu = np.atleast_1d(np.asarray(mu, dtype=float))
-        values = {"mu": ",".join(repr(float(v)) for v in mu), "out": workdir / "solution.h5",
-                  "operator": workdir / "operator.petsc", "rhs": workdir / "rhs.petsc", "ranks": ranks,
-                  "workdir": workdir, "mesh": self.mesh_file, "python": sys.executable, "root": ROOT,
-                  **{n: repr(float(v)) for n, v in zip(self.names, mu)}}
+        values = {"ranks": ranks, "workdir": workdir, "mesh": self.mesh_file, "python": sys.executable, "root": ROOT}
+        if mu is not None:
+            mu = np.atleast_1d(np.asarray(mu, dtype=float))
+            values.update({"mu": ",".join(repr(float(v)) for v in mu), "out": workdir / "solution.h5",
+                           "operator": workdir / "operator.petsc", "rhs": workdir / "rhs.petsc",
+                           **{n: repr(float(v)) for n, v in zip(self.names, mu)}})
         return (launcher(ranks, self.args.get("launcher"), values)
                 + [tok.format_map(values) for tok in shlex.split(template)])
 
@@ -273,19 +303,47 @@ class External(P1Problem):
     def expected_shape(self) -> tuple[int, ...]:
         return (self.mesh.n_nodes,)
 
+    @contextmanager
+    def session(self, ranks: int = 1):
+        """A persistent worker for the samples run inside (`persistent: true`; one process per sample
+        otherwise): started at the first sample, stopped on exit (rom.hifi.problems.external_worker)."""
+        if not self.persistent or self._session is not None:
+            yield self
+            return
+        from .external_worker import WorkerSession
+
+        self._session = WorkerSession(self, ranks)
+        try:
+            yield self
+        finally:
+            session, self._session = self._session, None
+            session.close()
+            self.worker_stats = {"worker_starts": session.starts, "worker_requests": session.requests}
+
     def run(self, mu, ranks: int = 1):
         """One sample through the black box: a rom.hifi.capabilities.Sample (failed with its reason when the
-        command fails or its output is unusable)."""
-        with tempfile.TemporaryDirectory(prefix="romflow-external-") as tmp:
+        command fails or its output is unusable). A persistent black box answers it in the open session (a
+        worker of its own for this sample outside one)."""
+        if self.persistent and self._session is None:
+            with self.session(ranks):
+                return self.run(mu, ranks)
+        with (tempfile.TemporaryDirectory(prefix="romflow-external-") if self._session is None
+              else nullcontext(self._session.sample_dir())) as tmp:
             workdir = Path(tmp)
-            ok, reason, seconds = self.execute(self.command, mu, workdir, ranks)
-            if not ok:
-                return Sample(None, False, reason, 0, seconds)
+            if self._session is None:
+                ok, reason, seconds = self.execute(self.command, mu, workdir, ranks)
+            else:
+                ok, reason, seconds = self._session.solve(mu, workdir)
             try:
+                if not ok:
+                    return Sample(None, False, reason, 0, seconds)
                 u, attrs = self._read_solution(workdir / "solution.h5")
                 self._remember_matrices(mu, workdir)
             except ExternalError as exc:
                 return Sample(None, False, str(exc), 0, seconds)
+            finally:
+                if self._session is not None:
+                    shutil.rmtree(workdir, ignore_errors=True)
         converged = bool(int(attrs.get("converged", 1)))
         reason = str(attrs.get("reason", "EXTERNAL" if converged else "EXTERNAL_NOT_CONVERGED"))
         return Sample(u if converged else None, converged, reason, int(attrs.get("iterations", 0)), seconds)
@@ -294,7 +352,7 @@ class External(P1Problem):
         import h5py
 
         if not path.is_file():
-            raise ExternalError("NO_OUTPUT: the command exited 0 but wrote no solution file {out}")
+            raise ExternalError("NO_OUTPUT: the command exited 0 but wrote no solution file {out}" if self._session is None else "NO_OUTPUT: the worker replied ok but wrote no solution file {out}")
         try:
             with h5py.File(path, "r") as h5:
                 if "u" not in h5:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -78,6 +79,13 @@ class FullOrderModel:
             comm = self.comm.tompi4py()
             out = {k: comm.allreduce(v, op=MPI.MAX) for k, v in sorted(out.items())}
         return out
+
+    def session(self):
+        """A context for a run of samples (a chunk): a persistent black box's worker lives through it
+        (rom.hifi.problems.external_worker); nothing for any other problem."""
+        if getattr(self.problem, "persistent", False):
+            return self.problem.session(self.ranks)
+        return nullcontext()
 
     @property
     def rank(self) -> int:

@@ -389,7 +389,8 @@ class SCMHistory:
     seconds: float = 0.0
     stop_reason: str = ""
     warning: str = ""
-    refined: list[int] = field(default_factory=list)     # check-set index of each constraint added by refine
+    refined: list[int] = field(default_factory=list)     # each refined point: its index in the training set,
+                                                         # then the check set (n_train + k for check[k])
     nonpositive: int = 0                                  # check points left with LB <= 0 after refinement
 
 
@@ -422,9 +423,10 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
     check: parameters (e.g. box_corners) where a non-positive LB is refined after the greedy,
     together with the training set: the gap tolerance says nothing where LB <= 0 (the RB bound is
     infinite there), and the box corners, where theta is extreme, are where the relaxation is
-    loosest. Each such point where A_s(mu) is positive definite becomes a constraint point itself
-    (then LB(mu) >= its certified alpha_LB > 0), worst first, until LB > 0 at every coercive point;
-    the points where that fails (not coercive, or alpha too small to certify) are counted in
+    loosest (where theta is monotone in mu). Each such point where A_s(mu) is positive definite becomes
+    a constraint point itself (then LB(mu) >= its certified alpha_LB > 0), worst first, until LB > 0 at
+    every coercive point or K_max points were added; the points where that fails (not coercive, alpha
+    too small to certify, or beyond the K_max more points) are counted in
     `history.nonpositive` and named in one warning (`history.warning`)."""
     t_all = time.perf_counter()
     mu_train = np.atleast_2d(np.asarray(mu_train, dtype=float))
@@ -538,7 +540,6 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
         for j in np.flatnonzero(~lp_done):
             add_certificate(j)
     if check is not None:
-        n_train = len(mu_train)
         check = np.atleast_2d(np.asarray(check, dtype=float)).reshape(-1, mu_train.shape[1])
         mu_train = np.vstack([mu_train, check])
         theta_T = np.vstack([theta_T, np.asarray(theta(check), dtype=float).reshape(len(check), Q)])
@@ -552,13 +553,15 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
             bad = bad[(LB[bad] <= 0)]
             if not bad.size:
                 break
+            if len(h.refined) >= K_max:  # the cost bound: K_max more points at most, then the warning below
+                break
             j = int(bad[np.argmin(LB[bad])])
             f = coercive_factor(j)
             if f is None:
                 hopeless[j] = True
                 continue
             add_constraint(j, f)
-            h.refined.append(j - n_train)
+            h.refined.append(j)
             add_certificate(j)
             hopeless[j] = LB[j] <= 0  # its certified alpha_LB was not positive
         failed = np.flatnonzero(LB <= 0)

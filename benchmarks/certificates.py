@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from rom.hifi.discretization.operators import Operators, operators_dataset  # noqa: E402
 from rom.hifi.problems import Heat, ThermalBlock  # noqa: E402
 from rom.hifi.solvers.solve import FullOrderModel  # noqa: E402
-from rom.models.output import OutputModel, dual_fom_solve, dual_reductor, thermal_block_output  # noqa: E402
+from rom.models.output import OutputModel, dual_fom_solve, dual_reductor, output_functional  # noqa: E402
 from rom.models.parabolic import ParabolicReductor, affine_system, energy_errors, pod_greedy  # noqa: E402
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor  # noqa: E402
 from rom.reduction.greedy import weak_greedy  # noqa: E402
@@ -96,7 +96,7 @@ def bench_outputs(mesh):
     out = {}
     for spec in ({"name": "mean_block_3", "kind": "region_mean", "blocks": [3]},
                  {"name": "flux_bottom", "kind": "boundary_flux", "side": "bottom"}):
-        o = thermal_block_output(p, spec)
+        o = output_functional(p, spec)
         dual = dual_reductor(ops.X, ops.A_terms, o, coef, p.default_bounds, p.parameter_names)
         weak_greedy(draw(p.default_bounds, 200, 6), dual_fom_solve(fom, o), dual, 1e-4, 24)
         r = OutputModel.build(primal, dual, ops.A_terms, ops.f_terms, o).evaluate(test)

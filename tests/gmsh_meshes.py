@@ -118,3 +118,14 @@ def box(dim: int, h: float, path, version=4.1, binary=False, regions=1, recombin
         if order > 1:
             gmsh.model.mesh.setOrder(order)
         return _write(path, version, binary)
+
+
+def square(path, size: float) -> Path:
+    """The unit square of examples/meshes/square.py (physical groups `domain` and `wall`), written by
+    gmsh in a subprocess (gmsh's own process state stays out of the test's)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, root / "examples" / "meshes" / "square.py", path, "--size", str(size)], check=True)
+    return Path(path)

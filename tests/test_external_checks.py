@@ -2,14 +2,13 @@
 error-like lines of stderr before its tail, the node coordinates `x` a command writes are matched to the
 mesh (a permutation mapped, a stray node refused by name), the launcher, the command's executable and its
 input files are checked when the study is read, and gather counts repeated failure reasons once."""
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import xarray as xr
 
+import gmsh_meshes
 from conftest import ROOT
 from rom import config
 from rom.commands.simulate import reason_counts
@@ -22,9 +21,7 @@ BOTH = {"kappa": {"bounds": [0.5, 4.0]}, "x0": {"bounds": [0.3, 0.7]}}
 
 @pytest.fixture(scope="module")
 def square(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bbx") / "square.msh"
-    subprocess.run([sys.executable, ROOT / "examples" / "meshes" / "square.py", path, "--size", "0.25"], check=True)
-    return path
+    return gmsh_meshes.square(tmp_path_factory.mktemp("bbx") / "square.msh", 0.25)
 
 
 def spec(square, command, **kw):

@@ -4,13 +4,12 @@ examples/blackbox/skfem_block.py --serve); a sample whose solve raises fails wit
 others are solved; a worker that dies mid-chunk is restarted once and the chunk completes; a second
 death, a timeout and a garbage reply are failed samples with their reason; a worker runs under the MPI
 launcher (requests broadcast to every rank); bad settings are refused."""
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
+import gmsh_meshes
 from conftest import ROOT, run, write_yaml
 from rom.hifi.registry import make_problem
 
@@ -58,9 +57,7 @@ for line in sys.stdin:
 
 @pytest.fixture(scope="module")
 def square(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bbw") / "square.msh"
-    subprocess.run([sys.executable, ROOT / "examples" / "meshes" / "square.py", path, "--size", "0.2"], check=True)
-    return path
+    return gmsh_meshes.square(tmp_path_factory.mktemp("bbw") / "square.msh", 0.2)
 
 
 def problem(square, command, **kw):

@@ -6,13 +6,13 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import torch_threads
-from rom.hifi.discretization.mesh import unit_square
+from rom.hifi.discretization.mesh import simplex_volumes, unit_square
 from rom.hifi.problems.elasticity import TensilePlate
 from rom.hifi.problems.shape_family import uniform_inputs
 from rom.hifi.solvers.shapes import solve_shapes
 from rom.reduction.pod import pod
 from surrogates.gp import half_width
-from surrogates.mmgp.geometry import MeshError, MeshSample, boundary_loop, check_mesh, signed_areas
+from surrogates.mmgp.geometry import MeshError, MeshSample, boundary_loop, check_mesh
 from surrogates.mmgp.metrics import prediction_metrics, ragged
 from surrogates.mmgp.model import MMGP, mass_matrix
 from surrogates.mmgp.morphing import barycentric_embedding, barycentric_weights, morph
@@ -47,7 +47,7 @@ def test_morphed_mesh_on_unit_disk_without_inversions(plate, method):
     assert np.allclose(m[loop[0]], [1.0, 0.0])  # the fixed starting node (nearest the origin) maps to angle 0
     assert np.allclose(plate.nodes[loop[0]], [0.0, 0.0])
     if method != "rbf":  # Floater: positive weights and a convex target never fold; RBF carries no such guarantee
-        assert signed_areas(m, plate.triangles).min() > 0
+        assert simplex_volumes(m, plate.triangles).min() > 0
 
 
 def _convex_polygon_mesh():
@@ -76,7 +76,7 @@ def _convex_polygon_mesh():
     remap = np.full(len(nodes), -1)
     remap[used] = np.arange(len(used))
     nodes, tri = nodes[used], remap[tri]
-    tri[signed_areas(nodes, tri) < 0] = tri[signed_areas(nodes, tri) < 0][:, [0, 2, 1]]
+    tri[simplex_volumes(nodes, tri) < 0] = tri[simplex_volumes(nodes, tri) < 0][:, [0, 2, 1]]
     return nodes, tri
 
 

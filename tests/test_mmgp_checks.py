@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import torch_threads
+from rom.hifi.discretization.mesh import simplex_volumes
 from rom.hifi.problems.elasticity import TensilePlate
 from surrogates.mmgp.family import Family, FamilyError, read_mesh_sample
-from surrogates.mmgp.geometry import MeshSample, boundary_edges, signed_areas
+from surrogates.mmgp.geometry import MeshSample, boundary_edges
 from surrogates.mmgp.metrics import prediction_metrics, ragged
 from surrogates.mmgp.model import MMGP
 from surrogates.mmgp.plaid import read_plaid, write_plaid
@@ -89,7 +90,7 @@ def test_a_folded_element_is_refused_at_read_time_naming_the_file_and_element(tm
     meshio.write(cw, meshio.Mesh(np.column_stack([m.nodes, np.zeros(len(m.nodes))]), [("triangle", m.triangles[:, ::-1])],
                                  point_data={"f": m.nodes[:, 0]}))
     back = read_mesh_sample(cw, ["f"])
-    assert signed_areas(back.nodes, back.triangles).min() > 0
+    assert simplex_volumes(back.nodes, back.triangles).min() > 0
 
 
 def test_a_non_finite_reference_is_left_out_of_the_metrics_and_named(fitted):

@@ -11,7 +11,7 @@ from rom.hifi.discretization import fem
 from rom.hifi.discretization.operators import Operators, operators_dataset
 from rom.hifi.problems import ThermalBlock
 from rom.hifi.solvers.solve import FullOrderModel
-from rom.models.output import OutputModel, dual_fom_solve, dual_reductor, thermal_block_output
+from rom.models.output import OutputModel, dual_fom_solve, dual_reductor, output_functional
 from rom.models.rb import AffineCoefficients, CoerciveRBReductor
 from rom.reduction.greedy import weak_greedy
 
@@ -39,14 +39,14 @@ def test_side_fluxes_conserve_the_source(block):
     """Discrete conservation: the flux residuals against the four side test functions add up to
     the integral of f = 1 over the square, for any parameter (to the solver's accuracy)."""
     p, ops, fom, coef, primal, test, U = block
-    fluxes = np.array([thermal_block_output(p, {"name": s, "kind": "boundary_flux", "side": s}).value(test, U)
+    fluxes = np.array([output_functional(p, {"name": s, "kind": "boundary_flux", "side": s}).value(test, U)
                        for s in ("left", "right", "bottom", "top")])
     np.testing.assert_allclose(fluxes.sum(axis=0), 1.0, rtol=1e-10)
     assert np.all(fluxes > 0)  # u >= 0 inside, 0 on the boundary: heat leaves through every side
     # Symmetric conductivities (mu_0 = mu_1 = mu_2 = mu_3) make left and bottom fluxes equal (x <-> y).
     mu = np.full((1, 4), 0.5)
     u = fom.solve(mu[0]).u[None]
-    left, bottom = (thermal_block_output(p, {"name": s, "kind": "boundary_flux", "side": s}).value(mu, u)
+    left, bottom = (output_functional(p, {"name": s, "kind": "boundary_flux", "side": s}).value(mu, u)
                     for s in ("left", "bottom"))
     np.testing.assert_allclose(left, bottom, rtol=1e-10)
     np.testing.assert_allclose(left, 0.25, rtol=1e-10)
@@ -56,7 +56,7 @@ def test_side_fluxes_conserve_the_source(block):
                                   {"name": "flux_bottom", "kind": "boundary_flux", "side": "bottom"}])
 def test_output_bound_holds_and_correction_helps(block, spec):
     p, ops, fom, coef, primal, test, U = block
-    out = thermal_block_output(p, spec)
+    out = output_functional(p, spec)
     dual = dual_reductor(ops.X, ops.A_terms, out, coef, p.default_bounds, p.parameter_names)
     weak_greedy(draw(150, 3), dual_fom_solve(fom, out), dual, 2e-3, 12)
     model = OutputModel.build(primal, dual, ops.A_terms, ops.f_terms, out)
@@ -109,7 +109,7 @@ def test_dual_of_a_nonsymmetric_operator(backend):
     if backend == "petsc":  # a direct solve, set on the KSP (the options database is process-wide)
         fom.solver.ksp.setType("preonly")
         fom.solver.ksp.getPC().setType("lu")
-    out = thermal_block_output(p, {"name": "mean_block_0", "kind": "region_mean", "blocks": [0]})
+    out = output_functional(p, {"name": "mean_block_0", "kind": "region_mean", "blocks": [0]})
     dual_solve = dual_fom_solve(fom, out)
     mu = np.array([0.2, 0.7, 0.4, 0.9])
     A = ops.assemble(p.theta(mu[None])[0])
@@ -131,8 +131,8 @@ def test_dual_of_a_nonsymmetric_operator(backend):
 def test_bad_output_specs_are_refused():
     p = ThermalBlock(8)
     with pytest.raises(ValueError, match=r"side = 'north'; expected one of \['left', 'right', 'bottom', 'top'\]"):
-        thermal_block_output(p, {"name": "f", "kind": "boundary_flux", "side": "north"})
+        output_functional(p, {"name": "f", "kind": "boundary_flux", "side": "north"})
     with pytest.raises(ValueError, match=r"blocks = \[4\]; expected indices in 0..3"):
-        thermal_block_output(p, {"name": "m", "kind": "region_mean", "blocks": [4]})
+        output_functional(p, {"name": "m", "kind": "region_mean", "blocks": [4]})
     with pytest.raises(ValueError, match="kind = 'max'"):
-        thermal_block_output(p, {"name": "m", "kind": "max"})
+        output_functional(p, {"name": "m", "kind": "max"})

@@ -215,7 +215,7 @@ def test_output_bounds_through_the_cli(tmp_path, capsys):
     # (the bound printed to 4 digits: a relative margin of 1e-3).
     from rom.hifi.problems import ThermalBlock
     from rom.hifi.solvers.solve import FullOrderModel
-    from rom.models.output import thermal_block_output
+    from rom.models.output import output_functional
 
     mu = np.array([0.7, 0.2, 0.45, 0.9])
     capsys.readouterr()
@@ -224,7 +224,7 @@ def test_output_bounds_through_the_cli(tmp_path, capsys):
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("output flux_bottom")][0]
     value, bound = float(line.split()[2]), float(line.split()[4])
     p = ThermalBlock(24, (2, 2))
-    s_fom = thermal_block_output(p, outputs[0]).value(mu[None], FullOrderModel(p, "scipy").solve(mu).u[None])[0]
+    s_fom = output_functional(p, outputs[0]).value(mu[None], FullOrderModel(p, "scipy").solve(mu).u[None])[0]
     assert 0 < abs(value - s_fom) <= 1.001 * bound + 1e-14
 
 

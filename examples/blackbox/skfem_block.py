@@ -27,26 +27,12 @@ import meshio
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+
+# PETSc's binary format written with numpy: the writers of the example beside this one (its folder is
+# this script's first sys.path entry).
+from poisson import write_petsc_mat, write_petsc_vec  # noqa: E402
 from skfem import Basis, BilinearForm, ElementTriP1, LinearForm, MeshTri, asm
 from skfem.helpers import dot, grad
-
-MAT_FILE_CLASSID, VEC_FILE_CLASSID = 1211216, 1211214  # PETSc's binary headers
-
-
-def write_petsc_mat(path, A):
-    A = sp.csr_matrix(A)
-    A.sort_indices()
-    with open(path, "wb") as fh:
-        np.array([MAT_FILE_CLASSID, *A.shape, A.nnz], dtype=">i4").tofile(fh)
-        np.diff(A.indptr).astype(">i4").tofile(fh)
-        A.indices.astype(">i4").tofile(fh)
-        A.data.astype(">f8").tofile(fh)
-
-
-def write_petsc_vec(path, b):
-    with open(path, "wb") as fh:
-        np.array([VEC_FILE_CLASSID, len(b)], dtype=">i4").tofile(fh)
-        np.asarray(b, dtype=">f8").tofile(fh)
 
 
 @BilinearForm

@@ -42,7 +42,6 @@ def output_functional(problem, spec: dict) -> AffineOutput:
     return problem.output_functional(spec)
 
 
-thermal_block_output = output_functional  # the name of the thermal block's outputs before the capability
 
 
 # -- dual problem ---------------------------------------------------------------------------------

@@ -24,10 +24,6 @@ class MeshSample:
     fields: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-# The one signed-area routine of the code base (counter-clockwise > 0).
-signed_areas = simplex_volumes
-
-
 def _edges(triangles: np.ndarray) -> np.ndarray:
     return triangles[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
 
@@ -86,7 +82,7 @@ def check_mesh(nodes: np.ndarray, triangles: np.ndarray, name: str = "mesh"):
         unused = np.flatnonzero(~used)
         raise MeshError(f"{name}: {len(unused)} nodes used by no triangle (first: node {unused[0]}); expected every "
                         "node to belong to a triangle")
-    area = signed_areas(nodes, triangles)
+    area = simplex_volumes(nodes, triangles)  # signed: counter-clockwise > 0
     scale = np.abs(area).mean()
     bad = np.flatnonzero(area <= 1e-12 * scale)
     if len(bad):

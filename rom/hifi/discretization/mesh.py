@@ -181,19 +181,22 @@ class SimplexMesh:
         return self.numbering[:, 0] if self.components == 1 else self.numbering
 
     @cached_property
-    def dof_node(self) -> np.ndarray:
-        """Node of each free dof (n_dofs,)."""
+    def _dof_node_component(self) -> np.ndarray:
+        """(2, n_dofs): node and component of each free dof, the inverse of `numbering`."""
         node, comp = np.nonzero(self.numbering >= 0)
-        out = np.empty(self.n_dofs, dtype=np.int64)
-        out[self.numbering[node, comp]] = node
+        out = np.empty((2, self.n_dofs), dtype=np.int64)
+        out[:, self.numbering[node, comp]] = node, comp
         return out
 
-    @cached_property
+    @property
+    def dof_node(self) -> np.ndarray:
+        """Node of each free dof (n_dofs,)."""
+        return self._dof_node_component[0]
+
+    @property
     def dof_component(self) -> np.ndarray:
-        node, comp = np.nonzero(self.numbering >= 0)
-        out = np.empty(self.n_dofs, dtype=np.int64)
-        out[self.numbering[node, comp]] = comp
-        return out
+        """Component of each free dof (n_dofs,)."""
+        return self._dof_node_component[1]
 
     @property
     def interior_nodes(self) -> np.ndarray:

@@ -145,7 +145,7 @@ HIFI_LAYERS = {
 PROBLEMS_SHARED = ("rom.hifi.problems.base", "rom.hifi.problems.arguments")
 # A family in several modules: the affine black box and the persistent worker build on the black box.
 EXTERNAL_FAMILY = ("rom.hifi.problems.external", "rom.hifi.problems.external_terms", "rom.hifi.problems.external_checks",
-                   "rom.hifi.problems.external_worker")
+                   "rom.hifi.problems.external_worker", "rom.hifi.problems.external_eim")
 FAMILY_MODULES = {m: EXTERNAL_FAMILY for m in EXTERNAL_FAMILY}
 
 

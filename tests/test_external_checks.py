@@ -165,3 +165,25 @@ def test_an_operator_outside_the_p1_pattern_is_refused_naming_the_first_entry(sq
     with pytest.raises(Exception, match=rf"1 nonzeros coupling nodes that share no cell, the first at \(row, col\) = "
                                         rf"\(0, {far}\)"):
         p.operator_values(np.array([1.0, 0.5]), fem.Pattern.build(p.mesh))
+
+
+def test_dirichlet_rows_of_a_third_party_matrix_are_checked(square):
+    """scikit-fem's P1 operator with symmetrically eliminated boundary rows passes; the same matrix in
+    another node order (a code's own dof numbering) is refused naming an interior node."""
+    pytest.importorskip("skfem")
+    import sys
+
+    from rom.hifi.discretization import meshfile
+    from rom.hifi.problems.external_checks import dirichlet_rows
+
+    sys.path.insert(0, str(ROOT / "examples" / "blackbox"))
+    import skfem_block
+
+    mesh, basis, keep = skfem_block.setup(str(square))
+    A = skfem_block.dirichlet(skfem_block.asm(skfem_block.laplace, basis), keep)
+    mf = meshfile.read(str(square), "external")
+    assert dirichlet_rows(A, mf.nodes, mf.cells, "A") == int((keep == 0).sum())
+    perm = np.random.default_rng(3).permutation(A.shape[0])
+    with pytest.raises(ValueError, match=r"^A: row \d+ holds only its diagonal \(a Dirichlet row\) but node \d+ at "
+                                         r"\(.*\) is inside problem.mesh"):
+        dirichlet_rows(A[perm][:, perm], mf.nodes, mf.cells, "A")

@@ -4,6 +4,7 @@
     skfem_block.py --mu A,B --mesh MESH.msh --out U.h5 [--model block|bump] [--operator A.petsc --rhs F.petsc]
     skfem_block.py --mesh MESH.msh --export-terms DIR [--format petsc|hdf5] [--dirichlet each|first]
     skfem_block.py --mesh MESH.msh --serve [--model block|bump]     # a persistent worker (romflow.worker)
+    skfem_block.py --mesh MESH.msh --entries REQUEST.h5 --out ENTRIES.h5 [--model block|bump]
 
 Solves -div(k grad u) = 1 on the mesh (P1, scikit-fem), u = 0 on the whole boundary, for
   --model block: a two-region thermal block, k = A in the disc |x - (0.5, 0.5)| < 0.3 (term `core`) and
@@ -16,6 +17,10 @@ rows and columns are eliminated symmetrically with the identity on the boundary 
 (--dirichlet each) or in the first term only (--dirichlet first); the load is zero there. --serve reads
 the mesh and assembles the block's terms once, then answers romflow's requests (problem.persistent: true,
 romflow/worker.py: one JSON line per sample on stdin, the same HDF5 file per sample, one reply line).
+--entries is the entries mode of a non-affine black box (rom/hifi/problems/external_eim.py): it reads mu
+(n, d), rows, cols and f_rows from REQUEST.h5 and writes A(mu_i)[rows, cols] and f(mu_i)[f_rows] as
+datasets A (n, K) and f (n, L) of ENTRIES.h5 (it assembles the whole matrix per parameter: simple, not
+the cheapest).
 Needs numpy, scipy, meshio, h5py and scikit-fem only.
 """
 import argparse
@@ -81,13 +86,15 @@ def solver(mesh_file, model="block", each=True):
     if model == "block":
         T, F = block_terms(mesh, basis, keep, each)
 
-    def solve(mu):
+    def solve(mu, assemble_only=False):
         a, b = (float(v) for v in mu)
         if model == "block":
             A, rhs = a * T["core"] + b * T["shell"], F["source"]
         else:
             A = dirichlet(asm(bump, basis, a=a, b=b), keep)
             rhs = asm(unit, basis) * keep
+        if assemble_only:
+            return A, rhs
         return A, rhs, spla.spsolve(A.tocsc(), rhs)
 
     return solve
@@ -103,6 +110,21 @@ def serve(mesh_file, model, each=True):
     return serve_requests(lambda mu: {"u": solve(mu)[2], "converged": 1, "reason": "SKFEM_SPSOLVE"})
 
 
+def entries(mesh_file, model, request, out):
+    """The entries mode: the operator and load this solver solves with, at the requested positions."""
+    solve = solver(mesh_file, model)
+    with h5py.File(request, "r") as h5:
+        mu, rows, cols, f_rows = (np.asarray(h5[k]) for k in ("mu", "rows", "cols", "f_rows"))
+    A_out, f_out = np.empty((len(mu), len(rows))), np.empty((len(mu), len(f_rows)))
+    for i, m in enumerate(mu):
+        A, rhs = solve(m, assemble_only=True)
+        A_out[i] = np.asarray(A[rows, cols]).ravel() if len(rows) else []
+        f_out[i] = rhs[f_rows]
+    with h5py.File(out, "w") as h5:
+        h5["A"], h5["f"] = A_out, f_out
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mu")
@@ -115,7 +137,10 @@ def main():
     p.add_argument("--format", choices=("petsc", "hdf5"), default="petsc")
     p.add_argument("--dirichlet", choices=("each", "first"), default="each")
     p.add_argument("--serve", action="store_true", help="a persistent worker: romflow's requests on stdin")
+    p.add_argument("--entries", help="the entries mode: a request file (mu, rows, cols, f_rows); writes --out")
     args = p.parse_args()
+    if args.entries:
+        return entries(args.mesh, args.model, args.entries, args.out)
     if args.serve:
         return serve(args.mesh, args.model, args.dirichlet == "each")
     if args.export_terms:

@@ -51,7 +51,8 @@ def _operators(ctx):
 # Which problems the stage reduces, as a declaration (the validator, rom.pipeline.check_study, reports an
 # unmet alternative naming rb.enabled): stationary affine, stationary with an interpolated coefficient
 # (EIM), or linear transient affine (parabolic RB, POD-greedy).
-RB_NEEDS = all_of(cap.MESH, any_of(all_of(cap.STATIONARY, any_of(cap.AFFINE, cap.COEFFICIENT_EIM)),
+RB_NEEDS = all_of(cap.MESH, any_of(all_of(cap.STATIONARY, any_of(cap.AFFINE, cap.COEFFICIENT_EIM,
+                                                                   cap.OPERATOR_ENTRIES)),
                                    all_of(cap.TRANSIENT, cap.AFFINE, none_of(cap.NONLINEAR))))
 # Settings that, switched on, need more of the problem: (key, needs, the value that switches them off).
 RB_SETTING_NEEDS = (("rb.outputs", cap.OUTPUT_FUNCTIONALS, "[]"), ("rb.scm.enabled", cap.AFFINE, "auto or false"))
@@ -66,6 +67,9 @@ def _problem(study):
 
 def check_eim(study: dict):
     cls, name = _problem(study)
+    if cap.has(cls, cap.OPERATOR_ENTRIES) and not study["eim"]["matrix"]:
+        raise ConfigError(f"eim.matrix = false: problem {name} is a black box whose only EIM is the matrix EIM of its "
+                          "delivered entries; expected eim.matrix: true")
     if study["eim"]["matrix"] and not cap.has(cls, cap.ENTRY_PROBE):
         raise ConfigError(f"eim.matrix = true: the matrix EIM needs the problem capability 'entry_probe', which problem "
                           f"{name} does not have; expected eim.matrix: false")
@@ -99,21 +103,28 @@ def check_rb(study: dict):
 # -- eim ----------------------------------------------------------------------------------------
 def eim(ctx):
     from rom.artefacts import strings
-    from rom.models.eim_artefact import eim_dataset
+    from rom.models.eim_artefact import eim_dataset, entries_eim_dataset
     from rom.models.steps import training_set
 
     s, space = ctx.study["eim"], ctx.space
     ctx.log.info("EIM of problem %s: %d training and %d test parameters, at most %d terms, tol %g%s",
                  ctx.problem.name, s["train_size"], s["test_size"], s["max_modes"], s["tol"],
                  ", and the matrix EIM" if s["matrix"] else "")
+    mu_train, mu_test = training_set(space, s["train_size"], s["seed"]), training_set(space, s["test_size"], s["seed"] + 1)
     with _user_errors():
-        ds = eim_dataset(ctx.problem, training_set(space, s["train_size"], s["seed"]),
-                         training_set(space, s["test_size"], s["seed"] + 1), space.bounds, s["max_modes"], s["tol"],
-                         s["matrix"], s["bound_grid"], s["bound_order"])
-    err = ds["train_max_error"].values
-    if ds.attrs["M"] == s["max_modes"] and err[-1] > s["tol"] * err[0]:
-        ctx.warn(f"eim: stopped at eim.max_modes = {s['max_modes']} terms with relative training error "
-                 f"{err[-1] / err[0]:.2e}, above eim.tol = {s['tol']:g}")
+        if cap.has(ctx.problem, cap.OPERATOR_ENTRIES):  # a black box: the EIM of its delivered A(mu) and f(mu)
+            ds = entries_eim_dataset(ctx.problem, mu_train, mu_test, s["max_modes"], s["tol"])
+        else:
+            ds = eim_dataset(ctx.problem, mu_train, mu_test, space.bounds, s["max_modes"], s["tol"], s["matrix"],
+                             s["bound_grid"], s["bound_order"])
+    for prefix, M, what in (("", "M", "function EIM"), ("matrix_", "matrix_M", "matrix EIM"),
+                            ("rhs_", "rhs_M", "load EIM")):
+        if f"{prefix}train_max_error" not in ds:
+            continue
+        err = ds[f"{prefix}train_max_error"].values
+        if ds.attrs[M] == s["max_modes"] and err[-1] > s["tol"] * err[0]:
+            ctx.warn(f"eim: the {what} stopped at eim.max_modes = {s['max_modes']} terms with "
+                     f"relative training error {err[-1] / err[0]:.2e}, above eim.tol = {s['tol']:g}")
     ctx.write("out", ds.assign_coords(parameter=strings(space.names)), "eim")
 
 
@@ -206,7 +217,7 @@ RB = Artefact("rb", "rom/rb.h5")
 STAGES = (
     Stage("eim", eim, "function EIM of the non-affine coefficient (with its rigorous bound over the box) and the "
           "nonintrusive matrix EIM of A(mu)", sections=("problem", "parameters", "eim"),
-          needs=frozenset({cap.MESH, cap.COEFFICIENT_EIM}), switch="eim", check=check_eim,
+          needs=all_of(cap.MESH, any_of(cap.COEFFICIENT_EIM, cap.OPERATOR_ENTRIES)), switch="eim", check=check_eim,
           inputs=(OPERATORS,), outputs=(Artefact("out", "rom/eim.h5"),)),
     Stage("reduced_basis", reduced_basis, "certified RB: weak greedy with FOM solves (SCM where min-theta does not "
           "hold, dual greedies of rb.outputs), POD of the train snapshots, or POD-greedy for transient problems; run "

@@ -25,6 +25,7 @@ STATIONARY = "stationary"
 TRANSIENT = "transient"
 AFFINE = "affine"
 ENTRY_PROBE = "entry_probe"
+OPERATOR_ENTRIES = "operator_entries"
 COEFFICIENT_EIM = "coefficient_eim"
 COERCIVITY_BOUND = "coercivity_bound"
 NONLINEAR = "nonlinear"
@@ -182,6 +183,17 @@ class EntryProbe(Protocol):
     def entry_probe(self, pattern, slots) -> Any: ...
 
 
+class OperatorEntries(Protocol):
+    """Entries of a non-affine A(mu) and f(mu) at any positions, for many parameters in one call
+    (capability `operator_entries`: a black box's entries mode): what the matrix EIM of A and f needs
+    offline (all entries at the training parameters) and online (the magic entries).
+    `entries(mu (n, d), rows (K,), cols (K,), f_rows (L,))` -> (A (n, K), f (n, L)), node numbering;
+    `matrices_at(mu, pattern)` -> (A on the P1 pattern (n, nnz), f (n, n_nodes)), checked."""
+
+    def entries(self, mu, rows, cols, f_rows) -> tuple: ...
+    def matrices_at(self, mu, pattern) -> tuple: ...
+
+
 class CoefficientEIM(Protocol):
     """A non-affine coefficient g(x; mu) to interpolate (capability `coefficient_eim`): values at points,
     the operator terms of a collateral basis, the EIM-affine theta, and the factor that turns an
@@ -289,6 +301,7 @@ CAPABILITIES = {c.name: c for c in (
     Capability(TRANSIENT, Transient, ("dt", "steps", "times", "initial_state"), (MESH,)),
     Capability(AFFINE, Affine, ("operator_terms", "theta", "rhs_terms", "phi")),
     Capability(ENTRY_PROBE, EntryProbe, ("entry_probe",), (STATIONARY,)),
+    Capability(OPERATOR_ENTRIES, OperatorEntries, ("entries", "matrices_at"), (STATIONARY, ENTRY_PROBE)),
     Capability(COEFFICIENT_EIM, CoefficientEIM, ("eim_points", "g", "eim_operator_terms", "eim_theta", "kappa_scale"),
                (STATIONARY,)),
     Capability(COERCIVITY_BOUND, CoercivityBound, ("coercivity_lower_bound",)),

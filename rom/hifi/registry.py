@@ -25,6 +25,7 @@ from .problems import (
     ThermalBlock,
     TransientDiffusion,
 )
+from .problems.external_eim import ExternalEntries
 from .problems.external_terms import ExternalAffine, ExternalAffineMinTheta, affine_variant
 
 PROBLEMS: dict[str, type] = {}
@@ -46,7 +47,8 @@ for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate
              Elasticity, External):
     register(_cls)
 # Forms a registered name takes by its keys (`variant(spec)`): checked like the registered classes.
-for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient, ExternalAffine, ExternalAffineMinTheta):
+for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient, ExternalAffine, ExternalAffineMinTheta,
+             ExternalEntries):
     check_problem_class(_cls)
     _cls.import_path = f"{_cls.__module__}:{_cls.__qualname__}"
 
@@ -123,6 +125,8 @@ def problem_class(spec: dict, base_dir: Path | None = None):
     cls = PROBLEMS[name]
     if cls is External and spec.get("affine"):  # a black box that exports its affine terms
         return affine_variant(spec)
+    if cls is External and spec.get("entries_command"):  # a non-affine black box with an entries mode
+        return ExternalEntries
     # A declared PDE's capabilities follow from its keys (a `transient` form is another class).
     return cls.variant(spec) if hasattr(cls, "variant") else cls
 

@@ -4,6 +4,11 @@ Function EIM of the non-affine coefficient g at element centroids, with the rigo
 error over the parameter box (eim.taylor_bound) for every number of terms; and, optionally, the
 nonintrusive matrix EIM of A(mu) from matrices delivered by the FOM, with the exact operator norm
 of its error at every training matrix (eim_rb.operator_errors).
+
+For a black box with an entries mode (capability operator_entries; `entries_eim_dataset`) there is no
+coefficient to interpolate: the artefact holds the matrix EIM of A(mu) and the EIM of f(mu) (variables
+rhs_*, with the exact dual norm ||f(mu_i) - f_M(mu_i)||_{X'} at every training parameter), both from
+the entries the code delivered, and attribute kind = 'entries'.
 """
 from __future__ import annotations
 
@@ -94,6 +99,66 @@ def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.n
     return xr.Dataset(data, attrs=attrs)
 
 
+def entries_eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, max_modes: int, tol: float
+                        ) -> xr.Dataset:
+    """The EIM artefact of a black box with an entries mode: the matrix EIM of A(mu) and the EIM of
+    f(mu) over every entry of the mesh's P1 pattern at the training parameters (one entries_command run
+    for training and test parameters together), the operator norm of the error at every training
+    matrix and the X' norm of the load's."""
+    from scipy.sparse.linalg import splu
+
+    from rom.hifi.discretization import fem
+    from rom.models.eim_rb import operator_errors
+
+    pattern = fem.Pattern.build(problem.mesh)
+    rows = np.repeat(np.arange(pattern.n_rows), np.diff(pattern.indptr))
+    t0 = time.perf_counter()
+    n = len(mu_train)
+    # The code as a black box: entries of A and f at the training and test parameters, nothing else.
+    log.info("entries of A(mu) (%d per matrix) and f(mu) (%d) at %d training and %d test parameters, one run of "
+             "entries_command", pattern.nnz, problem.mesh.n_nodes, n, len(mu_test))
+    A_all, F_all = problem.matrices_at(np.vstack([mu_train, mu_test]), pattern)
+    seconds_entries = time.perf_counter() - t0
+    A, A_test, F, F_test = A_all[:n], A_all[n:], F_all[:n], F_all[n:]
+    csr = _csr(pattern)
+    X = csr(problem.energy_product(pattern))
+    Em, Ef = eim(A, max_modes, tol), eim(F, max_modes, tol)
+    op = operator_errors(Em, A, csr, X)
+    R = F - Ef.interpolate(F[:, Ef.points])
+    rhs_err = np.sqrt(np.maximum(np.einsum("ij,ji->i", R, splu(X.tocsc()).solve(R.T)), 0.0))
+    seconds = time.perf_counter() - t0
+    data = {
+        "mu_train": (("train_sample", "parameter"), mu_train),
+        "matrix_snapshots": (("mterm", "nnz"), A[Em.selected],
+                             {"long_name": "delivered A(mu_l) at the selected parameters (CSR values)"}),
+        "matrix_coeffs": (("mterm", "mterm_"), Em.snapshot_coeffs, {"long_name": "q_m = sum_l C[m, l] A(mu_l)"}),
+        "matrix_basis": (("mterm", "nnz"), Em.basis),
+        "matrix_slots": ("mterm", Em.points, {"long_name": "magic entries (CSR positions)"}),
+        "matrix_rows": ("mterm", rows[Em.points]),
+        "matrix_cols": ("mterm", pattern.indices[Em.points]),
+        "matrix_mu_selected": (("mterm", "parameter"), mu_train[Em.selected]),
+        "matrix_train_max_error": ("n_mterms", Em.max_errors),
+        "matrix_test_max_error": ("n_mterms", test_errors(Em, A_test)),
+        "matrix_train_operator_error": ("train_sample", op, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at the "
+                                                                         "training parameters"}),
+        "rhs_basis": (("fterm", "node"), Ef.basis, {"long_name": "collateral basis of f(mu) at the nodes"}),
+        "rhs_rows": ("fterm", Ef.points, {"long_name": "magic rows of f"}),
+        "rhs_mu_selected": (("fterm", "parameter"), mu_train[Ef.selected]),
+        "rhs_train_max_error": ("n_fterms", Ef.max_errors),
+        "rhs_test_max_error": ("n_fterms", test_errors(Ef, F_test)),
+        "rhs_train_error": ("train_sample", rhs_err, {"long_name": "||f(mu_i) - f_M(mu_i)||_{X'} at the training "
+                                                                   "parameters"}),
+    }
+    attrs = {"kind": "entries", "M": 0, "matrix": 1, "matrix_M": Em.M, "matrix_next_slot": Em.next_point,
+             "rhs_M": Ef.M, "rhs_next_row": Ef.next_point, "tol": tol, "seconds": seconds,
+             "matrix_seconds": seconds, "entries_seconds": seconds_entries,
+             "matrix_operator_error": float(op.max()), "rhs_error": float(rhs_err.max())}
+    log.info("matrix EIM of A: %d terms, max training error %.2e, max training operator error %.2e; EIM of f: %d "
+             "terms, max training X' error %.2e (%.2f s, of which %.2f s in entries_command)", Em.M,
+             Em.max_errors[Em.M], op.max(), Ef.M, rhs_err.max(), seconds, seconds_entries)
+    return xr.Dataset(data, attrs=attrs)
+
+
 def _csr(pattern):
     def csr(values):
         return sp.csr_matrix((values, pattern.indices, pattern.indptr), shape=(pattern.n_dofs,) * 2)
@@ -101,8 +166,11 @@ def _csr(pattern):
 
 
 def eim_from_dataset(ds: xr.Dataset, prefix: str = "") -> EIMBasis:
-    """The function EIM (prefix '') or the matrix EIM (prefix 'matrix_') of an EIM artefact."""
-    if prefix:
+    """The function EIM (prefix ''), the matrix EIM (prefix 'matrix_') or the load's EIM (prefix 'rhs_',
+    black boxes with an entries mode) of an EIM artefact."""
+    if prefix == "rhs_":
+        basis, points, nxt, C = ds["rhs_basis"].values, ds["rhs_rows"].values, int(ds.attrs["rhs_next_row"]), None
+    elif prefix:
         basis, points = ds["matrix_basis"].values, ds["matrix_slots"].values
         nxt, C = int(ds.attrs["matrix_next_slot"]), ds["matrix_coeffs"].values
     else:

@@ -4,6 +4,17 @@
   the operator terms A_m are assembled from the collateral basis).
 * MatrixEIMCoefficients: nonintrusive matrix EIM, A(mu) ~ sum_m beta_m q_m with q_m combinations
   of matrices A(mu_l) delivered by the full-order model and beta from M entries of A(mu).
+* BlackBoxEIMCoefficients: the same for A(mu) and f(mu) of a black box with an entries mode
+  (rom.hifi.problems.external_eim); its coercivity lower bound comes from SCM of the EIM-affine
+  operator A_M (rom.reduction.scm.SCMCoefficients subtracts op_error), and `rhs_error(mu)`, the load's
+  share ||f(mu) - f_M(mu)||_{X'}, enters the RB bound besides op_error:
+
+      Delta(mu) = (||f_M - A_M V^T c||_{X'} + op_error ||c|| + rhs_error) / (alpha_LB^SCM(A_M) - op_error).
+
+  What is rigorous: the residual of the EIM-affine model and SCM's alpha_LB of A_M (for every mu in
+  the box). What is measured: op_error and rhs_error are the training maxima (exact generalized
+  eigenvalue and dual-norm computations at the EIM's training parameters, 'training_sup'), so the
+  bound certifies the true solution at the training parameters and estimates it elsewhere.
 
 Both supply theta(mu), phi(mu), alpha_lb(mu) and op_error(mu), a bound or estimate of the operator
 error ||A(mu) - A_M(mu)||_{X -> X'} that the RB bound carries times ||u_rb||_X. Its kind is the
@@ -118,6 +129,63 @@ class MatrixEIMCoefficients:
         if a.shape[1] == M:
             return np.zeros(len(a))
         return np.abs(a[:, M] - _beta(self.B, a[:, :M]) @ self.next_row) / abs(self.x_next)
+
+
+@dataclass
+class BlackBoxEIMCoefficients:
+    """theta = beta_A(mu), phi = beta_f(mu) of a black box's matrix EIM of A and EIM of f, from one
+    entries_command batch per query batch (positions: the M + 1 magic entries of each)."""
+
+    problem: object        # capability operator_entries: entries(mu, rows, cols, f_rows) -> (A, f)
+    rows: np.ndarray       # (M_A + 1,) or (M_A,): magic entries of A (node numbering), the indicator's last
+    cols: np.ndarray
+    f_rows: np.ndarray     # (M_f + 1,) or (M_f,): magic rows of f
+    B: np.ndarray          # (M_A, M_A)
+    B_f: np.ndarray        # (M_f, M_f)
+    next_row: np.ndarray   # (M_A,) q_m at the indicator entry
+    next_row_f: np.ndarray  # (M_f,) load basis at the indicator row
+    x_next: float          # X at the indicator entry of A
+    f_scale: float         # training max ||f - f_M||_{X'} / max |f - f_M|_inf: an entry error to a dual norm
+    bound: str = "training_sup"
+    op_norm: float = np.nan   # max_i ||A(mu_i) - A_M(mu_i)||_{X -> X'} over the training parameters
+    rhs_norm: float = np.nan  # max_i ||f(mu_i) - f_M(mu_i)||_{X'} over the training parameters
+
+    def __post_init__(self):
+        if self.bound not in ("training_sup", "indicator"):
+            raise ValueError(f"EIM bound = {self.bound!r}: a black box's EIM offers 'training_sup' or 'indicator'")
+        if self.bound == "training_sup" and not (np.isfinite(self.op_norm) and np.isfinite(self.rhs_norm)):
+            raise ValueError("EIM bound 'training_sup' needs the training maxima op_norm and rhs_norm (finite)")
+
+    def _values(self, mu):
+        return self.problem.entries(np.atleast_2d(mu), self.rows, self.cols, self.f_rows)
+
+    def theta(self, mu):
+        return _beta(self.B, self._values(mu)[0][:, : len(self.B)])
+
+    def phi(self, mu):
+        return _beta(self.B_f, self._values(mu)[1][:, : len(self.B_f)])
+
+    def alpha_lb(self, mu):
+        """No coercivity bound of its own: 0 (SCM of the EIM-affine operator supplies it)."""
+        return np.zeros(len(np.atleast_2d(mu)))
+
+    def op_error(self, mu):
+        a = self._values(mu)[0]
+        if self.bound == "training_sup":
+            return np.full(len(a), self.op_norm)
+        M = len(self.B)
+        if a.shape[1] == M:
+            return np.zeros(len(a))
+        return np.abs(a[:, M] - _beta(self.B, a[:, :M]) @ self.next_row) / abs(self.x_next)
+
+    def rhs_error(self, mu):
+        f = self._values(mu)[1]
+        if self.bound == "training_sup":
+            return np.full(len(f), self.rhs_norm)
+        M = len(self.B_f)
+        if f.shape[1] == M:
+            return np.zeros(len(f))
+        return self.f_scale * np.abs(f[:, M] - _beta(self.B_f, f[:, :M]) @ self.next_row_f)
 
 
 def operator_errors(E, A: np.ndarray, csr, X: sp.spmatrix, tol: float = 1e-10) -> np.ndarray:

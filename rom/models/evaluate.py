@@ -130,6 +130,9 @@ def evaluation_dataset(models: dict, V: np.ndarray, X, mu: np.ndarray, U: np.nda
         })
         if kind in labels:
             attrs[f"{kind}_eim_bound"] = labels[kind]
+        fallback = getattr(model.coefficients, "fallback", None)
+        if fallback is not None:  # parameters where SCM gave no positive bound and an eigen-solve did
+            attrs[f"{kind}_eigen_fallbacks"] = fallback.solves
     ds = xr.Dataset(data, coords={"basis_size": sizes, "test_sample": sample}, attrs=attrs)
     ds["norm"] = ("test_sample", norms)
     return ds

@@ -10,10 +10,12 @@ import scipy.sparse as sp
 
 from .eim_artefact import eim_from_dataset
 
-LABELS = {"affine": "RB", "function_eim": "RB + function EIM", "matrix_eim": "RB + matrix EIM (nonintrusive)"}
+LABELS = {"affine": "RB", "function_eim": "RB + function EIM", "matrix_eim": "RB + matrix EIM (nonintrusive)",
+          "blackbox_eim": "RB + matrix EIM of a black box's A and f (nonintrusive)"}
 # What the EIM share of the bound is, per model kind and rb.eim_bound setting (eim_rb module doc).
 EIM_BOUND = {("function_eim", "rigorous"): "rigorous", ("matrix_eim", "rigorous"): "training_sup",
-             ("function_eim", "indicator"): "indicator", ("matrix_eim", "indicator"): "indicator"}
+             ("function_eim", "indicator"): "indicator", ("matrix_eim", "indicator"): "indicator",
+             ("blackbox_eim", "rigorous"): "training_sup", ("blackbox_eim", "indicator"): "indicator"}
 
 
 class ModelError(ValueError):
@@ -25,6 +27,8 @@ def model_kinds(problem, eim_ds=None) -> list[str]:
 
     if cap.has(problem, cap.AFFINE):
         return ["affine"]
+    if cap.has(problem, cap.OPERATOR_ENTRIES):
+        return ["blackbox_eim"]
     return ["function_eim"] + (["matrix_eim"] if eim_ds is not None and "matrix_basis" in eim_ds else [])
 
 
@@ -58,6 +62,8 @@ def coefficients(problem, ops, eim_ds, kind: str, eim_bound: str = "rigorous", s
     from rom.models.rb import AffineCoefficients
     from rom.reduction.scm import SCMCoefficients
 
+    if kind == "blackbox_eim":
+        return blackbox_eim(problem, ops, eim_ds, eim_bound, scm)
     if kind == "affine":
         if not ops.A_terms:
             raise ModelError(f"problem {problem.name} is not affine: enable the eim section (eim.enabled: true)")
@@ -105,6 +111,53 @@ def coefficients(problem, ops, eim_ds, kind: str, eim_bound: str = "rigorous", s
     return coef, [csr(v) for v in Q], f_terms
 
 
+def blackbox_eim(problem, ops, eim_ds, eim_bound: str = "rigorous", scm=None):
+    """(coefficients, A_terms, f_terms) of the RB on a black box's EIM-affine model (kind blackbox_eim:
+    rom.models.eim_rb.BlackBoxEIMCoefficients): A_M = sum_m beta_m q_m with q_m combinations of the
+    delivered A(mu_l), f_M = sum_m beta^f_m q^f_m. The coercivity lower bound is SCM's of A_M (scm: its
+    SCMBounds), a certified eigen-solve where SCM's is not positive, minus op_error; without scm the
+    coefficients carry no bound (alpha_LB = 0)."""
+    from rom.models.eim_rb import BlackBoxEIMCoefficients
+    from rom.reduction.scm import EigenFallback, SCMCoefficients
+
+    if eim_ds is None or eim_ds.attrs.get("kind") != "entries":
+        raise ModelError(f"problem {problem.name}: the RB of a black box's EIM needs the EIM artefact of its entries "
+                         "(--eim rom/eim.h5 from the eim stage with problem.entries_command)")
+    label = eim_bound_label("blackbox_eim", eim_bound)
+    E, Ef = eim_from_dataset(eim_ds, "matrix_"), eim_from_dataset(eim_ds, "rhs_")
+    rows, cols = eim_ds["matrix_rows"].values, eim_ds["matrix_cols"].values
+    slots = E.points
+    pattern_X = ops.X.tocsr()
+    # The indicator entry (matrix_next_slot) and row (rhs_next_row) come after the magic ones.
+    from rom.hifi.discretization import fem
+
+    pattern = fem.Pattern.build(problem.mesh)
+    all_rows = np.repeat(np.arange(pattern.n_rows), np.diff(pattern.indptr)) + pattern.row_start
+    if E.next_point >= 0:
+        rows = np.append(rows, all_rows[E.next_point])
+        cols = np.append(cols, pattern.indices[E.next_point])
+        slots = np.append(slots, E.next_point)
+    f_rows = Ef.points if Ef.next_point < 0 else np.append(Ef.points, Ef.next_point)
+    x_next = float(pattern_X[rows[-1], cols[-1]]) if len(rows) else 1.0
+    err = eim_ds["rhs_train_max_error"].values
+    f_scale = float(eim_ds.attrs["rhs_error"] / err[Ef.M]) if err[Ef.M] > 0 else 0.0
+    coef = BlackBoxEIMCoefficients(problem, rows.astype(np.int64), cols.astype(np.int64), f_rows.astype(np.int64),
+                                   E.B, Ef.B, E.next_row if E.next_row is not None else np.zeros(E.M),
+                                   Ef.next_row if Ef.next_row is not None else np.zeros(Ef.M), x_next, f_scale, label,
+                                   float(eim_ds.attrs["matrix_operator_error"]), float(eim_ds.attrs["rhs_error"]))
+    Q = eim_ds["matrix_coeffs"].values @ eim_ds["matrix_snapshots"].values
+
+    def csr(values):
+        return sp.csr_matrix((values, pattern.indices, pattern.indptr), shape=(pattern.n_dofs,) * 2)
+
+    f_terms = eim_ds["rhs_basis"].values[:, pattern.row_start:pattern.row_stop]
+    A_terms = [csr(v) for v in Q]
+    if scm is None:
+        return coef, A_terms, f_terms
+    # Where SCM's bound is not positive, one certified eigen-solve of A_M(mu) (EigenFallback's docstring).
+    return SCMCoefficients(coef, scm, fallback=EigenFallback(A_terms, ops.X)), A_terms, f_terms
+
+
 def scm_bounds(rb_ds, theta):
     """The SCMBounds stored in an rb artefact (variables scm_*), or None."""
     from rom.reduction.scm import SCMBounds
@@ -122,6 +175,12 @@ def load_models(problem, ops, rb_ds, eim_ds=None, extrapolation: str = "refuse")
     eim_bound = rb_ds.attrs.get("eim_bound", "indicator")
     out = {}
     for kind in rb_ds.attrs["kinds"].split(","):
+        if kind == "blackbox_eim":
+            base = blackbox_eim(problem, ops, eim_ds, eim_bound)[0]
+            coef = blackbox_eim(problem, ops, eim_ds, eim_bound, scm_bounds(rb_ds, base.theta))[0]
+            out[kind] = ReducedBasisModel.from_dataset(rb_ds, coef, rb_ds["bounds"].values, names, extrapolation,
+                                                       prefix=f"{kind}_")
+            continue
         scm = scm_bounds(rb_ds, problem.theta) if kind == "affine" else None
         coef = coefficients(problem, ops, eim_ds, kind, eim_bound, scm)[0]
         out[kind] = ReducedBasisModel.from_dataset(rb_ds, coef, rb_ds["bounds"].values, names, extrapolation,

@@ -7,6 +7,9 @@ basis, outputs) and returning the rb artefact (an xarray Dataset; its readers ar
   output functional, rom.models.output);
 - `reduce_eim_affine`: a stationary problem made affine by the EIM of its coefficient (and the
   nonintrusive matrix EIM on the same basis where the EIM artefact has it), the problem's own bound;
+- `reduce_blackbox_eim`: a black box with an entries mode (rom.hifi.problems.external_eim): the RB on
+  the EIM-affine model of its delivered A(mu) and f(mu), SCM of that model as coercivity step, the weak
+  greedy with the black box's own solves (rom.models.eim_rb: what the bound certifies);
 - `reduce_parabolic`: a linear transient affine problem: the coercivity step, POD-greedy over FOM
   trajectories with the space-time bound (rom.models.parabolic).
 
@@ -32,9 +35,11 @@ log = logging.getLogger("rom.rb")
 
 
 def path_of(problem) -> str:
-    """The offline path of a problem: 'parabolic', 'affine' or 'eim_affine'."""
+    """The offline path of a problem: 'parabolic', 'affine', 'blackbox_eim' or 'eim_affine'."""
     if cap.has(problem, cap.TRANSIENT):
         return "parabolic"
+    if cap.has(problem, cap.OPERATOR_ENTRIES):
+        return "blackbox_eim"
     return "affine" if cap.has(problem, cap.AFFINE) else "eim_affine"
 
 
@@ -99,6 +104,34 @@ def reduce_eim_affine(problem, ops, space, s: dict, solves, eim_ds=None, train=N
                               steps.stationary_attrs(s, kinds, coercivity, reductor, seconds, solves, eim_ds))
 
 
+# -- a black box's EIM-affine model ---------------------------------------------------------------
+def reduce_blackbox_eim(problem, ops, space, s: dict, solves, eim_ds=None, train=None) -> xr.Dataset:
+    """The rb artefact of a black box with an entries mode: SCM of the EIM-affine operator A_M, then the
+    weak greedy (snapshots: the black box's own solves) or the POD of its train snapshots."""
+    names, bounds = list(space.names), space.bounds
+    if s["outputs"]:
+        raise ModelError(f"rb.outputs: output bounds need an affine operator, and problem {problem.name} is a "
+                         "non-affine black box; expected rb.outputs: []")
+    base, A_terms, f_terms = factory.blackbox_eim(problem, ops, eim_ds, s["eim_bound"])
+    scm_bounds, scm_history, coercivity = steps.coercivity(problem, ops.X, A_terms, base.theta, space, s, "none")
+    coef = factory.blackbox_eim(problem, ops, eim_ds, s["eim_bound"], scm_bounds)[0]
+    from rom.models.rb import CoerciveRBReductor
+
+    reductor = CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, s["extrapolation"], s["estimator"])
+    mu_train = steps.training_set(space, s["train_size"], s["train_seed"])
+    log.info("reduced basis (%s, model blackbox_eim) of problem %s: %d dofs, %d operator and %d load EIM terms; "
+             "coercivity lower bound: %s minus the operator's EIM error %.2e (training max); training set %d "
+             "parameters, tol %g, at most %d basis vectors", s["method"], problem.name, ops.X.shape[0], len(A_terms),
+             len(f_terms), coercivity, float(eim_ds.attrs["matrix_operator_error"]), len(mu_train), s["tol"],
+             s["max_modes"])
+    history, seconds = steps.basis(reductor, mu_train, solves, ops.X, s, train)
+    models = {"blackbox_eim": reductor.model()}
+    ds = factory.rb_dataset(models, reductor.V, history, mu_train, bounds, names,
+                            steps.stationary_attrs(s, models, coercivity, reductor, seconds, solves, eim_ds))
+    ds.attrs.update(eim_terms=int(eim_ds.attrs["matrix_M"]), rhs_eim_terms=int(eim_ds.attrs["rhs_M"]))
+    return steps.merged(ds, [steps.scm_dataset(scm_bounds, scm_history, s["scm"])])
+
+
 # -- parabolic -------------------------------------------------------------------------------------
 def reduce_parabolic(problem, ops, space, s: dict, solves, eim_ds=None, train=None) -> xr.Dataset:
     """The rb artefact of a linear transient affine problem: POD-greedy over FOM trajectories
@@ -149,4 +182,5 @@ def reduce_parabolic(problem, ops, space, s: dict, solves, eim_ds=None, train=No
     return ds
 
 
-PATHS = {"affine": reduce_affine, "eim_affine": reduce_eim_affine, "parabolic": reduce_parabolic}
+PATHS = {"affine": reduce_affine, "eim_affine": reduce_eim_affine, "blackbox_eim": reduce_blackbox_eim,
+         "parabolic": reduce_parabolic}

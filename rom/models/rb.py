@@ -13,6 +13,9 @@ default estimator method 'certified') adds:
 
     Delta(mu) = (||R w||_2 + rho(mu) + op_error(mu) ||c||_2) / alpha_LB(mu).
 
+A load made affine by EIM (a black box's f(mu)) adds its share `rhs_error(mu)` >= ||f - f_M||_{X'} to
+the numerator, where the coefficients have one.
+
 Without it the bound is not a bound of the computed numbers where it is tight: for the thermal block at
 mu = t (1, .., 1), A(mu) = t X and min-theta has effectivity exactly 1, so any rounding below the true
 value is a violation. 'stable' is the same evaluation without rho (an accurate estimate, kept for
@@ -208,7 +211,10 @@ class ReducedBasisModel:
             r += self._gamma * math.sqrt(Rw_abs @ Rw_abs)
         if co.op_error is not None:
             r += co.op_error(mu)[0] * math.sqrt(c @ c)
-        return c, float(r / co.alpha_lb(mu)[0])
+        if getattr(co, "rhs_error", None) is not None:
+            r += co.rhs_error(mu)[0]
+        alpha = float(co.alpha_lb(mu)[0])
+        return c, r / alpha if alpha > 0 else math.inf
 
     # -- online: batches --------------------------------------------------------------------------
     def _system(self, mu):
@@ -249,7 +255,10 @@ class ReducedBasisModel:
             r = r + rounding_allowance(np.abs(w), self._R_abs)
         if self.coefficients.op_error is not None:
             r = r + self.coefficients.op_error(mu) * np.linalg.norm(c, axis=1)
-        return r / self.coefficients.alpha_lb(mu)
+        if getattr(self.coefficients, "rhs_error", None) is not None:
+            r = r + self.coefficients.rhs_error(mu)
+        with np.errstate(divide="ignore"):  # alpha_LB = 0: no certificate, the bound is +inf
+            return r / self.coefficients.alpha_lb(mu)
 
     def rounding_bound(self, mu: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Worst-case bound (n,) of the online rounding error of the stable Delta for reduced

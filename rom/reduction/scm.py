@@ -36,6 +36,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -586,18 +587,53 @@ def scm_greedy(X: sp.spmatrix, A_terms, theta, mu_train: np.ndarray, tol: float 
 
 
 # -- coefficients provider --------------------------------------------------------------------------
+class EigenFallback:
+    """A certified lower bound of lambda_min(A_s(mu), X) by one eigen-solve of full-order size (LOBPCG
+    and an inertia check, `smallest_eigenvalue`), for the parameters where SCM's bound is not positive.
+    SCM's LP relaxation is loose where theta(mu) has large entries of both signs (a black box's matrix
+    EIM: |beta| ~ 30 with indefinite terms), and a few percent of the box can stay uncertified however
+    many constraint points are added; one eigen-solve there costs about one full-order solve, which a
+    black box's entries call already exceeds. Results are cached per parameter (the greedy asks again)."""
+
+    def __init__(self, terms, X, rtol: float = 1e-3):
+        self.terms = symmetric_parts(terms)
+        self.X, self.rtol = X, rtol
+        self.solves = 0
+        self._cache: dict = {}
+
+    @cached_property
+    def metric(self) -> InnerProduct:
+        return InnerProduct(self.X, self.rtol)
+
+    def lower_bound(self, theta: np.ndarray) -> np.ndarray:
+        out = np.empty(len(theta))
+        for i, th in enumerate(theta):  # a full-order eigen-solve each: a few parameters, not a batch
+            key = th.tobytes()
+            if key not in self._cache:
+                A = sum(c * T for c, T in zip(th, self.terms))
+                f = spd_factor(A)
+                # An indefinite A_s(mu) has no positive bound; its LDL^T says so without an eigen-solve.
+                self._cache[key] = 0.0 if f is None else smallest_eigenvalue(A, self.metric, f.operator(),
+                                                                             self.rtol).lower
+                self.solves += 1
+            out[i] = self._cache[key]
+        return out
+
+
 class SCMCoefficients:
     """theta, phi (and op_error) of an existing coefficients object with the SCM coercivity lower
     bound, so that a reduced-basis model's bound is certified by SCM.
 
     Where the base carries an operator approximation error (EIM), alpha_LB of the true operator is
     the SCM bound of the approximate one minus op_error(mu). A non-positive bound has no certificate:
-    alpha_lb is 0 there and the error bound is +inf. keep_base_bound: the larger of the base's own
-    (valid) bound and SCM's, e.g. min-theta on the thermal block."""
+    alpha_lb is 0 there and the error bound is +inf, unless `fallback` (EigenFallback) certifies
+    alpha there by an eigen-solve. keep_base_bound: the larger of the base's own (valid) bound and
+    SCM's, e.g. min-theta on the thermal block."""
 
-    def __init__(self, base, scm: SCMBounds, keep_base_bound: bool = False):
-        self.base, self.scm, self.keep_base_bound = base, scm, keep_base_bound
+    def __init__(self, base, scm: SCMBounds, keep_base_bound: bool = False, fallback: EigenFallback | None = None):
+        self.base, self.scm, self.keep_base_bound, self.fallback = base, scm, keep_base_bound, fallback
         self.op_error = getattr(base, "op_error", None)
+        self.rhs_error = getattr(base, "rhs_error", None)  # a load approximation error (black-box EIM)
 
     def theta(self, mu):
         return self.base.theta(mu)
@@ -607,6 +643,9 @@ class SCMCoefficients:
 
     def alpha_lb(self, mu):
         lb = self.scm.lower_bound(mu)
+        if self.fallback is not None and np.any(lb <= 0):
+            bad = np.flatnonzero(lb <= 0)
+            lb[bad] = self.fallback.lower_bound(self.scm._theta(np.atleast_2d(mu)[bad]))
         if self.op_error is not None:
             lb = lb - self.op_error(np.atleast_2d(mu))
         if self.keep_base_bound:

@@ -31,6 +31,9 @@ With `matrices: true` it also writes the operator A(mu) at {operator} and the ri
 kept, e.g. as identity rows), from which romflow reads A(mu) on the P1 pattern of the mesh: what the
 nonintrusive matrix EIM needs (entries of A(mu) at given positions, the matrices A(mu_m) at its seeds).
 
+With `entries_command` (rom.hifi.problems.external_eim) a non-affine black box also delivers entries of
+A(mu) and f(mu) without solving, per batch of parameters: the matrix EIM of both and an RB on it.
+
 With `persistent: true` the command starts a worker once per chunk (under the launcher too) that answers
 one JSON request line per sample on its stdin with one JSON reply line on its stdout, after writing {out}
 in the format above (romflow/worker.py: the protocol and `serve`, a Python helper; rom.hifi.problems.
@@ -67,6 +70,7 @@ from .base import P1Problem
 from .external_checks import (
     check_launcher,
     digest_inputs,
+    dirichlet_rows,
     executable,
     failure_reason,
     launcher_prefix,
@@ -389,11 +393,11 @@ class External(P1Problem):
 
 
 class ExternalMatrices(External):
-    """A black box that also delivers A(mu) and f(mu) (capabilities `stationary`, `entry_probe`): the
-    matrices are read onto the mesh's P1 pattern and their entries serve the nonintrusive matrix EIM
-    (rom.reduction.eim). The pipeline's `eim` and `reduced_basis` stages do not take this route yet (their
-    needs refuse it; docs/bring_your_own.md says why); a code that exports its affine terms does
-    (rom.hifi.problems.external_terms)."""
+    """A black box that also delivers A(mu) and f(mu) with every solve (capabilities `stationary`,
+    `entry_probe`): the matrices are read onto the mesh's P1 pattern, checked (pattern, Dirichlet rows)
+    and their entries serve the library's matrix EIM. The pipeline's `eim` and `reduced_basis` stages need
+    entries without a solve (`entries_command`, rom.hifi.problems.external_eim) or affine terms
+    (rom.hifi.problems.external_terms): every online query would otherwise be a full run."""
 
     capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.STATIONARY, cap.ENTRY_PROBE})
 
@@ -443,6 +447,12 @@ class ExternalMatrices(External):
             raise ExternalError(f"problem external: the operator has {outside.sum()} nonzeros coupling nodes that share "
                                 f"no cell, the first at (row, col) = ({int(A.row[i])}, {int(A.col[i])}); expected a "
                                 "nodal discretization on problem.mesh (P1 sparsity)")
+        if not getattr(self, "_dirichlet_checked", False):  # once: the node order does not change per sample
+            try:
+                dirichlet_rows(A, self.mesh.nodes, self.mesh.cells, "problem external: the operator {operator}")
+            except ValueError as exc:
+                raise ExternalError(str(exc)) from None
+            self._dirichlet_checked = True
         keep = pos >= 0
         return np.bincount(pos[keep], weights=A.data[keep], minlength=pattern.nnz)
 

@@ -1,8 +1,9 @@
 """What romflow checks around a black box's command (rom.hifi.problems.external): the launcher that runs
 it on several MPI ranks (`problem.launcher`), the executable and the input files of the command
 (`problem.inputs`, whose digests enter the resolved study so that editing them reruns the snapshots),
-the node coordinates a command may write beside its field (`x`), and a failed run's reason (the
-error-like lines of its stderr first, then its tail)."""
+the node coordinates a command may write beside its field (`x`), the Dirichlet rows of delivered
+matrices (`dirichlet_rows`), and a failed run's reason (the error-like lines of its stderr first, then
+its tail)."""
 from __future__ import annotations
 
 import os
@@ -109,7 +110,7 @@ def resolve_inputs(args: dict, base_dir: Path | None) -> None:
             out.append({"file": str(p if p.is_absolute() else base / p)})
         args["inputs"] = out
     escaped = str(base).replace("{", "{{").replace("}", "}}")
-    for key in ("command", "operator_command", "terms_command", "launcher"):
+    for key in ("command", "operator_command", "terms_command", "entries_command", "launcher"):
         if isinstance(args.get(key), str):
             args[key] = args[key].replace("{study_dir}", escaped)
 
@@ -125,6 +126,34 @@ def digest_inputs(args: dict) -> None:
             raise ValueError(f"problem external: inputs[{i}] = {item['file']!r}: no such file; expected the files "
                              "your command reads (relative paths start at the study file)")
         item["digest"] = file_digest(item["file"])
+
+
+# -- delivered matrices ----------------------------------------------------------------------------------
+def dirichlet_rows(A, nodes: np.ndarray, cells: np.ndarray, what: str) -> int:
+    """Check the Dirichlet rows of a delivered matrix A (n_nodes x n_nodes): a row whose only nonzero is
+    its diagonal (an eliminated Dirichlet row) must be a node on the boundary of the mesh. An interior
+    identity row means that the matrix is not in the mesh's node order (a code's own dof numbering)
+    or that its constraints are not where the mesh says. Returns the number of such rows; ValueError
+    (one line, naming the first interior one and its coordinates) otherwise."""
+    import scipy.sparse as sp
+
+    from ..discretization.mesh import boundary_faces
+
+    A = sp.csr_matrix(A)  # read only: the caller's arrays may be shared (no eliminate_zeros here)
+    row = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    counts = np.bincount(row[A.data != 0], minlength=A.shape[0])
+    diag = A.diagonal()
+    single = np.flatnonzero((counts == 1) & (diag != 0))
+    on_boundary = np.zeros(len(nodes), dtype=bool)
+    on_boundary[np.unique(boundary_faces(nodes, cells))] = True
+    interior = single[~on_boundary[single]]
+    if len(interior):
+        i = int(interior[0])
+        raise ValueError(f"{what}: row {i} holds only its diagonal (a Dirichlet row) but node {i} at "
+                         f"({', '.join(f'{v:.6g}' for v in nodes[i])}) is inside problem.mesh ({len(interior)} such "
+                         "rows); expected rows in the mesh's node order (map the code's dofs to the mesh nodes, "
+                         "e.g. dolfinx's input_global_indices) with Dirichlet rows on boundary nodes")
+    return len(single)
 
 
 # -- the node coordinates --------------------------------------------------------------------------------

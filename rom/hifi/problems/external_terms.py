@@ -56,6 +56,7 @@ from ...errors import UserError
 from .. import capabilities as cap
 from ..capabilities import Sample
 from .external import RESERVED, External, ExternalError, read_petsc_binary
+from .external_checks import dirichlet_rows
 
 
 class TermsMismatch(ExternalError, UserError):
@@ -181,6 +182,19 @@ class ExternalAffine(External):
         self._phi = [compile_expression(v, self.names, f"problem.affine.rhs.{k}") for k, v in spec["rhs"].items()]
         self.tolerance = float(spec.get("tolerance", 1e-6))
         self.terms_check = None  # (relative difference, mu) after the first sample
+
+    @classmethod
+    def parameter_functions(cls, args: dict):
+        """An instance without mesh or solver run, for theta(mu) and phi(mu), the study file's expressions
+        compiled as __init__ compiles them (romflow.open); not for solves."""
+        self = object.__new__(cls)  # an alternate constructor: no mesh, no solver
+        self.args = dict(args)
+        self.names = list(args.get("parameters", []))
+        spec = args["affine"]
+        self.operator_names, self.rhs_names = list(spec["operator"]), list(spec["rhs"])
+        self._theta = [compile_expression(v, self.names, f"problem.affine.operator.{k}") for k, v in spec["operator"].items()]
+        self._phi = [compile_expression(v, self.names, f"problem.affine.rhs.{k}") for k, v in spec["rhs"].items()]
+        return self
 
     # -- study-file checks (before any job) ----------------------------------------------------------
     @classmethod
@@ -315,6 +329,11 @@ class ExternalAffine(External):
             if abs(Aq - Aq.T).max() > 1e-10 * max(np.abs(Aq.data).max(initial=0.0), np.finfo(float).tiny):
                 raise ExternalError(f"problem external: operator term {name} is not symmetric; expected Dirichlet rows "
                                     "and columns eliminated symmetrically (a coercive symmetric form)")
+        for name, Aq in zip(self.operator_names, A):
+            try:
+                dirichlet_rows(Aq, self.mesh.nodes, self.mesh.cells, f"problem external: operator term {name}")
+            except ValueError as exc:
+                raise ExternalError(str(exc)) from None
         return np.stack([self._on_pattern(Aq, pattern, f"operator term {name}")
                          for name, Aq in zip(self.operator_names, A)])
 

@@ -128,12 +128,50 @@ class Monomials:
         return ext[:, idx].prod(axis=2)
 
 
+class _NoMesh:
+    """The mesh-file fields the declared problems' affine tables read, empty: the tables' parameter
+    parts (operator terms, load monomials) depend on the declaration alone."""
+
+    def __init__(self, decl, dim: int):
+        self.dim = dim
+        self.regions = tuple(decl.operator)  # validation made the mesh's regions exactly these
+        self.cell_region = np.empty(0, dtype=np.int64)
+        self.cells = np.empty((0, dim + 1), dtype=np.int64)
+
+    def region_cells(self, name):
+        return np.empty(0, dtype=np.int64)
+
+    def group_facets(self, name):
+        return np.empty((0, self.dim), dtype=np.int64)
+
+
 class DeclaredProblem(P1Problem, metaclass=ABCMeta):
     """What the declared PDEs share: the mesh file, parameters named by the user, the affine engine."""
 
     units = "1"
     operator_key = ""     # the per-region operator coefficient's key (conductivity, young)
     transient_form = False
+
+    @classmethod
+    def parameter_functions(cls, args: dict):
+        """An instance with the affine tables built on an empty mesh, for theta(mu), phi(mu) and the
+        min-theta coercivity bound without the mesh file (romflow.open): equal to the full problem's, bit
+        for bit (the tables' parameter parts depend on the declaration alone). Not for solves."""
+        self = object.__new__(cls)  # an alternate constructor: no mesh, no solver
+        self.args = copy.deepcopy(args)
+        self.units = args.get("units", "1")
+        # The declaration's vectors have one value per space dimension (validated against the mesh).
+        vectors = [v for key in ("body_force", "traction", "fixed") for v in args.get(key, {}).values()]
+        dim = len(vectors[0]) if vectors else None
+        decl = cls.declaration(args, dim)
+        self.decl, self.names = decl, decl.parameters
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.c = decl.components
+        items = [(g, comp, v) for g, vals in decl.fixed.items() for comp, v in enumerate(vals) if v is not None]
+        self.W = sp.csr_matrix((0, len(items)))
+        self.fixed_items = [(self._coef(v), g, comp) for g, comp, v in items]
+        self._build_affine_tables(_NoMesh(decl, dim or 2), decl)
+        return self
 
     def __init__(self, args: dict):
         self.args = copy.deepcopy(args)

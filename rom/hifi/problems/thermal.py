@@ -28,6 +28,14 @@ class ThermalBlock(P1Problem):
     }
     solution_degree = -1  # u(lambda mu) = u(mu) / lambda: homogeneous of degree -1 (used by POD+GP)
 
+    @classmethod
+    def parameter_functions(cls, args: dict):
+        """An instance without its mesh, for theta(mu) = mu and phi(mu) = 1 (romflow.open); not for solves."""
+        self = object.__new__(cls)  # an alternate constructor: no mesh, no solver
+        self.blocks = tuple(int(b) for b in args.get("blocks", (2, 2)))
+        self.mu_range = tuple(float(v) for v in args.get("mu_range", (0.1, 1.0)))
+        return self
+
     def __init__(self, mesh_n: int = 64, blocks=(2, 2), mu_range=(0.1, 1.0)):
         super().__init__(unit_square(mesh_n))
         self.blocks = tuple(int(b) for b in blocks)

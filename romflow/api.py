@@ -1,0 +1,380 @@
+"""Open a finished study's results folder and query its trained models in batches.
+
+    import romflow
+
+    study = romflow.open("results/thermal_block")       # reads study.yaml and lists the artefacts
+    rb = study.model("rb")                              # loads rom/rb.h5 (no mesh file, no PETSc)
+    p = rb.predict([[0.3, 0.5, 0.9, 0.2], [1.0, 0.1, 0.4, 0.7]])
+    p.outputs["flux_bottom"], p.error["flux_bottom"], p.field_error, p.kind
+
+A results folder is what the pipeline writes under results/<study>/ (rom.paths, workflow/rules): the
+resolved study file `study.yaml` and the artefacts of the stages that ran. `Study.models` names the
+trained models found there:
+
+  rb        rom/rb.h5: the certified reduced basis (stationary, affine kind), with the outputs of
+            rb.outputs and their primal-dual bounds                                   openable
+  pod_gp    surrogates/gp.h5: POD + Gaussian processes on the POD coefficients         openable
+  mmgp      surrogates/mmgp.h5        listed; it predicts on a geometry (one mesh per query), not from mu
+  nn_<p>    surrogate/online_<p>.pt, surrogate/offline.pt (nn_offline)    listed; export it with
+            surrogates.onnx_export.export_onnx and run it with onnxruntime
+  local     rom/local/local_bases.h5  listed (its online stage needs the FOM operators)
+  adaptive  rom/adaptive_rom.h5       listed (likewise)
+
+Opening reads the artefacts alone. The RB's parameter functions theta(mu), phi(mu) and its coercivity
+lower bound come from the problem class without its mesh (`parameter_functions`); the outputs of the
+thermal block need their functional's offset, a mesh integral that rb.h5 does not store, so they build
+the generated unit-square mesh in memory (no file; 10 ms at n = 48). Predictions go through the same
+model classes and batched calls as the evaluation stages (rom.models.rb.ReducedBasisModel,
+rom.models.output.OutputModel, surrogates.gp.predict_pod_gp): for the same batch they are bit for bit
+what evaluate-rom and evaluate-gp computed, under the same BLAS and torch thread counts (the stages use
+one BLAS thread and gp.threads; this module leaves both settings alone).
+
+Imports are lazy: `import romflow` loads nothing heavy; numpy/xarray/scipy (and torch for pod_gp) load
+with the first model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Model", "Prediction", "Study", "open", "parameter_functions"]
+
+# name -> artefact path in a results folder (the Snakemake layout, workflow/rules/*.smk)
+ARTEFACTS = {
+    "rb": "rom/rb.h5",
+    "pod_gp": "surrogates/gp.h5",
+    "mmgp": "surrogates/mmgp.h5",
+    "local": "rom/local/local_bases.h5",
+    "adaptive": "rom/adaptive_rom.h5",
+}
+NOT_OPENABLE = {
+    "mmgp": "MMGP predicts on a geometry (one mesh per query, morphed onto its common mesh), not from the "
+            "parameters alone",
+    "local": "the local reduced bases are evaluated online with the FOM operators",
+    "adaptive": "the adaptive hyper-reduced ROM runs FOM steps online",
+    "nn": "load it with surrogates.nn.load_model, or export it with surrogates.onnx_export.export_onnx(path, "
+          "'model.onnx') and run it with onnxruntime",
+}
+KINDS = ("certified", "indicator", "predictive_std")
+
+
+# -- results ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Prediction:
+    """What `Model.predict` returns for n parameters (a single parameter gives n = 1).
+
+    mu            (n, d) the parameters as queried, in the order of `Model.parameters`.
+    outputs       name -> (n,) scalar outputs. rb: the corrected outputs s_N = l^T u_N - z_N^T r(u_N) of
+                  the study's rb.outputs; pod_gp: the predictive means of the POD coefficients
+                  (pod_0, pod_1, ...: the X-inner products of u with the X-orthonormal modes).
+    error         name -> (n,), the error measure of each output, what `kind` says it is.
+    field_error   (n,) the error measure of the field in the X norm (the problem's energy/H1-seminorm
+                  product of the free dofs). rb: Delta(mu) >= ||u(mu) - u_N(mu)||_X; pod_gp: the
+                  predictive standard deviation of ||u - u_mean||_X within the POD space,
+                  sqrt(sum_k var_k) (the POD truncation is not included).
+    norm          (n,) ||u_pred||_X of the predicted field (X-orthonormal bases: the coefficients' 2-norm).
+    kind          'certified' (rigorous bounds of the computed numbers, rounding included: the RB's
+                  output and energy bounds), 'indicator' (an error estimate, not a bound) or
+                  'predictive_std' (a GP's calibrated standard deviation: coverage measured, not guaranteed).
+    extrapolated  (n,) bool, queries outside the model's parameter box (only with extrapolate=True).
+    coefficients  (n, N) reduced coefficients (rb: of the X-orthonormal RB; pod_gp: POD), fields=True only.
+    fields        (n, n_dofs) the predicted free-dof field u_N = c V (boundary values excluded), fields=True only.
+    field_std     (n, n_dofs) pod_gp: the pointwise predictive standard deviation, fields=True only.
+    """
+
+    model: str
+    mu: np.ndarray
+    outputs: dict
+    error: dict
+    field_error: np.ndarray
+    norm: np.ndarray
+    kind: str
+    extrapolated: np.ndarray
+    coefficients: np.ndarray | None = None
+    fields: np.ndarray | None = None
+    field_std: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.mu)
+
+
+class Model:
+    """A trained model of a study. Subclasses set name, kind, parameters (names, in the order of mu)
+    and bounds ((d, 2): the box the model was trained on) and implement `_predict`."""
+
+    name: str = ""
+    kind: str = ""
+    parameters: list
+    bounds: np.ndarray
+
+    def predict(self, mu, fields: bool = False, extrapolate: bool = False) -> Prediction:
+        """Predict at one parameter mu (d,) or a batch (n, d). Raises ValueError (one line) for an
+        ill-shaped or non-finite mu, and for a parameter outside `bounds` unless extrapolate=True
+        (then `Prediction.extrapolated` marks it, and a certified bound holds only as far as the
+        coercivity lower bound does out there)."""
+        mu = checked_parameters(mu, self.parameters, self.name)
+        outside = outside_box(mu, self.bounds)
+        if outside.any() and not extrapolate:
+            i, j = np.argwhere(outside)[0]
+            lo, hi = self.bounds[j]
+            raise ValueError(f"{self.name}: {self.parameters[j]} = {mu[i, j]:g} (query {i}) is outside the trained range "
+                             f"[{lo:g}, {hi:g}]; expected a value inside it, or predict(..., extrapolate=True)")
+        return self._predict(mu, bool(fields), outside.any(axis=1))
+
+    def _predict(self, mu: np.ndarray, fields: bool, extrapolated: np.ndarray) -> Prediction:
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<romflow model {self.name} ({self.kind}): {', '.join(self.parameters)}>"
+
+
+def checked_parameters(mu, names, model: str = "") -> np.ndarray:
+    """mu as a float (n, d) array, d = len(names); ValueError in one line for another shape, no query,
+    or a non-finite value (naming the query and the parameter)."""
+    where = f"{model}: " if model else ""
+    d = len(names)
+    try:
+        a = np.asarray(mu, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}mu: not numbers ({str(exc).splitlines()[0]}); expected an array of shape ({d},) or "
+                         f"(n, {d}) ({', '.join(names)})") from None
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[1] != d or a.shape[0] == 0:
+        raise ValueError(f"{where}mu has shape {np.shape(mu)}; expected ({d},) or (n, {d}) with n >= 1 "
+                         f"({', '.join(names)})")
+    bad = np.argwhere(~np.isfinite(a))
+    if len(bad):
+        i, j = bad[0]
+        raise ValueError(f"{where}{names[j]} = {a[i, j]} (query {i}) is not finite; expected finite parameters")
+    return a
+
+
+def outside_box(mu: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """(n, d) mask of the components outside the box, with the relative slack 1e-12 of the RB stage's own
+    check (rom.models.rb.check_parameters), so that a parameter on the boundary up to rounding is in."""
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    slack = 1e-12 * (hi - lo)
+    return (mu < lo - slack) | (mu > hi + slack)
+
+
+# -- the problem's parameter functions without its mesh ------------------------------------------------
+def parameter_functions(spec: dict):
+    """(problem, how) for a resolved study's `problem` section: an object with the problem's theta(mu)
+    (n, Q), phi(mu) (n, P) and, where the class has one, coercivity_lower_bound(mu) (n,), equal to the
+    full problem's bit for bit. how: 'parameter functions' where the class builds them without its mesh
+    (its classmethod `parameter_functions(args)`: thermal_block, the declared PDEs, the affine black box),
+    'full problem' where the problem object had to be built in full (a user's class: its mesh too, never
+    PETSc)."""
+    from rom.hifi import registry
+
+    cls = registry.problem_class(spec)
+    args = {k: v for k, v in spec.items() if k not in ("name", "class")}
+    if hasattr(cls, "parameter_functions"):
+        return cls.parameter_functions(args), "parameter functions"
+    return registry.make_problem(spec), "full problem"
+
+
+def _affine_coefficients(problem, rb_ds):
+    """The coefficients of the affine model as rom.models.factory.coefficients builds them, with the
+    coercivity source the artefact records (attribute coercivity: problem, min_theta, scm, or
+    max(scm, <source>)) instead of testing min-theta on the operators again."""
+    from rom.models.factory import ModelError, scm_bounds
+    from rom.models.rb import AffineCoefficients
+    from rom.reduction.scm import SCMCoefficients
+
+    label = str(rb_ds.attrs.get("coercivity", ""))
+    source = "none" if label == "scm" else label.removeprefix("max(scm, ").removesuffix(")")
+    if source not in ("problem", "min_theta", "none"):
+        raise ModelError(f"rb: the artefact records coercivity = {label!r}; expected problem, min_theta, scm or "
+                         "max(scm, ...) (an rb.h5 written by this version of romflow)")
+    Q = rb_ds["affine_A_rb"].shape[0]
+    base = AffineCoefficients(problem, np.ones(Q) if source == "min_theta" else None)
+    scm = scm_bounds(rb_ds, problem.theta)
+    if scm is not None:
+        return SCMCoefficients(base, scm, keep_base_bound=source != "none")
+    if source == "none":
+        raise ModelError("rb: the artefact has no SCM bounds and records no other coercivity lower bound")
+    return base
+
+
+# -- models -------------------------------------------------------------------------------------------
+class ReducedBasis(Model):
+    """The certified RB of rom/rb.h5 (stationary, affine kind) and its outputs.
+
+    predict: the X-norm bound Delta(mu) of u - u_N (`field_error`) and per output of rb.outputs the
+    corrected value and its primal-dual bound, each with the rounding allowance of its own online
+    evaluation: rigorous for the computed numbers (kind 'certified'; README 'What is rigorous'). The
+    bound holds inside the box; outside it (extrapolate=True) as far as the coercivity lower bound does
+    (min-theta and the problem's own bound: wherever theta > 0; SCM: inside its box)."""
+
+    name, kind = "rb", "certified"
+
+    def __init__(self, study: Study, path: Path):
+        from rom import artefacts
+        from rom.models.factory import output_specs
+        from rom.models.output import OutputModel
+        from rom.models.rb import ReducedBasisModel
+
+        ds = artefacts.read(path)
+        if ds.attrs.get("formulation") == "parabolic":
+            raise NotImplementedError(f"rb: {path} holds a parabolic (transient) RB, not yet openable by romflow.open "
+                                      "(its model needs the FOM mass and initial terms); query it with python -m rom "
+                                      "evaluate-rom --mu")
+        kinds = str(ds.attrs["kinds"]).split(",")
+        if "affine" not in kinds:
+            raise NotImplementedError(f"rb: {path} holds the model kinds {', '.join(kinds)} (EIM), not yet openable by "
+                                      "romflow.open (their coefficients are interpolated on the mesh); query them with "
+                                      "python -m rom evaluate-rom --mu")
+        self.parameters = [str(v) for v in ds["parameter"].values]
+        self.bounds = np.asarray(ds["bounds"].values, dtype=float)
+        self.problem, self.built_from = parameter_functions(study.config["problem"])
+        coef = _affine_coefficients(self.problem, ds)
+        # 'flag': Model.predict has refused what extrapolate=False refuses, before the model's own check.
+        self.model = ReducedBasisModel.from_dataset(ds, coef, self.bounds, self.parameters, "flag", prefix="affine_")
+        self.basis = ds["basis"].values
+        specs = output_specs(ds)
+        self.outputs = {}
+        if specs:
+            from rom.hifi import registry
+            from rom.models.output import output_functional
+
+            full = registry.make_problem(study.config["problem"])  # the functionals' offsets are mesh integrals
+            for spec in specs:
+                out = output_functional(full, spec)
+                self.outputs[spec["name"]] = OutputModel.from_dataset(ds, f"output_{spec['name']}_", self.model, out)
+
+    @property
+    def N(self) -> int:
+        return self.model.N
+
+    def _predict(self, mu, fields, extrapolated):
+        c, delta = self.model.solve_and_estimate_batch(mu, "certified")
+        # No certificate where alpha_LB(mu) <= 0 (an extrapolated parameter where theta_q <= 0, or beyond SCM's
+        # box): infinite, as the output bounds already are, not a negative or meaningless number.
+        delta = np.where(self.model.coefficients.alpha_lb(mu) > 0, delta, np.inf)
+        outputs, error = {}, {}
+        for name, om in self.outputs.items():
+            r = om.evaluate(mu)
+            outputs[name], error[name] = r["s"], r["bound"]
+        return Prediction(self.name, mu, outputs, error, delta, np.linalg.norm(c, axis=1), self.kind, extrapolated,
+                          c if fields else None, c @ self.basis[: c.shape[1]] if fields else None)
+
+
+class PODGP(Model):
+    """POD + GP of surrogates/gp.h5: independent GPs from mu to the POD coefficients.
+
+    predict: the predictive means of the coefficients (outputs pod_k) and their standard deviations
+    (error pod_k), with the leave-one-out or cross-validated variance calibration the fit stored
+    (kind 'predictive_std': intervals calibrated, coverage measured on held-out data, not guaranteed).
+    Bit for bit evaluate-gp's numbers on the same batch under the same torch thread count (gp.threads,
+    default 1; this class leaves torch's setting alone)."""
+
+    name, kind = "pod_gp", "predictive_std"
+
+    def __init__(self, study: Study, path: Path):
+        from rom import artefacts
+        from surrogates.gp import GP
+
+        ds = artefacts.read(path)
+        self.gp = GP.from_dataset(ds, "gp")
+        self.modes = ds["modes"].values
+        self.degree = float(ds.attrs.get("solution_degree", 0.0))
+        self.parameters, self.bounds = study.parameters, study.bounds
+
+    def _predict(self, mu, fields, extrapolated):
+        from surrogates.gp import predict_pod_gp
+
+        c, var = predict_pod_gp(self.gp, mu, self.degree)
+        std = np.sqrt(var)
+        names = [f"pod_{k}" for k in range(c.shape[1])]
+        return Prediction(self.name, mu, dict(zip(names, c.T)), dict(zip(names, std.T)), np.sqrt(var.sum(axis=1)),
+                          np.linalg.norm(c, axis=1), self.kind, extrapolated, c if fields else None,
+                          c @ self.modes if fields else None, np.sqrt(var @ self.modes**2) if fields else None)
+
+
+OPENERS = {"rb": ReducedBasis, "pod_gp": PODGP}
+
+
+# -- the study ----------------------------------------------------------------------------------------
+class Study:
+    """A finished study's results folder (results/<study>/): its resolved study file and its models.
+    Build it with `romflow.open(path)`."""
+
+    def __init__(self, path: str | Path):
+        import yaml
+
+        self.path = Path(path)
+        study_file = self.path / "study.yaml"
+        if not study_file.is_file():
+            raise FileNotFoundError(f"{self.path}: no study.yaml; expected a study's results folder (results/<study>/, "
+                                    "written by the pipeline)")
+        self.config = yaml.safe_load(study_file.read_text())
+        if not isinstance(self.config, dict) or "problem" not in self.config:
+            raise ValueError(f"{study_file}: not a resolved study file (no problem section)")
+        self.name = str(self.config.get("name", self.path.name))
+        self._models: dict[str, Model] = {}
+        self._space = None
+
+    @property
+    def artefacts(self) -> dict[str, Path]:
+        """Model name -> artefact path, for every trained model present in the folder."""
+        found = {name: self.path / rel for name, rel in ARTEFACTS.items() if (self.path / rel).is_file()}
+        for pt in sorted((self.path / "surrogate").glob("*.pt")):
+            policy = pt.stem.removeprefix("online_")
+            found[f"nn_{policy}"] = pt
+        return found
+
+    @property
+    def models(self) -> list[str]:
+        """Names of the trained models present (openable or not: see `openable`)."""
+        return list(self.artefacts)
+
+    @property
+    def openable(self) -> list[str]:
+        """The present models of a kind romflow.open can load (an rb.h5 of a parabolic or EIM model still
+        refuses on `model`, naming its kinds)."""
+        return [m for m in self.models if m in OPENERS]
+
+    def _parameter_space(self):
+        if self._space is None:
+            from rom.hifi import registry
+
+            self._space = registry.parameter_space(self.config)
+        return self._space
+
+    @property
+    def parameters(self) -> list[str]:
+        """The parameter names, in the order of mu."""
+        return list(self._parameter_space().names)
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """(d, 2) the study's parameter box (its designs' bounds)."""
+        return np.asarray(self._parameter_space().bounds, dtype=float)
+
+    def model(self, name: str) -> Model:
+        """The model `name` of `models`, loaded once. KeyError (one line) for a model not present,
+        NotImplementedError (one line) for one present but not openable yet."""
+        if name in self._models:
+            return self._models[name]
+        found = self.artefacts
+        if name not in found:
+            raise KeyError(f"{self.name}: no model {name!r} in {self.path}; it has: {', '.join(found) or 'none'}")
+        if name not in OPENERS:
+            why = NOT_OPENABLE["nn" if name.startswith("nn_") else name]
+            raise NotImplementedError(f"{name}: present ({found[name]}) but not yet openable by romflow.open: {why}; "
+                                      f"openable here: {', '.join(self.openable) or 'none'}")
+        self._models[name] = OPENERS[name](self, found[name])
+        return self._models[name]
+
+    def __repr__(self):
+        return f"<romflow study {self.name} at {self.path}: models {', '.join(self.models) or 'none'}>"
+
+
+def open(path: str | Path) -> Study:  # noqa: A001 (romflow.open, as the API is named)
+    """The study whose results folder is `path` (results/<study>/). Reads study.yaml only; models load on
+    `Study.model(name)`."""
+    return Study(path)

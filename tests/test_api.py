@@ -1,0 +1,432 @@
+"""romflow.open: a finished tiny study's models queried through the public API, against what the evaluation
+stages wrote (bit for bit: the same model classes and batched calls on the same batch), against FOM
+solutions refined in extended precision (the certified bounds), and the ONNX export of the neural
+surrogate against PyTorch.
+
+The tiny studies are built once per module by running the stages' CLIs in process (SciPy backend: no
+PETSc), into the results layout the Snakemake rules use (results/<study>/...): a thermal block with two
+certified outputs and POD+GP, and a declared diffusion on a gmsh mesh whose mesh file is removed before
+the API opens the study. Runtime about 10 s on one core."""
+import json
+import subprocess
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import romflow
+from conftest import PYTHON, env, tiny_study, torch_threads, write_yaml
+from rom import artefacts
+
+OUTPUTS = [{"name": "flux_bottom", "kind": "boundary_flux", "side": "bottom"},
+           {"name": "mean_3", "kind": "region_mean", "blocks": [3]}]
+
+
+def cli(main, *args):
+    assert main([str(a) for a in args]) == 0, args
+
+
+def chain(res, cfg, gp=True):
+    """configure, sample, operators, simulate train/test, pod, reduced-basis, evaluate-rom, [gp, evaluate-gp]
+    into the folder res = results/<study>/ with the pipeline's file names."""
+    from rom.cli import main as rom
+    from surrogates.cli import main as surrogates
+
+    s, ops = res / "study.yaml", res / "fom" / "operators.h5"
+    train, test = res / "snapshots" / "train.h5", res / "snapshots" / "test.h5"
+    cli(rom, "configure", "--config", cfg, "--out", s)
+    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
+    cli(rom, "operators", "--study-config", s, "--out", ops)
+    for name, path in (("train", train), ("test", test)):
+        cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", name, "--out", path)
+    cli(rom, "pod", "--study-config", s, "--operators", ops, "--train", train, "--test", test, "--out", res / "rom/pod.h5")
+    cli(rom, "reduced-basis", "--study-config", s, "--operators", ops, "--out", res / "rom/rb.h5")
+    cli(rom, "evaluate-rom", "--study-config", s, "--operators", ops, "--rb", res / "rom/rb.h5", "--test", test,
+        "--out", res / "rom/rb_metrics.h5")
+    if gp:
+        cli(surrogates, "gp", "--study-config", s, "--operators", ops, "--train", train, "--pod", res / "rom/pod.h5",
+            "--out", res / "surrogates/gp.h5")
+        cli(surrogates, "evaluate-gp", "--study-config", s, "--operators", ops, "--test", test, "--gp",
+            res / "surrogates/gp.h5", "--rb-metrics", res / "rom/rb_metrics.h5", "--metrics", res / "metrics/gp.h5",
+            "--figures", res / "figures", "--section", res / "sections/gp.json")
+    return res
+
+
+def small_mlp(seed=0):
+    """A network built as the surrogate stages build it (surrogates.nn.MLP; n_in = d + 1 for (mu, t)) with
+    the Scaling of a 5-parameter heat study, seeded."""
+    from surrogates.nn import MLP, Scaling
+
+    torch.manual_seed(seed)
+    return MLP(6, 40, width=32, depth=2).eval(), Scaling(np.array([[0.0, 1.0]] * 5) + [[0.0, 0.5]] * 5, 0.25)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """results/tiny/ of a thermal block (mesh 16, 10 train / 5 test) with RB (two outputs) and POD+GP,
+    and a neural-surrogate artefact written by surrogates.nn.save_model (listed, not openable)."""
+    from surrogates.nn import save_model
+
+    torch_threads()
+    root = tmp_path_factory.mktemp("api")
+    res = root / "results" / "tiny"
+    cfg = write_yaml(root / "cfg.yaml", tiny_study(
+        problem={"name": "thermal_block", "mesh": {"n": 16}, "blocks": [2, 2]},
+        design={"method": "lhs", "train": {"size": 10, "seed": 1}, "test": {"size": 5, "seed": 2}},
+        simulate={"chunk_size": 10, "backend": "scipy"},
+        pod={"tol": 1e-10, "max_modes": 6},
+        rb={"enabled": True, "train_size": 60, "tol": 1e-4, "max_modes": 12, "n_timing": 5, "batch_size": 20,
+            "outputs": OUTPUTS},
+        gp={"enabled": True, "max_modes": 4, "restarts": 2, "iterations": 100, "calibration": "loo", "threads": 1}))
+    chain(res, cfg)
+    save_model(res / "surrogate" / "online_fifo.pt", *small_mlp(), {"policy": "fifo", "mode": "online"})
+    return res
+
+
+@pytest.fixture(scope="module")
+def declared(tmp_path_factory):
+    """results/decl/ of a declared diffusion on a gmsh square (two regions, Dirichlet, Robin and Neumann
+    groups, four parameters) with its RB; the mesh file is removed once the stages ran."""
+    import gmsh_meshes
+
+    root = tmp_path_factory.mktemp("api_declared")
+    mesh = gmsh_meshes.box(2, 0.2, root / "box.msh", regions=2)
+    cfg = write_yaml(root / "cfg.yaml", {
+        "name": "decl",
+        "problem": {"name": "diffusion", "mesh": {"file": str(mesh)}, "conductivity": {"left": "k_l", "right": "k_r"},
+                    "source": {"left": 1.0}, "dirichlet": {"x0": 0.0}, "neumann": {"y0": "q"},
+                    "robin": {"x1": {"h": "h", "u_inf": 0.5}}, "reference": {"k_l": 1.0, "k_r": 1.0, "h": 1.0}},
+        "parameters": {"k_l": {"bounds": [0.5, 2.0]}, "k_r": {"bounds": [0.5, 2.0]}, "h": {"bounds": [0.5, 2.0]},
+                       "q": {"bounds": [-1.0, 1.0]}},
+        "design": {"method": "lhs", "train": {"size": 4, "seed": 1}, "test": {"size": 4, "seed": 2}},
+        "simulate": {"chunk_size": 4, "backend": "scipy"},
+        "pod": {"tol": 1e-10, "max_modes": 4},
+        "rb": {"enabled": True, "train_size": 40, "tol": 1e-6, "max_modes": 15, "n_timing": 5, "batch_size": 20}})
+    res = chain(root / "results" / "decl", cfg, gp=False)
+    mesh.unlink()  # the API reads the artefacts alone
+    return res
+
+
+def one_blas_thread():
+    """The BLAS thread count evaluate-rom runs its evaluation with (rom.commands.rb._single_thread): a bit-for-bit
+    comparison holds for the same summation order, which another thread count may change."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
+def one_line(excinfo) -> str:
+    msg = str(excinfo.value)
+    assert msg and "\n" not in msg, msg
+    return msg
+
+
+# -- what a results folder holds ---------------------------------------------------------------------------
+def test_models_are_listed_and_the_others_refused_by_name(tiny):
+    study = romflow.open(tiny)
+    assert study.name == "tiny" and study.models == ["rb", "pod_gp", "nn_fifo"] and study.openable == ["rb", "pod_gp"]
+    assert study.parameters == ["mu_0", "mu_1", "mu_2", "mu_3"]
+    assert np.array_equal(study.bounds, np.tile([0.1, 1.0], (4, 1)))
+    with pytest.raises(NotImplementedError) as e:
+        study.model("nn_fifo")
+    msg = one_line(e)
+    assert "nn_fifo" in msg and "export_onnx" in msg and "openable here: rb, pod_gp" in msg
+    with pytest.raises(KeyError) as e:
+        study.model("mmgp")
+    assert "no model 'mmgp'" in str(e.value) and "rb, pod_gp, nn_fifo" in str(e.value)
+    with pytest.raises(FileNotFoundError) as e:
+        romflow.open(tiny / "rom")
+    assert "no study.yaml" in one_line(e)
+    assert study.model("rb") is study.model("rb")  # loaded once
+
+
+# -- RB ------------------------------------------------------------------------------------------------------
+def test_rb_predictions_equal_the_evaluation_stage_bit_for_bit(tiny):
+    from rom.reduction.galerkin import leading_rows
+
+    rb_ds, metrics = artefacts.read(tiny / "rom/rb.h5"), artefacts.read(tiny / "rom/rb_metrics.h5")
+    mu = artefacts.converged(artefacts.read(tiny / "snapshots/test.h5"))["mu"].values
+    model = romflow.open(tiny).model("rb")
+    assert model.built_from == "parameter functions" and model.N == rb_ds.attrs["N"]
+    with one_blas_thread():  # as evaluate-rom evaluates
+        p = model.predict(mu)
+    assert p.kind == "certified" and p.mu.shape == (len(mu), 4) and not p.extrapolated.any()
+    assert p.coefficients is None and p.fields is None
+    # evaluate-rom wrote the bound of the full basis through model.truncated(N): the same residual factor
+    # (no zero rows to drop), the same batched solve and estimate on the same batch, hence equal bits.
+    N, R = model.N, rb_ds["affine_R"].values
+    assert leading_rows(R, R.shape[1]).shape == R.shape
+    assert np.array_equal(p.field_error, metrics["affine_estimate"].values[N - 1])
+    assert sorted(p.outputs) == sorted(p.error) == ["flux_bottom", "mean_3"]
+    for name in p.outputs:
+        assert np.array_equal(p.outputs[name], metrics[f"output_{name}_corrected"].values)
+        assert np.array_equal(p.error[name], metrics[f"output_{name}_bound"].values)
+    # One parameter is a batch of one. BLAS may sum R w in another order for another batch shape (measured:
+    # 8e-14 relative), so the two agree to twice the worst-case rounding of each evaluation, the allowance
+    # the certified bounds carry (rounding_bound of Delta; the corrected output's own 'rounding').
+    q = model.predict(mu[2], fields=True)
+    c = model.model.solve_batch(mu[2:3])
+    assert q.field_error.shape == (1,)
+    assert abs(q.field_error[0] - p.field_error[2]) <= 2 * model.model.rounding_bound(mu[2:3], c)[0]
+    r = model.outputs["flux_bottom"].evaluate(mu[2:3])
+    assert abs(q.outputs["flux_bottom"][0] - p.outputs["flux_bottom"][2]) <= 2 * r["rounding"][0]
+    # fields=True: the reduced coefficients on the X-orthonormal basis, ||u_N||_X = ||c||_2.
+    V = rb_ds["basis"].values
+    assert q.coefficients.shape == (1, N) and q.fields.shape == (1, V.shape[1])
+    assert np.array_equal(q.fields, q.coefficients @ V) and q.norm[0] == np.linalg.norm(q.coefficients[0])
+
+
+def test_rb_bounds_hold_against_fom_solutions(tiny):
+    """Delta(mu) >= ||u - u_N||_X and |s - s_N| <= bound at 3 parameters away from the training set, with
+    u from FOM solves refined in extended precision (rom.models.evaluate.refined_solutions: ~1e-18 relative,
+    so no allowance is needed for the reference)."""
+    from rom.hifi.discretization.operators import Operators
+    from rom.hifi.problems import ThermalBlock
+    from rom.models.evaluate import refined_solutions
+    from rom.models.output import output_functional
+
+    ops = Operators.from_dataset(artefacts.read(tiny / "fom/operators.h5"))
+    full = ThermalBlock(16, (2, 2))
+    mu = 0.1 + 0.9 * np.random.default_rng(5).random((3, 4))
+    U = refined_solutions(ops.A_terms, ops.f_terms, full.theta(mu), full.phi(mu))
+    p = romflow.open(tiny).model("rb").predict(mu, fields=True)
+    E = (U - p.fields.astype(U.dtype)).astype(float)
+    err = np.sqrt(np.einsum("ij,ij->i", E, (ops.X @ E.T).T))
+    ratio = {"u": err / p.field_error}
+    for spec in OUTPUTS:
+        s_true = output_functional(full, spec).value(mu, U).astype(float)
+        ratio[spec["name"]] = np.abs(s_true - p.outputs[spec["name"]]) / p.error[spec["name"]]
+    print({k: float(v.max()) for k, v in ratio.items()})  # measured: u 0.59, flux_bottom 0.095, mean_3 0.078
+    for name, r in ratio.items():
+        assert np.all(r <= 1.0), (name, r)
+        assert np.all(r > 0), (name, r)  # a real error, not a reference equal to the prediction
+
+
+def test_declared_problem_opens_without_its_mesh_file(declared):
+    """The declared diffusion's theta, phi and coercivity bound come from its declaration (the mesh file is
+    gone): bit for bit what evaluate-rom wrote, and the same parameter functions as the full problem."""
+    metrics = artefacts.read(declared / "rom/rb_metrics.h5")
+    mu = artefacts.converged(artefacts.read(declared / "snapshots/test.h5"))["mu"].values
+    study = romflow.open(declared)
+    model = study.model("rb")
+    assert study.parameters == model.parameters == ["k_l", "k_r", "q", "h"]
+    assert model.built_from == "parameter functions" and artefacts.read(declared / "rom/rb.h5").attrs["coercivity"] == "problem"
+    with one_blas_thread():
+        p = model.predict(mu)
+    assert np.array_equal(p.field_error, metrics["affine_estimate"].values[model.N - 1])
+    assert np.array_equal(model.model.coefficients.alpha_lb(mu), metrics["affine_alpha_lb"].values)
+    assert p.outputs == {} and p.kind == "certified"
+
+
+def test_parameter_functions_equal_the_full_problems(tmp_path):
+    """Built from the declaration alone, theta, phi and the coercivity bound equal the full problem's bit for
+    bit: a declared diffusion and elasticity (every boundary kind, numbers and parameters mixed) and the
+    affine black box."""
+    import gmsh_meshes
+    from rom.hifi import registry
+    from romflow.api import parameter_functions
+
+    mesh = str(gmsh_meshes.box(2, 0.25, tmp_path / "box.msh", regions=2))
+    specs = [
+        {"name": "diffusion", "mesh": {"file": mesh}, "conductivity": {"left": "k_l", "right": 2.0},
+         "source": {"left": "s", "right": 1.0}, "dirichlet": {"x0": "g", "y1": 0.0}, "neumann": {"y0": "q"},
+         "robin": {"x1": {"h": "h", "u_inf": "u_inf"}}, "reference": {"k_l": 1.5, "h": 2.0}},
+        {"name": "elasticity", "mesh": {"file": mesh}, "young": {"left": "E", "right": 2.0},
+         "poisson": {"left": 0.3, "right": 0.25}, "body_force": {"left": [0.0, "b"]}, "traction": {"x1": ["t", 0.5]},
+         "fixed": {"x0": [0.0, 0.0], "y0": [None, "v"]}},
+        {"name": "external", "mesh": {"file": mesh}, "command": "true", "terms_command": "true {terms}",
+         "parameters": ["a", "b"], "affine": {"operator": {"K": "a", "M": "1 + b**2"}, "rhs": {"f": "exp(a) - b", "g": 2},
+                                              "x_reference": {"a": 1.0, "b": 0.5}}},
+    ]
+    for spec in specs:
+        full = registry.make_problem(spec)
+        light, how = parameter_functions(spec)
+        assert how == "parameter functions" and type(light) is type(full)
+        mu = 0.5 + np.random.default_rng(1).random((50, len(full.parameter_names)))
+        for f in ("theta", "phi", "coercivity_lower_bound"):
+            if hasattr(full, f):
+                assert np.array_equal(getattr(light, f)(mu), getattr(full, f)(mu)), (spec["name"], f)
+
+
+# -- POD + GP -------------------------------------------------------------------------------------------------
+def test_gp_mean_and_std_equal_the_evaluation_stage(tiny):
+    metrics, gp_ds = artefacts.read(tiny / "metrics/gp.h5"), artefacts.read(tiny / "surrogates/gp.h5")
+    mu = artefacts.converged(artefacts.read(tiny / "snapshots/test.h5"))["mu"].values
+    p = romflow.open(tiny).model("pod_gp").predict(mu, fields=True)
+    k = metrics.sizes["mode"]
+    assert p.kind == "predictive_std" and list(p.outputs) == list(p.error) == [f"pod_{j}" for j in range(k)]
+    # evaluate-gp: predict_pod_gp on the same batch, threads and artefact: the same bits (sqrt is exact-rounded).
+    mean = np.column_stack(list(p.outputs.values()))
+    std = np.column_stack(list(p.error.values()))
+    assert np.array_equal(mean, metrics["coefficients_mean"].values)
+    assert np.array_equal(std, np.sqrt(metrics["coefficients_var"].values))
+    V = gp_ds["modes"].values
+    assert np.array_equal(p.fields, mean @ V) and np.array_equal(p.field_std, np.sqrt(metrics["coefficients_var"].values @ V**2))
+    assert np.array_equal(p.field_error, np.sqrt(metrics["coefficients_var"].values.sum(axis=1)))
+
+
+# -- bad input ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["rb", "pod_gp"])
+def test_bad_parameters_are_refused_in_one_line(tiny, name):
+    model = romflow.open(tiny).model(name)
+    inside = [0.5, 0.5, 0.5, 0.5]
+    with pytest.raises(ValueError) as e:
+        model.predict([inside, [0.5, 1.5, 0.5, 0.5]])
+    msg = one_line(e)
+    assert msg.startswith(f"{name}: mu_1 = 1.5 (query 1) is outside the trained range [0.1, 1]") and "extrapolate=True" in msg
+    p = model.predict([inside, [0.5, 1.5, 0.5, 0.5]], extrapolate=True)
+    assert p.extrapolated.tolist() == [False, True] and np.all(np.isfinite(p.field_error))
+    assert model.predict([0.5, 1.0 + 1e-14, 0.5, 0.1]).extrapolated.tolist() == [False]  # the boundary up to rounding
+    if name == "rb":  # min-theta certifies nothing where a conductivity is <= 0: an infinite bound, not a number
+        assert model.predict([-0.5, 0.5, 0.5, 0.5], extrapolate=True).field_error.tolist() == [np.inf]
+    for bad, expected in (([0.5, 0.5, 0.5], "mu has shape (3,); expected (4,) or (n, 4)"),
+                          (np.ones((2, 2, 4)), "mu has shape (2, 2, 4)"),
+                          (np.empty((0, 4)), "with n >= 1"),
+                          ([[0.5, 0.5, 0.5, 0.5], [0.5, np.nan, 0.5, 0.5]], "mu_1 = nan (query 1) is not finite"),
+                          ([0.5, "x", 0.5, 0.5], "mu: not numbers")):
+        with pytest.raises(ValueError) as e:
+            model.predict(bad)
+        assert expected in one_line(e), (bad, str(e.value))
+
+
+# -- what opening imports -------------------------------------------------------------------------------------
+def test_opening_and_predicting_imports_no_petsc(tiny):
+    """In a fresh interpreter: import romflow, open the study, load both models and predict: petsc4py, mpi4py
+    and the solver layer are never imported (timings printed, not asserted)."""
+    code = textwrap.dedent(f"""
+        import json, sys, time
+        t0 = time.perf_counter()
+        import romflow
+        heavy_on_import = sorted(m for m in ("numpy", "xarray", "torch", "rom") if m in sys.modules)
+        study = romflow.open({str(tiny)!r})
+        t1 = time.perf_counter()
+        rb = study.model("rb")
+        t2 = time.perf_counter()
+        p = rb.predict([[0.3, 0.5, 0.9, 0.2], [1.0, 0.1, 0.4, 0.7]])
+        t3 = time.perf_counter()
+        q = study.model("pod_gp").predict([0.3, 0.5, 0.9, 0.2])
+        t4 = time.perf_counter()
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("petsc4py", "mpi4py", "gmsh", "meshio")
+                     or m.startswith("rom.hifi.solvers"))
+        print(json.dumps({{"heavy_on_import": heavy_on_import, "bad": bad, "open_s": t1 - t0, "load_rb_s": t2 - t1,
+                          "predict_rb_s": t3 - t2, "gp_s": t4 - t3, "flux": p.outputs["flux_bottom"].tolist()}}))
+    """)
+    out = subprocess.run([PYTHON, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    print(r)  # measured on the 2-core VM: open 0.06 s, load rb 0.6 s, predict 1 ms, pod_gp 0.9 s (torch)
+    assert r["heavy_on_import"] == [] and r["bad"] == []
+    assert len(r["flux"]) == 2 and all(np.isfinite(r["flux"]))
+
+
+# -- ONNX -----------------------------------------------------------------------------------------------------
+U32 = 2.0**-24  # unit round-off of float32
+
+
+def float32_difference_bound(net, x32: np.ndarray) -> np.ndarray:
+    """(n, n_out) bound of |f1(x) - f2(x)| for two float32 evaluations of the MLP on the same float32 input,
+    each summing in any order, with or without FMA: a layer's k products and its bias err by at most
+    gamma_{k+1} (|W| |a| + |b|) (Higham, Thm 3.5), two evaluations by twice that, and the difference of
+    the layer's inputs propagates through |W| (ReLU is 1-Lipschitz):
+        D_l = |W_l| D_{l-1} + 2 gamma_{k_l + 1} (|W_l| |a_{l-1}| + |b_l|),  D_0 = 0,
+    with the activations a evaluated in float64 (first order in u: the neglected terms are O(u^2))."""
+    a, D = x32.astype(float), np.zeros(x32.shape)
+    for layer in net.net:
+        if isinstance(layer, torch.nn.Linear):
+            W, b = layer.weight.detach().double().numpy(), layer.bias.detach().double().numpy()
+            k = W.shape[1] + 1
+            g = k * U32 / (1 - k * U32)
+            D = D @ np.abs(W).T + 2 * g * (np.abs(a) @ np.abs(W).T + np.abs(b))
+            a = a @ W.T + b
+        else:
+            a = np.maximum(a, 0.0)
+    return D
+
+
+def test_onnx_export_matches_torch_on_1000_inputs(tiny, tmp_path):
+    import onnx
+    import onnxruntime
+
+    from surrogates.nn import load_model
+    from surrogates.onnx_export import RawSurrogate, export_onnx
+
+    artefact = tiny / "surrogate" / "online_fifo.pt"
+    path = export_onnx(artefact, tmp_path / "nn.onnx")
+    net, scaling, _ = load_model(artefact)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["romflow_policy"] == "fifo" and "(batch, 6) float64" in props["romflow_input"]
+    rng = np.random.default_rng(7)
+    mu = scaling.lo + (scaling.hi - scaling.lo) * rng.random((1000, 5))
+    t = scaling.t_end * rng.random(1000)
+    raw = np.column_stack([mu, t])
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    u_onnx = session.run(None, {"mu_t": raw})[0]
+    # torch: the surrogate's own path, Scaling.inputs (float64, rounded to float32) then the MLP.
+    x32 = scaling.inputs(mu, t)
+    with torch.no_grad():
+        u_torch = net(torch.from_numpy(x32)).numpy()
+        # The exported wrapper hands the network exactly these float32 inputs (the same float64 operations).
+        assert torch.equal(((torch.from_numpy(raw) - RawSurrogate(net, scaling).shift) / RawSurrogate(net, scaling).scale)
+                           .to(torch.float32), torch.from_numpy(x32))
+    assert u_onnx.shape == (1000, 40) and u_onnx.dtype == np.float32
+    bound = float32_difference_bound(net, x32)
+    diff = np.abs(u_onnx.astype(float) - u_torch.astype(float))
+    print(f"max |onnx - torch| {diff.max():.3e}, max ratio to the float32 bound {(diff / bound).max():.3e}")
+    assert np.all(diff <= bound)
+    # A dynamic batch axis: one row gives the same numbers as its row in the batch of 1000, to the same bound.
+    one = session.run(None, {"mu_t": raw[3:4]})[0]
+    assert one.shape == (1, 40) and np.all(np.abs(one[0] - u_torch[3]) <= bound[3])
+    # A (network, Scaling) pair exports the same graph as the artefact.
+    path2 = export_onnx(small_mlp(), tmp_path / "pair.onnx")
+    again = onnxruntime.InferenceSession(str(path2), providers=["CPUExecutionProvider"]).run(None, {"mu_t": raw})[0]
+    assert np.array_equal(again, u_onnx)
+    with pytest.raises(ValueError) as e:
+        export_onnx(net, tmp_path / "bare.onnx")
+    assert "without its Scaling" in one_line(e)
+
+
+# -- python -m rom predict ------------------------------------------------------------------------------
+def test_predict_command_streams_a_csv_design_through_the_rb(tiny, tmp_path):
+    """`python -m rom predict` on a CSV design (columns in another order than the study's parameters),
+    in chunks of 7 rows: the numbers of the API's batched predict on the same rows (the same calls in
+    another process, whose BLAS may pick other kernels: equal to a few units of the last place, 16 u
+    max|value|, far below the bounds' own rounding allowance), and one-line refusals of a bad design."""
+
+    def close(a, b):
+        np.testing.assert_allclose(a, b, rtol=0, atol=16 * np.finfo(float).eps * np.abs(b).max())
+
+    import h5py
+
+    study = romflow.open(tiny)
+    rb = study.model("rb")
+    mu = np.random.default_rng(5).uniform(rb.bounds[:, 0], rb.bounds[:, 1], (23, len(rb.parameters)))
+    order = rb.parameters[::-1]
+    design = tmp_path / "design.csv"
+    design.write_text(",".join(order) + "\n" + "\n".join(",".join(repr(v) for v in row[::-1]) for row in mu) + "\n")
+    out = tmp_path / "preds.h5"
+    run = [PYTHON, "-m", "rom", "predict", "--study", tiny, "--model", "rb", "--design", design, "--out", out,
+           "--chunk", "7"]
+    proc = subprocess.run([str(a) for a in run], env={**env(), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with one_blas_thread():
+        ref = [rb.predict(mu[i:i + 7]) for i in range(0, 23, 7)]
+    with h5py.File(out) as h5:
+        assert h5.attrs["kind"] == "certified" and h5["mu"].shape == (23, len(rb.parameters))
+        np.testing.assert_array_equal(h5["mu"][()], mu)
+        close(h5["field_error"][()], np.concatenate([r.field_error for r in ref]))
+        for name in OUTPUTS:
+            n = name["name"]
+            close(h5[n][()], np.concatenate([r.outputs[n] for r in ref]))
+            close(h5[f"{n}_error"][()], np.concatenate([r.error[n] for r in ref]))
+    # Refusals: one line on stderr, exit status 2, naming what to change.
+    bad = tmp_path / "bad.csv"
+    for text, match in ((",".join(order[:-1]) + "\n1,2,3\n", f"no column {order[-1]!r}"),
+                        (",".join(order) + "\n" + ",".join(["0.5"] * 3 + ["7.0"]) + "\n", "(design row 0)"),
+                        (",".join(order) + "\n" + ",".join(["0.5"] * 3 + ["x"]) + "\n", "expected numbers")):
+        bad.write_text(text)
+        proc = subprocess.run([str(a) for a in run[:8]] + ["--design", str(bad), "--out", str(out)], env=env(),
+                              capture_output=True,
+                              text=True)
+        assert proc.returncode == 2 and match in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

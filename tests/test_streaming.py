@@ -193,3 +193,63 @@ def nodal_heat_fields(snap, n):
     F[..., ~edge] = u
     F[..., edge] = (mu[:, 1:] @ (sides[:, edge] / count[edge]))[:, None, :]
     return F
+
+
+WORKER = '''
+import sys
+from pathlib import Path
+
+import meshio
+import numpy as np
+
+sys.path.insert(0, {root!r})
+from romflow.worker import serve
+
+mesh, log = sys.argv[1], Path(sys.argv[2])
+x = meshio.read(mesh).points[:, 0]
+with log.open("a") as fh:
+    fh.write("start\\n")
+t = {dt} * np.arange({steps} + 1)
+
+
+def solve(mu):
+    with log.open("a") as fh:
+        fh.write("request\\n")
+    return {{"u": mu[0] * np.exp(-mu[1] * t)[:, None] * np.sin(np.pi * x)[None, :], "times": t}}
+
+
+serve(solve)
+'''
+
+
+def test_a_persistent_transient_black_box_streams_through_its_worker(tmp_path):
+    """The streaming clients run a black box the way the simulate stage does (rom.hifi.solvers.solve.
+    FullOrderModel.session): a persistent transient worker (romflow.worker.serve) started once per client
+    process answers one request per simulation, and the ledger holds every (client, step) exactly once."""
+    import gmsh_meshes
+    from conftest import ROOT
+
+    square = gmsh_meshes.square(tmp_path / "square.msh", 0.3)
+    log = tmp_path / "worker.log"
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(root=str(ROOT), dt=0.01, steps=STEPS - 1))
+    cfg = write_yaml(tmp_path / "cfg.yaml", {
+        "name": "bb_stream", "problem": {
+            "name": "external", "parameters": ["amplitude", "decay"], "mesh": {"file": str(square)},
+            "command": f"{{python}} {script} {{mesh}} {log}", "persistent": True,
+            "transient": {"dt": 0.01, "steps": STEPS - 1}},
+        "parameters": {"amplitude": {"bounds": [0.5, 2.0]}, "decay": {"bounds": [0.0, 5.0]}},
+        "design": {"method": "sobol", "train": {"size": 2, "seed": 1}, "test": {"size": 2, "seed": 2}},
+        "surrogate": {"enabled": True, "width": 16, "batch_size": 8, "budget_seconds": 60, "budget_batches": 20,
+                      "validate_every_seconds": 0.5, "checkpoint_every_seconds": 1,
+                      "buffer": {"capacity": 200, "watermark": 10},
+                      "online": {"simulations": CLIENTS, "max_running": 2, "client_timeout": 60}}})
+    rom_cli("configure", "--config", cfg, "--out", tmp_path / "study.yaml")
+    assert surrogates(online_args(tmp_path, tmp_path / "study.yaml")) == 0
+    ds = artefacts.read(tmp_path / "h.h5")
+    assert len(check_ledger(ds)) == CLIENTS * STEPS
+    assert ds.attrs["duplicates"] == 0 and ds.attrs["dropped"] == 0
+    lines = log.read_text().split()
+    # One request per simulation, one worker per client process: the launcher gives each of its
+    # max_running = 2 processes an even share (2 simulations each), so two workers answer four requests.
+    assert lines.count("request") == CLIENTS and lines.count("start") == 2, lines

@@ -10,6 +10,13 @@ with P1 on the unit square, eliminate the boundary, spsolve):
 
     python benchmarks/blackbox.py [--dofs 2e4 2e5] [--samples 5] [--max-seconds 180]
 
+Then the RB online speed-up over the black box's own solve: the certified RB of the affine block model
+(--model block: its two terms and load as the script exports them, min-theta, weak greedy with the
+script's own solves to tol 1e-6 over 40 parameters) queried one parameter at a time with its bound,
+against the script's block solve in-process and one process per sample; and the online cost of the
+non-affine route (--model bump through its entries mode, entries_command): one run per batch of
+queries, per query at batches of 1 and 100.
+
 Each figure is the median wall time per sample over `samples` parameters after one warm-up sample (the
 worker's start and the first request are reported apart). A size whose one-shot run would take longer than
 --max-seconds (estimated from its first sample) is cut short, with the reason printed. Prints a table with
@@ -49,6 +56,66 @@ def timed(fn, mus):
         fn(mu)
         out.append(time.perf_counter() - t0)
     return out
+
+
+def rb_speedup(skfem_block, path: Path, oneshot_problem, samples: int, rng) -> dict:
+    """The certified RB of the block model on the script's own terms, and its query time against the
+    script's solve (in-process and one-shot); the non-affine route's query cost through entries_command."""
+    from rom.hifi.registry import make_problem
+    from rom.models.rb import CoerciveRBReductor
+    from rom.reduction.greedy import weak_greedy
+
+    mesh_, basis, keep = skfem_block.setup(str(path))
+    T, F = skfem_block.block_terms(mesh_, basis, keep)
+    terms = [T["core"], T["shell"]]
+    X = (terms[0] + terms[1]).tocsr()  # X = sum_q A_q: min-theta, theta_q = mu_q, reference (1, 1)
+
+    class Block:
+        def theta(self, mu):
+            return np.atleast_2d(mu)
+
+        def phi(self, mu):
+            return np.ones((len(np.atleast_2d(mu)), 1))
+
+        def alpha_lb(self, mu):
+            return np.atleast_2d(mu).min(axis=1)
+
+        op_error = None
+
+    bounds = np.array([[0.1, 10.0], [0.5, 2.0]])
+    train = np.column_stack([rng.uniform(*bounds[0], 40), rng.uniform(*bounds[1], 40)])
+    red = CoerciveRBReductor(X, terms, F["source"][None, :], Block(), bounds, ["k_core", "k_shell"])
+    solve = skfem_block.solver(str(path), "block")
+    t0 = time.perf_counter()
+    h = weak_greedy(train, lambda mu: solve(mu)[2], red, 1e-6, 20)
+    offline = time.perf_counter() - t0
+    model = red.model()
+    queries = np.column_stack([rng.uniform(*bounds[0], 200), rng.uniform(*bounds[1], 200)])
+    model.solve_and_estimate(queries[0])
+    rb_query = float(np.median(timed(model.solve_and_estimate, queries)))
+    fom_in = float(np.median(timed(solve, queries[:samples])))
+    once = make_problem({**oneshot_problem, "command": f"{{python}} {SCRIPT} --mu {{mu}} --mesh {{mesh}} --out {{out}}"})
+    fom_once = float(np.median(timed(once.run, queries[:max(2, samples // 2)])))
+    u = solve(queries[1])[2]
+    c, delta = model.solve_and_estimate(queries[1])
+    err = float(np.sqrt((u - c @ red.V) @ (X @ (u - c @ red.V))))
+    # the non-affine route: one entries_command run per batch (12 magic entries of A, 1 of f)
+    bump = make_problem({**oneshot_problem, "command": f"{{python}} {SCRIPT} --mu {{mu}} --mesh {{mesh}} --out {{out}} "
+                                                       "--model bump",
+                         "entries_command": f"{{python}} {SCRIPT} --mesh {{mesh}} --entries {{request}} --out "
+                                            "{entries} --model bump"})
+    rows, cols = np.arange(12), np.arange(12)
+    mus = np.column_stack([rng.uniform(0.5, 5.0, 100), rng.uniform(0.3, 0.7, 100)])
+    t0 = time.perf_counter()
+    bump.entries(mus[:1], rows, cols, rows[:1])
+    one = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bump.entries(mus, rows, cols, rows[:1])
+    hundred = (time.perf_counter() - t0) / len(mus)
+    return {"rb_N": red.N, "rb_greedy_stop": h.stop_reason, "rb_offline_s": offline, "rb_query_s": rb_query,
+            "fom_inprocess_s": fom_in, "fom_oneshot_s": fom_once, "rb_speedup_inprocess": fom_in / rb_query,
+            "rb_speedup_oneshot": fom_once / rb_query, "rb_error_check": err, "rb_bound_check": float(delta),
+            "entries_query_s_batch1": one, "entries_query_s_batch100": hundred}
 
 
 def main():
@@ -107,6 +174,7 @@ def main():
                    "oneshot_over_persistent": med["oneshot"] / med["persistent"],
                    "oneshot_over_inprocess": med["oneshot"] / med["inprocess"],
                    "wall_s": time.perf_counter() - t_size, **({"note": note} if note else {})}
+            fig.update(rb_speedup(skfem_block, path, base, args.samples, rng))
             figures[str(n)] = fig
             rows.append(fig)
             print(f"{n:>8} nodes: one-shot {med['oneshot']:.3f} s, persistent {med['persistent']:.3f} s, "
@@ -118,6 +186,13 @@ def main():
     for f in rows:
         print(f"{f['nodes']:>8} {f['oneshot_s']:>11.3f} {f['persistent_s']:>13.3f} {f['inprocess_s']:>13.3f} "
               f"{f['persistent_over_inprocess']:>8.2f} {f['oneshot_over_persistent']:>10.1f}")
+    print()
+    print(f"{'nodes':>8} {'RB N':>5} {'RB query s':>11} {'FOM in s':>9} {'FOM 1-shot s':>13} {'speed-up in':>12} "
+          f"{'speed-up 1-shot':>16} {'entries/q (1)':>14} {'entries/q (100)':>16}")
+    for f in rows:
+        print(f"{f['nodes']:>8} {f['rb_N']:>5} {f['rb_query_s']:>11.2e} {f['fom_inprocess_s']:>9.3f} "
+              f"{f['fom_oneshot_s']:>13.3f} {f['rb_speedup_inprocess']:>12.0f} {f['rb_speedup_oneshot']:>16.0f} "
+              f"{f['entries_query_s_batch1']:>14.3f} {f['entries_query_s_batch100']:>16.4f}")
     print(json.dumps({"benchmark": "blackbox", "cpu_count": os.cpu_count(), "sizes": figures}))
 
 

@@ -114,48 +114,42 @@ def coefficients(problem, ops, eim_ds, kind: str, eim_bound: str = "rigorous", s
 def blackbox_eim(problem, ops, eim_ds, eim_bound: str = "rigorous", scm=None):
     """(coefficients, A_terms, f_terms) of the RB on a black box's EIM-affine model (kind blackbox_eim:
     rom.models.eim_rb.BlackBoxEIMCoefficients): A_M = sum_m beta_m q_m with q_m combinations of the
-    delivered A(mu_l), f_M = sum_m beta^f_m q^f_m. The coercivity lower bound is SCM's of A_M (scm: its
-    SCMBounds), a certified eigen-solve where SCM's is not positive, minus op_error; without scm the
-    coefficients carry no bound (alpha_LB = 0)."""
+    delivered A(mu_l), f_M = sum_m beta^f_m q^f_m. With scm (SCMBounds of A_M) the coefficients are
+    certified (`with_scm`); without, they carry no coercivity bound (alpha_LB = 0)."""
+    from rom.hifi.discretization import fem
     from rom.models.eim_rb import BlackBoxEIMCoefficients
-    from rom.reduction.scm import EigenFallback, SCMCoefficients
 
     if eim_ds is None or eim_ds.attrs.get("kind") != "entries":
         raise ModelError(f"problem {problem.name}: the RB of a black box's EIM needs the EIM artefact of its entries "
                          "(--eim rom/eim.h5 from the eim stage with problem.entries_command)")
-    label = eim_bound_label("blackbox_eim", eim_bound)
     E, Ef = eim_from_dataset(eim_ds, "matrix_"), eim_from_dataset(eim_ds, "rhs_")
-    rows, cols = eim_ds["matrix_rows"].values, eim_ds["matrix_cols"].values
-    slots = E.points
-    pattern_X = ops.X.tocsr()
-    # The indicator entry (matrix_next_slot) and row (rhs_next_row) come after the magic ones.
-    from rom.hifi.discretization import fem
-
     pattern = fem.Pattern.build(problem.mesh)
-    all_rows = np.repeat(np.arange(pattern.n_rows), np.diff(pattern.indptr)) + pattern.row_start
-    if E.next_point >= 0:
+    rows, cols = eim_ds["matrix_rows"].values, eim_ds["matrix_cols"].values
+    if E.next_point >= 0:  # the indicator's entry (and row of f) after the magic ones
+        all_rows = np.repeat(np.arange(pattern.n_rows), np.diff(pattern.indptr)) + pattern.row_start
         rows = np.append(rows, all_rows[E.next_point])
         cols = np.append(cols, pattern.indices[E.next_point])
-        slots = np.append(slots, E.next_point)
     f_rows = Ef.points if Ef.next_point < 0 else np.append(Ef.points, Ef.next_point)
-    x_next = float(pattern_X[rows[-1], cols[-1]]) if len(rows) else 1.0
+    x_next = float(ops.X.tocsr()[rows[-1], cols[-1]]) if len(rows) else 1.0
     err = eim_ds["rhs_train_max_error"].values
     f_scale = float(eim_ds.attrs["rhs_error"] / err[Ef.M]) if err[Ef.M] > 0 else 0.0
     coef = BlackBoxEIMCoefficients(problem, rows.astype(np.int64), cols.astype(np.int64), f_rows.astype(np.int64),
                                    E.B, Ef.B, E.next_row if E.next_row is not None else np.zeros(E.M),
-                                   Ef.next_row if Ef.next_row is not None else np.zeros(Ef.M), x_next, f_scale, label,
+                                   Ef.next_row if Ef.next_row is not None else np.zeros(Ef.M), x_next, f_scale,
+                                   eim_bound_label("blackbox_eim", eim_bound),
                                    float(eim_ds.attrs["matrix_operator_error"]), float(eim_ds.attrs["rhs_error"]))
     Q = eim_ds["matrix_coeffs"].values @ eim_ds["matrix_snapshots"].values
-
-    def csr(values):
-        return sp.csr_matrix((values, pattern.indices, pattern.indptr), shape=(pattern.n_dofs,) * 2)
-
+    A_terms = [sp.csr_matrix((q, pattern.indices, pattern.indptr), shape=(pattern.n_dofs,) * 2) for q in Q]
     f_terms = eim_ds["rhs_basis"].values[:, pattern.row_start:pattern.row_stop]
-    A_terms = [csr(v) for v in Q]
-    if scm is None:
-        return coef, A_terms, f_terms
-    # Where SCM's bound is not positive, one certified eigen-solve of A_M(mu) (EigenFallback's docstring).
-    return SCMCoefficients(coef, scm, fallback=EigenFallback(A_terms, ops.X)), A_terms, f_terms
+    return (with_scm(coef, scm, A_terms, ops.X) if scm is not None else coef), A_terms, f_terms
+
+
+def with_scm(coef, scm, A_terms, X):
+    """A black box's EIM coefficients certified by SCM of A_M, and where SCM's bound is not positive by
+    one certified eigen-solve of A_M(mu) (rom.reduction.scm.EigenFallback), minus op_error."""
+    from rom.reduction.scm import EigenFallback, SCMCoefficients
+
+    return SCMCoefficients(coef, scm, fallback=EigenFallback(A_terms, X))
 
 
 def scm_bounds(rb_ds, theta):
@@ -176,8 +170,8 @@ def load_models(problem, ops, rb_ds, eim_ds=None, extrapolation: str = "refuse")
     out = {}
     for kind in rb_ds.attrs["kinds"].split(","):
         if kind == "blackbox_eim":
-            base = blackbox_eim(problem, ops, eim_ds, eim_bound)[0]
-            coef = blackbox_eim(problem, ops, eim_ds, eim_bound, scm_bounds(rb_ds, base.theta))[0]
+            base, A_terms, _ = blackbox_eim(problem, ops, eim_ds, eim_bound)
+            coef = with_scm(base, scm_bounds(rb_ds, base.theta), A_terms, ops.X)
             out[kind] = ReducedBasisModel.from_dataset(rb_ds, coef, rb_ds["bounds"].values, names, extrapolation,
                                                        prefix=f"{kind}_")
             continue

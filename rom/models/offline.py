@@ -114,7 +114,7 @@ def reduce_blackbox_eim(problem, ops, space, s: dict, solves, eim_ds=None, train
                          "non-affine black box; expected rb.outputs: []")
     base, A_terms, f_terms = factory.blackbox_eim(problem, ops, eim_ds, s["eim_bound"])
     scm_bounds, scm_history, coercivity = steps.coercivity(problem, ops.X, A_terms, base.theta, space, s, "none")
-    coef = factory.blackbox_eim(problem, ops, eim_ds, s["eim_bound"], scm_bounds)[0]
+    coef = factory.with_scm(base, scm_bounds, A_terms, ops.X)
     from rom.models.rb import CoerciveRBReductor
 
     reductor = CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, s["extrapolation"], s["estimator"])

@@ -23,6 +23,7 @@ include: "workflow/rules/surrogates.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/gp.smk"
 include: "workflow/rules/mmgp.smk"
+include: "workflow/rules/uq.smk"
 include: "workflow/rules/report.smk"
 
 

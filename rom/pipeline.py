@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rom.commands import aggregate, exploit, local, pod, rb, report, simulate
+from rom.commands import aggregate, exploit, local, pod, rb, report, simulate, uq
 from rom.commands import study as study_stages
 from rom.errors import ConfigError
 from rom.hifi import capabilities as cap
@@ -13,7 +13,7 @@ from rom.paths import problem_label
 from rom.stage import Stage, problem_has
 from surrogates.commands import gp, mmgp, stream
 
-MODULES = (study_stages, simulate, pod, rb, local, report, aggregate, exploit, stream, gp, mmgp)
+MODULES = (study_stages, simulate, pod, rb, local, report, aggregate, exploit, stream, gp, mmgp, uq)
 STAGES: dict[str, Stage] = {s.name: s for m in MODULES for s in m.STAGES}
 
 fixed_mesh = problem_has(cap.MESH)  # the sample/simulate/pod chain applies

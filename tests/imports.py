@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-PACKAGES = ("rom", "surrogates")
+PACKAGES = ("rom", "surrogates", "romflow")
 
 
 @functools.lru_cache(maxsize=1)

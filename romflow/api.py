@@ -109,11 +109,15 @@ class Model:
     parameters: list
     bounds: np.ndarray
 
-    def predict(self, mu, fields: bool = False, extrapolate: bool = False) -> Prediction:
+    chunk = 4096  # rows per batched call: (chunk, N, N) reduced systems stay in cache (measured 1.5x over 65536)
+
+    def predict(self, mu, fields: bool = False, extrapolate: bool = False, threads: int = 1) -> Prediction:
         """Predict at one parameter mu (d,) or a batch (n, d). Raises ValueError (one line) for an
         ill-shaped or non-finite mu, and for a parameter outside `bounds` unless extrapolate=True
         (then `Prediction.extrapolated` marks it, and a certified bound holds only as far as the
-        coercivity lower bound does out there)."""
+        coercivity lower bound does out there). Rows go through the model in chunks of `chunk`; with
+        threads > 1 the chunks run on a thread pool (numpy's batched LAPACK and BLAS calls release the
+        GIL). Every row's numbers are those of any other batching (the batched calls are row by row)."""
         mu = checked_parameters(mu, self.parameters, self.name)
         outside = outside_box(mu, self.bounds)
         if outside.any() and not extrapolate:
@@ -121,13 +125,42 @@ class Model:
             lo, hi = self.bounds[j]
             raise ValueError(f"{self.name}: {self.parameters[j]} = {mu[i, j]:g} (query {i}) is outside the trained range "
                              f"[{lo:g}, {hi:g}]; expected a value inside it, or predict(..., extrapolate=True)")
-        return self._predict(mu, bool(fields), outside.any(axis=1))
+        flags = outside.any(axis=1)
+        if len(mu) <= self.chunk:
+            return self._predict(mu, bool(fields), flags)
+        starts = range(0, len(mu), self.chunk)
+
+        def part(i):
+            return self._predict(mu[i:i + self.chunk], bool(fields), flags[i:i + self.chunk])
+
+        if threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(int(threads)) as pool:
+                parts = list(pool.map(part, starts))
+        else:
+            parts = [part(i) for i in starts]
+        return _concatenated(parts)
 
     def _predict(self, mu: np.ndarray, fields: bool, extrapolated: np.ndarray) -> Prediction:
         raise NotImplementedError
 
     def __repr__(self):
         return f"<romflow model {self.name} ({self.kind}): {', '.join(self.parameters)}>"
+
+
+def _concatenated(parts: list[Prediction]) -> Prediction:
+    """One Prediction of the rows of `parts`, in order."""
+    def cat(values):
+        return None if values[0] is None else np.concatenate(values)
+
+    first = parts[0]
+    return Prediction(first.model, cat([p.mu for p in parts]),
+                      {k: cat([p.outputs[k] for p in parts]) for k in first.outputs},
+                      {k: cat([p.error[k] for p in parts]) for k in first.error},
+                      cat([p.field_error for p in parts]), cat([p.norm for p in parts]), first.kind,
+                      cat([p.extrapolated for p in parts]), cat([p.coefficients for p in parts]),
+                      cat([p.fields for p in parts]), cat([p.field_std for p in parts]))
 
 
 def checked_parameters(mu, names, model: str = "") -> np.ndarray:
@@ -256,8 +289,8 @@ class ReducedBasis(Model):
         # box): infinite, as the output bounds already are, not a negative or meaningless number.
         delta = np.where(self.model.coefficients.alpha_lb(mu) > 0, delta, np.inf)
         outputs, error = {}, {}
-        for name, om in self.outputs.items():
-            r = om.evaluate(mu)
+        for name, om in self.outputs.items():  # the primal solve and bound shared by every output
+            r = om.evaluate(mu, c, delta)
             outputs[name], error[name] = r["s"], r["bound"]
         return Prediction(self.name, mu, outputs, error, delta, np.linalg.norm(c, axis=1), self.kind, extrapolated,
                           c if fields else None, c @ self.basis[: c.shape[1]] if fields else None)

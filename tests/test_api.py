@@ -430,3 +430,17 @@ def test_predict_command_streams_a_csv_design_through_the_rb(tiny, tmp_path):
                               text=True)
         assert proc.returncode == 2 and match in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_chunks_and_threads_do_not_change_a_rows_numbers(tiny):
+    """predict splits a batch into chunks of Model.chunk rows, on a thread pool with threads > 1: every
+    row's numbers are bit for bit those of a batch of 1000 rows (the batched calls work row by row)."""
+    rb = romflow.open(tiny).model("rb")
+    mu = np.random.default_rng(9).uniform(rb.bounds[:, 0], rb.bounds[:, 1], (9000, len(rb.parameters)))
+    with one_blas_thread():
+        whole = rb.predict(mu, threads=2)
+        parts = [rb.predict(mu[i:i + 1000]) for i in range(0, len(mu), 1000)]
+    np.testing.assert_array_equal(whole.field_error, np.concatenate([p.field_error for p in parts]))
+    for k in whole.outputs:
+        np.testing.assert_array_equal(whole.outputs[k], np.concatenate([p.outputs[k] for p in parts]))
+        np.testing.assert_array_equal(whole.error[k], np.concatenate([p.error[k] for p in parts]))

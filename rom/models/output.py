@@ -111,6 +111,20 @@ def dual_fom_solve(fom, output: AffineOutput):
     return solve
 
 
+def _bilinear(a: np.ndarray, B: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """sum_{l,n} a_il B_ln c_in for every row i: two BLAS-friendly products, no einsum path search."""
+    return np.einsum("in,in->i", a @ B, c)
+
+
+def _trilinear(theta: np.ndarray, T: np.ndarray, d: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """sum_{q,m,n} theta_iq T_qmn d_im c_in for every row i: per term q one GEMM d @ T_q and a row-wise dot
+    with c (Q is small), instead of a four-operand einsum or a batched matmul of tiny matrices."""
+    out = np.zeros(len(theta))
+    for q in range(T.shape[0]):
+        out += theta[:, q] * np.einsum("in,in->i", d @ T[q], c)
+    return out
+
+
 # -- primal-dual model ----------------------------------------------------------------------------
 @dataclass
 class OutputModel:
@@ -138,7 +152,7 @@ class OutputModel:
         return replace(self, primal=self.primal.truncated(N), dual=self.dual.truncated(M),
                        l_rb=self.l_rb[:, :N], f_du=self.f_du[:, :M], a_du=self.a_du[:, :M, :N])
 
-    def evaluate(self, mu: np.ndarray) -> dict:
+    def evaluate(self, mu: np.ndarray, c: np.ndarray | None = None, delta_primal: np.ndarray | None = None) -> dict:
         """For a batch of parameters: the plain output l^T u_N (`s_rb`), the corrected output
         (`s`), its certified bound (`bound`), the two RB error bounds (`delta_primal`, `delta_dual`)
         and the rounding allowance the bound includes (`rounding`).
@@ -147,16 +161,19 @@ class OutputModel:
         floating-point evaluation of s_N itself is left: its sums of k terms err by at most
         gamma_k sum |terms| (Higham, any summation order), which is added to the bound. Once the
         product of the two residual norms falls below ~k eps |s| (tight tolerances), that rounding
-        is what the corrected output's error is made of."""
+        is what the corrected output's error is made of.
+
+        c, delta_primal: the primal model's coefficients and bound at mu when the caller has them (several
+        outputs of one primal model share its solve)."""
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         co = self.primal.coefficients
-        c = self.primal.solve_batch(mu)
+        c = self.primal.solve_batch(mu) if c is None else c
         d = self.dual.solve_batch(mu)
         theta, phi, lam = co.theta(mu), co.phi(mu), self.output.lam(mu)
-        s_rb = np.einsum("il,ln,in->i", lam, self.l_rb, c) + self.output.offset(mu)
+        s_rb = _bilinear(lam, self.l_rb, c) + self.output.offset(mu)
         # z_N^T r_pr(u_N) = sum_p phi_p f_p^T z_N - sum_q theta_q z_N^T A_q u_N
-        correction = np.einsum("ip,pm,im->i", phi, self.f_du, d) - np.einsum("iq,qmn,im,in->i", theta, self.a_du, d, c)
-        delta_pr = self.primal.estimate_batch(mu, c)
+        correction = _bilinear(phi, self.f_du, d) - _trilinear(theta, self.a_du, d, c)
+        delta_pr = self.primal.estimate_batch(mu, c) if delta_primal is None else delta_primal
         delta_du = self.dual.estimate_batch(mu, d)
         alpha = co.alpha_lb(mu)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -173,9 +190,9 @@ class OutputModel:
         L, N = self.l_rb.shape
         Q, M = self.a_du.shape[:2]
         P = self.f_du.shape[0]
-        size = np.einsum("il,ln,in->i", np.abs(lam), np.abs(self.l_rb), np.abs(c))
-        size += np.einsum("ip,pm,im->i", np.abs(phi), np.abs(self.f_du), np.abs(d))
-        size += np.einsum("iq,qmn,im,in->i", np.abs(theta), np.abs(self.a_du), np.abs(d), np.abs(c))
+        size = _bilinear(np.abs(lam), np.abs(self.l_rb), np.abs(c))
+        size += _bilinear(np.abs(phi), np.abs(self.f_du), np.abs(d))
+        size += _trilinear(np.abs(theta), np.abs(self.a_du), np.abs(d), np.abs(c))
         if self.output.offset_terms is not None:
             size += np.abs(self.output.offset_coef(mu)) @ np.abs(self.output.offset_terms)
         k = max(L * N, P * M, Q * M * N) + len(np.atleast_1d(self.output.offset_terms if self.output.offset_terms

@@ -10,7 +10,7 @@ export PETSC_DIR := /usr/lib/petscdir/petsc3.18/x86_64-linux-gnu-real
 # Matplotlib without a display.
 export MPLBACKEND := Agg
 
-.PHONY: setup run test test-portability bench lint clean
+.PHONY: setup run test test-portability bench lint clean dolfinx-env
 
 setup: $(VENV)/.installed
 
@@ -24,8 +24,16 @@ run: setup
 # Two workers, one test file each at a time (module fixtures such as the SLURM cluster start once); most
 # of the suite waits on subprocesses (Snakemake, mpiexec, sbatch), so two workers fit a 2-core machine.
 TEST_WORKERS ?= 2
-test: setup
+test: setup dolfinx-env
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+# dolfinx in an environment of its own (Python >= 3.12, the dolfinx-solver-real wheel), for
+# tests/test_dolfinx.py; where it cannot be built, .venv-dolfinx.unavailable says why and the test skips.
+DOLFINX_VENV ?= .venv-dolfinx
+dolfinx-env: $(DOLFINX_VENV)/.installed
+$(DOLFINX_VENV)/.installed: scripts/dolfinx_env.sh
+	bash scripts/dolfinx_env.sh $(DOLFINX_VENV)
+	@if [ -x $(DOLFINX_VENV)/bin/python ] && [ ! -f $(DOLFINX_VENV).unavailable ]; then touch $@; fi
 
 # The numerical test files (no Snakemake, SLURM or streaming run) again under other thread counts and
 # torch's generic kernels: other summation orders, as on another CPU, fail here rather than on a

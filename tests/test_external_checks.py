@@ -187,3 +187,19 @@ def test_dirichlet_rows_of_a_third_party_matrix_are_checked(square):
     with pytest.raises(ValueError, match=r"^A: row \d+ holds only its diagonal \(a Dirichlet row\) but node \d+ at "
                                          r"\(.*\) is inside problem.mesh"):
         dirichlet_rows(A[perm][:, perm], mf.nodes, mf.cells, "A")
+
+
+def test_a_command_starts_without_romflows_mpi_wiring(monkeypatch):
+    """Under romflow's mpiexec (the reduced_basis stage on several ranks) a black box's command must not
+    inherit the launcher's wiring: MPICH aborts on Open MPI's PMIx variables (found with dolfinx's wheel).
+    The user's own MPI settings pass."""
+    from rom.hifi.problems.external_checks import command_environment
+
+    for k, v in {"PMIX_RANK": "0", "PMIX_SERVER_URI41": "x", "OMPI_COMM_WORLD_SIZE": "2", "OMPI_MCA_ess": "pmi",
+                 "OMPI_MCA_orte_hnp_uri": "y", "PMI_FD": "3", "OMPI_ALLOW_RUN_AS_ROOT": "1",
+                 "OMPI_MCA_btl": "self,vader", "MY_SOLVER_HOME": "/opt/s"}.items():
+        monkeypatch.setenv(k, v)
+    env = command_environment()
+    assert not [k for k in env if k.startswith(("PMIX_", "PMI_", "OMPI_COMM_WORLD_", "OMPI_MCA_ess", "OMPI_MCA_orte"))]
+    assert env["OMPI_ALLOW_RUN_AS_ROOT"] == "1" and env["OMPI_MCA_btl"] == "self,vader"
+    assert env["MY_SOLVER_HOME"] == "/opt/s"

@@ -46,7 +46,6 @@ K + M of the mesh (every node is a dof: the black box's boundary values included
 """
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import string
@@ -69,6 +68,7 @@ from .arguments import MESH_FILE, UNITS
 from .base import P1Problem
 from .external_checks import (
     check_launcher,
+    command_environment,
     digest_inputs,
     dirichlet_rows,
     executable,
@@ -291,10 +291,8 @@ class External(P1Problem):
         argv = self.argv(template, mu, workdir, ranks)
         t0 = time.perf_counter()
         try:
-            # The environment romflow started with: an MPI singleton (PETSc in this process) adds its own
-            # runtime variables to the C environment, and a child mpiexec that inherits them fails.
             proc = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=self.timeout,
-                                  env=dict(os.environ))
+                                  env=command_environment())
         except subprocess.TimeoutExpired:
             return False, f"TIMEOUT: no result after {self.timeout:g} s", time.perf_counter() - t0
         except OSError as exc:

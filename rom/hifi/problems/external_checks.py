@@ -96,6 +96,25 @@ def launcher_prefix(value: str | None, ranks: int, values: dict) -> list[str]:
     return [tok.format_map({**values, "ranks": ranks}) for tok in shlex.split(value)]
 
 
+# -- the command's environment -----------------------------------------------------------------------
+# What an MPI launcher adds to the environment of the processes it starts (Open MPI's mpiexec and PMIx,
+# MPICH's hydra, PMI-1/2): the wiring of romflow's own MPI job, not settings of the user's.
+LAUNCHER_VARIABLES = ("PMIX_", "PMI_", "HYDRA_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_",
+                      "OMPI_APP_CTX_", "OMPI_COMMAND", "OMPI_ARGV", "OMPI_FILE_LOCATION", "OMPI_FIRST_RANKS",
+                      "OMPI_NUM_APP_CTX", "OMPI_UNIVERSE_SIZE", "OMPI_MCA_ess", "OMPI_MCA_orte_", "OMPI_MCA_pmix",
+                      "OMPI_MCA_initial_wdir", "OMPI_MCA_shmem_RUNTIME_QUERY_hint")
+
+
+def command_environment() -> dict:
+    """The environment a black box's command starts with: romflow's as it started (os.environ: an MPI
+    singleton's runtime variables, set in the C environment by PETSc in this process, are not in it),
+    less what romflow's own MPI launcher set when romflow runs under one (the reduced_basis stage on
+    mpi_ranks > 1): a command is not a rank of romflow's job, and another MPI's launcher or runtime
+    that inherits that wiring aborts (MPICH: "Runtime environment uses unsupported PMI version PMIx").
+    The user's own settings (OMPI_MCA_btl, OMPI_ALLOW_RUN_AS_ROOT, ...) pass."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(LAUNCHER_VARIABLES)}
+
+
 # -- provenance: the command's input files ---------------------------------------------------------------
 def resolve_inputs(args: dict, base_dir: Path | None) -> None:
     """`problem.inputs` made absolute (relative to the study file) and `{study_dir}` in the command lines and

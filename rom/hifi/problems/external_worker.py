@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import queue
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .external_checks import failure_reason
+from .external_checks import command_environment, failure_reason
 
 _EOF = object()
 
@@ -43,9 +42,9 @@ class WorkerSession:
     def _start(self):
         argv = self.problem.argv(self.problem.command, None, self.root, self.ranks)
         self.starts += 1
-        # The environment romflow started with (external.External.execute says why).
+        # romflow's environment less its own MPI job's wiring (external_checks.command_environment).
         self.proc = subprocess.Popen(argv, cwd=self.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1, env=dict(os.environ))
+                                     stderr=subprocess.PIPE, text=True, bufsize=1, env=command_environment())
         self.lines: queue.Queue = queue.Queue()
         self.stderr_tail: collections.deque = collections.deque(maxlen=200)
         proc, lines, tail = self.proc, self.lines, self.stderr_tail

@@ -11,8 +11,9 @@ A results folder is what the pipeline writes under results/<study>/ (rom.paths, 
 resolved study file `study.yaml` and the artefacts of the stages that ran. `Study.models` names the
 trained models found there:
 
-  rb        rom/rb.h5: the certified reduced basis (stationary, affine kind), with the outputs of
-            rb.outputs and their primal-dual bounds                                   openable
+  rb        rom/rb.h5: the reduced basis (stationary): the affine kind with the outputs of rb.outputs
+            and their primal-dual bounds; the EIM kinds (rb: the first, rb:<kind> another) with
+            the field bound                                                             openable
   pod_gp    surrogates/gp.h5: POD + Gaussian processes on the POD coefficients         openable
   mmgp      surrogates/mmgp.h5        listed; it predicts on a geometry (one mesh per query), not from mu
   nn_<p>    surrogate/online_<p>.pt, surrogate/offline.pt (nn_offline)    listed; export it with
@@ -235,17 +236,23 @@ def _affine_coefficients(problem, rb_ds):
 
 # -- models -------------------------------------------------------------------------------------------
 class ReducedBasis(Model):
-    """The certified RB of rom/rb.h5 (stationary, affine kind) and its outputs.
+    """The RB of rom/rb.h5 (stationary) and its outputs.
 
-    predict: the X-norm bound Delta(mu) of u - u_N (`field_error`) and per output of rb.outputs the
-    corrected value and its primal-dual bound, each with the rounding allowance of its own online
-    evaluation: rigorous for the computed numbers (kind 'certified'; README 'What is rigorous'). The
+    Affine kind: predict gives the X-norm bound Delta(mu) of u - u_N (`field_error`) and per output of
+    rb.outputs the corrected value and its primal-dual bound, each with the rounding allowance of its own
+    online evaluation: rigorous for the computed numbers (kind 'certified'; README 'What is rigorous'). The
     bound holds inside the box; outside it (extrapolate=True) as far as the coercivity lower bound does
-    (min-theta and the problem's own bound: wherever theta > 0; SCM: inside its box)."""
+    (min-theta and the problem's own bound: wherever theta > 0; SCM: inside its box).
+
+    EIM kinds (function_eim, matrix_eim, blackbox_eim; `model("rb")` takes the artefact's first kind,
+    `model("rb:<kind>")` another): the field bound only (no outputs), with the EIM share the artefact was
+    built with: kind 'certified' where it is rigorous (function EIM with the problem's derivative bound),
+    'indicator' where it is measured on the training set or estimated. These need the full problem (its
+    mesh, and for a black box its entries command) and the operators and EIM artefacts, never PETSc."""
 
     name, kind = "rb", "certified"
 
-    def __init__(self, study: Study, path: Path):
+    def __init__(self, study: Study, path: Path, kind: str | None = None):
         from rom import artefacts
         from rom.models.factory import output_specs
         from rom.models.output import OutputModel
@@ -257,19 +264,22 @@ class ReducedBasis(Model):
                                       "(its model needs the FOM mass and initial terms); query it with python -m rom "
                                       "evaluate-rom --mu")
         kinds = str(ds.attrs["kinds"]).split(",")
+        if kind is not None and kind not in kinds:
+            raise KeyError(f"rb:{kind}: {path} holds the model kinds {', '.join(kinds)}")
+        self.parameters = [str(v) for v in ds["parameter"].values]
+        self.bounds = np.asarray(ds["bounds"].values, dtype=float)
+        self.basis = ds["basis"].values
+        self.outputs = {}
         if "affine" not in kinds:
-            raise NotImplementedError(f"rb: {path} holds the model kinds {', '.join(kinds)} (EIM), not yet openable by "
-                                      "romflow.open (their coefficients are interpolated on the mesh); query them with "
-                                      "python -m rom evaluate-rom --mu")
+            self._load_eim(study, path, ds, kind or kinds[0])
+            return
         self.parameters = [str(v) for v in ds["parameter"].values]
         self.bounds = np.asarray(ds["bounds"].values, dtype=float)
         self.problem, self.built_from = parameter_functions(study.config["problem"])
         coef = _affine_coefficients(self.problem, ds)
         # 'flag': Model.predict has refused what extrapolate=False refuses, before the model's own check.
         self.model = ReducedBasisModel.from_dataset(ds, coef, self.bounds, self.parameters, "flag", prefix="affine_")
-        self.basis = ds["basis"].values
         specs = output_specs(ds)
-        self.outputs = {}
         if specs:
             from rom.hifi import registry
             from rom.models.output import output_functional
@@ -278,6 +288,25 @@ class ReducedBasis(Model):
             for spec in specs:
                 out = output_functional(full, spec)
                 self.outputs[spec["name"]] = OutputModel.from_dataset(ds, f"output_{spec['name']}_", self.model, out)
+
+    def _load_eim(self, study: Study, path: Path, ds, kind: str):
+        from rom import artefacts
+        from rom.hifi import registry
+        from rom.hifi.discretization.operators import Operators
+        from rom.models import factory
+
+        root = path.parent.parent  # results/<study>/ (rom/rb.h5)
+        missing = [p for p in (root / "fom" / "operators.h5", root / "rom" / "eim.h5") if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"rb:{kind}: no {missing[0]}; expected the operators and EIM artefacts beside "
+                                    f"{path} (an EIM model is evaluated on them)")
+        self.problem, self.built_from = registry.make_problem(study.config["problem"]), "full problem"
+        ops = Operators.from_dataset(artefacts.read(root / "fom" / "operators.h5"))
+        models = factory.load_models(self.problem, ops, ds, artefacts.read(root / "rom" / "eim.h5"), "flag")
+        self.model = models[kind]
+        label = str(ds.attrs.get(f"{kind}_eim_bound", "indicator"))
+        self.kind = "certified" if label == "rigorous" else "indicator"
+        self.name = f"rb:{kind}"
 
     @property
     def N(self) -> int:
@@ -394,6 +423,9 @@ class Study:
         if name in self._models:
             return self._models[name]
         found = self.artefacts
+        if name.startswith("rb:") and "rb" in found:  # another model kind of rom/rb.h5 (EIM artefacts hold two)
+            self._models[name] = ReducedBasis(self, found["rb"], name.split(":", 1)[1])
+            return self._models[name]
         if name not in found:
             raise KeyError(f"{self.name}: no model {name!r} in {self.path}; it has: {', '.join(found) or 'none'}")
         if name not in OPENERS:

@@ -444,3 +444,50 @@ def test_chunks_and_threads_do_not_change_a_rows_numbers(tiny):
     for k in whole.outputs:
         np.testing.assert_array_equal(whole.outputs[k], np.concatenate([p.outputs[k] for p in parts]))
         np.testing.assert_array_equal(whole.error[k], np.concatenate([p.error[k] for p in parts]))
+
+
+@pytest.fixture(scope="module")
+def nonaffine(tmp_path_factory):
+    """results/naff/ of the non-affine diffusion (mesh 10) with its EIM and an RB on both EIM kinds."""
+    from rom.cli import main as rom
+
+    torch_threads()
+    root = tmp_path_factory.mktemp("api_naff")
+    res = root / "results" / "naff"
+    cfg = write_yaml(root / "cfg.yaml", {
+        "name": "naff", "problem": {"name": "nonaffine_diffusion", "mesh": {"n": 10}},
+        "design": {"method": "lhs", "train": {"size": 2, "seed": 31}, "test": {"size": 5, "seed": 32}},
+        "simulate": {"chunk_size": 5, "backend": "scipy"},
+        "eim": {"enabled": True, "train_size": 40, "test_size": 10, "tol": 1e-6, "max_modes": 20, "bound_grid": 9},
+        "rb": {"enabled": True, "train_size": 30, "tol": 1e-3, "max_modes": 8, "n_timing": 2, "batch_size": 5}})
+    s, ops, test = res / "study.yaml", res / "fom" / "operators.h5", res / "snapshots" / "test.h5"
+    eim, rb = res / "rom" / "eim.h5", res / "rom" / "rb.h5"
+    cli(rom, "configure", "--config", cfg, "--out", s)
+    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
+    cli(rom, "operators", "--study-config", s, "--out", ops)
+    cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", "test", "--out", test)
+    cli(rom, "eim", "--study-config", s, "--operators", ops, "--out", eim)
+    cli(rom, "reduced-basis", "--study-config", s, "--operators", ops, "--eim", eim, "--out", rb)
+    cli(rom, "evaluate-rom", "--study-config", s, "--operators", ops, "--rb", rb, "--eim", eim, "--test", test,
+        "--out", res / "rom" / "rb_metrics.h5")
+    return res
+
+
+def test_eim_models_open_with_their_bounds_label(nonaffine):
+    """The EIM kinds of an rb artefact open too (the full problem, the operators and EIM artefacts): the
+    function EIM's bound is rigorous (kind 'certified'), the matrix EIM's measured on its training set
+    ('indicator'); their bounds at the test parameters equal evaluate-rom's (the same model classes and
+    batched calls: bit for bit), and hold against the FOM's test solutions."""
+    study = romflow.open(nonaffine)
+    test = artefacts.read(nonaffine / "snapshots" / "test.h5")
+    m = artefacts.read(nonaffine / "rom" / "rb_metrics.h5")
+    mu = test["mu"].values
+    for name, kind, label in (("rb", "function_eim", "certified"), ("rb:matrix_eim", "matrix_eim", "indicator")):
+        model = study.model(name)
+        assert model.kind == label and model.name == f"rb:{kind}"
+        with one_blas_thread():
+            p = model.predict(mu)
+        np.testing.assert_array_equal(p.field_error, m[f"{kind}_estimate"].values[-1])
+        assert np.all(p.field_error >= m[f"{kind}_error"].values[-1]) and not p.outputs
+    with pytest.raises(KeyError, match="rb:affine: .* holds the model kinds function_eim, matrix_eim"):
+        study.model("rb:affine")

@@ -118,7 +118,9 @@ class Model:
         (then `Prediction.extrapolated` marks it, and a certified bound holds only as far as the
         coercivity lower bound does out there). Rows go through the model in chunks of `chunk`; with
         threads > 1 the chunks run on a thread pool (numpy's batched LAPACK and BLAS calls release the
-        GIL). Every row's numbers are those of any other batching (the batched calls are row by row)."""
+        GIL). The numbers do not depend on `threads` (the same chunks); another batching of the rows agrees
+        to rounding (BLAS may pick another kernel for another number of rows), within the bounds' own
+        rounding allowance."""
         mu = checked_parameters(mu, self.parameters, self.name)
         outside = outside_box(mu, self.bounds)
         if outside.any() and not extrapolate:

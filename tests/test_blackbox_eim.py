@@ -164,3 +164,44 @@ def test_eim_matrix_false_is_refused(tmp_path):
     write_yaml(tmp_path / "s.yaml", study)
     with pytest.raises(ConfigError, match="eim.matrix = false: problem external is a black box"):
         check_eim(config.load(tmp_path / "s.yaml"))  # (config.load runs the stage checks too)
+
+
+ONE_SIDED = '''
+import sys
+import h5py
+import numpy as np
+import scipy.sparse as sp
+sys.path.insert(0, {examples!r})
+import skfem_block
+
+mesh_file, request, out = sys.argv[1:4]
+mesh, basis, keep = skfem_block.setup(mesh_file)
+A = skfem_block.asm(skfem_block.laplace, basis).tolil()
+for i in np.flatnonzero(keep == 0):  # Dirichlet rows replaced by identity rows, columns kept (MatZeroRows)
+    A.rows[i], A.data[i] = [i], [1.0]
+A = A.tocsr()
+with h5py.File(request, "r") as h5:
+    mu, rows, cols, f_rows = (np.asarray(h5[k]) for k in ("mu", "rows", "cols", "f_rows"))
+with h5py.File(out, "w") as h5:
+    h5["A"] = np.tile(np.asarray(A[rows, cols]).ravel(), (len(mu), 1))
+    h5["f"] = np.ones((len(mu), len(f_rows)))
+'''
+
+
+def test_a_one_sided_dirichlet_elimination_is_refused(tmp_path):
+    """The EIM's operator-norm errors and SCM read A as symmetric: an entries mode that eliminates the
+    Dirichlet rows only (MatZeroRows: a nonsymmetric A) is refused in one line before any EIM."""
+    pytest.importorskip("skfem")
+    import gmsh_meshes
+    from rom.hifi.discretization import fem
+    from rom.hifi.problems.external import ExternalError
+    from rom.hifi.registry import make_problem
+
+    mesh = gmsh_meshes.square(tmp_path / "square.msh", 0.3)
+    script = tmp_path / "one_sided.py"
+    script.write_text(ONE_SIDED.format(examples=str(ROOT / "examples" / "blackbox")))
+    p = make_problem({**PROBLEM, "mesh": {"file": str(mesh)},
+                      "entries_command": f"{{python}} {script} {{mesh}} {{request}} {{entries}}"})
+    with pytest.raises(ExternalError, match="entries_command's A is not symmetric; expected Dirichlet rows and "
+                                            "columns eliminated symmetrically"):
+        p.matrices_at(np.array([[1.0, 0.5]]), fem.Pattern.build(p.mesh))

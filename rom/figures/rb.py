@@ -12,10 +12,11 @@ EIM_TEXT = {
     "rigorous": "the EIM part of the bound is rigorous over the parameter box (sup of the interpolation error bounded "
                 "by a Taylor grid bound with the analytic derivative bound of g and the Lebesgue constant, carried "
                 "through ||A - A_M||_{X->X'} <= max_e |kappa_e - kappa_M,e|)",
-    "training_sup": "the EIM part of the bound is the largest operator norm ||A(mu_i) - A_M(mu_i)||_{X->X'} over the "
-                    "training matrices (and, for a black box's load, the largest ||f(mu_i) - f_M(mu_i)||_{X'}): "
-                    "certified at the training parameters, an estimate elsewhere (black-box operator); the coercivity "
-                    "bound is SCM's of the EIM-affine operator (an eigen-solve where SCM's is not positive) minus it",
+    "training_sup": "the EIM part of the bound is the largest operator norm ||A(mu_i) - A_M(mu_i)||_{X->X'} computed "
+                    "over the EIM's training and test matrices (and, for a black box's load, the largest "
+                    "||f(mu_i) - f_M(mu_i)||_{X'}): an estimate of its sup over the box, not a bound (a black-box "
+                    "operator states no derivative in mu); the coercivity bound is SCM's of the EIM-affine operator "
+                    "(an eigen-solve where SCM's is not positive) minus it",
     "indicator": "the EIM part of the bound is an indicator (the interpolation error at the next magic point), "
                  "not a bound",
 }
@@ -88,7 +89,7 @@ def _entries_eim_section(ds, figure) -> dict:
             f"{ds.sizes['train_sample']} training parameters, interpolated as A(mu) ~ sum_m beta_m(mu) A(mu_m) "
             "(Casenave, Ern, Lelievre). The operator and load errors are computed exactly at the training "
             "parameters (a generalized eigenvalue problem and a dual norm with X) and enter the RB bound as "
-            "training maxima: measured on the training set, not bounded over the box.")
+            "maxima over the training and test parameters: measured there, not bounded over the box.")
     return {"title": "Empirical interpolation", "order": 31, "text": text, "metrics": metrics, "tables": {},
             "figures": [(figure, "Max interpolation error of A and f over the test parameters vs number of terms")]}
 

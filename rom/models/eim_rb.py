@@ -12,9 +12,10 @@
       Delta(mu) = (||f_M - A_M V^T c||_{X'} + op_error ||c|| + rhs_error) / (alpha_LB^SCM(A_M) - op_error).
 
   What is rigorous: the residual of the EIM-affine model and SCM's alpha_LB of A_M (for every mu in
-  the box). What is measured: op_error and rhs_error are the training maxima (exact generalized
-  eigenvalue and dual-norm computations at the EIM's training parameters, 'training_sup'), so the
-  bound certifies the true solution at the training parameters and estimates it elsewhere.
+  the box; a certified eigen-solve where SCM's is not positive). What is measured: op_error and
+  rhs_error are the largest errors computed at the EIM's training and test parameters (a generalized
+  eigenvalue problem to ARPACK's relative 1e-10 and a dual norm, 'training_sup'): an estimate of the
+  sup over the box, not a bound of it, so the bound as a whole is an estimate away from those points.
 
 Both supply theta(mu), phi(mu), alpha_lb(mu) and op_error(mu), a bound or estimate of the operator
 error ||A(mu) - A_M(mu)||_{X -> X'} that the RB bound carries times ||u_rb||_X. Its kind is the
@@ -27,10 +28,10 @@ attribute `bound`:
   theorem with the problem's analytic derivative bound, and the Lebesgue constant). Rigorous for
   every mu in the box, assuming the problem's derivative bound and exact assembly (the matrices'
   own rounding, ~eps |K|, is not included).
-* 'training_sup' (matrix EIM, default): max over the EIM training matrices of the exact operator
-  norm ||A(mu_i) - A_M(mu_i)||_{X -> X'} (a generalized eigenvalue problem with X, offline). A
-  black-box operator states no derivative in mu, so this certifies the training parameters
-  only; at other parameters it is an estimate (reported as such).
+* 'training_sup' (matrix EIM, default): max over the EIM training and test matrices of the operator
+  norm ||A(mu_i) - A_M(mu_i)||_{X -> X'} (a symmetric generalized eigenvalue problem with X, offline,
+  to ARPACK's relative 1e-10). A black-box operator states no derivative in mu, so this is an
+  estimate of the sup over the box (reported as such), exact to that tolerance at those matrices.
 * 'indicator': the interpolation error at the next magic point, |mu_0| |g - g_M|(x_{M+1}) or the
   entry error at the next magic entry divided by the X entry there: an estimate that assumes the
   EIM error is dominated by its next term (measured effectivities down to 0.03).

@@ -120,7 +120,7 @@ def reduce_blackbox_eim(problem, ops, space, s: dict, solves, eim_ds=None, train
     reductor = CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, s["extrapolation"], s["estimator"])
     mu_train = steps.training_set(space, s["train_size"], s["train_seed"])
     log.info("reduced basis (%s, model blackbox_eim) of problem %s: %d dofs, %d operator and %d load EIM terms; "
-             "coercivity lower bound: %s minus the operator's EIM error %.2e (training max); training set %d "
+             "coercivity lower bound: %s minus the operator's EIM error %.2e (max over the EIM's training and test sets); training set %d "
              "parameters, tol %g, at most %d basis vectors", s["method"], problem.name, ops.X.shape[0], len(A_terms),
              len(f_terms), coercivity, float(eim_ds.attrs["matrix_operator_error"]), len(mu_train), s["tol"],
              s["max_modes"])

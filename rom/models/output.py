@@ -195,8 +195,10 @@ class OutputModel:
         size += _trilinear(np.abs(theta), np.abs(self.a_du), np.abs(d), np.abs(c))
         if self.output.offset_terms is not None:
             size += np.abs(self.output.offset_coef(mu)) @ np.abs(self.output.offset_terms)
-        k = max(L * N, P * M, Q * M * N) + len(np.atleast_1d(self.output.offset_terms if self.output.offset_terms
-                                                          is not None else [])) + 3
+        # The longest chain of roundings in any term: a sum of L N, P M or Q M N products, or a trilinear
+        # term's M + N + Q + 1 (theta @ T, d @ T_q, the dot with c, the sum over q).
+        k = max(L * N, P * M, Q * M * N, M + N + Q + 1) + len(np.atleast_1d(
+            self.output.offset_terms if self.output.offset_terms is not None else [])) + 3
         u = np.finfo(float).eps / 2
         return k * u / (1 - k * u) * size
 

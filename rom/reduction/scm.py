@@ -33,6 +33,7 @@ point's gap 1 - LB/UB, and an LP is solved only where that estimate could be the
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -600,6 +601,7 @@ class EigenFallback:
         self.X, self.rtol = X, rtol
         self.solves = 0
         self._cache: dict = {}
+        self._lock = threading.Lock()  # predict(threads > 1): one solve per parameter, an exact count
 
     @cached_property
     def metric(self) -> InnerProduct:
@@ -609,14 +611,15 @@ class EigenFallback:
         out = np.empty(len(theta))
         for i, th in enumerate(theta):  # a full-order eigen-solve each: a few parameters, not a batch
             key = th.tobytes()
-            if key not in self._cache:
-                A = sum(c * T for c, T in zip(th, self.terms))
-                f = spd_factor(A)
-                # An indefinite A_s(mu) has no positive bound; its LDL^T says so without an eigen-solve.
-                self._cache[key] = 0.0 if f is None else smallest_eigenvalue(A, self.metric, f.operator(),
-                                                                             self.rtol).lower
-                self.solves += 1
-            out[i] = self._cache[key]
+            with self._lock:
+                if key not in self._cache:
+                    A = sum(c * T for c, T in zip(th, self.terms))
+                    f = spd_factor(A)
+                    # An indefinite A_s(mu) has no positive bound; its LDL^T says so without an eigen-solve.
+                    self._cache[key] = 0.0 if f is None else smallest_eigenvalue(A, self.metric, f.operator(),
+                                                                                 self.rtol).lower
+                    self.solves += 1
+                out[i] = self._cache[key]
         return out
 
 
@@ -643,9 +646,17 @@ class SCMCoefficients:
 
     def alpha_lb(self, mu):
         lb = self.scm.lower_bound(mu)
-        if self.fallback is not None and np.any(lb <= 0):
-            bad = np.flatnonzero(lb <= 0)
-            lb[bad] = self.fallback.lower_bound(self.scm._theta(np.atleast_2d(mu)[bad]))
+        if self.fallback is not None:
+            op = self.op_error(np.atleast_2d(mu)) if self.op_error is not None else 0.0
+            bad = np.flatnonzero(lb - op <= 0)  # no certificate left once the EIM error is taken off
+            if len(bad):
+                th = self.scm._theta(mu)[bad]  # the batch's theta (a black box's entries: cached per batch)
+                # The eigen-solve certifies the computed sum fl(sum_q theta_q T_q); its rounding, at most
+                # 4 (Q + 2) u sum_q |theta_q| max|box_q| in the X norm (as SCMBounds.lower_bound allows), is
+                # taken off.
+                box = np.abs(self.scm.box).max(axis=1)
+                rounding = 4 * (th.shape[1] + 2) * _U * (np.abs(th) @ box)
+                lb[bad] = np.maximum(lb[bad], self.fallback.lower_bound(th) - rounding)
         if self.op_error is not None:
             lb = lb - self.op_error(np.atleast_2d(mu))
         if self.keep_base_bound:

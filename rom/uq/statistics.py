@@ -12,8 +12,10 @@ Q_q(x) = x_(ceil(n q)), the order statistic of rank ceil(n q), the smallest x wi
                                the computed values moved one float outward;
     std_bound (k,)             |std(s) - std(s_N)| <= std_bound = ||Delta|| / sqrt(n-1) (ddof=1,
                                to rounding).
-  Monte Carlo error (about the population, the law of mu), each with probability >= ci_level:
-    mean_se (k,)               std(s_N) / sqrt(n), the CLT standard error of mean (no Delta in it);
+  Monte Carlo error (about the population, the law of mu), stated apart:
+    mean_se (k,)               std(s_N) / sqrt(n), the CLT standard error of mean (no Delta in it):
+                               an asymptotic statement, not a coverage guarantee;
+  and, each with probability >= ci_level for i.i.d. draws of a continuous law (distribution-free):
     quantile_ci (m, k, 2)      [X_(r), X_(t)] of s_N: contains the population q-quantile of s_N;
     quantile_ci_certified      [L_(r), U_(t)]: contains the population q-quantile of the true s
                                (both errors at once); -inf/+inf where n is too small for the level;

@@ -37,6 +37,7 @@ from __future__ import annotations
 import shlex
 import string
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,7 @@ class ExternalEntries(External):
     def __init__(self, args):
         super().__init__(args)
         self._cache: dict = {}
+        self._lock = threading.Lock()
         self.entries_calls = 0
         self._dirichlet_checked = False
 
@@ -100,13 +102,20 @@ class ExternalEntries(External):
     # -- the entries mode ----------------------------------------------------------------------------
     def entries(self, mu, rows, cols, f_rows) -> tuple[np.ndarray, np.ndarray]:
         """(A (n, K), f (n, L)): A(mu_i)[rows, cols] and f(mu_i)[f_rows] from one run of entries_command."""
-        import h5py
 
         mu = np.atleast_2d(np.asarray(mu, dtype=float))
         rows, cols, f_rows = (np.asarray(a, dtype=np.int64).ravel() for a in (rows, cols, f_rows))
         key = (mu.tobytes(), mu.shape, rows.tobytes(), cols.tobytes(), f_rows.tobytes())
-        if key in self._cache:
+        with self._lock:  # predict(threads > 1) queries from several threads: one run per batch
+            if key not in self._cache:
+                self._cache[key] = self._run_entries(mu, rows, cols, f_rows)
+                while len(self._cache) > self.cache_size:
+                    self._cache.pop(next(iter(self._cache)))
             return self._cache[key]
+
+    def _run_entries(self, mu, rows, cols, f_rows):
+        import h5py
+
         with tempfile.TemporaryDirectory(prefix="romflow-external-entries-") as tmp:
             workdir = Path(tmp)
             request, out = workdir / "request.h5", workdir / "entries.h5"
@@ -134,9 +143,7 @@ class ExternalEntries(External):
                 i, k = np.argwhere(bad)[0]
                 raise ExternalError(f"problem external: entries_command: {name}[{i}, {k}] = {value[i, k]} at mu = "
                                     f"{mu[i].tolist()}; expected finite entries")
-        if len(self._cache) >= self.cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = (A, f)
+        A.flags.writeable = f.flags.writeable = False  # cached: callers get read-only views
         return A, f
 
     def _pattern_positions(self, pattern):
@@ -152,9 +159,15 @@ class ExternalEntries(External):
         rows, cols = self._pattern_positions(pattern)
         A, f = self.entries(mu, rows, cols, np.arange(self.mesh.n_nodes))
         if len(A) and not self._dirichlet_checked and pattern.n_rows == self.mesh.n_nodes:
+            A0 = sp.csr_matrix((A[0], pattern.indices, pattern.indptr))
+            # The operator-norm errors of the EIM (rom.models.eim_rb.operator_errors) and SCM read A as
+            # symmetric: a one-sided elimination (MatZeroRows) is refused, as for exported terms.
+            if abs(A0 - A0.T).max() > 1e-10 * max(np.abs(A0.data).max(initial=0.0), np.finfo(float).tiny):
+                raise ExternalError("problem external: entries_command's A is not symmetric; expected Dirichlet rows "
+                                    "and columns eliminated symmetrically (MatZeroRowsColumns, dolfinx's bcs) of a "
+                                    "symmetric coercive form")
             try:
-                dirichlet_rows(sp.csr_matrix((A[0], pattern.indices, pattern.indptr)), self.mesh.nodes,
-                               self.mesh.cells, "problem external: entries_command's A")
+                dirichlet_rows(A0, self.mesh.nodes, self.mesh.cells, "problem external: entries_command's A")
             except ValueError as exc:
                 raise ExternalError(str(exc)) from None
             self._dirichlet_checked = True  # once: the code's node order does not change per parameter
@@ -162,7 +175,7 @@ class ExternalEntries(External):
 
     # -- capability `stationary` and `entry_probe` -----------------------------------------------------
     def operator_values(self, mu, pattern):
-        return self.matrices_at(mu, pattern)[0][0]
+        return self.matrices_at(mu, pattern)[0][0].copy()
 
     def rhs(self, mu, pattern):
         return self.matrices_at(mu, pattern)[1][0][pattern.row_start:pattern.row_stop].copy()

@@ -500,3 +500,22 @@ def test_eim_models_open_with_their_bounds_label(nonaffine):
         assert np.all(p.field_error >= m[f"{kind}_error"].values[-1]) and not p.outputs
     with pytest.raises(KeyError, match="rb:affine: .* holds the model kinds function_eim, matrix_eim"):
         study.model("rb:affine")
+
+
+def test_field_statistics_of_pod_gp_add_the_predictive_variance(tiny):
+    """rom.uq.propagate.field_statistics on POD + GP, in chunks of 7 rows: the mean of the predictive mean
+    fields and the law of total variance (their sample variance plus the mean predictive variance, zero on
+    the boundary), against numpy on the whole batch (to rounding: 1e-12 of the field's scale)."""
+    from rom.hifi.problems.thermal import ThermalBlock
+    from rom.uq.propagate import field_statistics
+
+    gp = romflow.open(tiny).model("pod_gp")
+    p = ThermalBlock(16, blocks=(2, 2))
+    mu = np.random.default_rng(4).uniform(gp.bounds[:, 0], gp.bounds[:, 1], (30, len(gp.parameters)))
+    got = field_statistics(p, gp, mu, chunk_rows=7)
+    pred = gp.predict(mu, fields=True)
+    F = p.full_field(mu, pred.fields)
+    var = F.var(axis=0, ddof=1) + p.mesh.full_field((pred.field_std ** 2).mean(axis=0), 0.0)
+    scale = np.abs(F).max()
+    np.testing.assert_allclose(got["mean"], F.mean(axis=0), rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(got["std"], np.sqrt(var), rtol=0, atol=1e-12 * scale)

@@ -219,3 +219,23 @@ def test_good_uq_settings_resolve_the_model():
     assert rb["uq"]["sensitivity"] == {"enabled": True, "base_samples": 1024} and rb["uq"]["validate"] == 0
     gp = config.validate(tiny_study(rb={"enabled": True}, gp={"enabled": True}, uq={"enabled": True}))
     assert model_of(gp) == "pod_gp"
+
+
+def test_mean_and_std_fields_of_the_sample_are_written_as_vtu(uq_run):
+    """figures/uq/fields.vtu holds the mean and standard deviation over the 1024 parameters of the RB's
+    nodal field (boundary values included), recomputed here from romflow.open's fields with numpy's
+    mean/std (another summation order: equal to rounding, 1e-12 of the field's scale)."""
+    import meshio
+
+    import romflow
+    from rom.hifi.problems.thermal import ThermalBlock
+
+    d, res, ds, section = uq_run
+    vtu = meshio.read(res / "figures" / "uq" / "fields.vtu")
+    mu = ds["mu"].values
+    p = ThermalBlock(16, blocks=(2, 2))
+    F = p.full_field(mu, romflow.open(res).model("rb").predict(mu, fields=True).fields)
+    assert vtu.points.shape[0] == p.mesh.n_nodes and "fields.vtu" in section["text"]
+    scale = np.abs(F).max()
+    np.testing.assert_allclose(vtu.point_data["mean"], F.mean(axis=0), rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(vtu.point_data["std"], F.std(axis=0, ddof=1), rtol=0, atol=1e-12 * scale)

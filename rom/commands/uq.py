@@ -166,6 +166,15 @@ def uq(ctx):
     ds = propagate.uq_dataset(name, kind, s, space, pred, stats, sobol, ratio, validation, chk, fom_seconds, source)
     ctx.write("out", ds, "uq")
     sec = uq_section(ds, ctx.path("figures"))
+    if s["fields"]:
+        with threadpool_limits(1, user_api="blas"):
+            fields = propagate.field_statistics(ctx.problem, model, mu)
+        vtu = ctx.path("figures") / "fields.vtu"
+        propagate.write_fields(vtu, ctx.problem, fields)
+        ctx.log.info("mean and standard-deviation fields of the surrogate's solution over %d parameters: %s", len(mu),
+                     vtu)
+        sec["text"] += (f" Mean and standard-deviation fields of the surrogate's solution over the sample: "
+                        f"{vtu.name} (ParaView), beside the figures.")
     ctx.section(sec["title"], sec["order"], sec["text"], sec["metrics"], sec["figures"], sec["tables"])
     return 0
 

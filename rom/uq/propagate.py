@@ -270,6 +270,46 @@ def check_warnings(chk: Check, names: list[str], kind: str) -> list[str]:
 
 
 # -- the artefact -------------------------------------------------------------------------------------
+def field_statistics(problem, model, mu: np.ndarray, chunk_rows: int = 4096) -> dict:
+    """Mean and standard deviation over the sample `mu` of the surrogate's nodal field (the problem's
+    full_field: boundary values included), accumulated by chunks (memory chunk_rows x nodes): rb, the
+    field u_N(mu); pod_gp, the predictive mean, and the standard deviation of the law of total variance
+    (the variance of the means plus the mean predictive variance, the GPs independent per mode).
+    Shifted sums (by the first chunk's mean) keep the variance accurate where the mean dominates."""
+    shift = total = squares = None
+    predictive = 0.0
+    for i in range(0, len(mu), chunk_rows):
+        m = mu[i:i + chunk_rows]
+        p = model.predict(m, fields=True)
+        F = np.atleast_2d(problem.full_field(m, p.fields))
+        if shift is None:
+            shift = F.mean(axis=0)
+            total, squares = np.zeros_like(shift), np.zeros_like(shift)
+        D = F - shift
+        total += D.sum(axis=0)
+        squares += np.einsum("ij,ij->j", D, D)
+        if p.field_std is not None:  # zero on the boundary: the predictive part has no boundary values
+            predictive = predictive + problem.mesh.full_field((p.field_std ** 2).sum(axis=0), 0.0)
+    n = len(mu)
+    mean = shift + total / n
+    var = np.maximum(squares / n - (total / n) ** 2, 0.0) * (n / max(n - 1, 1)) + predictive / n
+    return {"mean": mean, "std": np.sqrt(var)}
+
+
+def write_fields(path, problem, fields: dict) -> None:
+    """The nodal fields as a VTU file on the problem's mesh (meshio: triangles or tetrahedra)."""
+    import meshio
+
+    mesh = problem.mesh
+    cells = getattr(mesh, "cells", None)
+    cells = mesh.triangles if cells is None else cells
+    nodes = np.asarray(mesh.nodes, dtype=float)
+    points = np.column_stack([nodes, np.zeros(len(nodes))]) if nodes.shape[1] == 2 else nodes
+    kind = "triangle" if cells.shape[1] == 3 else "tetra"
+    meshio.write(path, meshio.Mesh(points, [(kind, np.asarray(cells))],
+                                   point_data={k: np.asarray(v, dtype=float) for k, v in fields.items()}))
+
+
 def uq_dataset(model_name: str, kind: str, settings: dict, space, pred: Predicted, stats, sobol=None,
                sobol_error_ratio=None, validation: FomOutputs | None = None, chk: Check | None = None,
                fom_seconds: float | None = None, fom_seconds_source: str = "") -> xr.Dataset:

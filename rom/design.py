@@ -36,28 +36,41 @@ def scale(unit: np.ndarray, bounds: np.ndarray, distributions: list[str]) -> np.
     return np.where(log, logv, lin)
 
 
-def read_list(path: str, names: list[str], bounds: np.ndarray) -> np.ndarray:
-    """An explicit design: CSV with a header naming the parameters, one sample a row."""
+def csv_parameters(path, names: list[str], key: str, extra_columns: bool = True) -> np.ndarray:
+    """(n, d) parameters of a CSV file whose header names them (in any order, other columns ignored unless
+    extra_columns is False); ValueError in one line starting with `key` (the setting or flag that named
+    the file) for a missing or unknown column, a row that is not numbers, no rows, a non-finite value."""
     import csv
 
     with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
+        rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
     if not rows:
-        raise ValueError(f"design.file = {path}: empty file; expected a header of parameter names {names}")
+        raise ValueError(f"{key}: empty file; expected a header naming the parameters ({', '.join(names)}) and one "
+                         "row per sample")
     header = [h.strip() for h in rows[0]]
     missing = [n for n in names if n not in header]
     if missing:
-        raise ValueError(f"design.file = {path}: missing columns {missing}; expected header {names}")
+        raise ValueError(f"{key}: no column {missing[0]!r}; expected the header {', '.join(names)} (got "
+                         f"{', '.join(header)})")
+    extra = [h for h in header if h not in names]
+    if extra and not extra_columns:
+        raise ValueError(f"{key}: column {extra[0]!r} is no parameter of the study; expected {', '.join(names)}")
     cols = [header.index(n) for n in names]
     try:
-        mu = np.array([[float(r[c]) for c in cols] for r in rows[1:] if r], dtype=float)
+        mu = np.array([[float(r[c]) for c in cols] for r in rows[1:]], dtype=float).reshape(-1, len(names))
     except (ValueError, IndexError) as exc:
-        raise ValueError(f"design.file = {path}: {exc}; expected one number per parameter on every row") from None
+        raise ValueError(f"{key}: {exc}; expected numbers, one per parameter on every row") from None
     if len(mu) == 0:
-        raise ValueError(f"design.file = {path}: no sample rows; expected at least one row under the header")
+        raise ValueError(f"{key}: no sample rows; expected at least one row under the header")
     if not np.isfinite(mu).all():
         i, j = np.argwhere(~np.isfinite(mu))[0]
-        raise ValueError(f"design.file = {path}: row {i + 1} {names[j]} = {mu[i, j]}: expected a finite number")
+        raise ValueError(f"{key}: row {i + 1} {names[j]} = {mu[i, j]}: expected a finite number")
+    return mu
+
+
+def read_list(path: str, names: list[str], bounds: np.ndarray) -> np.ndarray:
+    """An explicit design: CSV with a header naming the parameters, one sample a row, inside the bounds."""
+    mu = csv_parameters(path, names, f"design.file = {path}")
     outside = (mu < bounds[:, 0]) | (mu > bounds[:, 1])
     if outside.any():
         i, j = np.argwhere(outside)[0]

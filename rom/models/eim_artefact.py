@@ -80,22 +80,7 @@ def eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, bounds: np.n
         csr = _csr(pattern)
         X = csr(problem.energy_product(pattern))
         op, op_test = operator_errors(Em, A, csr, X), operator_errors(Em, A_test, csr, X)
-        data.update({
-            "matrix_snapshots": (("mterm", "nnz"), A[Em.selected],
-                                 {"long_name": "FOM matrices A(mu_l) at the selected parameters (CSR values)"}),
-            "matrix_coeffs": (("mterm", "mterm_"), Em.snapshot_coeffs, {"long_name": "q_m = sum_l C[m, l] A(mu_l)"}),
-            "matrix_basis": (("mterm", "nnz"), Em.basis),
-            "matrix_slots": ("mterm", Em.points, {"long_name": "magic entries (CSR positions)"}),
-            "matrix_rows": ("mterm", rows[Em.points]),
-            "matrix_cols": ("mterm", pattern.indices[Em.points]),
-            "matrix_mu_selected": (("mterm", "parameter"), mu_train[Em.selected]),
-            "matrix_train_max_error": ("n_mterms", Em.max_errors),
-            "matrix_test_max_error": ("n_mterms", test_errors(Em, A_test)),
-            "matrix_train_operator_error": ("train_sample", op, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at the "
-                                                                             "training matrices (generalized eigenvalue problem)"}),
-            "matrix_test_operator_error": ("test_sample", op_test, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at "
-                                                                                 "the test matrices"}),
-        })
+        data.update(matrix_variables(Em, A, A_test, op, op_test, mu_train, rows, pattern))
         # The maximum the RB bound carries: over the training and the test matrices (the greedy fits the former).
         attrs.update(matrix_M=Em.M, matrix_next_slot=Em.next_point, matrix_seconds=time.perf_counter() - t0,
                      matrix_operator_error=float(np.max(np.r_[op, op_test])))
@@ -141,18 +126,7 @@ def entries_eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, max_
     seconds = time.perf_counter() - t0
     data = {
         "mu_train": (("train_sample", "parameter"), mu_train),
-        "matrix_snapshots": (("mterm", "nnz"), A[Em.selected],
-                             {"long_name": "delivered A(mu_l) at the selected parameters (CSR values)"}),
-        "matrix_coeffs": (("mterm", "mterm_"), Em.snapshot_coeffs, {"long_name": "q_m = sum_l C[m, l] A(mu_l)"}),
-        "matrix_basis": (("mterm", "nnz"), Em.basis),
-        "matrix_slots": ("mterm", Em.points, {"long_name": "magic entries (CSR positions)"}),
-        "matrix_rows": ("mterm", rows[Em.points]),
-        "matrix_cols": ("mterm", pattern.indices[Em.points]),
-        "matrix_mu_selected": (("mterm", "parameter"), mu_train[Em.selected]),
-        "matrix_train_max_error": ("n_mterms", Em.max_errors),
-        "matrix_test_max_error": ("n_mterms", test_errors(Em, A_test)),
-        "matrix_train_operator_error": ("train_sample", op, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at the "
-                                                                         "training parameters"}),
+        **matrix_variables(Em, A, A_test, op, op_test, mu_train, rows, pattern),
         "rhs_basis": (("fterm", "node"), Ef.basis, {"long_name": "collateral basis of f(mu) at the nodes"}),
         "rhs_rows": ("fterm", Ef.points, {"long_name": "magic rows of f"}),
         "rhs_mu_selected": (("fterm", "parameter"), mu_train[Ef.selected]),
@@ -160,8 +134,6 @@ def entries_eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, max_
         "rhs_test_max_error": ("n_fterms", test_errors(Ef, F_test)),
         "rhs_train_error": ("train_sample", rhs_err, {"long_name": "||f(mu_i) - f_M(mu_i)||_{X'} at the training "
                                                                    "parameters"}),
-        "matrix_test_operator_error": ("test_sample", op_test, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at "
-                                                                             "the test parameters"}),
         "rhs_test_error": ("test_sample", rhs_err_test, {"long_name": "||f(mu_i) - f_M(mu_i)||_{X'} at the test "
                                                                       "parameters"}),
     }
@@ -175,6 +147,28 @@ def entries_eim_dataset(problem, mu_train: np.ndarray, mu_test: np.ndarray, max_
              Em.M, Em.max_errors[Em.M], attrs["matrix_operator_error"], Ef.M, attrs["rhs_error"], seconds,
              seconds_entries)
     return xr.Dataset(data, attrs=attrs)
+
+
+def matrix_variables(Em: EIMBasis, A, A_test, op, op_test, mu_train, rows, pattern) -> dict:
+    """The matrix EIM's variables of the artefact (prefix matrix_): the delivered matrices it selected, its
+    basis and magic entries, its errors and the operator-norm errors at the training and test matrices."""
+    return {
+        "matrix_snapshots": (("mterm", "nnz"), A[Em.selected],
+                             {"long_name": "delivered A(mu_l) at the selected parameters (CSR values)"}),
+        "matrix_coeffs": (("mterm", "mterm_"), Em.snapshot_coeffs, {"long_name": "q_m = sum_l C[m, l] A(mu_l)"}),
+        "matrix_basis": (("mterm", "nnz"), Em.basis),
+        "matrix_slots": ("mterm", Em.points, {"long_name": "magic entries (CSR positions)"}),
+        "matrix_rows": ("mterm", rows[Em.points]),
+        "matrix_cols": ("mterm", pattern.indices[Em.points]),
+        "matrix_mu_selected": (("mterm", "parameter"), mu_train[Em.selected]),
+        "matrix_train_max_error": ("n_mterms", Em.max_errors),
+        "matrix_test_max_error": ("n_mterms", test_errors(Em, A_test)),
+        "matrix_train_operator_error": ("train_sample", op, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at the "
+                                                                         "training matrices (generalized eigenvalue "
+                                                                         "problem)"}),
+        "matrix_test_operator_error": ("test_sample", op_test, {"long_name": "||A(mu_i) - A_M(mu_i)||_{X->X'} at the "
+                                                                             "test matrices"}),
+    }
 
 
 def _csr(pattern):

@@ -52,6 +52,15 @@ def _beta(B, values):
     return solve_triangular(B, values.T, lower=True, unit_diagonal=True, check_finite=False).T
 
 
+def _next_term(values, B, next_row, scale) -> np.ndarray:
+    """The indicator: scale times the interpolation error at the entry after the M magic ones (values
+    (n, M + 1)), or 0 where the EIM had no further entry (values (n, M))."""
+    M = len(B)
+    if values.shape[1] == M:
+        return np.zeros(len(values))
+    return scale * np.abs(values[:, M] - _beta(B, values[:, :M]) @ next_row)
+
+
 def _check_bound(bound, value, what):
     if bound not in BOUNDS:
         raise ValueError(f"EIM bound = {bound!r}: expected one of {', '.join(BOUNDS)}")
@@ -126,10 +135,7 @@ class MatrixEIMCoefficients:
         a = self.probe(mu)
         if self.bound == "training_sup":
             return np.full(len(a), self.op_norm)
-        M = len(self.B)
-        if a.shape[1] == M:
-            return np.zeros(len(a))
-        return np.abs(a[:, M] - _beta(self.B, a[:, :M]) @ self.next_row) / abs(self.x_next)
+        return _next_term(a, self.B, self.next_row, 1.0 / abs(self.x_next))
 
 
 @dataclass
@@ -174,19 +180,13 @@ class BlackBoxEIMCoefficients:
         a = self._values(mu)[0]
         if self.bound == "training_sup":
             return np.full(len(a), self.op_norm)
-        M = len(self.B)
-        if a.shape[1] == M:
-            return np.zeros(len(a))
-        return np.abs(a[:, M] - _beta(self.B, a[:, :M]) @ self.next_row) / abs(self.x_next)
+        return _next_term(a, self.B, self.next_row, 1.0 / abs(self.x_next))
 
     def rhs_error(self, mu):
         f = self._values(mu)[1]
         if self.bound == "training_sup":
             return np.full(len(f), self.rhs_norm)
-        M = len(self.B_f)
-        if f.shape[1] == M:
-            return np.zeros(len(f))
-        return self.f_scale * np.abs(f[:, M] - _beta(self.B_f, f[:, :M]) @ self.next_row_f)
+        return _next_term(f, self.B_f, self.next_row_f, self.f_scale)
 
 
 def operator_errors(E, A: np.ndarray, csr, X: sp.spmatrix, tol: float = 1e-10) -> np.ndarray:

@@ -7,7 +7,8 @@ certified bracket of the sample mean and of the sample quantiles contains the FO
 (exact), and the FOM Monte Carlo mean of the independent check sample lies within the stated Monte
 Carlo error of the certified interval. Bad uq settings are refused in one line before any job.
 
-One Snakemake run per module (3 jobs: operators, reduced_basis, uq, on one core). The stage's FOM uses
+A second study runs uq.model pod_gp (simulate, pod, gp, uq) and checks its FOM coefficients and the recorded
+check. One Snakemake run per module (3 jobs: operators, reduced_basis, uq, on one core). The stage's FOM uses
 the study's default backend (PETSc CG + GAMG, ksp_rtol 1e-12). Runtime about 11 s on one core (the
 Snakemake run 7 s)."""
 import json
@@ -239,3 +240,37 @@ def test_mean_and_std_fields_of_the_sample_are_written_as_vtu(uq_run):
     scale = np.abs(F).max()
     np.testing.assert_allclose(vtu.point_data["mean"], F.mean(axis=0), rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(vtu.point_data["std"], F.std(axis=0, ddof=1), rtol=0, atol=1e-12 * scale)
+
+
+@pytest.mark.pipeline
+def test_uq_through_pod_gp(tmp_path):
+    """uq.model pod_gp through Snakemake (simulate, pod, gp, uq): predictive sampling of the POD
+    coefficients, Sobol' indices, the FOM check on 60 solves, the VTU fields. The stage's FOM
+    coefficients equal ours (SciPy LU solves of fom/operators.h5 projected on the POD modes with X,
+    pod_k = u^T X v_k) to the FOM's CG tolerance, and its recorded check is the rule applied to them."""
+    study = {**STUDY, "name": "uqgp", "rb": {"enabled": False},
+             "design": {"method": "lhs", "train": {"size": 16, "seed": 1}, "test": {"size": 2, "seed": 2}},
+             "pod": {"tol": 1e-10, "max_modes": 4},
+             "gp": {"enabled": True, "max_modes": 3, "restarts": 2, "iterations": 100, "threads": 1},
+             "uq": {"enabled": True, "model": "pod_gp", "samples": 256, "design": "sobol", "seed": 5,
+                    "validate": 60, "gp_draws": 16, "sensitivity": {"base_samples": 64}}}
+    write_yaml(tmp_path / "cfg.yaml", study)
+    run([*SNAKEMAKE, "-s", ROOT / "Snakefile", "-d", tmp_path, "--configfile", tmp_path / "cfg.yaml", "--cores", "2",
+         "results/uqgp/sections/uq.json"], timeout=600)
+    res = tmp_path / "results" / "uqgp"
+    ds = artefacts.read(res / "uq" / "uq.h5")
+    assert ds.attrs["model"] == "pod_gp" and ds.attrs["kind"] == "predictive"
+    assert [str(v) for v in ds["output"].values] == ["pod_0", "pod_1", "pod_2"]
+    assert ds.sizes["sample"] == 256 and ds.attrs["sobol_evaluations"] == 64 * (D + 2)
+    assert ds.attrs["validation_solves"] == 60 and (res / "figures" / "uq" / "fields.vtu").stat().st_size > 0
+    ops = Operators.from_dataset(artefacts.read(res / "fom" / "operators.h5"))
+    modes = artefacts.read(res / "surrogates" / "gp.h5")["modes"].values[:3]
+    mu_v = ds["validation_mu"].values
+    ours = fom_fields(ops, mu_v) @ (ops.X @ modes.T)
+    # PETSc CG to ksp_rtol 1e-12 with cond(A) <= 1e4 here: 1e-8 of the coefficients' scale.
+    np.testing.assert_allclose(ds["validation_value"].values, ours, rtol=0, atol=1e-8 * np.abs(ours).max())
+    # The recorded verdict is the rule on the stage's FOM mean (a verdict, so on its own numbers: ours differ
+    # by rounding, which could flip a mean lying at an interval's edge).
+    lo, hi = ds["check_mean_interval"].values.T
+    fom_mean = ds["validation_value"].values.mean(axis=0)
+    np.testing.assert_array_equal(ds["check_mean_ok"].values.astype(bool), (lo <= fom_mean) & (fom_mean <= hi))

@@ -15,7 +15,8 @@ trained models found there:
             and their primal-dual bounds; the EIM kinds (rb: the first, rb:<kind> another) with
             the field bound                                                             openable
   pod_gp    surrogates/gp.h5: POD + Gaussian processes on the POD coefficients         openable
-  mmgp      surrogates/mmgp.h5        listed; it predicts on a geometry (one mesh per query), not from mu
+  mmgp      surrogates/mmgp.h5: MMGP, predict_shapes(meshes, inputs): scalars and fields with their
+            predictive standard deviations on each shape's own mesh                     openable
   nn_<p>    surrogate/online_<p>.pt, surrogate/offline.pt (nn_offline)    listed; export it with
             surrogates.onnx_export.export_onnx and run it with onnxruntime
   local     rom/local/local_bases.h5  listed (its online stage needs the FOM operators)
@@ -51,8 +52,6 @@ ARTEFACTS = {
     "adaptive": "rom/adaptive_rom.h5",
 }
 NOT_OPENABLE = {
-    "mmgp": "MMGP predicts on a geometry (one mesh per query, morphed onto its common mesh), not from the "
-            "parameters alone",
     "local": "the local reduced bases are evaluated online with the FOM operators",
     "adaptive": "the adaptive hyper-reduced ROM runs FOM steps online",
     "nn": "load it with surrogates.nn.load_model, or export it with surrogates.onnx_export.export_onnx(path, "
@@ -359,7 +358,62 @@ class PODGP(Model):
                           c @ self.modes if fields else None, np.sqrt(var @ self.modes**2) if fields else None)
 
 
-OPENERS = {"rb": ReducedBasis, "pod_gp": PODGP}
+class MeshMorphingGP(Model):
+    """The MMGP of surrogates/mmgp.h5: a shape (a planar triangle mesh, no parameters describe it) and its
+    scalar inputs -> the output scalars and fields on the shape's own mesh, each with its calibrated
+    predictive standard deviation (kind 'predictive_std': coverage measured on held-out shapes, not
+    guaranteed). It predicts on shapes, not from mu alone: `predict_shapes`; `predict(mu)` refuses.
+    `Prediction.extrapolated` flags the shapes out of the training family (the model's out-of-range
+    test on its geometry coefficients)."""
+
+    name, kind = "mmgp", "predictive_std"
+
+    def __init__(self, study: Study, path: Path):
+        from rom import artefacts
+        from surrogates.mmgp.model import MMGP
+
+        self.gp = MMGP.from_dataset(artefacts.read(path))
+        self.parameters = list(self.gp.input_names)
+        self.bounds = np.full((len(self.parameters), 2), np.nan)  # the family's range is the model's test
+
+    def predict(self, mu, fields: bool = False, extrapolate: bool = False, threads: int = 1) -> Prediction:
+        raise TypeError("mmgp predicts on shapes, not from parameters alone; expected "
+                        "model('mmgp').predict_shapes(meshes, inputs) with meshes as mesh files or (nodes, triangles)")
+
+    def predict_shapes(self, meshes, inputs=None, fields: bool = False) -> Prediction:
+        """meshes: mesh files meshio reads (gmsh, VTU, ...) or (nodes (n_i, 2), triangles (m_i, 3)) pairs;
+        inputs (n, d) the scalar inputs in the order of `parameters` (None where there are none). Scalar
+        outputs and their standard deviations by name; with fields=True the mean fields and their standard
+        deviations as one dict per shape (`fields`, `field_std`; the meshes differ). Refusals are one line
+        naming the shape."""
+        from surrogates.mmgp.family import read_mesh_sample
+        from surrogates.mmgp.geometry import MeshSample
+
+        samples, names = [], []
+        for i, m in enumerate(meshes):
+            if isinstance(m, (str, Path)):
+                samples.append(read_mesh_sample(m, []))
+                names.append(str(m))
+            else:
+                nodes, triangles = m
+                samples.append(MeshSample(np.asarray(nodes, dtype=float), np.asarray(triangles, dtype=np.int64), {}))
+                names.append(f"shape {i}")
+        d = len(self.parameters)
+        mu = np.zeros((len(samples), 0)) if inputs is None and d == 0 else checked_parameters(inputs, self.parameters,
+                                                                                              self.name)
+        if len(mu) != len(samples):
+            raise ValueError(f"mmgp: {len(samples)} shapes and {len(mu)} rows of inputs; expected one row per shape")
+        out = self.gp.predict(samples, mu, names)
+        sm, sv = out["scalars_mean"], np.sqrt(out["scalars_var"])
+        outputs = {k: sm[:, j] for j, k in enumerate(self.gp.scalar_names)}
+        error = {k: sv[:, j] for j, k in enumerate(self.gp.scalar_names)}
+        nan = np.full(len(samples), np.nan)  # no field norm across meshes of different sizes
+        return Prediction(self.name, mu, outputs, error, nan, nan, self.kind, np.asarray(out["out_of_range"]), None,
+                          out["fields_mean"] if fields else None,
+                          [{k: np.sqrt(v) for k, v in fv.items()} for fv in out["fields_var"]] if fields else None)
+
+
+OPENERS = {"rb": ReducedBasis, "pod_gp": PODGP, "mmgp": MeshMorphingGP}
 
 
 # -- the study ----------------------------------------------------------------------------------------

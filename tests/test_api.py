@@ -519,3 +519,58 @@ def test_field_statistics_of_pod_gp_add_the_predictive_variance(tiny):
     scale = np.abs(F).max()
     np.testing.assert_allclose(got["mean"], F.mean(axis=0), rtol=0, atol=1e-12 * scale)
     np.testing.assert_allclose(got["std"], np.sqrt(var), rtol=0, atol=1e-12 * scale)
+
+
+@pytest.fixture(scope="module")
+def tensile(tmp_path_factory):
+    """results/tp/ of a tensile plate family (mesh 6): 10 train and 4 test shapes, the MMGP fitted on the
+    former and its predictions of the latter (the mmgp stages' commands)."""
+    from rom.cli import main as rom
+    from surrogates.cli import main as surrogates
+
+    torch_threads()
+    root = tmp_path_factory.mktemp("api_mmgp")
+    res = root / "results" / "tp"
+    cfg = write_yaml(root / "cfg.yaml", {
+        "name": "tp", "problem": {"name": "tensile_plate", "mesh": {"n": 6}},
+        "design": {"train": {"size": 10, "seed": 1}, "test": {"size": 4, "seed": 2}},
+        "simulate": {"backend": "scipy"},
+        "mmgp": {"enabled": True, "geometry_modes": 2, "field_modes": 3, "restarts": 1, "iterations": 30}})
+    s, geo = res / "study.yaml", res / "geometries"
+    cli(rom, "configure", "--config", cfg, "--out", s)
+    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
+    for name in ("train", "test"):
+        cli(surrogates, "simulate-geometries", "--study-config", s, "--parameters", res / "parameters.h5", "--set", name,
+            "--out", geo / f"{name}.h5")
+    cli(surrogates, "mmgp-fit", "--study-config", s, "--train", geo / "train.h5", "--out", res / "surrogates/mmgp.h5")
+    cli(surrogates, "mmgp-predict", "--study-config", s, "--model", res / "surrogates/mmgp.h5", "--family",
+        geo / "test.h5", "--out", res / "surrogates/mmgp_test.h5")
+    return res
+
+
+def test_mmgp_opens_and_predicts_shapes_as_the_stage_did(tensile):
+    """model('mmgp').predict_shapes on the test family's meshes and inputs: the scalars and their standard
+    deviations, the fields and theirs, and the out-of-range flags are bit for bit those mmgp-predict wrote
+    (the same MMGP.predict on the same shapes); predict(mu) refuses in one line (shapes, not parameters)."""
+    from surrogates.mmgp.geometry import read_family
+
+    study = romflow.open(tensile)
+    assert "mmgp" in study.openable
+    gp = study.model("mmgp")
+    fam = artefacts.read(tensile / "geometries" / "test.h5")
+    ref = artefacts.read(tensile / "surrogates" / "mmgp_test.h5")
+    shapes = [(s.nodes, s.triangles) for s in read_family(fam)]
+    p = gp.predict_shapes(shapes, fam["mu"].values, fields=True)
+    assert p.kind == "predictive_std" and list(p.outputs) == [str(k) for k in ref["scalar"].values]
+    for j, k in enumerate(p.outputs):
+        np.testing.assert_array_equal(p.outputs[k], ref["scalars_pred"].values[:, j])
+        np.testing.assert_array_equal(p.error[k], ref["scalars_std"].values[:, j])
+    np.testing.assert_array_equal(p.extrapolated, ref["out_of_range"].values.astype(bool))
+    offsets = ref["node_offset"].values
+    for f in ("u_x", "von_mises"):
+        np.testing.assert_array_equal(np.concatenate([fi[f] for fi in p.fields]), ref[f"{f}_pred"].values)
+        np.testing.assert_array_equal(np.concatenate([fs[f] for fs in p.field_std]), ref[f"{f}_std"].values)
+    assert len(p.fields) == len(offsets) - 1
+    with pytest.raises(TypeError) as excinfo:
+        gp.predict(fam["mu"].values)
+    assert "predict_shapes" in one_line(excinfo)

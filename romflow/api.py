@@ -17,8 +17,8 @@ trained models found there:
   pod_gp    surrogates/gp.h5: POD + Gaussian processes on the POD coefficients         openable
   mmgp      surrogates/mmgp.h5: MMGP, predict_shapes(meshes, inputs): scalars and fields with their
             predictive standard deviations on each shape's own mesh                     openable
-  nn_<p>    surrogate/online_<p>.pt, surrogate/offline.pt (nn_offline)    listed; export it with
-            surrogates.onnx_export.export_onnx and run it with onnxruntime
+  nn_<p>    surrogate/online_<p>.pt, surrogate/offline.pt (nn_offline): the streamed NN, fields at
+            (mu, t) without an error measure (kind none); also as ONNX (surrogates.onnx_export) openable
   local     rom/local/local_bases.h5  listed (its online stage needs the FOM operators)
   adaptive  rom/adaptive_rom.h5       listed (likewise)
 
@@ -54,10 +54,8 @@ ARTEFACTS = {
 NOT_OPENABLE = {
     "local": "the local reduced bases are evaluated online with the FOM operators",
     "adaptive": "the adaptive hyper-reduced ROM runs FOM steps online",
-    "nn": "load it with surrogates.nn.load_model, or export it with surrogates.onnx_export.export_onnx(path, "
-          "'model.onnx') and run it with onnxruntime",
 }
-KINDS = ("certified", "indicator", "predictive_std")
+KINDS = ("certified", "indicator", "predictive_std", "none")
 
 
 # -- results ------------------------------------------------------------------------------------------
@@ -76,8 +74,9 @@ class Prediction:
                   sqrt(sum_k var_k) (the POD truncation is not included).
     norm          (n,) ||u_pred||_X of the predicted field (X-orthonormal bases: the coefficients' 2-norm).
     kind          'certified' (rigorous bounds of the computed numbers, rounding included: the RB's
-                  output and energy bounds), 'indicator' (an error estimate, not a bound) or
-                  'predictive_std' (a GP's calibrated standard deviation: coverage measured, not guaranteed).
+                  output and energy bounds), 'indicator' (an error estimate, not a bound),
+                  'predictive_std' (a GP's calibrated standard deviation: coverage measured, not guaranteed)
+                  or 'none' (a point prediction without an error measure: the streamed NN).
     extrapolated  (n,) bool, queries outside the model's parameter box (only with extrapolate=True).
     coefficients  (n, N) reduced coefficients (rb: of the X-orthonormal RB; pod_gp: POD), fields=True only.
     fields        (n, n_dofs) the predicted free-dof field u_N = c V (boundary values excluded), fields=True only.
@@ -413,6 +412,42 @@ class MeshMorphingGP(Model):
                           [{k: np.sqrt(v) for k, v in fv.items()} for fv in out["fields_var"]] if fields else None)
 
 
+class NeuralSurrogate(Model):
+    """A streamed (or offline) neural surrogate of surrogate/*.pt: (mu, t) -> the nodal field (boundary
+    values included), float32. predict(mu, fields=True) gives the field at the final time and
+    `predict_trajectory(mu, times)` at given times; no error measure (kind 'none': the network states
+    none; its test errors are in metrics/surrogate.h5). The same network call as evaluate-surrogate
+    (bit for bit on the same inputs); `surrogates.onnx_export` writes it as ONNX."""
+
+    kind = "none"
+
+    def __init__(self, study: Study, path: Path, name: str):
+        from surrogates.nn import load_model
+
+        self.name = name
+        self.net, self.scaling, self.meta = load_model(path)
+        self.parameters = study.parameters
+        self.bounds = np.column_stack([self.scaling.lo, self.scaling.hi])
+        if len(self.parameters) != len(self.bounds):
+            raise ValueError(f"{name}: the network takes {len(self.bounds)} parameters; the study has "
+                             f"{len(self.parameters)} ({', '.join(self.parameters)})")
+
+    def predict_trajectory(self, mu, times, extrapolate: bool = False) -> np.ndarray:
+        """Fields (n, len(times), n_nodes) at the given times, float32 as the network computes them."""
+        import torch
+
+        times = np.atleast_1d(np.asarray(times, dtype=float))
+        p = self.predict(mu, extrapolate=extrapolate)  # the checks of mu
+        X = self.scaling.inputs(np.repeat(p.mu, len(times), axis=0), np.tile(times, len(p.mu)))
+        with torch.no_grad():
+            return self.net(torch.from_numpy(X)).numpy().reshape(len(p.mu), len(times), -1)
+
+    def _predict(self, mu, fields, extrapolated):
+        nan = np.full(len(mu), np.nan)
+        u = self.predict_trajectory(mu, [self.scaling.t_end], extrapolate=True)[:, 0] if fields else None
+        return Prediction(self.name, mu, {}, {}, nan, nan, self.kind, extrapolated, None, u)
+
+
 OPENERS = {"rb": ReducedBasis, "pod_gp": PODGP, "mmgp": MeshMorphingGP}
 
 
@@ -454,7 +489,7 @@ class Study:
     def openable(self) -> list[str]:
         """The present models of a kind romflow.open can load (an rb.h5 of a parabolic or EIM model still
         refuses on `model`, naming its kinds)."""
-        return [m for m in self.models if m in OPENERS]
+        return [m for m in self.models if m in OPENERS or m.startswith("nn_")]
 
     def _parameter_space(self):
         if self._space is None:
@@ -484,8 +519,11 @@ class Study:
             return self._models[name]
         if name not in found:
             raise KeyError(f"{self.name}: no model {name!r} in {self.path}; it has: {', '.join(found) or 'none'}")
+        if name.startswith("nn_"):
+            self._models[name] = NeuralSurrogate(self, found[name], name)
+            return self._models[name]
         if name not in OPENERS:
-            why = NOT_OPENABLE["nn" if name.startswith("nn_") else name]
+            why = NOT_OPENABLE[name]
             raise NotImplementedError(f"{name}: present ({found[name]}) but not yet openable by romflow.open: {why}; "
                                       f"openable here: {', '.join(self.openable) or 'none'}")
         self._models[name] = OPENERS[name](self, found[name])

@@ -53,13 +53,13 @@ def chain(res, cfg, gp=True):
     return res
 
 
-def small_mlp(seed=0):
-    """A network built as the surrogate stages build it (surrogates.nn.MLP; n_in = d + 1 for (mu, t)) with
-    the Scaling of a 5-parameter heat study, seeded."""
+def block_mlp(seed=1):
+    """A network as the surrogate stages build it for the tiny thermal block: (mu_0..mu_3, t) -> the 289 nodal
+    values of its 16 x 16 grid, with the block's bounds [0.1, 1] and a final time 1."""
     from surrogates.nn import MLP, Scaling
 
     torch.manual_seed(seed)
-    return MLP(6, 40, width=32, depth=2).eval(), Scaling(np.array([[0.0, 1.0]] * 5) + [[0.0, 0.5]] * 5, 0.25)
+    return MLP(5, 289, width=16, depth=2).eval(), Scaling(np.tile([0.1, 1.0], (4, 1)), 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def tiny(tmp_path_factory):
             "outputs": OUTPUTS},
         gp={"enabled": True, "max_modes": 4, "restarts": 2, "iterations": 100, "calibration": "loo", "threads": 1}))
     chain(res, cfg)
-    save_model(res / "surrogate" / "online_fifo.pt", *small_mlp(), {"policy": "fifo", "mode": "online"})
+    save_model(res / "surrogate" / "online_fifo.pt", *block_mlp(), {"policy": "fifo", "mode": "online"})
     return res
 
 
@@ -123,15 +123,24 @@ def one_line(excinfo) -> str:
 
 
 # -- what a results folder holds ---------------------------------------------------------------------------
-def test_models_are_listed_and_the_others_refused_by_name(tiny):
+def test_models_are_listed_and_the_others_refused_by_name(tiny, tmp_path):
+    import shutil
+
     study = romflow.open(tiny)
-    assert study.name == "tiny" and study.models == ["rb", "pod_gp", "nn_fifo"] and study.openable == ["rb", "pod_gp"]
+    assert study.name == "tiny" and study.models == ["rb", "pod_gp", "nn_fifo"]
+    assert study.openable == ["rb", "pod_gp", "nn_fifo"]
     assert study.parameters == ["mu_0", "mu_1", "mu_2", "mu_3"]
     assert np.array_equal(study.bounds, np.tile([0.1, 1.0], (4, 1)))
+    # A model present but not openable (an adaptive ROM: listed by its artefact's presence, refused by name).
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny, copy)
+    shutil.copy(copy / "rom" / "rb.h5", copy / "rom" / "adaptive_rom.h5")
+    other = romflow.open(copy)
+    assert "adaptive" in other.models and "adaptive" not in other.openable
     with pytest.raises(NotImplementedError) as e:
-        study.model("nn_fifo")
+        other.model("adaptive")
     msg = one_line(e)
-    assert "nn_fifo" in msg and "export_onnx" in msg and "openable here: rb, pod_gp" in msg
+    assert "adaptive" in msg and "runs FOM steps online" in msg and "openable here: rb, pod_gp, nn_fifo" in msg
     with pytest.raises(KeyError) as e:
         study.model("mmgp")
     assert "no model 'mmgp'" in str(e.value) and "rb, pod_gp, nn_fifo" in str(e.value)
@@ -355,9 +364,9 @@ def test_onnx_export_matches_torch_on_1000_inputs(tiny, tmp_path):
     path = export_onnx(artefact, tmp_path / "nn.onnx")
     net, scaling, _ = load_model(artefact)
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    assert props["romflow_policy"] == "fifo" and "(batch, 6) float64" in props["romflow_input"]
+    assert props["romflow_policy"] == "fifo" and "(batch, 5) float64" in props["romflow_input"]
     rng = np.random.default_rng(7)
-    mu = scaling.lo + (scaling.hi - scaling.lo) * rng.random((1000, 5))
+    mu = scaling.lo + (scaling.hi - scaling.lo) * rng.random((1000, 4))
     t = scaling.t_end * rng.random(1000)
     raw = np.column_stack([mu, t])
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -369,16 +378,16 @@ def test_onnx_export_matches_torch_on_1000_inputs(tiny, tmp_path):
         # The exported wrapper hands the network exactly these float32 inputs (the same float64 operations).
         assert torch.equal(((torch.from_numpy(raw) - RawSurrogate(net, scaling).shift) / RawSurrogate(net, scaling).scale)
                            .to(torch.float32), torch.from_numpy(x32))
-    assert u_onnx.shape == (1000, 40) and u_onnx.dtype == np.float32
+    assert u_onnx.shape == (1000, 289) and u_onnx.dtype == np.float32
     bound = float32_difference_bound(net, x32)
     diff = np.abs(u_onnx.astype(float) - u_torch.astype(float))
     print(f"max |onnx - torch| {diff.max():.3e}, max ratio to the float32 bound {(diff / bound).max():.3e}")
     assert np.all(diff <= bound)
     # A dynamic batch axis: one row gives the same numbers as its row in the batch of 1000, to the same bound.
     one = session.run(None, {"mu_t": raw[3:4]})[0]
-    assert one.shape == (1, 40) and np.all(np.abs(one[0] - u_torch[3]) <= bound[3])
+    assert one.shape == (1, 289) and np.all(np.abs(one[0] - u_torch[3]) <= bound[3])
     # A (network, Scaling) pair exports the same graph as the artefact.
-    path2 = export_onnx(small_mlp(), tmp_path / "pair.onnx")
+    path2 = export_onnx(block_mlp(), tmp_path / "pair.onnx")
     again = onnxruntime.InferenceSession(str(path2), providers=["CPUExecutionProvider"]).run(None, {"mu_t": raw})[0]
     assert np.array_equal(again, u_onnx)
     with pytest.raises(ValueError) as e:
@@ -574,3 +583,25 @@ def test_mmgp_opens_and_predicts_shapes_as_the_stage_did(tensile):
     with pytest.raises(TypeError) as excinfo:
         gp.predict(fam["mu"].values)
     assert "predict_shapes" in one_line(excinfo)
+
+
+def test_the_streamed_nn_opens_without_an_error_measure(tiny):
+    """nn_fifo: the field at the final time (predict(fields=True)) and at given times (predict_trajectory)
+    are the network written to the artefact evaluated on the surrogate's scaled inputs (torch directly on
+    the model built by block_mlp: bit for bit), with kind 'none' and no error measure; the trained box is
+    the network's scaling, refused outside in one line."""
+    net, scaling = block_mlp()
+    model = romflow.open(tiny).model("nn_fifo")
+    mu = np.random.default_rng(2).uniform(scaling.lo, scaling.hi, (5, 4))
+    p = model.predict(mu, fields=True)
+    assert p.kind == "none" and not p.outputs and not p.error and np.isnan(p.field_error).all()
+    with torch.no_grad():
+        ref = net(torch.from_numpy(scaling.inputs(mu, np.full(5, scaling.t_end)))).numpy()
+    np.testing.assert_array_equal(p.fields, ref)
+    T = model.predict_trajectory(mu, [0.0, 0.1])
+    with torch.no_grad():
+        ref0 = net(torch.from_numpy(scaling.inputs(mu, np.zeros(5)))).numpy()
+    assert T.shape == (5, 2, ref.shape[1]) and np.array_equal(T[:, 0], ref0)
+    with pytest.raises(ValueError) as e:
+        model.predict(np.c_[mu[:, :3], np.full(5, 9.0)])
+    assert "outside the trained range" in one_line(e)

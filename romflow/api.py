@@ -248,7 +248,12 @@ class ReducedBasis(Model):
     `model("rb:<kind>")` another): the field bound only (no outputs), with the EIM share the artefact was
     built with: kind 'certified' where it is rigorous (function EIM with the problem's derivative bound),
     'indicator' where it is measured on the training set or estimated. These need the full problem (its
-    mesh, and for a black box its entries command) and the operators and EIM artefacts, never PETSc."""
+    mesh, and for a black box its entries command) and the operators and EIM artefacts, never PETSc.
+
+    Parabolic RB (`rb:parabolic`, a transient problem): per parameter the bound Delta_K of the space-time
+    energy error up to the final time (`field_error`, kind 'certified'), the trajectory's space-time norm
+    (`norm`), and with fields=True the final time's coefficients and field; from the full problem and the
+    operators artefact."""
 
     name, kind = "rb", "certified"
 
@@ -259,17 +264,16 @@ class ReducedBasis(Model):
         from rom.models.rb import ReducedBasisModel
 
         ds = artefacts.read(path)
-        if ds.attrs.get("formulation") == "parabolic":
-            raise NotImplementedError(f"rb: {path} holds a parabolic (transient) RB, not yet openable by romflow.open "
-                                      "(its model needs the FOM mass and initial terms); query it with python -m rom "
-                                      "evaluate-rom --mu")
-        kinds = str(ds.attrs["kinds"]).split(",")
-        if kind is not None and kind not in kinds:
-            raise KeyError(f"rb:{kind}: {path} holds the model kinds {', '.join(kinds)}")
         self.parameters = [str(v) for v in ds["parameter"].values]
         self.bounds = np.asarray(ds["bounds"].values, dtype=float)
         self.basis = ds["basis"].values
         self.outputs = {}
+        if ds.attrs.get("formulation") == "parabolic":
+            self._load_parabolic(study, path, ds)
+            return
+        kinds = str(ds.attrs["kinds"]).split(",")
+        if kind is not None and kind not in kinds:
+            raise KeyError(f"rb:{kind}: {path} holds the model kinds {', '.join(kinds)}")
         if "affine" not in kinds:
             self._load_eim(study, path, ds, kind or kinds[0])
             return
@@ -289,20 +293,40 @@ class ReducedBasis(Model):
                 out = output_functional(full, spec)
                 self.outputs[spec["name"]] = OutputModel.from_dataset(ds, f"output_{spec['name']}_", self.model, out)
 
+    def _beside(self, path: Path, *names: str) -> list[Path]:
+        root = path.parent.parent  # results/<study>/ (rom/rb.h5)
+        found = [root / n for n in names]
+        missing = [p for p in found if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.name}: no {missing[0]}; expected it beside {path} (the model is evaluated "
+                                    "on it)")
+        return found
+
+    def _load_parabolic(self, study: Study, path: Path, ds):
+        """A parabolic RB (POD-greedy): the trajectory's coefficients and the space-time energy bound at the
+        final time (kind certified), from the full problem and the operators artefact (its mass and initial
+        terms)."""
+        from rom import artefacts
+        from rom.hifi import registry
+        from rom.hifi.discretization.operators import Operators
+        from rom.models.factory import load_parabolic
+
+        (ops_path,) = self._beside(path, "fom/operators.h5")
+        self.problem, self.built_from = registry.make_problem(study.config["problem"]), "full problem"
+        self.model, _ = load_parabolic(self.problem, Operators.from_dataset(artefacts.read(ops_path)), ds)
+        self.name, self.parabolic = "rb:parabolic", True
+
     def _load_eim(self, study: Study, path: Path, ds, kind: str):
         from rom import artefacts
         from rom.hifi import registry
         from rom.hifi.discretization.operators import Operators
         from rom.models import factory
 
-        root = path.parent.parent  # results/<study>/ (rom/rb.h5)
-        missing = [p for p in (root / "fom" / "operators.h5", root / "rom" / "eim.h5") if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"rb:{kind}: no {missing[0]}; expected the operators and EIM artefacts beside "
-                                    f"{path} (an EIM model is evaluated on them)")
+        self.name = f"rb:{kind}"
+        ops_path, eim_path = self._beside(path, "fom/operators.h5", "rom/eim.h5")
         self.problem, self.built_from = registry.make_problem(study.config["problem"]), "full problem"
-        ops = Operators.from_dataset(artefacts.read(root / "fom" / "operators.h5"))
-        models = factory.load_models(self.problem, ops, ds, artefacts.read(root / "rom" / "eim.h5"), "flag")
+        ops = Operators.from_dataset(artefacts.read(ops_path))
+        models = factory.load_models(self.problem, ops, ds, artefacts.read(eim_path), "flag")
         self.model = models[kind]
         label = str(ds.attrs.get(f"{kind}_eim_bound", "indicator"))
         self.kind = "certified" if label == "rigorous" else "indicator"
@@ -312,7 +336,16 @@ class ReducedBasis(Model):
     def N(self) -> int:
         return self.model.N
 
+    parabolic = False
+
     def _predict(self, mu, fields, extrapolated):
+        if self.parabolic:  # trajectories: the bound and the field at the final time
+            c = self.model.solve_batch(mu)  # (n, K + 1, N)
+            delta = self.model.estimate_batch(mu, c)[:, -1]
+            norm = self.model.trajectory_norms(mu, c)
+            cK = c[:, -1]
+            return Prediction(self.name, mu, {}, {}, delta, norm, self.kind, extrapolated, cK if fields else None,
+                              cK @ self.basis[: cK.shape[1]] if fields else None)
         c, delta = self.model.solve_and_estimate_batch(mu, "certified")
         # No certificate where alpha_LB(mu) <= 0 (an extrapolated parameter where theta_q <= 0, or beyond SCM's
         # box): infinite, as the output bounds already are, not a negative or meaningless number.

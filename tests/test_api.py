@@ -605,3 +605,40 @@ def test_the_streamed_nn_opens_without_an_error_measure(tiny):
     with pytest.raises(ValueError) as e:
         model.predict(np.c_[mu[:, :3], np.full(5, 9.0)])
     assert "outside the trained range" in one_line(e)
+
+
+@pytest.fixture(scope="module")
+def heat(tmp_path_factory):
+    """results/heat/ of the transient heat problem (mesh 8, 10 steps) with its parabolic RB."""
+    from rom.cli import main as rom
+
+    root = tmp_path_factory.mktemp("api_heat")
+    res = root / "results" / "heat"
+    cfg = write_yaml(root / "cfg.yaml", {
+        "name": "heat", "problem": {"name": "heat", "mesh": {"n": 8}, "dt": 0.01, "steps": 10},
+        "design": {"method": "lhs", "train": {"size": 2, "seed": 1}, "test": {"size": 4, "seed": 2}},
+        "simulate": {"chunk_size": 4, "backend": "scipy"},
+        "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "max_modes": 10}})
+    s, ops, test = res / "study.yaml", res / "fom" / "operators.h5", res / "snapshots" / "test.h5"
+    cli(rom, "configure", "--config", cfg, "--out", s)
+    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
+    cli(rom, "operators", "--study-config", s, "--out", ops)
+    cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", "test", "--out", test)
+    cli(rom, "reduced-basis", "--study-config", s, "--operators", ops, "--out", res / "rom" / "rb.h5")
+    cli(rom, "evaluate-rom", "--study-config", s, "--operators", ops, "--rb", res / "rom" / "rb.h5", "--test", test,
+        "--out", res / "rom" / "rb_metrics.h5")
+    return res
+
+
+def test_the_parabolic_rb_opens_with_its_space_time_bound(heat):
+    """rb of a transient study: the space-time energy bound at the final time equals evaluate-rom's (the same
+    model calls on the same batch: bit for bit) and holds against the FOM test trajectories' errors."""
+    model = romflow.open(heat).model("rb")
+    test = artefacts.read(heat / "snapshots" / "test.h5")
+    m = artefacts.read(heat / "rom" / "rb_metrics.h5")
+    with one_blas_thread():
+        p = model.predict(test["mu"].values, fields=True)
+    assert model.name == "rb:parabolic" and p.kind == "certified" and not p.outputs
+    np.testing.assert_array_equal(p.field_error, m["parabolic_estimate_time"].values[:, -1])
+    assert np.all(p.field_error >= m["parabolic_error_time"].values[:, -1])
+    assert p.fields.shape == (4, test["u"].shape[-1])

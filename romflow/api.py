@@ -11,9 +11,9 @@ A results folder is what the pipeline writes under results/<study>/ (rom.paths, 
 resolved study file `study.yaml` and the artefacts of the stages that ran. `Study.models` names the
 trained models found there:
 
-  rb        rom/rb.h5: the reduced basis (stationary): the affine kind with the outputs of rb.outputs
-            and their primal-dual bounds; the EIM kinds (rb: the first, rb:<kind> another) with
-            the field bound                                                             openable
+  rb        rom/rb.h5: the reduced basis: the affine kind with the outputs of rb.outputs and their
+            primal-dual bounds; the EIM kinds (rb: the first, rb:<kind> another) with the field
+            bound; the parabolic RB with its space-time bound                          openable
   pod_gp    surrogates/gp.h5: POD + Gaussian processes on the POD coefficients         openable
   mmgp      surrogates/mmgp.h5: MMGP, predict_shapes(meshes, inputs): scalars and fields with their
             predictive standard deviations on each shape's own mesh                     openable

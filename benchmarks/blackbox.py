@@ -80,7 +80,7 @@ def rb_speedup(skfem_block, path: Path, oneshot_problem, samples: int, rng) -> d
         def alpha_lb(self, mu):
             return np.atleast_2d(mu).min(axis=1)
 
-        op_error = None
+        op_error = rhs_error = None
 
     bounds = np.array([[0.1, 10.0], [0.5, 2.0]])
     train = np.column_stack([rng.uniform(*bounds[0], 40), rng.uniform(*bounds[1], 40)])

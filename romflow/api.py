@@ -119,14 +119,16 @@ class Model:
         GIL). The numbers do not depend on `threads` (the same chunks); another batching of the rows agrees
         to rounding (BLAS may pick another kernel for another number of rows), within the bounds' own
         rounding allowance."""
+        from rom.models.rb import outside  # the RB stage's own test (its 1e-12 slack at the box's faces)
+
         mu = checked_parameters(mu, self.parameters, self.name)
-        outside = outside_box(mu, self.bounds)
-        if outside.any() and not extrapolate:
-            i, j = np.argwhere(outside)[0]
+        out = outside(mu, self.bounds)
+        if out.any() and not extrapolate:
+            i, j = np.argwhere(out)[0]
             lo, hi = self.bounds[j]
             raise ValueError(f"{self.name}: {self.parameters[j]} = {mu[i, j]:g} (query {i}) is outside the trained range "
                              f"[{lo:g}, {hi:g}]; expected a value inside it, or predict(..., extrapolate=True)")
-        flags = outside.any(axis=1)
+        flags = out.any(axis=1)
         if len(mu) <= self.chunk:
             return self._predict(mu, bool(fields), flags)
         starts = range(0, len(mu), self.chunk)
@@ -184,14 +186,6 @@ def checked_parameters(mu, names, model: str = "") -> np.ndarray:
         i, j = bad[0]
         raise ValueError(f"{where}{names[j]} = {a[i, j]} (query {i}) is not finite; expected finite parameters")
     return a
-
-
-def outside_box(mu: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """(n, d) mask of the components outside the box, with the relative slack 1e-12 of the RB stage's own
-    check (rom.models.rb.check_parameters), so that a parameter on the boundary up to rounding is in."""
-    lo, hi = bounds[:, 0], bounds[:, 1]
-    slack = 1e-12 * (hi - lo)
-    return (mu < lo - slack) | (mu > hi + slack)
 
 
 # -- the problem's parameter functions without its mesh ------------------------------------------------
@@ -346,10 +340,7 @@ class ReducedBasis(Model):
             cK = c[:, -1]
             return Prediction(self.name, mu, {}, {}, delta, norm, self.kind, extrapolated, cK if fields else None,
                               cK @ self.basis[: cK.shape[1]] if fields else None)
-        c, delta = self.model.solve_and_estimate_batch(mu, "certified")
-        # No certificate where alpha_LB(mu) <= 0 (an extrapolated parameter where theta_q <= 0, or beyond SCM's
-        # box): infinite, as the output bounds already are, not a negative or meaningless number.
-        delta = np.where(self.model.coefficients.alpha_lb(mu) > 0, delta, np.inf)
+        c, delta = self.model.solve_and_estimate_batch(mu, "certified")  # +inf where alpha_LB <= 0
         outputs, error = {}, {}
         for name, om in self.outputs.items():  # the primal solve and bound shared by every output
             r = om.evaluate(mu, c, delta)

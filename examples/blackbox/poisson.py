@@ -64,6 +64,18 @@ def assemble(mesh_file, kappa, x0):
     return A, b * keep
 
 
+def write_output(out, u, reason, operator=None, rhs=None, A=None, b=None):
+    """What romflow reads from a black box: u at the mesh nodes in an HDF5 file (with converged and reason),
+    and with --operator/--rhs the matrix and right-hand side in PETSc's binary format."""
+    with h5py.File(out, "w") as h5:
+        h5["u"] = u
+        h5.attrs["converged"] = 1
+        h5.attrs["reason"] = reason
+    if operator:
+        write_petsc_mat(operator, A)
+        write_petsc_vec(rhs, b)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mu", required=True, help="KAPPA,X0")
@@ -78,14 +90,7 @@ def main():
         print(f"poisson.py: kappa = {kappa} above {args.fail_above}: refusing to solve", file=sys.stderr)
         return 3
     A, b = assemble(args.mesh, kappa, x0)
-    u = spla.spsolve(A.tocsc(), b)
-    with h5py.File(args.out, "w") as h5:
-        h5["u"] = u
-        h5.attrs["converged"] = 1
-        h5.attrs["reason"] = "SPSOLVE"
-    if args.operator:
-        write_petsc_mat(args.operator, A)
-        write_petsc_vec(args.rhs, b)
+    write_output(args.out, spla.spsolve(A.tocsc(), b), "SPSOLVE", args.operator, args.rhs, A, b)
     return 0
 
 

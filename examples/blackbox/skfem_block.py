@@ -32,9 +32,9 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-# PETSc's binary format written with numpy: the writers of the example beside this one (its folder is
+# PETSc's binary format written with numpy and the output file: the writers of the example beside this one (its folder is
 # this script's first sys.path entry).
-from poisson import write_petsc_mat, write_petsc_vec  # noqa: E402
+from poisson import write_output, write_petsc_mat, write_petsc_vec  # noqa: E402
 from skfem import Basis, BilinearForm, ElementTriP1, LinearForm, MeshTri, asm
 from skfem.helpers import dot, grad
 
@@ -166,13 +166,7 @@ def main():
                 write_petsc_vec(out / f"rhs_{name}.petsc", fp)
         return 0
     A, rhs, u = solver(args.mesh, args.model, args.dirichlet == "each")([float(v) for v in args.mu.split(",")])
-    with h5py.File(args.out, "w") as h5:
-        h5["u"] = u
-        h5.attrs["converged"] = 1
-        h5.attrs["reason"] = "SKFEM_SPSOLVE"
-    if args.operator:
-        write_petsc_mat(args.operator, A)
-        write_petsc_vec(args.rhs, rhs)
+    write_output(args.out, u, "SKFEM_SPSOLVE", args.operator, args.rhs, A, rhs)
     return 0
 
 

@@ -76,6 +76,7 @@ class FunctionEIMCoefficients:
     next_row: np.ndarray   # (M,) q_m at the indicator point
     bound: str = "rigorous"
     g_error: float = np.nan  # sup over the box of ||g - I_M g||_inf (eim.taylor_bound), for 'rigorous'
+    rhs_error = None         # the problem's load is affine: exact
 
     def __post_init__(self):
         _check_bound(self.bound, self.g_error, "g_error = sup_mu ||g - I_M g||_inf (rom.reduction.eim.taylor_bound)")
@@ -114,6 +115,7 @@ class MatrixEIMCoefficients:
     x_next: float          # X at the indicator entry: scales an entry error to a coefficient error
     bound: str = "training_sup"
     op_norm: float = np.nan  # max_i ||A(mu_i) - A_M(mu_i)||_{X -> X'} over the training matrices
+    rhs_error = None         # the problem's load is affine: exact
 
     def __post_init__(self):
         _check_bound(self.bound, self.op_norm, "op_norm = max_i ||A(mu_i) - A_M(mu_i)||_{X->X'} "

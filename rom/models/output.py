@@ -51,7 +51,8 @@ class DualCoefficients:
 
     def __init__(self, primal, output: AffineOutput):
         self.primal, self.output = primal, output
-        self.op_error = getattr(primal, "op_error", None)
+        self.op_error = primal.op_error
+        self.rhs_error = None  # the dual's load is the output functional itself: exact
 
     def theta(self, mu):
         return self.primal.theta(mu)

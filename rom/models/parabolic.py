@@ -73,7 +73,7 @@ class StepCoefficients:
     X = sum of the A terms with positive semidefinite terms); without theta_ref there is no bound of
     its own (SCM supplies one: rom.reduction.scm.SCMCoefficients)."""
 
-    op_error = None
+    op_error = rhs_error = None
 
     def __init__(self, problem, kept: np.ndarray, dt: float, mass_term: bool, theta_ref=None):
         self.problem, self.kept, self.dt, self.mass_term = problem, np.asarray(kept, dtype=np.int64), float(dt), mass_term

@@ -14,7 +14,7 @@ default estimator method 'certified') adds:
     Delta(mu) = (||R w||_2 + rho(mu) + op_error(mu) ||c||_2) / alpha_LB(mu).
 
 A load made affine by EIM (a black box's f(mu)) adds its share `rhs_error(mu)` >= ||f - f_M||_{X'} to
-the numerator, where the coefficients have one.
+the numerator (the coefficients' rhs_error, None where the load is exact, as op_error for the operator).
 
 Without it the bound is not a bound of the computed numbers where it is tight: for the thermal block at
 mu = t (1, .., 1), A(mu) = t X and min-theta has effectivity exactly 1, so any rounding below the true
@@ -99,11 +99,19 @@ class AffineCoefficients:
             return self.problem.coercivity_lower_bound(mu)
         return (self.problem.theta(mu) * self._inv_ref).min(axis=-1)
 
-    op_error = None
+    op_error = rhs_error = None  # an affine operator and load: nothing approximated
 
 
 class ExtrapolationPolicy:
     REFUSE, FLAG = "refuse", "flag"
+
+
+def outside(mu: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """(n, d) mask of the components of mu (n, d) outside the box `bounds` (d, 2), with a relative slack of
+    1e-12 that keeps parameters on the boundary (up to rounding) inside."""
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    slack = 1e-12 * (hi - lo)
+    return (mu < lo - slack) | (mu > hi + slack)
 
 
 def check_parameters(mu: np.ndarray, bounds: np.ndarray, names=(), extrapolation: str = "refuse") -> np.ndarray:
@@ -114,9 +122,7 @@ def check_parameters(mu: np.ndarray, bounds: np.ndarray, names=(), extrapolation
     if mu.shape[1] != len(bounds):
         raise ExtrapolationError(f"mu has {mu.shape[1]} components: expected {len(bounds)} ({', '.join(names)})")
     lo, hi = bounds[:, 0], bounds[:, 1]
-    # A relative slack of 1e-12 keeps parameters on the boundary (up to rounding) inside.
-    slack = 1e-12 * (hi - lo)
-    out = (mu < lo - slack) | (mu > hi + slack)
+    out = outside(mu, bounds)
     if out.any() and extrapolation == ExtrapolationPolicy.REFUSE:
         i, j = np.argwhere(out)[0]
         name = names[j] if names else f"mu_{j}"
@@ -132,7 +138,7 @@ class ReducedBasisModel:
     f_rb: np.ndarray          # (P, N)
     R: np.ndarray             # (K_rows, K) stable residual factor
     G: np.ndarray             # (K, K) textbook Gram matrix
-    coefficients: object      # theta(mu), phi(mu), alpha_lb(mu), op_error(mu) or None
+    coefficients: object      # theta(mu), phi(mu), alpha_lb(mu), op_error(mu) and rhs_error(mu) or None
     bounds: np.ndarray        # (d, 2) trained parameter range
     parameter_names: list = field(default_factory=list)
     extrapolation: str = ExtrapolationPolicy.REFUSE
@@ -211,7 +217,7 @@ class ReducedBasisModel:
             r += self._gamma * math.sqrt(Rw_abs @ Rw_abs)
         if co.op_error is not None:
             r += co.op_error(mu)[0] * math.sqrt(c @ c)
-        if getattr(co, "rhs_error", None) is not None:
+        if co.rhs_error is not None:
             r += co.rhs_error(mu)[0]
         alpha = float(co.alpha_lb(mu)[0])
         return c, r / alpha if alpha > 0 else math.inf
@@ -255,10 +261,12 @@ class ReducedBasisModel:
             r = r + rounding_allowance(np.abs(w), self._R_abs)
         if self.coefficients.op_error is not None:
             r = r + self.coefficients.op_error(mu) * np.linalg.norm(c, axis=1)
-        if getattr(self.coefficients, "rhs_error", None) is not None:
+        if self.coefficients.rhs_error is not None:
             r = r + self.coefficients.rhs_error(mu)
-        with np.errstate(divide="ignore"):  # alpha_LB = 0: no certificate, the bound is +inf
-            return r / self.coefficients.alpha_lb(mu)
+        alpha = self.coefficients.alpha_lb(mu)
+        # No certificate where alpha_LB <= 0 (an extrapolated parameter where a theta_q <= 0, SCM or the EIM error
+        # leaving none): +inf, as the single query says, never a negative number or 0/0.
+        return np.where(alpha > 0, r / np.where(alpha > 0, alpha, 1.0), np.inf)
 
     def rounding_bound(self, mu: np.ndarray, c: np.ndarray) -> np.ndarray:
         """Worst-case bound (n,) of the online rounding error of the stable Delta for reduced

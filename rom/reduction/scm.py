@@ -635,8 +635,7 @@ class SCMCoefficients:
 
     def __init__(self, base, scm: SCMBounds, keep_base_bound: bool = False, fallback: EigenFallback | None = None):
         self.base, self.scm, self.keep_base_bound, self.fallback = base, scm, keep_base_bound, fallback
-        self.op_error = getattr(base, "op_error", None)
-        self.rhs_error = getattr(base, "rhs_error", None)  # a load approximation error (black-box EIM)
+        self.op_error, self.rhs_error = base.op_error, base.rhs_error
 
     def theta(self, mu):
         return self.base.theta(mu)
@@ -646,8 +645,8 @@ class SCMCoefficients:
 
     def alpha_lb(self, mu):
         lb = self.scm.lower_bound(mu)
+        op = self.op_error(np.atleast_2d(mu)) if self.op_error is not None else 0.0
         if self.fallback is not None:
-            op = self.op_error(np.atleast_2d(mu)) if self.op_error is not None else 0.0
             bad = np.flatnonzero(lb - op <= 0)  # no certificate left once the EIM error is taken off
             if len(bad):
                 th = self.scm._theta(mu)[bad]  # the batch's theta (a black box's entries: cached per batch)
@@ -657,8 +656,7 @@ class SCMCoefficients:
                 box = np.abs(self.scm.box).max(axis=1)
                 rounding = 4 * (th.shape[1] + 2) * _U * (np.abs(th) @ box)
                 lb[bad] = np.maximum(lb[bad], self.fallback.lower_bound(th) - rounding)
-        if self.op_error is not None:
-            lb = lb - self.op_error(np.atleast_2d(mu))
+        lb = lb - op
         if self.keep_base_bound:
             lb = np.maximum(lb, self.base.alpha_lb(mu))
         return np.maximum(lb, 0.0)

@@ -210,19 +210,22 @@ def fom_outputs(problem, fom, kind: str, names: list[str], mu: np.ndarray, specs
     else:
         V = np.asarray(modes)[[pod_index(name) for name in names]]
     n = len(mu)
-    values, seconds, failed = np.full((n, len(names)), np.nan), np.empty(n), np.zeros(n, dtype=bool)
-    for i in (progress or (lambda it: it))(range(n)):
+    seconds, failed, fields = np.empty(n), np.zeros(n, dtype=bool), []
+    for i in (progress or (lambda it: it))(range(n)):  # one FOM solve each; the outputs below, batched
         sample = fom.solve(mu[i])
         seconds[i] = sample.seconds
         failed[i] = not sample.converged
-        if failed[i]:
-            continue
-        u = np.asarray(sample.u, dtype=float)
-        if kind == "certified":
-            values[i] = [f.value(mu[i:i + 1], u[None, :])[0] for f in functionals]
-        else:
-            values[i] = V @ (X @ u)
-    return FomOutputs(mu[~failed], values[~failed], seconds, failed)
+        if not failed[i]:
+            fields.append(np.asarray(sample.u, dtype=float))
+    ok = mu[~failed]
+    if not fields:
+        return FomOutputs(ok, np.empty((0, len(names))), seconds, failed)
+    U = np.stack(fields)
+    if kind == "certified":
+        values = np.column_stack([f.value(ok, U) for f in functionals])
+    else:
+        values = (X @ U.T).T @ V.T
+    return FomOutputs(ok, values, seconds, failed)
 
 
 @dataclass

@@ -66,7 +66,6 @@ class ExternalEntries(External):
         super().__init__(args)
         self._cache: dict = {}
         self._lock = threading.Lock()
-        self.entries_calls = 0
         self._dirichlet_checked = False
 
     @classmethod
@@ -125,7 +124,6 @@ class ExternalEntries(External):
             for name, path in (("request", request), ("entries", out)):
                 template = template.replace("{" + name + "}", str(path).replace("{", "{{").replace("}", "}}"))
             ok, reason, _ = self.execute(template, None, workdir, 1)
-            self.entries_calls += 1
             if not ok:
                 raise ExternalError(f"problem external: entries_command at {len(mu)} parameter(s): {reason}")
             try:

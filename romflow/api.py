@@ -19,17 +19,26 @@ trained models found there:
             predictive standard deviations on each shape's own mesh                     openable
   nn_<p>    surrogate/online_<p>.pt, surrogate/offline.pt (nn_offline): the streamed NN, fields at
             (mu, t) without an error measure (kind none); also as ONNX (surrogates.onnx_export) openable
-  local     rom/local/local_bases.h5  listed (its online stage needs the FOM operators)
-  adaptive  rom/adaptive_rom.h5       listed (likewise)
+  local     rom/local/local_bases.h5: the local POD dictionary; predict gives the cluster its online
+            selector picks per query (the MLP from mu the stage trained, stored in the artefact as its
+            weights and evaluated in NumPy: no scikit-learn, no retraining), no error measure (kind none),
+            no fields (the stage builds no online solver)                              openable
+  adaptive  rom/adaptive_rom.h5 (+ fom/operators.h5, snapshots/train.h5): the hyper-reduced nonlinear ROM
+            rebuilt on the first predict by the stage's call; per query the stage's adaptive loop: its
+            Gappy-POD indicator (kind indicator, not a bound), the FOM steps it took (PETSc only for the
+            petsc backend, at the first enrichment), the final state                  openable
 
-Opening reads the artefacts alone. The RB's parameter functions theta(mu), phi(mu) and its coercivity
+Opening reads the artefacts alone (local: its artefact, the stored selectors included; adaptive: its
+artefact's presence and variables, what it evaluates with loads on the first predict). The RB's parameter functions theta(mu), phi(mu) and its coercivity
 lower bound come from the problem class without its mesh (`parameter_functions`); the outputs of the
 thermal block need their functional's offset, a mesh integral that rb.h5 does not store, so they build
 the generated unit-square mesh in memory (no file; 10 ms at n = 48). Predictions go through the same
 model classes and batched calls as the evaluation stages (rom.models.rb.ReducedBasisModel,
 rom.models.output.OutputModel, surrogates.gp.predict_pod_gp): for the same batch they are bit for bit
 what evaluate-rom and evaluate-gp computed, under the same BLAS and torch thread counts (the stages use
-one BLAS thread and gp.threads; this module leaves both settings alone).
+one BLAS thread and gp.threads; this module leaves both settings alone, except that local and adaptive run
+their own calls under one BLAS thread, as their stages do: bit for bit what local-bases and adaptive-rom chose
+and computed, tests/test_api.py).
 
 Imports are lazy: `import romflow` loads nothing heavy; numpy/xarray/scipy (and torch for pod_gp) load
 with the first model.
@@ -50,10 +59,6 @@ ARTEFACTS = {
     "mmgp": "surrogates/mmgp.h5",
     "local": "rom/local/local_bases.h5",
     "adaptive": "rom/adaptive_rom.h5",
-}
-NOT_OPENABLE = {
-    "local": "the local reduced bases are evaluated online with the FOM operators",
-    "adaptive": "the adaptive hyper-reduced ROM runs FOM steps online",
 }
 KINDS = ("certified", "indicator", "predictive_std", "none")
 
@@ -76,11 +81,16 @@ class Prediction:
     kind          'certified' (rigorous bounds of the computed numbers, rounding included: the RB's
                   output and energy bounds), 'indicator' (an error estimate, not a bound),
                   'predictive_std' (a GP's calibrated standard deviation: coverage measured, not guaranteed)
-                  or 'none' (a point prediction without an error measure: the streamed NN).
+                  or 'none' (a point prediction without an error measure: the streamed NN, the local bases'
+                  selection). adaptive: 'indicator' (the Gappy-POD flux residual of its last ROM step).
     extrapolated  (n,) bool, queries outside the model's parameter box (only with extrapolate=True).
     coefficients  (n, N) reduced coefficients (rb: of the X-orthonormal RB; pod_gp: POD), fields=True only.
     fields        (n, n_dofs) the predicted free-dof field u_N = c V (boundary values excluded), fields=True only.
     field_std     (n, n_dofs) pod_gp: the pointwise predictive standard deviation, fields=True only.
+    cluster       (n,) local: the cluster of the local-bases dictionary the online selector picks per query.
+    fom_steps     (n,) adaptive: the full-order steps (each followed by an enrichment) the query's trajectory took.
+    history       adaptive: name -> (n, n_times) per time step: indicator (of each ROM step, before any
+                  enrichment), enriched (1 where a full-order step replaced the ROM step), basis_size.
     """
 
     model: str
@@ -94,6 +104,9 @@ class Prediction:
     coefficients: np.ndarray | None = None
     fields: np.ndarray | None = None
     field_std: np.ndarray | None = field(default=None, repr=False)
+    cluster: np.ndarray | None = None
+    fom_steps: np.ndarray | None = None
+    history: dict | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.mu)
@@ -119,16 +132,7 @@ class Model:
         GIL). The numbers do not depend on `threads` (the same chunks); another batching of the rows agrees
         to rounding (BLAS may pick another kernel for another number of rows), within the bounds' own
         rounding allowance."""
-        from rom.models.rb import outside  # the RB stage's own test (its 1e-12 slack at the box's faces)
-
-        mu = checked_parameters(mu, self.parameters, self.name)
-        out = outside(mu, self.bounds)
-        if out.any() and not extrapolate:
-            i, j = np.argwhere(out)[0]
-            lo, hi = self.bounds[j]
-            raise ValueError(f"{self.name}: {self.parameters[j]} = {mu[i, j]:g} (query {i}) is outside the trained range "
-                             f"[{lo:g}, {hi:g}]; expected a value inside it, or predict(..., extrapolate=True)")
-        flags = out.any(axis=1)
+        mu, flags = self._checked(mu, extrapolate)
         if len(mu) <= self.chunk:
             return self._predict(mu, bool(fields), flags)
         starts = range(0, len(mu), self.chunk)
@@ -144,6 +148,19 @@ class Model:
         else:
             parts = [part(i) for i in starts]
         return _concatenated(parts)
+
+    def _checked(self, mu, extrapolate: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(mu as (n, d) floats, (n,) flags of the queries outside `bounds`); the refusals of `predict`."""
+        from rom.models.rb import outside  # the RB stage's own test (its 1e-12 slack at the box's faces)
+
+        mu = checked_parameters(mu, self.parameters, self.name)
+        out = outside(mu, self.bounds)
+        if out.any() and not extrapolate:
+            i, j = np.argwhere(out)[0]
+            lo, hi = self.bounds[j]
+            raise ValueError(f"{self.name}: {self.parameters[j]} = {mu[i, j]:g} (query {i}) is outside the trained range "
+                             f"[{lo:g}, {hi:g}]; expected a value inside it, or predict(..., extrapolate=True)")
+        return mu, out.any(axis=1)
 
     def _predict(self, mu: np.ndarray, fields: bool, extrapolated: np.ndarray) -> Prediction:
         raise NotImplementedError
@@ -163,7 +180,9 @@ def _concatenated(parts: list[Prediction]) -> Prediction:
                       {k: cat([p.error[k] for p in parts]) for k in first.error},
                       cat([p.field_error for p in parts]), cat([p.norm for p in parts]), first.kind,
                       cat([p.extrapolated for p in parts]), cat([p.coefficients for p in parts]),
-                      cat([p.fields for p in parts]), cat([p.field_std for p in parts]))
+                      cat([p.fields for p in parts]), cat([p.field_std for p in parts]),
+                      cat([p.cluster for p in parts]), cat([p.fom_steps for p in parts]),
+                      None if first.history is None else {k: cat([p.history[k] for p in parts]) for k in first.history})
 
 
 def checked_parameters(mu, names, model: str = "") -> np.ndarray:
@@ -472,7 +491,226 @@ class NeuralSurrogate(Model):
         return Prediction(self.name, mu, {}, {}, nan, nan, self.kind, extrapolated, None, u)
 
 
-OPENERS = {"rb": ReducedBasis, "pod_gp": PODGP, "mmgp": MeshMorphingGP}
+def _one_blas_thread():
+    """The BLAS thread count the local and adaptive stages run with (rom.commands.local._single_thread): the
+    same summation order, hence the same bits."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1)
+
+
+def _beside_study(study: Study, model: str, *names: str) -> list[Path]:
+    """Artefacts of the results folder a model is evaluated with; FileNotFoundError (one line) if one is missing."""
+    found = [study.path / n for n in names]
+    missing = [p for p in found if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{model}: no {missing[0]}; expected it in {study.path} (the model is evaluated "
+                                "with it)")
+    return found
+
+
+def _artefact_with(path: Path, model: str, stage: str, *variables: str):
+    from rom import artefacts
+
+    ds = artefacts.read(path)
+    missing = [v for v in variables if v not in ds]
+    if missing:
+        raise ValueError(f"{model}: {path} has no {missing[0]}; expected the artefact of the {stage} stage")
+    return ds
+
+
+class LocalBases(Model):
+    """The dictionary of local reduced bases of rom/local/local_bases.h5 and its online selector.
+
+    The local_bases stage builds, from the clustering `local.dictionary` of rom/local/clusters.h5, one POD
+    basis per cluster and two selectors from mu to a cluster: the MLP classifier (the dictionary's selector,
+    `selector = 'mlp'`) and the nearest medoid in the scaled parameter box (`'nearest_medoid_mu'`); it
+    evaluates the dictionary by the test states' projection errors. It builds no online solver: predict
+    gives the selected cluster per query (`Prediction.cluster`), no outputs and no error measure (kind
+    'none': nothing estimates a local ROM's error online; the test projection errors are in the artefact),
+    and refuses fields=True in one line; `basis(cluster)` gives a cluster's X-orthonormal modes.
+
+    The artefact stores both selectors, not only their decisions: the MLP the stage trained as its weight
+    matrices and bias vectors per layer (`selector_W<l>`, `selector_b<l>`, `selector_classes`, the box
+    `selector_lower`/`selector_upper`, attribute `selector_layers`; none for the constant classifier of one
+    cluster) and the medoids' parameters (`medoid_mu`). They load with MLPSelector.from_dataset and
+    NearestMedoidSelector.from_dataset: nothing is trained again, scikit-learn is not imported, and neither
+    rom/local/clusters.h5 nor snapshots/test.h5 is read. Predict evaluates the stored arrays with the code
+    the stage selected with (MLPSelector.predict, one BLAS thread), so it chooses what the stage chose, bit
+    for bit. On the first predict both selectors are checked on the stage's test parameters (`test_mu`,
+    stored too: a few matrix-vector products) against the clusters the stage chose for them (RuntimeError
+    in one line if they differ: an artefact whose selectors are not the ones that chose). Batched: one
+    selector call per chunk of queries, as the stage selects its test set."""
+
+    name, kind = "local", "none"
+    selectors = ("mlp", "nearest_medoid_mu")
+
+    def __init__(self, study: Study, path: Path):
+        from rom.models.local import MLPSelector, NearestMedoidSelector
+
+        stored = ("selector_classes", "selector_lower", "selector_upper", "medoid_mu", "medoid_lower", "medoid_upper")
+        ds = _artefact_with(path, "local", "local_bases", "bases", "n_modes", "test_mu", "test_cluster_mlp",
+                            "test_cluster_nearest_medoid_mu", *stored)
+        if "selector_layers" not in ds.attrs:
+            raise ValueError(f"local: {path} has no attribute selector_layers; expected the artefact of the "
+                             "local_bases stage")
+        layers = [f"selector_{a}{l}" for l in range(int(ds.attrs["selector_layers"])) for a in ("W", "b")]
+        missing = [v for v in layers if v not in ds]
+        if missing:
+            raise ValueError(f"local: {path} has no {missing[0]}; expected the artefact of the local_bases stage")
+        self._selectors = {"mlp": MLPSelector.from_dataset(ds, "selector"),
+                           "nearest_medoid_mu": NearestMedoidSelector.from_dataset(ds, "medoid")}
+        self._path = path
+        self.settings = dict(study.config.get("local", {}))
+        self.dictionary = str(ds.attrs["dictionary"])
+        self.parameters, self.bounds = study.parameters, study.bounds
+        self.n_modes = ds["n_modes"].values
+        self._bases = ds["bases"].values
+        self._test_mu = ds["test_mu"].values
+        self._stage_choice = {"mlp": ds["test_cluster_mlp"].values,
+                              "nearest_medoid_mu": ds["test_cluster_nearest_medoid_mu"].values}
+        self.selector = "mlp"
+        self._checked_against_stage = False
+
+    def basis(self, cluster: int) -> np.ndarray:
+        """(n_modes, n_dofs) the X-orthonormal POD modes of one cluster (free dofs)."""
+        return self._bases[int(cluster), : int(self.n_modes[int(cluster)])]
+
+    def _built(self) -> dict:
+        if not self._checked_against_stage:
+            with _one_blas_thread():  # as the stage selected its test set
+                for name, sel in self._selectors.items():
+                    got, stage = sel.predict(self._test_mu), self._stage_choice[name]
+                    if len(got) != len(stage) or not np.array_equal(got, stage):
+                        raise RuntimeError(f"local: the {name} selector stored in {self._path} chooses other "
+                                           "clusters for the stored test parameters than the local_bases stage "
+                                           "did; expected the artefact the stage wrote")
+            self._checked_against_stage = True
+        return self._selectors
+
+    def predict(self, mu, fields: bool = False, extrapolate: bool = False, threads: int = 1) -> Prediction:
+        if fields:
+            raise ValueError("local: no fields: the local_bases stage builds a dictionary and its selector, no "
+                             "online solver; expected predict(mu) for the selected cluster, and "
+                             "model.basis(cluster) for its modes")
+        self._checked(mu, extrapolate)  # refusals before the selectors are checked
+        self._built()  # once, before any thread pool
+        return super().predict(mu, False, extrapolate, threads)
+
+    def _predict(self, mu, fields, extrapolated):
+        if self.selector not in self.selectors:
+            raise ValueError(f"local: selector {self.selector!r}; expected one of {', '.join(self.selectors)}")
+        with _one_blas_thread():  # as the stage selects
+            cluster = self._built()[self.selector].predict(mu)
+        nan = np.full(len(mu), np.nan)
+        return Prediction(self.name, mu, {}, {}, nan, nan, self.kind, extrapolated, cluster=np.asarray(cluster))
+
+
+class AdaptiveROM(Model):
+    """The hyper-reduced POD-Galerkin ROM of the nonlinear heat problem of the adaptive_rom stage (DEIM on the
+    reduced mesh, reduced Newton per implicit Euler step) with its Gappy-POD indicator and the adaptive loop:
+    where the indicator of a ROM step exceeds adaptive_rom.indicator_tol, one full-order step from the ROM
+    state replaces it and enriches the bases (rom.models.adaptive.run_adaptive).
+
+    rom/adaptive_rom.h5 keeps the stage's runs, not the ROM: on the first predict the ROM is built by the
+    stage's own call (rom.models.adaptive.build_rom on the converged train trajectories of
+    snapshots/train.h5, the operators of fom/operators.h5, the full problem; one BLAS thread), and each
+    query runs the stage's `run_adaptive` on its own copy of it, so the numbers are bit for bit the stage's.
+    The full-order step (simulate.backend: PETSc only for the petsc backend) is built at the first
+    enrichment. predict(mu) gives per query the final time's indicator (`field_error`, kind 'indicator':
+    the relative residual of the Gappy-POD fit of the ROM's heat flux, an estimate, not a bound; where the
+    last step was replaced by a full-order step, it is that ROM step's value), the X norm of the final
+    state, `fom_steps`, and `history` (indicator, enriched, basis_size per time step); fields=True adds the
+    final state (free dofs); `predict_trajectory` every time's. predict(mu, enrich=False) runs the ROM
+    without enrichment (the stage's static run: no full-order step). A loop over the parameters: each
+    trajectory enriches its own copy of the ROM (inherently per trajectory), one after another (threads
+    is not used)."""
+
+    name, kind = "adaptive", "indicator"
+
+    def __init__(self, study: Study, path: Path):
+        ds = _artefact_with(path, "adaptive", "adaptive_rom", "indicator_adaptive", "enriched", "fom_steps", "mu")
+        self._ops_path, self._train_path = _beside_study(study, "adaptive", "fom/operators.h5", "snapshots/train.h5")
+        self.config = study.config
+        self.settings = dict(study.config["adaptive_rom"])
+        self.tol = float(self.settings["indicator_tol"])
+        self.parameters, self.bounds = study.parameters, study.bounds
+        self.n_times = ds.sizes["time"]
+        self._rom0 = self._step = None
+        self._enrich = True
+
+    def _built(self):
+        if self._rom0 is None:
+            from rom import artefacts
+            from rom.hifi import registry
+            from rom.hifi.discretization.operators import Operators
+            from rom.models.adaptive import build_rom
+
+            problem = registry.make_problem(self.config["problem"])
+            ops = Operators.from_dataset(artefacts.read(self._ops_path))
+            train = artefacts.converged(artefacts.read(self._train_path))
+            with _one_blas_thread():
+                self._rom0 = build_rom(problem, ops, train["u"].values, train["mu"].values, self.settings)
+            self.problem, self.X = problem, ops.X
+            self._step = _FirstCallBuilds(problem, self.config["simulate"])
+        return self._rom0
+
+    @property
+    def N(self) -> int:
+        """The offline basis size (each trajectory's enrichments add to its own copy)."""
+        return self._built().N
+
+    def _runs(self, mu, enrich: bool) -> list:
+        import copy
+
+        from rom.models.adaptive import run_adaptive
+
+        rom0 = self._built()
+        with _one_blas_thread():
+            if not enrich:  # the stage's static run
+                return [run_adaptive(copy.deepcopy(rom0), m) for m in mu]
+            return [run_adaptive(copy.deepcopy(rom0), m, self.tol, self._step) for m in mu]
+
+    def predict(self, mu, fields: bool = False, extrapolate: bool = False, threads: int = 1,
+                enrich: bool = True) -> Prediction:
+        self._enrich = bool(enrich)
+        try:
+            return super().predict(mu, fields, extrapolate, 1)
+        finally:
+            self._enrich = True
+
+    def predict_trajectory(self, mu, extrapolate: bool = False, enrich: bool = True) -> np.ndarray:
+        """States (n, n_times, n_dofs) at every time step (free dofs), as run_adaptive reconstructs them."""
+        mu, _ = self._checked(mu, extrapolate)
+        return np.stack([r.states for r in self._runs(mu, enrich)])
+
+    def _predict(self, mu, fields, extrapolated):
+        runs = self._runs(mu, self._enrich)
+        final = np.stack([r.states[-1] for r in runs])
+        history = {"indicator": np.stack([r.indicator for r in runs]), "enriched": np.stack([r.enriched for r in runs]),
+                   "basis_size": np.stack([r.basis_size for r in runs])}
+        norm = np.sqrt(np.einsum("ij,ij->i", final, (self.X @ final.T).T))
+        return Prediction(self.name, mu, {}, {}, history["indicator"][:, -1], norm, self.kind, extrapolated, None,
+                          final if fields else None, fom_steps=np.array([r.fom_steps for r in runs]),
+                          history=history)
+
+
+class _FirstCallBuilds:
+    """The adaptive stage's full-order step (rom.hifi.solvers.solve.fom_step_function with the study's backend
+    and PETSc options), built at its first call: a query that never enriches imports no solver."""
+
+    def __init__(self, problem, simulate: dict):
+        self.problem, self.simulate, self.step = problem, simulate, None
+
+    def __call__(self, u, t, mu):
+        if self.step is None:
+            from rom.hifi.solvers.solve import fom_step_function
+
+            self.step = fom_step_function(self.problem, self.simulate["backend"], self.simulate["petsc_options"])
+        return self.step(u, t, mu)
+
+
+OPENERS = {"rb": ReducedBasis, "pod_gp": PODGP, "mmgp": MeshMorphingGP, "local": LocalBases, "adaptive": AdaptiveROM}
 
 
 # -- the study ----------------------------------------------------------------------------------------
@@ -511,8 +749,8 @@ class Study:
 
     @property
     def openable(self) -> list[str]:
-        """The present models of a kind romflow.open can load (an rb.h5 of a parabolic or EIM model still
-        refuses on `model`, naming its kinds)."""
+        """The present models of a kind romflow.open can load (every kind it lists; `model` refuses an artefact
+        that is not its stage's, in one line)."""
         return [m for m in self.models if m in OPENERS or m.startswith("nn_")]
 
     def _parameter_space(self):
@@ -533,8 +771,8 @@ class Study:
         return np.asarray(self._parameter_space().bounds, dtype=float)
 
     def model(self, name: str) -> Model:
-        """The model `name` of `models`, loaded once. KeyError (one line) for a model not present,
-        NotImplementedError (one line) for one present but not openable yet."""
+        """The model `name` of `models`, loaded once. KeyError (one line) for a model not present; ValueError
+        or FileNotFoundError (one line) for an artefact that is not its stage's or lacks one it is evaluated with."""
         if name in self._models:
             return self._models[name]
         found = self.artefacts
@@ -546,10 +784,6 @@ class Study:
         if name.startswith("nn_"):
             self._models[name] = NeuralSurrogate(self, found[name], name)
             return self._models[name]
-        if name not in OPENERS:
-            why = NOT_OPENABLE[name]
-            raise NotImplementedError(f"{name}: present ({found[name]}) but not yet openable by romflow.open: {why}; "
-                                      f"openable here: {', '.join(self.openable) or 'none'}")
         self._models[name] = OPENERS[name](self, found[name])
         return self._models[name]
 

@@ -130,3 +130,33 @@ def test_local_bases_beat_the_global_basis_as_the_criterion_predicts(nonlinear_s
     # is optimistic by the train/test gap of each basis. With 10 trajectories per cluster that gap
     # stays within a factor 1.6 here; the decision (gain > 1.5) is the same either way.
     assert measured / 1.6 < predicted < measured * 1.6, (predicted, measured)
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # max_iter=300: the fit need not converge here
+@pytest.mark.parametrize("n_classes, hidden", [(3, (6, 4)), (2, (5,)), (1, (8,))])
+def test_selectors_round_trip_through_the_artefact_and_predict_identically(tmp_path, n_classes, hidden):
+    """MLPSelector (softmax, logistic and constant one-cluster classifiers; layers of different sizes) and
+    NearestMedoidSelector written into an artefact and read back evaluate the same arrays: identical
+    choices on random parameters (romflow's local model loads them so: tests/test_api.py)."""
+    from rom import artefacts
+    from rom.models.local import MLPSelector, NearestMedoidSelector
+
+    rng = np.random.default_rng(n_classes)
+    bounds = np.array([[0.1, 1.0], [-2.0, 3.0], [40.0, 120.0]])
+    mu = bounds[:, 0] + rng.random((40, 3)) * (bounds[:, 1] - bounds[:, 0])
+    labels = np.minimum((mu[:, 0] - 0.1) / 0.9 * n_classes, n_classes - 1).astype(int)
+    mlp = MLPSelector.train(mu, labels, bounds, hidden, seed=0, max_iter=300)
+    assert len(mlp.weights) == (0 if n_classes == 1 else len(hidden) + 1)
+    nearest = NearestMedoidSelector(mu[:max(n_classes, 2)], bounds[:, 0], bounds[:, 1])
+    ds = mlp.to_dataset("selector").merge(nearest.to_dataset("medoid"), combine_attrs="no_conflicts")
+    back = artefacts.read(artefacts.write(ds, tmp_path / "sel.h5"))
+    mlp2, nearest2 = MLPSelector.from_dataset(back, "selector"), NearestMedoidSelector.from_dataset(back, "medoid")
+    assert back.attrs["selector_layers"] == len(mlp.weights)
+    for a, b in zip(mlp.weights + mlp.biases + [mlp.classes, mlp.lower, mlp.upper],
+                    mlp2.weights + mlp2.biases + [mlp2.classes, mlp2.lower, mlp2.upper]):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    q = bounds[:, 0] + rng.random((500, 3)) * (bounds[:, 1] - bounds[:, 0])
+    got = mlp2.predict(q)
+    assert np.array_equal(got, mlp.predict(q)) and np.array_equal(mlp2.predict(q[7]), mlp.predict(q[7]))
+    assert set(got.tolist()) <= set(range(n_classes)) and (n_classes == 1 or len(set(got.tolist())) > 1)
+    assert np.array_equal(nearest2.predict(q), nearest.predict(q))

@@ -249,6 +249,13 @@ def relative_errors(states: np.ndarray, reference: np.ndarray, X) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def build_rom(problem, ops, S: np.ndarray, mu_train: np.ndarray, a: dict) -> HyperReducedROM:
+    """The offline hyper-reduced ROM of the `adaptive_rom` settings a from the converged train
+    trajectories S and their parameters (the stage's and romflow.open's one path)."""
+    return HyperReducedROM.from_snapshots(problem, ops.M, ops.X, S, mu_train, a["tol_state"], a["tol_nonlinear"],
+                                          a["tol_flux"], a["max_modes"], a["hyper_reduction"])
+
+
 def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.ndarray, a: dict, fom, step,
                    log=None):
     """The `adaptive_rom` artefact: the hyper-reduced ROM built from the train trajectories S, run at
@@ -262,8 +269,7 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
     from rom.artefacts import strings
 
     t0 = time.perf_counter()
-    rom0 = HyperReducedROM.from_snapshots(problem, ops.M, ops.X, S, mu_train, a["tol_state"], a["tol_nonlinear"],
-                                          a["tol_flux"], a["max_modes"], a["hyper_reduction"])
+    rom0 = build_rom(problem, ops, S, mu_train, a)
     offline = time.perf_counter() - t0
     if log is not None:
         log.info("hyper-reduced ROM: N = %d, %d DEIM points, %d reduced elements of %d (%.1f s)", rom0.N, rom0.m,

@@ -88,7 +88,10 @@ def cluster_study(U: np.ndarray, mu: np.ndarray, X, s: dict, log=None) -> xr.Dat
 
 def local_bases_study(U, mu, T, mu_test, X, C: xr.Dataset, bounds: np.ndarray, s: dict) -> xr.Dataset:
     """The dictionary of the chosen clustering (`local.dictionary`), its selectors (MLP from mu, nearest
-    medoid in mu) with their accuracy and cost per query, and the test projection errors global vs local."""
+    medoid in mu) with their accuracy and cost per query, and the test projection errors global vs local.
+    The selectors themselves are stored (MLPSelector.to_dataset: `selector_*`, NearestMedoidSelector.to_dataset:
+    `medoid_*`) with the test parameters `test_mu`, so that a reader evaluates them without scikit-learn and
+    checks them against `test_cluster_mlp` / `test_cluster_nearest_medoid_mu` (romflow.api.LocalBases)."""
     from rom.models.local import MLPSelector, NearestMedoidSelector
 
     methods = [str(m) for m in C["method"].values]
@@ -128,7 +131,7 @@ def local_bases_study(U, mu, T, mu_test, X, C: xr.Dataset, bounds: np.ndarray, s
     for c, b in enumerate(bases):  # k clusters
         padded[c, :len(b)] = b
     test_gain = np.quantile(glob, q, axis=-1) / np.maximum(np.quantile(np.stack(out_err), q, axis=-1), 1e-300)
-    return xr.Dataset(
+    ds = xr.Dataset(
         {
             "bases": (("cluster", "mode", "dof"), padded, {"long_name": "X-orthonormal local POD modes (zero padded)"}),
             "n_modes": ("cluster", np.array([len(b) for b in bases])),
@@ -139,6 +142,7 @@ def local_bases_study(U, mu, T, mu_test, X, C: xr.Dataset, bounds: np.ndarray, s
                                     {"long_name": "test projection error, cluster chosen by the MLP from mu"}),
             "test_gain": (("method", "basis_size"), test_gain),
             "predicted_gain": (("method", "basis_size"), C["gain"].values),
+            "test_mu": (("test_sample", "parameter"), np.asarray(mu_test, dtype=float)),
             "test_cluster": ("test_sample", truth),
             "test_cluster_mlp": ("test_sample", pred["mlp"]),
             "test_cluster_nearest_medoid_mu": ("test_sample", pred["nearest_medoid_mu"]),
@@ -149,3 +153,7 @@ def local_bases_study(U, mu, T, mu_test, X, C: xr.Dataset, bounds: np.ndarray, s
         coords={"method": strings(methods), "basis_size": sizes, "selector": strings(list(timing))},
         attrs={"dictionary": s["dictionary"], "basis_size_compared": N, "quantile": q},
     )
+    for sel in (mlp.to_dataset("selector"), nearest.to_dataset("medoid")):
+        ds.update(sel)
+        ds.attrs.update(sel.attrs)
+    return ds

@@ -70,6 +70,12 @@ BAD = [
     ("design file missing", lambda s: s["design"].update(method="list", file="nowhere.csv"),
      ["design.file", "nowhere.csv", "file not found"]),
     ("huge mesh", lambda s: s["problem"].update(mesh={"n": 10**6}), ["problem.mesh.n = 1000000", "expected a value <="]),
+    ("iterative X solves without PETSc", lambda s: (s["simulate"].update(backend="scipy"), s.update(
+        rb={"enabled": True, "riesz": {"solver": "iterative"}})),
+     ["rb.riesz.solver = iterative", "simulate.backend is scipy", "expected rb.riesz.solver: direct or auto"]),
+    ("PETSc options of the direct X solver", lambda s: s.update(
+        rb={"enabled": True, "riesz": {"solver": "direct", "petsc_options": {"pc_type": "hypre"}}}),
+     ["rb.riesz.petsc_options", "reads no PETSc options"]),
     ("problem keys of another problem", lambda s: s["problem"].update(dt=0.1), ["problem.dt", "unknown key", "blocks"]),
 ]
 

@@ -89,6 +89,12 @@ def check_rb(study: dict):
     if transient and s["outputs"]:
         raise ConfigError(f"rb.outputs: output bounds of transient problems are not available (no space-time dual "
                           f"problem); expected rb.outputs: [] for problem {name}")
+    if s["riesz"]["solver"] == "iterative" and study["simulate"]["backend"] != "petsc":
+        raise ConfigError(f"rb.riesz.solver = iterative: the X solves on the MPI ranks need PETSc, and "
+                          f"simulate.backend is {study['simulate']['backend']}; expected rb.riesz.solver: direct or auto")
+    if s["riesz"]["petsc_options"] and s["riesz"]["solver"] == "direct":
+        raise ConfigError("rb.riesz.petsc_options: the direct X solver (SuperLU) reads no PETSc options; expected "
+                          "rb.riesz.solver: iterative (or auto on a 3D mesh), or no rb.riesz.petsc_options")
     names = [o["name"] for o in s["outputs"]]
     for i, o in enumerate(s["outputs"]):
         key = f"rb.outputs.{i} ({o['name']})"
@@ -142,13 +148,25 @@ def reduced_basis(ctx):
     path = offline.path_of(problem)  # one path per model kind: affine, eim_affine, parabolic
     fom = FullOrderModel(problem, sim["backend"], {**sim["petsc_options"], **s["petsc_options"]})
     operations = steps.fom_operations(problem, fom, s["outputs"])
+    riesz = steps.riesz_solver_kind(s["riesz"]["solver"], problem, sim["backend"])
+    if riesz == "iterative":  # built collectively on every rank, each reading its rows of X
+        from rom.hifi.solvers.inner_product import InnerProductSolver
+
+        operations[steps.RIESZ] = InnerProductSolver(ctx.path("operators"), options=s["riesz"]["petsc_options"])
     with RootDriven(fom, operations) as solves, _user_errors(), _single_thread():
         if not solves.is_root:
             return 0
-        ctx.log.info("FOM solves on %d MPI rank(s), backend %s", solves.size, sim["backend"])
+        ctx.log.info("FOM solves on %d MPI rank(s), backend %s; X solves of the residual data: %s", solves.size,
+                     sim["backend"], "CG + GAMG on the MPI ranks" if riesz == "iterative" else "SuperLU on rank 0")
         stationary = path != "parabolic"
         ds = offline.PATHS[path](problem, _operators(ctx), ctx.space, s, solves,
                                  ctx.read("eim") if stationary else None, ctx.read("train") if stationary else None)
+        if riesz == "iterative":
+            ds.attrs["riesz_cg_iterations"] = int(operations[steps.RIESZ].iterations)
+        ctx.log.info("X solves of the residual data (%s): %d right-hand sides and corrections, max relative residual "
+                     "%.1e (long double)%s", ds.attrs["riesz_solver"], ds.attrs["riesz_inner_solves"],
+                     ds.attrs["riesz_max_relative_residual"],
+                     f", {ds.attrs['riesz_cg_iterations']} CG iterations" if riesz == "iterative" else "")
         if ds.attrs["warning"]:
             ctx.warn(f"rb: {ds.attrs['warning']}")
         ctx.write("out", ds, "rb")

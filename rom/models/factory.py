@@ -215,12 +215,12 @@ def load_parabolic(problem, ops, rb_ds):
 
 
 def reductor(problem, ops, eim_ds, kind: str, bounds, names, extrapolation="refuse", estimator="stable",
-             eim_bound="rigorous", scm=None):
-    """An empty CoerciveRBReductor of the model kind."""
+             eim_bound="rigorous", scm=None, solver=None):
+    """An empty CoerciveRBReductor of the model kind; solver: the stage's X solver (steps.x_solver)."""
     from rom.models.rb import CoerciveRBReductor
 
     coef, A_terms, f_terms = coefficients(problem, ops, eim_ds, kind, eim_bound, scm)
-    return CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, extrapolation, estimator)
+    return CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, extrapolation, estimator, solver=solver)
 
 
 def rb_dataset(models: dict, V: np.ndarray, history, mu_train: np.ndarray, bounds: np.ndarray, names, attrs: dict):

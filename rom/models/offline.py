@@ -15,7 +15,9 @@ basis, outputs) and returning the rb artefact (an xarray Dataset; its readers ar
 
 `path_of(problem)` names the path; `PATHS` maps names to the functions. Full-order solves are named
 collective operations (rom.hifi.solvers.distributed.RootDriven) built on every MPI rank by
-`steps.fom_operations`: 'solve', 'trajectory', 'dual_<output name>'.
+`steps.fom_operations`: 'solve', 'trajectory', 'dual_<output name>', and 'riesz' (the X solves of the
+residual data on the MPI ranks, rom.hifi.solvers.inner_product) where rb.riesz.solver resolves to iterative;
+every reductor of a path shares one X solver (`steps.x_solver`).
 
 Errors a study can cause raise ModelError (one line); SCM's NotCoerciveError likewise.
 """
@@ -53,7 +55,7 @@ def reduce_affine(problem, ops, space, s: dict, solves, eim_ds=None, train=None)
     scm_bounds, scm_history, coercivity = steps.coercivity(problem, ops.X, ops.A_terms, problem.theta, space, s,
                                                            source)
     reductor = factory.reductor(problem, ops, eim_ds, "affine", bounds, names, s["extrapolation"], s["estimator"],
-                                s["eim_bound"], scm=scm_bounds)
+                                s["eim_bound"], scm=scm_bounds, solver=steps.x_solver(ops.X, solves))
     mu_train = steps.training_set(space, s["train_size"], s["train_seed"])
     log.info("reduced basis (%s, model %s) of problem %s: %d dofs, %d operator and %d load terms; coercivity lower "
              "bound: %s; training set %d parameters, tol %g, at most %d basis vectors", s["method"], "affine",
@@ -87,7 +89,8 @@ def reduce_eim_affine(problem, ops, space, s: dict, solves, eim_ds=None, train=N
     kinds = factory.model_kinds(problem, eim_ds)  # function_eim, and matrix_eim where the artefact has it
     coercivity = "problem"
     settings = (bounds, names, s["extrapolation"], s["estimator"], s["eim_bound"])
-    reductor = factory.reductor(problem, ops, eim_ds, kinds[0], *settings)
+    solver = steps.x_solver(ops.X, solves)
+    reductor = factory.reductor(problem, ops, eim_ds, kinds[0], *settings, solver=solver)
     mu_train = steps.training_set(space, s["train_size"], s["train_seed"])
     log.info("reduced basis (%s, model %s) of problem %s: %d dofs, %d operator and %d load terms; coercivity lower "
              "bound: %s; training set %d parameters, tol %g, at most %d basis vectors", s["method"], kinds[0],
@@ -97,7 +100,7 @@ def reduce_eim_affine(problem, ops, space, s: dict, solves, eim_ds=None, train=N
     models = {kinds[0]: reductor.model()}
     for kind in kinds[1:]:
         # The matrix-EIM model on the same basis: the FOM's matrices only, no assembly code.
-        other = factory.reductor(problem, ops, eim_ds, kind, *settings)
+        other = factory.reductor(problem, ops, eim_ds, kind, *settings, solver=solver)
         other.set_basis(reductor.V)
         models[kind] = other.model()
     return factory.rb_dataset(models, reductor.V, history, mu_train, bounds, names,
@@ -117,7 +120,8 @@ def reduce_blackbox_eim(problem, ops, space, s: dict, solves, eim_ds=None, train
     coef = factory.with_scm(base, scm_bounds, A_terms, ops.X)
     from rom.models.rb import CoerciveRBReductor
 
-    reductor = CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, s["extrapolation"], s["estimator"])
+    reductor = CoerciveRBReductor(ops.X, A_terms, f_terms, coef, bounds, names, s["extrapolation"], s["estimator"],
+                                  solver=steps.x_solver(ops.X, solves))
     mu_train = steps.training_set(space, s["train_size"], s["train_seed"])
     log.info("reduced basis (%s, model blackbox_eim) of problem %s: %d dofs, %d operator and %d load EIM terms; "
              "coercivity lower bound: %s minus the operator's EIM error %.2e (max over the EIM's training and test sets); training set %d "
@@ -151,7 +155,7 @@ def reduce_parabolic(problem, ops, space, s: dict, solves, eim_ds=None, train=No
     if scm_bounds is not None:
         system.coefficients = SCMCoefficients(co, scm_bounds, keep_base_bound=source != "none")
     mu_train = steps.training_set(space, s["train_size"], s["train_seed"])
-    red = ParabolicReductor(system)
+    red = ParabolicReductor(system, solver=steps.x_solver(system.X, solves))
     log.info("parabolic RB (POD-greedy) of problem %s: %d dofs, %d steps of dt = %g, %d operator, %d load and %d "
              "initial terms; coercivity lower bound: %s; training set %d parameters, tol %g, at most %d basis vectors",
              problem.name, system.X.shape[0], system.steps, system.dt, len(system.A_terms), len(system.f_terms),
@@ -178,7 +182,8 @@ def reduce_parabolic(problem, ops, space, s: dict, solves, eim_ds=None, train=No
         ds = ds.merge(steps.scm_dataset(scm_bounds, scm_history, s["scm"]), combine_attrs="no_conflicts")
     ds.attrs.update(formulation="parabolic", kinds="parabolic", method="pod_greedy", N=red.N, tol=s["tol"],
                     max_modes=s["max_modes"], stop_reason=h.stop_reason, warning=h.warning, estimator="stable",
-                    coercivity=coercivity, offline_seconds=offline, mpi_ranks=solves.size, outputs="[]")
+                    coercivity=coercivity, offline_seconds=offline, mpi_ranks=solves.size, outputs="[]",
+                    **steps.riesz_attrs(red.galerkin.solver))
     return ds
 
 

@@ -65,10 +65,11 @@ class DualCoefficients:
 
 
 def dual_reductor(X, A_terms, output: AffineOutput, coefficients, bounds, names=(), extrapolation="refuse",
-                  estimator_method: str = "stable") -> CoerciveRBReductor:
-    """Reductor of the dual problem: operator terms A_q^T, load terms -l_j."""
+                  estimator_method: str = "stable", solver=None) -> CoerciveRBReductor:
+    """Reductor of the dual problem: operator terms A_q^T, load terms -l_j (solver: the X solver)."""
     return CoerciveRBReductor(X, [sp.csr_matrix(A.T) for A in A_terms], -np.atleast_2d(output.terms),
-                              DualCoefficients(coefficients, output), bounds, names, extrapolation, estimator_method)
+                              DualCoefficients(coefficients, output), bounds, names, extrapolation, estimator_method,
+                              solver=solver)
 
 
 def dual_fom_solve(fom, output: AffineOutput):

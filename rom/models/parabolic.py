@@ -284,10 +284,11 @@ class ParabolicReductor:
     (galerkin.IncrementalGalerkin, re-orthonormalized when the basis loses X-orthonormality) of the
     terms A_1 .. A_Q, M and f_p."""
 
-    def __init__(self, system: ParabolicSystem, initial_in_basis: bool = True):
+    def __init__(self, system: ParabolicSystem, initial_in_basis: bool = True, solver=None):
+        """solver: the X solver of the residual data (galerkin.IncrementalGalerkin)."""
         self.system = s = system
         self.M = sp.csr_matrix(s.M)
-        self.galerkin = IncrementalGalerkin(s.X, list(s.A_terms) + [self.M], s.f_terms, log=log)
+        self.galerkin = IncrementalGalerkin(s.X, list(s.A_terms) + [self.M], s.f_terms, log=log, solver=solver)
         self.X, self.f_terms = self.galerkin.X, self.galerkin.f_terms
         self.A_terms = self.galerkin.A_terms[:-1]
         self.u0_terms = np.atleast_2d(np.asarray(s.u0_terms, dtype=float))

@@ -305,13 +305,15 @@ class CoerciveRBReductor(IncrementalGalerkin):
     residual estimator data kept in step (rows of V are basis vectors; galerkin.IncrementalGalerkin,
     re-orthonormalized when the basis loses X-orthonormality).
 
-    precision: 'extended' (default) or 'double' for the residual data (estimators.ResidualRiesz)."""
+    precision: 'extended' (default) or 'double' for the residual data (estimators.ResidualRiesz);
+    solver: the X solver of the residual data (galerkin.IncrementalGalerkin)."""
 
     def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray, coefficients, bounds, names=(),
-                 extrapolation="refuse", estimator_method: str = "stable", precision: str = "extended"):
+                 extrapolation="refuse", estimator_method: str = "stable", precision: str = "extended",
+                 solver=None):
         self.coefficients, self.bounds, self.names = coefficients, np.asarray(bounds, float), list(names)
         self.extrapolation, self.estimator_method = extrapolation, estimator_method
-        super().__init__(X, A_terms, f_terms, precision, log)
+        super().__init__(X, A_terms, f_terms, precision, log, solver)
 
     def model(self) -> ReducedBasisModel:
         return ReducedBasisModel(self.A_rb.copy(), self.f_rb.copy(), self.riesz.R.copy(), self.riesz.G.copy(),
@@ -320,7 +322,7 @@ class CoerciveRBReductor(IncrementalGalerkin):
     def model_in_precision(self, precision: str) -> ReducedBasisModel:
         """The same reduced model with its residual data formed again from the basis in `precision`
         ('double' or 'extended'): to measure what the precision of those data does to the bound."""
-        riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms, precision)
+        riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms, precision, self.solver)
         for v in self.V:
             riesz.extend(v)
         return replace(self.model(), R=riesz.R, G=riesz.G)

@@ -73,6 +73,44 @@ def _dual_solver(solves, name: str):
     return solve
 
 
+# -- the inner-product (Riesz) solver ----------------------------------------------------------------
+RIESZ = "riesz"  # the collective operation of X solves (rom.hifi.solvers.inner_product), where built
+
+
+def riesz_solver_kind(setting: str, problem, backend: str) -> str:
+    """rb.riesz.solver resolved: 'auto' is iterative on a 3D mesh with the petsc backend (a 3D SuperLU
+    factorization grows like n^(4/3) in memory), direct otherwise (2D factors stay ~n log n and a
+    factorization serves every right-hand side faster than CG)."""
+    if setting != "auto":
+        return setting
+    mesh = getattr(problem, "mesh", None)
+    dim = mesh.nodes.shape[1] if mesh is not None else 2
+    return "iterative" if dim == 3 and backend == "petsc" else "direct"
+
+
+def x_solver(X, solves):
+    """The X solver of every residual factor of the stage (linalg.RefinedSolver, refined to long double):
+    its inner solves are the collective operation 'riesz' (CG + AMG on the MPI ranks) where the stage built
+    one (rb.riesz.solver resolved to iterative), else one SuperLU factorization of X on this process."""
+    from rom.reduction.linalg import RefinedSolver
+
+    if RIESZ not in getattr(solves, "operations", {}):
+        return RefinedSolver(X)
+
+    def inner(B, first):
+        Z = solves.call(RIESZ, B, first)
+        if isinstance(Z, Exception):
+            raise ModelError(f"reduced_basis: {Z}; check rb.riesz.petsc_options")
+        return Z
+    return RefinedSolver(X, inner=inner)
+
+
+def riesz_attrs(solver) -> dict:
+    """What the X solves of the residual data cost and reached (attributes of the rb artefact)."""
+    return {"riesz_solver": solver.kind, "riesz_inner_solves": int(solver.solves),
+            "riesz_max_relative_residual": float(solver.worst_residual)}
+
+
 # -- coercivity ------------------------------------------------------------------------------------
 def scm(X, A_terms, theta, space, settings: dict) -> tuple:
     """(SCMBounds, SCMHistory) of the affine operator sum_q theta_q(mu) A_q on a Latin hypercube of
@@ -160,7 +198,7 @@ def outputs(problem, ops, reductor, mu_train, space, s: dict, solves) -> list[xr
     for spec in s["outputs"]:
         out = output_functional(problem, spec)
         dual = dual_reductor(ops.X, ops.A_terms, out, reductor.coefficients, space.bounds, list(space.names),
-                             s["extrapolation"], s["estimator"])
+                             s["extrapolation"], s["estimator"], solver=reductor.solver)
         log.info("output %s (%s): dual greedy", out.name, spec["kind"])
         t1 = time.perf_counter()
         h = weak_greedy(mu_train, _dual_solver(solves, out.name), dual, s["tol"], s["max_modes"])
@@ -183,7 +221,7 @@ def stationary_attrs(s: dict, kinds, coercivity_label: str, reductor, seconds: f
         estimator=s["estimator"], eim_bound=s["eim_bound"], coercivity=coercivity_label,
         reorthonormalizations=reductor.reorthonormalizations, offline_seconds=seconds, mpi_ranks=solves.size,
         eim_terms=int(eim_ds.attrs["M"]) if eim_ds is not None else 0,
-        outputs=json.dumps([dict(spec) for spec in s["outputs"]]),
+        outputs=json.dumps([dict(spec) for spec in s["outputs"]]), **riesz_attrs(reductor.solver),
         **{f"{k}_eim_bound": factory.eim_bound_label(k, s["eim_bound"]) for k in kinds if k != "affine"})
 
 

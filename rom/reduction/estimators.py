@@ -101,9 +101,12 @@ class ResidualRiesz:
 
     X: inner-product matrix (sparse SPD); A_terms: list of Q sparse matrices; f_terms (P, n).
     precision: 'extended' (long double products, refined Riesz solves, long-double Gram-Schmidt)
-    or 'double' (everything in double: kept for comparisons, floor ~eps sqrt(n))."""
+    or 'double' (everything in double: kept for comparisons, floor ~eps sqrt(n)).
+    solver: the X solver (linalg.RefinedSolver of X: SuperLU, or an iterative solve on the MPI ranks),
+    shared by every ResidualRiesz of one stage; None: a SuperLU factorization of X made here."""
 
-    def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray, precision: str = "extended"):
+    def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray, precision: str = "extended",
+                 solver: RefinedSolver | None = None):
         if precision not in ("extended", "double"):
             raise ValueError(f"precision = {precision!r}: expected 'extended' or 'double'")
         if precision == "extended" and not HAS_EXTENDED:
@@ -113,11 +116,11 @@ class ResidualRiesz:
         self.dtype = EXTENDED if precision == "extended" else np.float64
         self.X = sp.csr_matrix(X)
         self.A_terms = [sp.csr_matrix(A) for A in A_terms]
-        self._X_work = self.X.astype(self.dtype)
-        self._A_work = [A.astype(self.dtype) for A in self.A_terms]
         self.P, self.Q = len(f_terms), len(self.A_terms)
-        # One sparse factorization of the fixed inner-product matrix serves every representer.
-        self._solver = RefinedSolver(self.X)
+        # One solver of the fixed inner-product matrix serves every representer; its long-double copy of X
+        # serves the Gram-Schmidt too (one copy per stage: at 1e6 3D dofs each is ~0.3 GB).
+        self._solver = solver if solver is not None else RefinedSolver(self.X)
+        self._X_work = self._solver.A_ext if self.precision == "extended" else self.X
         n = self.X.shape[0]
         self._W = np.empty((0, n), dtype=self.dtype)  # X-orthonormal rows spanning the representers
         self._rank = 0
@@ -159,7 +162,8 @@ class ResidualRiesz:
     def extend(self, v: np.ndarray):
         """Add the representers of A_q v for a new basis vector v."""
         v = np.asarray(v, dtype=np.float64).astype(self.dtype)
-        self._add(np.stack([A @ v for A in self._A_work]))
+        # A_q in the working precision one term at a time (a transient copy, not Q kept ones).
+        self._add(np.stack([A.astype(self.dtype) @ v for A in self.A_terms]))
 
     def _add(self, G_new: np.ndarray):
         Z_new = self.riesz(G_new)

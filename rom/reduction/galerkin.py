@@ -11,7 +11,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from rom.reduction.estimators import ResidualRiesz
-from rom.reduction.linalg import dependent_tol, gram_schmidt, orthogonalize, orthonormality_error, x_norms
+from rom.reduction.linalg import (
+    RefinedSolver,
+    dependent_tol,
+    gram_schmidt,
+    orthogonalize,
+    orthonormality_error,
+    x_norms,
+)
 
 # Basis vectors whose X-Gram matrix deviates from the identity by more than this are
 # re-orthonormalized (twice-iterated Gram-Schmidt) and the event is logged.
@@ -33,11 +40,14 @@ class IncrementalGalerkin:
     by `set_basis`, off the identity by more than ORTHO_TOL) is re-orthonormalized, its projections
     rebuilt, and the event logged on `log` and counted in `reorthonormalizations`.
 
-    precision: 'extended' (default) or 'double' for the residual data (estimators.ResidualRiesz)."""
+    precision: 'extended' (default) or 'double' for the residual data (estimators.ResidualRiesz);
+    solver: the X solver of the residual data (linalg.RefinedSolver; None: one SuperLU factorization of
+    X, made here once and kept through re-orthonormalizations)."""
 
     def __init__(self, X: sp.spmatrix, A_terms, f_terms: np.ndarray, precision: str = "extended",
-                 log: logging.Logger | None = None):
+                 log: logging.Logger | None = None, solver: RefinedSolver | None = None):
         self.X = sp.csr_matrix(X)
+        self.solver = solver if solver is not None else RefinedSolver(self.X)
         self.A_terms = [sp.csr_matrix(A) for A in A_terms]
         self.f_terms = np.atleast_2d(np.asarray(f_terms, dtype=float))
         self.precision = precision
@@ -49,7 +59,7 @@ class IncrementalGalerkin:
         self.V = np.empty((0, self.X.shape[0]))
         self.A_rb = np.zeros((len(self.A_terms), 0, 0))
         self.f_rb = np.zeros((len(self.f_terms), 0))
-        self.riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms, self.precision)
+        self.riesz = ResidualRiesz(self.X, self.A_terms, self.f_terms, self.precision, self.solver)
         for v in V:
             self._append(v)
 

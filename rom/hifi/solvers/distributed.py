@@ -27,18 +27,19 @@ class RootDriven:
     def __enter__(self) -> RootDriven:
         if not self.is_root:
             while (message := self.comm.bcast(None, root=0)) is not None:
-                name, mu = message
-                self.operations[name](mu)
+                name, mu, extra = message
+                self.operations[name](mu, *extra)
         return self
 
-    def call(self, name: str, mu: np.ndarray):
-        """One collective operation started by rank 0 (its result on rank 0)."""
+    def call(self, name: str, mu: np.ndarray, *extra):
+        """One collective operation started by rank 0 (its result on rank 0); `extra` arguments (small,
+        picklable) follow mu to every rank."""
         if name not in self.operations:
             raise KeyError(f"operation {name!r}: expected one of {sorted(self.operations)}")
         mu = np.asarray(mu, dtype=float)
         if self.size > 1:
-            self.comm.bcast((name, mu), root=0)
-        return self.operations[name](mu)
+            self.comm.bcast((name, mu, extra), root=0)
+        return self.operations[name](mu, *extra)
 
     def solve(self, mu: np.ndarray):
         """One collective stationary FOM solve (rom.hifi.solvers.solve.Sample; the field on rank 0)."""

@@ -55,10 +55,19 @@ def provenance(study: dict | None, kind: str) -> dict:
     return attrs
 
 
-def write(ds: xr.Dataset, path: str | Path, study: dict | None = None, kind: str = "") -> Path:
-    """Write `ds` atomically with provenance attributes."""
+def write(ds: xr.Dataset, path: str | Path, study: dict | None = None, kind: str = "", fill=None) -> Path:
+    """Write `ds` atomically with provenance attributes and the peak memory of every rank so far
+    (`peak_rss_mb_per_rank`, `ranks`: rom.memory; rom.cli.Context.write sets them itself).
+
+    `fill(file)`, when given, adds variables too large to hold in memory before the file is renamed into
+    place: it receives the open h5netcdf.File (dimensions of `ds` already there; create others with
+    `file.dimensions[name] = size`) and writes its variables slab by slab (rom.snapshots.gather_files)."""
+    from rom import memory
+
     ds = ds.copy()
     ds.attrs.update(provenance(study, kind or Path(path).stem))
+    if "peak_rss_mb_per_rank" not in ds.attrs:
+        ds.attrs.update(memory.attrs(memory.per_rank()))
     for key, value in list(ds.attrs.items()):  # netCDF attributes: no None, no bools, no dicts
         if isinstance(value, bool):
             ds.attrs[key] = int(value)
@@ -66,16 +75,22 @@ def write(ds: xr.Dataset, path: str | Path, study: dict | None = None, kind: str
             ds.attrs[key] = str(value)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=True)
+        if fill is not None:
+            import h5netcdf
+
+            with h5netcdf.File(tmp, "a", invalid_netcdf=True) as f:
+                fill(f)
     return Path(path)
 
 
-def read(path: str | Path) -> xr.Dataset:
-    """Load an artefact fully into memory (the file is closed on return)."""
+def read(path: str | Path, drop=()) -> xr.Dataset:
+    """Load an artefact fully into memory (the file is closed on return), less the variables named in
+    `drop` (a large one read lazily instead: rom.snapshots.SnapshotRows)."""
     path = Path(path)
     if not path.is_file():
         raise ArtefactError(f"{path}: artefact not found; expected the output of an earlier stage")
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
+        with xr.open_dataset(path, engine="h5netcdf", drop_variables=list(drop) or None) as ds:
             return ds.load()
     except (OSError, ValueError) as exc:
         raise ArtefactError(f"{path}: not a readable romflow artefact ({exc})") from None

@@ -45,6 +45,7 @@ class Context:
         self.warnings: list[str] = []
         self.upstream_warnings: list[str] = []  # of the artefacts read: a report section repeats them
         self.petsc_args: list[str] = getattr(args, "petsc_args", [])
+        self._written: list = []  # (path, per-rank peak memory when written) of this rank's writes
 
     def path(self, name: str):
         """The path (or list of paths) given for a declared artefact, None for an absent optional one."""
@@ -66,13 +67,14 @@ class Context:
     def option(self, name: str):
         return getattr(self.args, name)
 
-    def read(self, name: str):
+    def read(self, name: str, drop=()):
+        """A declared artefact loaded, less the variables named in `drop` (read lazily by the stage)."""
         from rom import artefacts
 
         path = self.path(name)
         if path is None:
             return None
-        ds = artefacts.read(path)
+        ds = artefacts.read(path, drop)
         self.log.info("read %s (%s)", path, ", ".join(f"{k} {v}" for k, v in ds.sizes.items()))
         self.upstream_warnings += [w for w in str(ds.attrs.get("warnings", "")).split(" | ") if w]
         return ds
@@ -85,28 +87,62 @@ class Context:
         self.upstream_warnings += [w for w in str(ds.attrs.get("warnings", "")).split(" | ") if w]
         return ds
 
-    def write(self, name: str, ds, kind: str | None = None):
-        from rom import artefacts
+    def write(self, name: str, ds, kind: str | None = None, fill=None):
+        """Write a declared artefact with provenance, the warnings so far and the peak memory of every
+        rank so far (rom.memory: ranks not heard from yet are NaN here and filled in at the end of the
+        stage). `fill(file)` adds variables too large to hold (rom.artefacts.write)."""
+        from rom import artefacts, memory
 
         path = self.path(name)
         if self.warnings:
             ds.attrs["warnings"] = " | ".join(self.warnings)
-        artefacts.write(ds, path, self.study, kind or self.stage.name)
-        self.log.info("wrote %s (%s; %.1f MB)", path, ", ".join(f"{k} {v}" for k, v in ds.sizes.items()),
-                      path.stat().st_size / 1e6)
+        figures = memory.per_rank(wait=0.2)
+        ds.attrs.update(memory.attrs(figures), peak_rss_when="written")
+        artefacts.write(ds, path, self.study, kind or self.stage.name, fill=fill)
+        self._written.append((path, figures))
+        self.log.info("wrote %s (%s; %.1f MB; peak memory so far %s)", path,
+                      ", ".join(f"{k} {v}" for k, v in ds.sizes.items()), path.stat().st_size / 1e6,
+                      memory.describe(figures))
         return path
+
+    def finish(self):
+        """At the end of a stage that returned on this rank: every rank other than 0 posts its peak
+        memory; rank 0 collects them (a bounded wait, never a collective: see rom.memory), logs one
+        figure per rank, and fills the figures of ranks not heard from into the artefacts it wrote."""
+        from rom import memory
+
+        comm = memory.world()
+        if comm is not None and comm.size > 1 and comm.rank != 0:
+            memory.post(comm)
+            memory.flush(wait=10.0)
+            return None
+        figures = memory.per_rank(wait=10.0, comm=comm)
+        self.log.info("peak memory per rank: %s", memory.describe(figures))
+        for path, written in self._written:
+            if any(f != f for f in written) and path.is_file():  # NaN at write time: the final figures
+                import h5py
+
+                with h5py.File(path, "r+") as f:
+                    for key, value in memory.attrs(figures).items():
+                        f.attrs[key] = value
+                    f.attrs["peak_rss_when"] = "stage end"
+        return figures
 
     @cached_property
     def problem(self):
+        """The study's problem; after the operators stage, on the mesh its artefact stores (a stage that
+        declares the `operators` input: rom.config.make_problem), so the mesh file is parsed once."""
         from rom import config
 
         t0 = time.perf_counter()
-        p = config.make_problem(self.study)
+        operators = getattr(self.args, "operators", None) if self.stage.name != "operators" else None
+        p = config.make_problem(self.study, operators)
         mesh = getattr(p, "mesh", None)
         if mesh is not None:
-            self.log.info("problem %s: %d nodes, %d cells, %d free dofs (%.2f s)", p.name, mesh.n_nodes,
+            self.log.info("problem %s: %d nodes, %d cells, %d free dofs (%.2f s%s)", p.name, mesh.n_nodes,
                           len(getattr(mesh, "triangles", getattr(mesh, "cells", []))), mesh.n_dofs,
-                          time.perf_counter() - t0)
+                          time.perf_counter() - t0, f", mesh from {operators}" if operators and
+                          getattr(getattr(p, "file", None), "node_order", None) is not None else "")
         return p
 
     @cached_property
@@ -222,15 +258,19 @@ def _rank() -> int:
 
 
 def run_stage(stage, args) -> int:
-    from rom import config
+    from rom import config, memory
 
     log = logging.getLogger(f"romflow.{stage.name}")
     t0 = time.perf_counter()
     study = config.load(args.study_config) if stage.study else None
     if study is not None:  # after validation: bad input ends in its one line alone
         log.info("start: study %s, problem %s", study["name"], problem_label(study))
+    memory.reset()
     ctx = Context(stage, args, study)
     status = int(stage.run(ctx) or 0)
+    # Every rank that returns from the stage reaches this point; no collective is started (a rank that
+    # raised exits without it, and the others must not hang waiting for it): rom.memory.
+    ctx.finish()
     log.info("done in %.1f s", time.perf_counter() - t0)
     return status
 

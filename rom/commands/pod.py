@@ -7,22 +7,29 @@ from rom.stage import Artefact, Stage, problem_has
 
 def run(ctx):
     from rom.hifi.discretization.operators import Operators
+    from rom.reduction.pod import BLOCK_BYTES
     from rom.reduction.pod_study import pod_study
-    from rom.snapshots import snapshot_rows
+    from rom.snapshots import SnapshotRows
 
     ops = Operators.from_dataset(ctx.read("operators"))
-    S, T = snapshot_rows(ctx.read("train")), snapshot_rows(ctx.read("test"))
+    # The fields are read in blocks of samples (rom.reduction.pod.pod_blocks), never whole.
+    S = SnapshotRows(ctx.path("train"), ctx.read("train", drop=("u",)))
+    T = SnapshotRows(ctx.path("test"), ctx.read("test", drop=("u",)))
     s = ctx.study["pod"]
-    ctx.log.info("POD of %d train snapshots of %d dofs (tol %g, at most %d modes)", len(S), S.shape[1], s["tol"],
-                 s["max_modes"])
-    ds = pod_study(S, T, ops.X, s["tol"], s["max_modes"])
+    ctx.log.info("POD of %d train snapshots of %d dofs (%.1f MB, read in panels of %d MB; tol %g, at most %d modes)",
+                 len(S), S.n_dofs, S.nbytes / 1e6, BLOCK_BYTES >> 20, s["tol"], s["max_modes"])
+    try:
+        ds = pod_study(S, T, ops.X, s["tol"], s["max_modes"])
+    finally:
+        S.close()
+        T.close()
     n = ds.attrs["n_modes"]
     left = ds["energy_left_out"].values[n - 1] if n else 1.0
     if n == s["max_modes"] and left > s["tol"]:
         ctx.warn(f"POD stopped at pod.max_modes = {n} with relative energy {left:.2e} left out, above pod.tol = "
                  f"{s['tol']:g}: raise max_modes or accept the larger projection error")
     ctx.log.info("%d modes; max test projection error with all of them %.3e", ds.attrs["n_modes"],
-                 float(ds["test_error"].values[-1].max()) if T.size else float("nan"))
+                 float(ds["test_error"].values[-1].max()) if len(T) else float("nan"))
     ctx.write("out", ds, "pod")
 
 

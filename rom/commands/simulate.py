@@ -153,18 +153,18 @@ def simulate(ctx):
 
 
 def gather(ctx):
-    from rom import artefacts
-    from rom.snapshots import failures
-    from rom.snapshots import gather as merge
+    from rom.snapshots import failures, gather_files
 
-    ds = merge([artefacts.read(p) for p in ctx.path("chunks")])
+    # The chunks' small variables merged in memory; their fields copied sample by sample into the merged
+    # file (rom.snapshots.gather_files): a large set is never held whole.
+    ds, fill = gather_files(ctx.path("chunks"))
     failed, n, _ = failures(ds)
     ctx.log.info("%d samples, %d failed", n, failed)
     reasons = reason_counts(ds)  # a reason repeated by many samples once, with its count
     limit = ctx.study["simulate"]["max_failed_fraction"]
     if failed and not (n and failed / n > limit):
         ctx.warn(f"{failed} of {n} samples failed: {'; '.join(reasons)}")
-    ctx.write("out", ds, "snapshots")
+    ctx.write("out", ds, "snapshots", fill=fill)
     if n and failed / n > limit:
         # The merged artefact is kept (it records which samples failed and why) but the stage fails.
         raise UserError(f"{failed} of {n} samples failed ({'; '.join(reasons)}), more than "
@@ -189,7 +189,8 @@ STAGES = (
     Stage("simulate", simulate, "full-order solves of one chunk of a sample set (run under the MPI launcher); "
           "PETSc options such as -ksp_monitor pass through", sections=FOM_SECTIONS, mpi=True,
           needs=frozenset({cap.MESH}), enabled=_fixed_mesh, check=check_simulate,
-          inputs=(Artefact("parameters", "parameters.h5 from `sample`"),),
+          inputs=(Artefact("parameters", "parameters.h5 from `sample`"),
+                  Artefact("operators", "fom/operators.h5: the mesh, read instead of the mesh file", optional=True)),
           outputs=(Artefact("out", "snapshots/<set>/chunk<i>.h5"),),
           options=(Option("set", "sample set", default="train", choices=("train", "test", "validation"),
                           wildcard="set"),

@@ -6,15 +6,22 @@ import numpy as np
 import scipy.sparse as sp
 import xarray as xr
 
-from .pod import pod, projection_errors
+from .pod import BLOCK_BYTES, pod, pod_blocks, projection_errors, projection_errors_blocks
 
 
-def pod_study(S: np.ndarray, T: np.ndarray, X: sp.spmatrix, tol: float, max_modes: int) -> xr.Dataset:
+def pod_study(S, T, X: sp.spmatrix, tol: float, max_modes: int, block_bytes: int = BLOCK_BYTES) -> xr.Dataset:
     """POD of the rows of S (train snapshots) in X, and the relative X-norm projection errors of the rows
-    of T (test snapshots) onto the first N modes, N = 0..n_modes."""
-    V, lam = pod(S, X, tol, max_modes)
+    of T (test snapshots) onto the first N modes, N = 0..n_modes. S and T are arrays, or snapshot files
+    read in blocks of `block_bytes` (rom.snapshots.SnapshotRows: rom.reduction.pod.pod_blocks)."""
+    arrays = isinstance(S, np.ndarray)
+    V, lam = pod(S, X, tol, max_modes) if arrays else pod_blocks(S, X, tol, max_modes, block_bytes)
     sizes = np.arange(0, len(V) + 1)
-    err = projection_errors(V, T, X, sizes) if len(T) else np.zeros((len(sizes), 0))
+    if not len(T):
+        err = np.zeros((len(sizes), 0))
+    elif isinstance(T, np.ndarray):
+        err = projection_errors(V, T, X, sizes)
+    else:
+        err = projection_errors_blocks(V, T, X, sizes, block_bytes)
     energy_left = np.clip(1.0 - np.cumsum(lam) / lam.sum(), 0.0, None) if lam.sum() > 0 else lam
     return xr.Dataset(
         {

@@ -162,11 +162,31 @@ def parameter_space(study: dict) -> ParameterSpace:
     return registry.parameter_space(study)
 
 
-def make_problem(study: dict):
-    """The problem object of a validated study (builds the mesh)."""
+def make_problem(study: dict, operators=None):
+    """The problem object of a validated study (builds the mesh). With `operators`, the path of the
+    study's operators artefact, a problem on a mesh file (a class with `from_mesh_file`) is built on the
+    mesh stored there (rom.hifi.discretization.operators.read_mesh: the same arrays and numbering)
+    instead of parsing the file again; an artefact without a mesh falls back to the file."""
     from rom.hifi import registry
 
-    return registry.make_problem(study["problem"])
+    spec = study["problem"]
+    if operators is not None:
+        cls = registry.problem_class(spec)
+        if hasattr(cls, "from_mesh_file"):
+            from rom.errors import ArtefactError
+            from rom.hifi.discretization.meshfile import MeshFileError
+            from rom.hifi.discretization.operators import read_mesh
+
+            mesh = spec.get("mesh") if isinstance(spec.get("mesh"), dict) else {}
+            try:
+                mesh_file = read_mesh(operators, mesh.get("digest"))
+            except MeshFileError as exc:
+                raise ArtefactError(str(exc)) from None
+            except OSError as exc:
+                raise ArtefactError(f"{operators}: not a readable romflow artefact ({exc})") from None
+            if mesh_file is not None:
+                return cls.from_mesh_file({k: v for k, v in spec.items() if k not in ("name", "class")}, mesh_file)
+    return registry.make_problem(spec)
 
 
 # -- designs ----------------------------------------------------------------------------------------

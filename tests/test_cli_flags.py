@@ -23,7 +23,7 @@ def simulate(study_file, *extra):
 def test_a_misspelt_flag_is_refused_naming_the_stage_flags(study_file):
     err = one_line_error(simulate(study_file, "--chunks", "1"))
     assert "unknown flag --chunks" in err
-    assert "--study-config, --parameters, --out, --set, --chunk " in err and "one dash" in err
+    assert "--study-config, --parameters, --operators, --out, --set, --chunk " in err and "one dash" in err
     assert one_line_error(simulate(study_file, "--chunks=1")).startswith(
         "python -m rom simulate: error: unknown flag --chunks;")
     assert not (study_file.parent / "chunk.h5").exists()  # refused before any solve

@@ -38,6 +38,7 @@ rule simulate:
     input:
         cfg=study_file,
         parameters="results/{study}/parameters.h5",
+        operators="results/{study}/fom/operators.h5",
     output:
         out="results/{study}/snapshots/{set}/chunk{chunk}.h5",
     log:

@@ -126,6 +126,9 @@ def facet_measures(nodes: np.ndarray, facets: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
 
 
+PACK_BITS = 63  # bits of a packed (key, entry) sort key: an int64's (tests lower it to force the argsort)
+
+
 @dataclass(frozen=True)
 class Pattern:
     """CSR sparsity of the free-dof couplings for the rows [row_start, row_stop).
@@ -149,24 +152,70 @@ class Pattern:
 
     @classmethod
     def from_cell_dofs(cls, dof: np.ndarray, n: int, row_range: tuple[int, int] | None = None) -> Pattern:
-        """The pattern of cells with dofs `dof` (n_cells, k) (-1 = Dirichlet) on the rows [r0, r1)."""
+        """The pattern of cells with dofs `dof` (n_cells, k) (-1 = Dirichlet) on the rows [r0, r1).
+
+        One sort of the element entries, no global unique: each entry (row, col) gets the key
+        (row - r0) W + (col - row - lo), lo and W the band of the couplings (ordered like row * n + col,
+        fewer bits); the entry's index is packed into the low bits so that one value sort (np.sort, a
+        vectorized quicksort) gives both the sorted keys and the permutation. Keys too wide for the
+        packing fall back to an argsort. The same indptr, indices and entry_slot as np.unique gives."""
         r0, r1 = row_range if row_range is not None else (0, n)
+        nr = r1 - r0
         k = dof.shape[1]
+        dof = np.asarray(dof, dtype=np.int64)
         owned = (dof >= r0) & (dof < r1)
-        elements = np.flatnonzero(owned.any(axis=1))  # only cells touching owned rows
-        d = dof[elements]
-        rows = np.repeat(d, k, axis=1).ravel()
-        cols = np.tile(d, (1, k)).ravel()
-        keep = (rows >= r0) & (rows < r1) & (cols >= 0)
-        key = rows[keep] * n + cols[keep]
-        del rows, cols
-        unique_key, slot = np.unique(key, return_inverse=True)
-        entry_slot = np.full(keep.shape, -1, dtype=np.int64)
-        entry_slot[keep] = slot
-        urows = unique_key // n
-        indptr = np.zeros(r1 - r0 + 1, dtype=np.int64)
-        np.cumsum(np.bincount(urows - r0, minlength=r1 - r0), out=indptr[1:])
-        return cls(n, r0, r1, indptr, (unique_key % n).astype(np.int64), elements, entry_slot)
+        touching = owned.any(axis=1)  # only cells touching owned rows
+        if touching.all():
+            elements, d = np.arange(len(dof), dtype=np.int64), dof
+        else:
+            elements = np.flatnonzero(touching)
+            d = dof[elements]
+            owned = owned[elements]
+        m = len(d)
+        valid = (owned[:, :, None] & (d >= 0)[:, None, :]).reshape(-1)  # row owned, column free
+        key = (d[:, None, :] - d[:, :, None]).reshape(-1)  # col - row
+        if valid.all():
+            lo, hi = (int(key.min()), int(key.max())) if len(key) else (0, 0)
+        else:
+            lo = int(np.min(key, where=valid, initial=np.iinfo(np.int64).max)) if valid.any() else 0
+            hi = int(np.max(key, where=valid, initial=np.iinfo(np.int64).min)) if valid.any() else 0
+        width = hi - lo + 1
+        key -= lo
+        key.reshape(m, k, k)[...] += ((d - r0) * width)[:, :, None]
+        sentinel = nr * width  # past every valid key: the -1 entries sort last
+        nv = int(np.count_nonzero(valid))
+        if nv < len(key):
+            key[~valid] = sentinel
+        n_entries = len(key)
+        ibits = max(int(n_entries - 1).bit_length(), 1)
+        if int(sentinel).bit_length() + ibits <= PACK_BITS:
+            key <<= ibits
+            key |= np.arange(n_entries, dtype=np.int64)
+            key.sort()
+            order = key & ((1 << ibits) - 1)
+            key >>= ibits
+        else:
+            order = np.argsort(key)
+            key = key[order]
+        new = np.empty(n_entries, dtype=bool)
+        new[:1] = True
+        np.not_equal(key[1:], key[:-1], out=new[1:])
+        unique_key = key[new]
+        if nv < n_entries:  # the sentinel's group
+            unique_key = unique_key[:-1]
+        slot = np.cumsum(new, out=key)  # the sorted keys' buffer, no longer needed
+        slot -= 1
+        slot[nv:] = -1
+        entry_slot = np.empty(n_entries, dtype=np.int64)
+        entry_slot[order] = slot
+        del key, slot, order, new
+        urows = unique_key // width
+        indices = unique_key - urows * width
+        indices += urows
+        indices += r0 + lo
+        indptr = np.zeros(nr + 1, dtype=np.int64)
+        np.cumsum(np.bincount(urows, minlength=nr), out=indptr[1:])
+        return cls(n, r0, r1, indptr, indices, elements, entry_slot)
 
     @property
     def nnz(self) -> int:
@@ -178,14 +227,29 @@ class Pattern:
 
     def sum_entries(self, local: np.ndarray, term: np.ndarray | None = None, n_terms: int = 1) -> np.ndarray:
         """CSR values of element matrices given for the selected `elements` only, (n_sel, k, k); with
-        `term` (n_sel,) the values (n_terms, nnz) of each term. One bincount, no loop over terms."""
+        `term` (n_sel,) the values (n_terms, nnz) of each term. One bincount, no loop over terms.
+
+        Entries that are not stored (slot -1) go to one extra bin past the last, dropped: no compression
+        of the entries, and each stored value sums the same numbers in the same order as a bincount of
+        the stored entries alone."""
         vals = local.reshape(-1)
-        keep = self.entry_slot >= 0
+        size = n_terms * self.nnz
+        dropped = None if self._all_stored else self.entry_slot < 0
         if term is None:
-            return np.bincount(self.entry_slot[keep], weights=vals[keep], minlength=self.nnz)
-        kk = local.shape[1] * local.shape[2]
-        flat = np.repeat(term, kk)[keep] * self.nnz + self.entry_slot[keep]
-        return np.bincount(flat, weights=vals[keep], minlength=n_terms * self.nnz).reshape(n_terms, self.nnz)
+            bins = self.entry_slot if dropped is None else np.where(dropped, size, self.entry_slot)
+        else:
+            kk = local.shape[1] * local.shape[2]
+            bins = np.repeat(np.asarray(term, dtype=np.int64) * self.nnz, kk)
+            bins += self.entry_slot
+            if dropped is not None:
+                bins[dropped] = size
+        out = np.bincount(bins, weights=vals, minlength=size + 1)[:size]
+        return out if term is None else out.reshape(n_terms, self.nnz)
+
+    @cached_property
+    def _all_stored(self) -> bool:
+        """Whether every element entry is stored (no Dirichlet dof, every row owned)."""
+        return bool(len(self.entry_slot) == 0 or self.entry_slot.min() >= 0)
 
     def assemble(self, local: np.ndarray) -> np.ndarray:
         """Sum element matrices (n_cells, k, k) of the whole mesh into CSR values (nnz,)."""

@@ -262,6 +262,28 @@ def _node_sets(rows: np.ndarray, n: int | None = None) -> list[np.ndarray]:
     return _packed(rows, n if n is not None else int(rows.max(initial=0)) + 1)
 
 
+def rows_once(rows: np.ndarray) -> np.ndarray:
+    """Whether each row of `rows` (m, k) occurs once only (as a set of nodes), (m,): `row_counts(rows) ==
+    1`, with one value sort and a search of the few single rows where the node sets pack into one key."""
+    if not len(rows):
+        return np.zeros(0, dtype=bool)
+    keys = _node_sets(rows)
+    if len(keys) > 1:
+        return row_counts(rows) == 1
+    key = keys[0]
+    s = np.sort(key)
+    differs = s[1:] != s[:-1]
+    single = np.ones(len(s), dtype=bool)
+    single[1:] &= differs
+    single[:-1] &= differs
+    s = s[single]
+    if not len(s):
+        return np.zeros(len(key), dtype=bool)
+    pos = np.searchsorted(s, key)
+    np.minimum(pos, len(s) - 1, out=pos)
+    return s[pos] == key
+
+
 def row_counts(rows: np.ndarray) -> np.ndarray:
     """How often each row of `rows` (m, k) occurs (as a set of nodes: rows are compared sorted), (m,)."""
     if not len(rows):
@@ -288,8 +310,12 @@ def rows_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     n = int(max(a.max(), b.max(initial=0))) + 1
     ka, kb = _node_sets(a, n), _node_sets(b, n)
-    if len(ka) == 1:
-        return np.isin(ka[0], kb[0])
+    if len(ka) == 1:  # np.isin's merge sort of both, as a value sort of b and a search
+        sb = np.sort(kb[0])
+        if not len(sb):
+            return np.zeros(len(a), dtype=bool)
+        pos = np.minimum(np.searchsorted(sb, ka[0]), len(sb) - 1)
+        return sb[pos] == ka[0]
     # Several keys: sort a and b together, rows of b first among equal rows.
     keys = [np.concatenate([y, x]) for x, y in zip(ka, kb)]
     tag = np.r_[np.zeros(len(b), dtype=np.int64), np.ones(len(a), dtype=np.int64)]
@@ -308,7 +334,8 @@ def rows_in(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def cell_faces(cells: np.ndarray) -> np.ndarray:
     """The d + 1 faces of every cell, vertex i left out in block i: (m * (d + 1), d)."""
-    return np.concatenate([np.delete(cells, i, axis=1) for i in range(cells.shape[1])])
+    k = cells.shape[1]
+    return np.concatenate([cells[:, [j for j in range(k) if j != i]] for i in range(k)])
 
 
 def boundary_faces(nodes: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -316,7 +343,7 @@ def boundary_faces(nodes: np.ndarray, cells: np.ndarray) -> np.ndarray:
     outside in 3D; the domain on the left in 2D)."""
     k = cells.shape[1]
     faces = cell_faces(cells)
-    once = row_counts(faces) == 1
+    once = rows_once(faces)
     f = faces[once]
     opposite = cells[np.tile(np.arange(len(cells)), k)[once], np.repeat(np.arange(k), len(cells))[once]]
     p = nodes[f]

@@ -41,7 +41,10 @@ class MeshGroups:
 class MeshFile:
     """A P1 simplex mesh read from a file. `cells` (m, dim + 1) positively oriented, `cell_region` (m,)
     indexes `regions`; `facets` (f, dim) with `facet_group` (f,) indexing `boundaries` (a facet in
-    several groups is listed once per group)."""
+    several groups is listed once per group). `node_order`, when known, is the node order of the dof
+    numbering (rom.hifi.discretization.mesh.node_order): a mesh read back from the operators artefact
+    (rom.hifi.discretization.operators.read_mesh) carries the one it was assembled with; None for a
+    mesh read from its file (the numbering computes it)."""
 
     path: str
     nodes: np.ndarray
@@ -51,6 +54,7 @@ class MeshFile:
     facets: np.ndarray
     facet_group: np.ndarray
     boundaries: tuple[str, ...]
+    node_order: np.ndarray | None = None
 
     @property
     def dim(self) -> int:

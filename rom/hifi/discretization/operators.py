@@ -1,7 +1,14 @@
 """The operators artefact: affine components, inner-product matrices and the mesh, so later
-stages rebuild A(mu) = sum_q theta_q(mu) A_q without the assembly code."""
+stages rebuild A(mu) = sum_q theta_q(mu) A_q without the assembly code.
+
+For a problem on a mesh file (a declared PDE: its `file` is a meshfile.MeshFile) the artefact also
+holds that mesh as read and checked, with the node order of its dof numbering (`mesh_*` variables,
+`cells` in 2D too, attributes `mesh_file`, `mesh_digest`, `mesh_regions`, `mesh_boundaries`):
+`read_mesh` gives it back, bit for bit, so the stages after `operators` build the same problem (same
+numbering, same matrices) without parsing the file again, in the time HDF5 reads the arrays."""
 from __future__ import annotations
 
+import json
 import resource
 import time
 from dataclasses import dataclass
@@ -12,6 +19,7 @@ import xarray as xr
 
 from . import fem
 from .mesh import view_triangles
+from .meshfile import MeshFile, MeshFileError
 
 
 def peak_memory_mb() -> float:
@@ -39,7 +47,8 @@ def operators_dataset(problem) -> xr.Dataset:
         "triangles": (("triangle", "vertex"), view_triangles(m.nodes, cells)),
         "interior_nodes": ("dof", m.interior_nodes),
     }
-    if m.nodes.shape[1] == 3:
+    mesh_file = getattr(problem, "file", None)
+    if m.nodes.shape[1] == 3 or isinstance(mesh_file, MeshFile):
         data["cells"] = (("cell", "cell_vertex"), cells)
     if getattr(m, "components", 1) > 1:
         data["dof_component"] = ("dof", m.dof_component)
@@ -48,7 +57,61 @@ def operators_dataset(problem) -> xr.Dataset:
         data["f_terms"] = (("rhs_term", "dof"), problem.rhs_terms(pattern), {"long_name": "affine load components f_p"})
     attrs = {"n_dofs": m.n_dofs, "affine": int(problem.affine), "dim": int(m.nodes.shape[1]),
              "assembly_seconds": time.perf_counter() - t0, "peak_memory_mb": peak_memory_mb()}
+    if isinstance(mesh_file, MeshFile):
+        digest = (getattr(problem, "args", {}).get("mesh") or {}).get("digest", "")
+        mesh_data, mesh_attrs = mesh_variables(mesh_file, m.order, digest)
+        data.update(mesh_data)
+        attrs.update(mesh_attrs)
     return xr.Dataset(data, attrs=attrs)
+
+
+def _small_int(a: np.ndarray) -> np.ndarray:
+    """Indices stored as int32 where they fit (read back as int64, the same values)."""
+    return a.astype(np.int32) if not len(a) or (a.min() >= 0 and a.max() < 2**31) else a
+
+
+def mesh_variables(mf: MeshFile, order: np.ndarray, digest: str = "") -> tuple[dict, dict]:
+    """The artefact's variables and attributes of a mesh file's content (its `nodes` and `cells` are
+    the artefact's own) and the node order of the dof numbering."""
+    data = {
+        "mesh_cell_region": ("cell", _small_int(mf.cell_region)),
+        "mesh_facets": (("facet", "facet_vertex"), mf.facets),
+        "mesh_facet_group": ("facet", _small_int(mf.facet_group)),
+        "mesh_node_order": ("node", _small_int(np.asarray(order))),
+    }
+    attrs = {"mesh_file": str(mf.path), "mesh_digest": digest, "mesh_regions": json.dumps(list(mf.regions)),
+             "mesh_boundaries": json.dumps(list(mf.boundaries))}
+    return data, attrs
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_mesh(path, digest: str | None = None) -> MeshFile | None:
+    """The mesh file's content stored in an operators artefact (`mesh_variables`), its `node_order`
+    set, reading those arrays only (h5py, not the affine terms); None for an artefact without one (a
+    problem on a built-in mesh, an artefact of an older romflow). With `digest` (the study's
+    `mesh.digest`), an artefact made from another mesh file is refused (MeshFileError, one line)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "mesh_node_order" not in f:
+            return None
+        a = f.attrs
+        stored = _text(a.get("mesh_digest", ""))
+        if digest and stored and stored != digest:
+            raise MeshFileError(f"{path}: assembled on mesh {_text(a['mesh_file'])} with digest {stored[:12]}..., "
+                                f"the study's mesh has digest {digest[:12]}...; expected the operators artefact "
+                                "of this mesh (rerun the operators stage)")
+
+        def ints(name):
+            return np.asarray(f[name][()]).astype(np.int64, copy=False)
+
+        return MeshFile(_text(a["mesh_file"]), np.asarray(f["nodes"][()], dtype=float), ints("cells"),
+                        ints("mesh_cell_region"), tuple(json.loads(_text(a["mesh_regions"]))), ints("mesh_facets"),
+                        ints("mesh_facet_group"), tuple(json.loads(_text(a["mesh_boundaries"]))),
+                        ints("mesh_node_order"))
 
 
 @dataclass

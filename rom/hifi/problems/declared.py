@@ -173,10 +173,13 @@ class DeclaredProblem(P1Problem, metaclass=ABCMeta):
         self._build_affine_tables(_NoMesh(decl, dim or 2), decl)
         return self
 
-    def __init__(self, args: dict):
+    def __init__(self, args: dict, mesh_file: meshfile.MeshFile | None = None):
+        """The problem of validated keys on the mesh of `args["mesh"]["file"]`, or on `mesh_file`, a mesh
+        already read and checked (the operators artefact's, rom.hifi.discretization.operators.read_mesh:
+        the same arrays and node order, so the same numbering and matrices, without the file)."""
         self.args = copy.deepcopy(args)
         self.units = args.get("units", "1")
-        mf = meshfile.read(args["mesh"]["file"], self.name)
+        mf = mesh_file if mesh_file is not None else meshfile.read(args["mesh"]["file"], self.name)
         self.file = mf
         decl = self.declaration(args, mf.dim)
         self.check_groups(args, decl, mf.groups)
@@ -198,7 +201,7 @@ class DeclaredProblem(P1Problem, metaclass=ABCMeta):
         count = np.bincount(rows, minlength=len(mf.nodes) * c)
         self.W = sp.csr_matrix((1.0 / count[rows], (rows, cols)), shape=(len(mf.nodes) * c, len(items)))
         self.fixed_items = [(self._coef(v), g, comp) for g, comp, v in items]
-        super().__init__(SimplexMesh(mf.nodes, mf.cells, (count > 0).reshape(-1, c)))
+        super().__init__(SimplexMesh(mf.nodes, mf.cells, (count > 0).reshape(-1, c), mf.node_order))
         self._build_affine_tables(mf, decl)
 
     # -- declaration (no mesh) ---------------------------------------------------------------------
@@ -211,6 +214,12 @@ class DeclaredProblem(P1Problem, metaclass=ABCMeta):
     def from_arguments(cls, args: dict):
         """The problem of validated keys, in the form they call for (`variant`)."""
         return (cls.variant(args) if hasattr(cls, "variant") else cls)(args)
+
+    @classmethod
+    def from_mesh_file(cls, args: dict, mesh_file: meshfile.MeshFile):
+        """`from_arguments` on a mesh already read and checked (the operators artefact's), without
+        opening the mesh file (rom.config.make_problem)."""
+        return (cls.variant(args) if hasattr(cls, "variant") else cls)(args, mesh_file)
 
     def arguments_used(self):
         return self.args
@@ -371,6 +380,8 @@ class DeclaredProblem(P1Problem, metaclass=ABCMeta):
     def _cell_mass(self, cells: np.ndarray) -> np.ndarray:
         k = self.mesh.cells.shape[1]
         Ms = fem.simplex_mass(self.mesh.volumes[cells], k)
+        if self.c == 1:
+            return Ms  # the einsum below with eye(1): the same values
         return np.einsum("eab,cd->eacbd", Ms, np.eye(self.c)).reshape(len(cells), k * self.c, k * self.c)
 
     def stiffness_terms(self, pattern: fem.Pattern) -> np.ndarray:
@@ -386,7 +397,7 @@ class DeclaredProblem(P1Problem, metaclass=ABCMeta):
         return values
 
     def operator_terms(self, pattern):
-        return self.stiffness_terms(pattern)
+        return self.cached_terms(pattern, "K", self.stiffness_terms)
 
     def rhs_terms(self, pattern):
         P, mesh, c = len(self.monomials), self.mesh, self.c
@@ -535,10 +546,10 @@ class TransientDiffusion(Diffusion):
     capabilities = frozenset({cap.PARAMETERS, cap.MESH, cap.TRANSIENT, cap.AFFINE})
     transient_form = True
 
-    def __init__(self, args):
+    def __init__(self, args, mesh_file=None):
         tr = args["transient"]
         self.dt, self.steps = float(tr["dt"]), int(tr["steps"])
-        super().__init__(args)
+        super().__init__(args, mesh_file)
 
     @property
     def rhs_scale(self):
@@ -549,7 +560,7 @@ class TransientDiffusion(Diffusion):
         return self.dt * np.arange(self.steps + 1)
 
     def operator_terms(self, pattern):
-        terms = self.dt * self.stiffness_terms(pattern)
+        terms = self.dt * self.cached_terms(pattern, "K", self.stiffness_terms)  # a new array: the cache stays
         terms[0] += self.mass_product(pattern)  # the constant term (op_params[0] == -1)
         return terms
 

@@ -166,6 +166,27 @@ class SnapshotRows:
                 u.read_direct(out, np.s_[a:b], np.s_[run[0]: run[-1] + 1])
         return out.reshape(-1, self.n_dofs)
 
+    def __getitem__(self, k: int) -> np.ndarray:
+        """Row k (one sample's field when per_sample == 1), read alone."""
+        k = int(k) + (self.n_rows if int(k) < 0 else 0)
+        if not 0 <= k < self.n_rows:
+            raise IndexError(f"row {k} of {self.n_rows}")
+        if self.per_sample != 1:
+            raise TypeError("SnapshotRows[k]: rows of transient snapshots are read with rows(i, j)")
+        return self.rows(k, k + 1)[0]
+
+    def take(self, positions) -> SnapshotRows:
+        """The rows of the converged samples at `positions` (indices into the converged samples, in that
+        order), read lazily from the same file (its own handle: close it too)."""
+        import copy
+
+        out = copy.copy(self)
+        out.samples = self.samples[np.asarray(positions, dtype=np.int64)]
+        out.n_rows = len(out.samples) * self.per_sample
+        out.shape = (out.n_rows, self.n_dofs)
+        out._file = None
+        return out
+
     def close(self):
         if self._file is not None:
             self._file.close()
@@ -191,6 +212,12 @@ class ArrayRows:
 
     def rows(self, i: int, j: int) -> np.ndarray:
         return self.S[i:j]
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.S[int(k)]
+
+    def take(self, positions) -> ArrayRows:
+        return ArrayRows(self.S[np.asarray(positions, dtype=np.int64)])
 
     def close(self):
         pass

@@ -631,13 +631,56 @@ def predict_pod_gp(gp: GP, mu: np.ndarray, degree: float) -> tuple[np.ndarray, n
     return scale[:, None] * c, scale[:, None] ** 2 * var
 
 
-def pod_coefficients(U: np.ndarray, X, V: np.ndarray) -> np.ndarray:
-    """X-inner products of the snapshots U (n, dofs) with X-orthonormal modes V (k, dofs)."""
-    return (X @ U.T).T @ V.T
+# Snapshots too large to hold are passed as rows read in blocks of samples (rom.snapshots.SnapshotRows or
+# ArrayRows: n_rows, n_dofs, rows(i, j), take(positions)): the POD coefficients, the cross-validation and
+# the test metrics are then computed block by block, with the arithmetic of the in-memory path per row.
+BLOCK_BYTES = 256 << 20  # the panel of the blocked POD (rom.reduction.pod.pod_blocks), which streams blocks of
+# a quarter of it; the other passes stream blocks of 1/16 of it (their few temporaries are block-sized)
+
+
+def _lazy(U) -> bool:
+    return not isinstance(U, np.ndarray) and hasattr(U, "rows")
+
+
+def _blocks(U, block_bytes: int | None):
+    """(i, j, rows i:j) of U in streamed blocks of whole samples, 1/16 of block_bytes (see BLOCK_BYTES)."""
+    from rom.reduction.pod import _steps
+
+    _, stream = _steps(U, (block_bytes or BLOCK_BYTES) // 4)
+    for i in range(0, U.n_rows, stream):
+        j = min(U.n_rows, i + stream)
+        yield i, j, U.rows(i, j)
+
+
+def _rows_times(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B for a block of rows A, as the rows of a taller A get it: a single row is multiplied as two
+    (numpy multiplies one row as a vector, in another summation order than a matrix's rows)."""
+    if len(A) == 1:
+        A2 = np.concatenate([A, A])
+        return ((np.asfortranarray(A2) if A.strides[0] < A.strides[1] else A2) @ B)[:1]  # A's layout kept
+    return A @ B
+
+
+def pod_coefficients(U: np.ndarray, X, V: np.ndarray, block_bytes: int | None = None) -> np.ndarray:
+    """X-inner products of the snapshots U (n, dofs) with X-orthonormal modes V (k, dofs); U may be rows
+    read in blocks (see BLOCK_BYTES)."""
+    if not _lazy(U):
+        return (X @ U.T).T @ V.T
+    out = np.empty((U.n_rows, len(V)))
+    for i, j, B in _blocks(U, block_bytes):
+        out[i:j] = _block_coefficients(B, X, V)
+    return out
+
+
+def _block_coefficients(B: np.ndarray, X, V: np.ndarray) -> np.ndarray:
+    """pod_coefficients of a block of rows, a single row multiplied as a matrix's rows (_rows_times)."""
+    B2 = np.concatenate([B, B]) if len(B) == 1 else B
+    return ((X @ B2.T).T @ V.T)[:len(B)]
 
 
 def pod_gp_cross_validation(mu: np.ndarray, U: np.ndarray, X, V: np.ndarray, degree: float, folds: int = 4,
-                            seed: int = 0, **gp_options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            seed: int = 0, block_bytes: int | None = None,
+                            **gp_options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Held-out errors of POD+GP by K-fold cross-validation of the whole chain (POD of the other
     folds' snapshots, GP on their coefficients, prediction of the held-out ones).
 
@@ -646,9 +689,13 @@ def pod_gp_cross_validation(mu: np.ndarray, U: np.ndarray, X, V: np.ndarray, deg
     (thermal block, 24 snapshots: train std of modes 9-12 four to five times below the test
     std), so the GP learns too small a function. A held-out snapshot's coefficients are honest.
     Returns, per snapshot, the held-out coefficient errors on the modes V (n, k), the fold model's
-    variances in V's basis (n, k), var_k = sum_l <V'_l, V_k>_X^2 var'_l, and the nodal errors (n, dofs)."""
+    variances in V's basis (n, k), var_k = sum_l <V'_l, V_k>_X^2 var'_l, and the nodal errors (n, dofs).
+    With U rows read in blocks, the folds' PODs are blocked (rom.reduction.pod.pod_blocks) and the nodal
+    errors are returned as HeldOutErrors (computed block by block where they are used)."""
     from rom.reduction.pod import pod
 
+    if _lazy(U):
+        return _pod_gp_cross_validation_blocks(mu, U, X, V, degree, folds, seed, block_bytes, **gp_options)
     n, k = len(mu), len(V)
     order = np.random.default_rng(seed).permutation(n)
     e_coef, v_coef, e_node = np.empty((n, k)), np.empty((n, k)), np.empty(U.shape)
@@ -663,22 +710,148 @@ def pod_gp_cross_validation(mu: np.ndarray, U: np.ndarray, X, V: np.ndarray, deg
     return e_coef, v_coef, e_node
 
 
-def calibrate_pod_gp(gp: GP, V: np.ndarray, e_coef: np.ndarray, v_coef: np.ndarray, e_node: np.ndarray):
+class HeldOutErrors:
+    """The cross-validated nodal errors (n, dofs) of snapshots read in blocks, never held: row i is
+    U_i - c_i V_f, c_i the held-out prediction of sample i by its fold f's model (modes V_f)."""
+
+    def __init__(self, U, fold: np.ndarray, coefficients: np.ndarray, fold_modes: list):
+        self.U, self.fold, self.coefficients, self.fold_modes = U, fold, coefficients, fold_modes
+        self.shape = (U.n_rows, U.n_dofs)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def errors(self, i: int, rows: np.ndarray) -> np.ndarray:
+        """The nodal errors of rows i:i+len(rows) of U (given), in place of them."""
+        for f, Vf in enumerate(self.fold_modes):
+            sel = np.flatnonzero(self.fold[i:i + len(rows)] == f)
+            if len(sel):
+                rows[sel] = rows[sel] - _rows_times(self.coefficients[i + sel], Vf)
+        return rows
+
+    def blocks(self, block_bytes: int | None = None):
+        """(i, j, errors of rows i:j) in streamed blocks."""
+        for i, j, B in _blocks(self.U, block_bytes):
+            yield i, j, self.errors(i, B)
+
+
+def _pod_gp_cross_validation_blocks(mu, U, X, V, degree, folds, seed, block_bytes, **gp_options):
+    """pod_gp_cross_validation of rows read in blocks: the same folds, models and per-row arithmetic."""
+    from rom.reduction.pod import pod_blocks
+
+    n, k = len(mu), len(V)
+    order = np.random.default_rng(seed).permutation(n)
+    e_coef, v_coef, pred = np.empty((n, k)), np.empty((n, k)), np.empty((n, k))
+    fold, fold_modes = np.empty(n, dtype=np.int64), []
+    for f, held in enumerate(np.array_split(order, folds)):  # K small fits
+        keep = np.setdiff1d(order, held)
+        train = U.take(keep)
+        try:
+            Vf = pod_blocks(train, X, 1e-14, k, block_bytes or BLOCK_BYTES)[0]
+            gp = fit_pod_gp(mu[keep], pod_coefficients(train, X, Vf, block_bytes), degree, seed=seed, **gp_options)
+        finally:
+            train.close()
+        c, var = predict_pod_gp(gp, mu[held], degree)
+        fold[held], pred[held] = f, c
+        fold_modes.append(Vf)
+        v_coef[held] = var @ ((X @ Vf.T).T @ V.T) ** 2  # squared X-inner products of the two bases
+    e_node = HeldOutErrors(U, fold, pred, fold_modes)
+    for i, j, E in e_node.blocks(block_bytes):
+        e_coef[i:j] = pod_coefficients(E, X, V)
+    return e_coef, v_coef, e_node
+
+
+def streamed_order_statistics(blocks, total: int, ranks, budget: int = 1 << 22, bits: int = 12) -> np.ndarray:
+    """np.sort(values)[ranks] of `total` non-negative float64 values (NaN sorted last) delivered by
+    blocks() (a new iterator of arrays on each call), exactly, without holding them: the values' bit
+    patterns (as uint64, ordered as the values) are narrowed `bits` bits a pass by per-rank histograms
+    until the candidates of all ranks number at most `budget`, which are then collected and sorted.
+    Three passes for 1e8 values spread over ten octaves."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    out = np.empty(len(ranks))
+    if not len(ranks):
+        return out
+    if ranks.min() < 0 or ranks.max() >= total:
+        raise IndexError(f"ranks {ranks.min()}..{ranks.max()} of {total} values")
+    shift, prefix, local, count = 64, np.zeros(len(ranks), np.uint64), ranks.copy(), np.full(len(ranks), total)
+    width = 1 << bits
+
+    def candidates(keys, groups):
+        """(position in groups, or -1) of every key with the current prefix."""
+        if shift == 64:
+            return np.zeros(len(keys), np.int64)
+        top = keys >> np.uint64(shift)
+        pos = np.minimum(np.searchsorted(groups, top), len(groups) - 1)
+        return np.where(groups[pos] == top, pos, -1)
+
+    while True:
+        groups, first = np.unique(prefix, return_index=True)
+        if count[first].sum() <= budget or shift == 0:
+            picked = [[] for _ in groups]
+            for block in blocks():
+                keys = np.ascontiguousarray(block, dtype=np.float64).ravel().view(np.uint64)
+                pos = candidates(keys, groups)
+                hit = np.flatnonzero(pos >= 0)
+                for g in np.unique(pos[hit]):
+                    picked[g].append(keys[hit[pos[hit] == g]])
+            for g, p in enumerate(groups):
+                keys = np.sort(np.concatenate(picked[g]) if picked[g] else np.empty(0, np.uint64))
+                at = prefix == p
+                out[at] = keys[local[at]].view(np.float64)
+            return out
+        step = min(bits, shift)
+        hist = np.zeros(len(groups) * width, np.int64)
+        for block in blocks():
+            keys = np.ascontiguousarray(block, dtype=np.float64).ravel().view(np.uint64)
+            pos = candidates(keys, groups)
+            hit = pos >= 0
+            low = (keys[hit] >> np.uint64(shift - step)) & np.uint64((1 << step) - 1)
+            hist += np.bincount(pos[hit] * width + low.astype(np.int64), minlength=len(hist))
+        cum = np.cumsum(hist.reshape(len(groups), width), axis=1)
+        g = np.searchsorted(groups, prefix)
+        b = np.array([np.searchsorted(cum[gi], r, side="right") for gi, r in zip(g, local)])
+        local = local - np.where(b > 0, cum[g, np.maximum(b - 1, 0)], 0)
+        count = hist.reshape(len(groups), width)[g, b]
+        prefix = (prefix << np.uint64(step)) | b.astype(np.uint64)
+        shift -= step
+
+
+def calibrate_pod_gp(gp: GP, V: np.ndarray, e_coef: np.ndarray, v_coef: np.ndarray, e_node: np.ndarray,
+                     block_bytes: int | None = None):
     """Multiply gp.variance_scale by the mean squared cross-validated z-score of each mode and
-    return the calibrated interval factors (per mode (k, L), nodal (L,)) of the rescaled z-scores."""
+    return the calibrated interval factors (per mode (k, L), nodal (L,)) of the rescaled z-scores.
+    e_node may be HeldOutErrors (snapshots read in blocks): the nodal factors, order statistics of
+    n x dofs z-scores, are then selected exactly in a few streamed passes (streamed_order_statistics)."""
     scale = np.mean(e_coef**2 / v_coef, axis=0)
     gp.variance_scale = gp.variance_scale * scale
     z = e_coef / np.sqrt(v_coef * scale)
+    coef_f = np.stack([interval_factors(z[:, j]) for j in range(z.shape[1])])
+    if isinstance(e_node, HeldOutErrors):  # the nodal z-scores' order statistics, streamed
+        V2 = V**2
+
+        def blocks():
+            for i, j, E in e_node.blocks(block_bytes):
+                sd = np.sqrt(_rows_times(v_coef[i:j] * scale, V2))
+                yield np.abs(np.divide(E, sd, out=np.where(E == 0, 0.0, np.inf), where=sd > 0))
+
+        total = e_node.shape[0] * e_node.shape[1]
+        k = np.minimum(np.ceil(CALIBRATION_GRID * (total + 1)).astype(int), total)  # as interval_factors
+        budget = max(1 << 12, (block_bytes or BLOCK_BYTES) // 64)  # candidates collected: 1/8 of a streamed block
+        return coef_f, streamed_order_statistics(blocks, total, k - 1, budget), scale
     sd = np.sqrt((v_coef * scale) @ V**2)
     z_node = np.divide(e_node, sd, out=np.where(e_node == 0, 0.0, np.inf), where=sd > 0)
-    return np.stack([interval_factors(z[:, j]) for j in range(z.shape[1])]), interval_factors(z_node), scale
+    return coef_f, interval_factors(z_node), scale
 
 
 def pod_gp_test_metrics(gp: GP, V: np.ndarray, X, mu: np.ndarray, U: np.ndarray, degree: float,
-                        coef_factors: np.ndarray, nodal_factors: np.ndarray, level: float = 0.05) -> dict:
+                        coef_factors: np.ndarray, nodal_factors: np.ndarray, level: float = 0.05,
+                        block_bytes: int | None = None) -> dict:
     """POD+GP on a test set: X-norm relative errors (and of the projection on the modes), per-mode
     z-score s.d. and calibrated 95% coverage, nodal calibration curve, conformal out-of-range
-    p-values (GP novelty against its leave-one-out values) flagged below `level`."""
+    p-values (GP novelty against its leave-one-out values) flagged below `level`. U may be rows read in
+    blocks (see BLOCK_BYTES): "u_mean" and "u_sd" are then Decompressed (rows computed when indexed)."""
+    if _lazy(U):
+        return _pod_gp_test_metrics_blocks(gp, V, X, mu, U, degree, coef_factors, nodal_factors, level, block_bytes)
     c, var = predict_pod_gp(gp, mu, degree)
     u_mean, u_sd = c @ V, np.sqrt(var @ V**2)  # exact: independent GP outputs, linear decompression
 
@@ -699,3 +872,67 @@ def pod_gp_test_metrics(gp: GP, V: np.ndarray, X, mu: np.ndarray, U: np.ndarray,
             "coverage95_field": float(nodal[list(CALIBRATION_LEVELS).index(0.95)]),
             "out_of_range_p": p, "out_of_range": p < level, "outside_training_box": gp.outside(x).any(axis=1),
             "u_mean": u_mean, "u_sd": u_sd}
+
+
+class Decompressed:
+    """The fields (n, dofs) of coefficients c (n, k) on modes V, f(c) @ W: row i computed when indexed."""
+
+    def __init__(self, c: np.ndarray, W: np.ndarray, f=None):
+        self.c, self.W, self.f = c, W, f
+        self.shape = (len(c), W.shape[1])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        row = _rows_times(self.c[int(i)][None, :], self.W)
+        return (row if self.f is None else self.f(row))[0]
+
+
+def _pod_gp_test_metrics_blocks(gp, V, X, mu, U, degree, coef_factors, nodal_factors, level, block_bytes):
+    """pod_gp_test_metrics of test snapshots read in blocks: per block of samples the errors, reference
+    coefficients and the counts of nodal values inside the intervals; the same per-row arithmetic."""
+    c, var = predict_pod_gp(gp, mu, degree)
+    V2 = V**2
+
+    def norm(A):
+        return np.sqrt(np.clip(np.einsum("ij,ij->i", A, (X @ A.T).T), 0, None))
+
+    n = U.n_rows
+    rel, proj, C_ref = np.empty(n), np.empty(n), np.empty((n, len(V)))
+    widths = [half_width(nodal_factors, a) for a in CALIBRATION_LEVELS]
+    gauss = [_norm_ppf(0.5 + a / 2) for a in CALIBRATION_LEVELS]
+    inside, inside_gauss = np.zeros(len(CALIBRATION_LEVELS), np.int64), np.zeros(len(CALIBRATION_LEVELS), np.int64)
+    for i, j, B in _blocks(U, block_bytes):
+        u_mean, u_sd = _rows_times(c[i:j], V), np.sqrt(_rows_times(var[i:j], V2))
+        unorm = norm(B)
+        C_ref[i:j] = _block_coefficients(B, X, V)
+        rel[i:j] = norm(B - u_mean) / unorm
+        proj[i:j] = norm(B - _rows_times(C_ref[i:j], V)) / unorm
+        dev = np.abs(B - u_mean)
+        del B, u_mean
+        for a, w in enumerate(widths):  # calibrated_coverage and coverage, counted
+            inside[a] += np.count_nonzero(dev <= w * u_sd)
+        u_var = u_sd**2
+        u_var = np.sqrt(u_var, out=u_var)
+        for a, zg in enumerate(gauss):
+            inside_gauss[a] += np.count_nonzero(dev <= zg * u_var)
+    total = n * U.n_dofs
+    z = (C_ref - c) / np.sqrt(var)
+    nodal = inside / total
+    x = homogeneous_inputs(mu, degree)[0]
+    p = conformal_p_value(gp.loo_novelty(), gp.novelty(x))
+    return {"relative_error": rel, "projection_error": proj,
+            "coefficients_mean": c, "coefficients_var": var, "coefficients_ref": C_ref,
+            "z_sd": z.std(axis=0), "coverage95_modes": np.array([calibrated_coverage(C_ref[:, j], c[:, j], np.sqrt(var[:, j]),
+                                                                                     coef_factors[j]) for j in range(len(V))]),
+            "nodal_calibration": nodal, "nodal_calibration_gaussian": inside_gauss / total,
+            "coverage95_field": float(nodal[list(CALIBRATION_LEVELS).index(0.95)]),
+            "out_of_range_p": p, "out_of_range": p < level, "outside_training_box": gp.outside(x).any(axis=1),
+            "u_mean": Decompressed(c, V), "u_sd": Decompressed(var, V2, np.sqrt)}
+
+
+def _norm_ppf(q: float) -> float:
+    from scipy.stats import norm
+
+    return norm.ppf(q)

@@ -15,18 +15,23 @@ def _threads(ctx):
 
 
 def _snapshots(ctx, name):
+    """(mu (n, d), the converged fields as rom.snapshots.SnapshotRows): read in blocks of samples where used
+    (surrogates.gp.BLOCK_BYTES), never whole. Close the rows."""
     from rom import artefacts
+    from rom.snapshots import SnapshotRows
 
-    ds = ctx.read(name)
-    if ds["u"].ndim != 2:
+    meta = ctx.read(name, drop=("u",))
+    U = SnapshotRows(ctx.path(name), meta)
+    if len(U.field_shape) != 1:
+        U.close()
         raise UserError(f"{ctx.path(name)}: POD+GP expects stationary snapshots (sample, dof); problem "
                         f"{ctx.problem.name} is transient")
-    ds = artefacts.converged(ds)
-    return ds["mu"].values, ds["u"].values
+    return artefacts.converged(meta)["mu"].values, U
 
 
 def fit(ctx):
     from rom.hifi.discretization.operators import Operators
+    from surrogates.gp import BLOCK_BYTES
     from surrogates.pod_gp import fit_study
 
     _threads(ctx)
@@ -34,12 +39,15 @@ def fit(ctx):
     ops = Operators.from_dataset(ctx.read("operators"))
     mu, U = _snapshots(ctx, "train")
     V = ctx.read("pod")["modes"].values[:s["max_modes"]]
-    ctx.log.info("GP on %d train snapshots -> %d POD coefficients (%d restarts x %d iterations each)", len(mu), len(V),
-                 s["restarts"], s["iterations"])
+    ctx.log.info("GP on %d train snapshots (%.1f MB, read in blocks of %d MB) -> %d POD coefficients (%d restarts x "
+                 "%d iterations each)", len(mu), U.nbytes / 1e6, BLOCK_BYTES >> 22, len(V), s["restarts"],
+                 s["iterations"])
     try:
         ds = fit_study(s, ctx.study["seed"], ctx.problem, ops.X, mu, U, V)
     except ValueError as exc:  # log of a non-positive parameter, non-finite snapshots, too few folds
         raise UserError(f"gp: {exc}") from None
+    finally:
+        U.close()
     if ds.attrs["n_converged"] < len(V):
         ctx.warn(f"{len(V) - ds.attrs['n_converged']} of {len(V)} GP outputs did not converge in gp.iterations = "
                  f"{s['iterations']}")
@@ -54,8 +62,11 @@ def evaluate(ctx):
     _threads(ctx)
     ops_ds = ctx.read("operators")
     mu, U = _snapshots(ctx, "test")
-    ds, sec = evaluate_study(ctx.study["gp"], ctx.problem, Operators.from_dataset(ops_ds).X, ctx.read("gp"), mu, U,
-                             ops_ds, ctx.read("rb_metrics"), ctx.path("figures"))
+    try:
+        ds, sec = evaluate_study(ctx.study["gp"], ctx.problem, Operators.from_dataset(ops_ds).X, ctx.read("gp"), mu,
+                                 U, ops_ds, ctx.read("rb_metrics"), ctx.path("figures"))
+    finally:
+        U.close()
     for w in sec["warnings"]:
         ctx.warn(w)
     ctx.write("metrics", ds, "gp_metrics")

@@ -6,12 +6,12 @@ from rom.stage import Artefact, Stage, problem_has
 
 
 def run(ctx):
-    from rom.hifi.discretization.operators import Operators
+    from rom.hifi.discretization.operators import MESH_ONLY, Operators
     from rom.reduction.pod import BLOCK_BYTES
     from rom.reduction.pod_study import pod_study
     from rom.snapshots import SnapshotRows
 
-    ops = Operators.from_dataset(ctx.read("operators"))
+    ops = Operators.from_dataset(ctx.read("operators", drop=MESH_ONLY))
     # The fields are read in blocks of samples (rom.reduction.pod.pod_blocks), never whole.
     S = SnapshotRows(ctx.path("train"), ctx.read("train", drop=("u",)))
     T = SnapshotRows(ctx.path("test"), ctx.read("test", drop=("u",)))

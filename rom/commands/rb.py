@@ -42,9 +42,9 @@ def _single_thread():
 
 
 def _operators(ctx):
-    from rom.hifi.discretization.operators import Operators
+    from rom.hifi.discretization.operators import MESH_ONLY, Operators
 
-    return Operators.from_dataset(ctx.read("operators"))
+    return Operators.from_dataset(ctx.read("operators", drop=MESH_ONLY))
 
 
 # -- checks at validation time ----------------------------------------------------------------------

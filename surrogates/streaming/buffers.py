@@ -151,8 +151,11 @@ class Buffer:
     # -- consumer -----------------------------------------------------------------------------
     @property
     def producer_waiting(self) -> bool:
-        """A put is waiting for room: rows stay pending only while the buffer is open and full."""
-        return len(self.pending_key) > 0 and not self.closed
+        """A put is waiting for room: rows stay pending only while the buffer is open and full. Read under
+        the lock: inside put, admitted rows are pending for a moment before they settle into free slots,
+        and a reader outside the lock could take that moment for a full buffer."""
+        with self.cond:
+            return len(self.pending_key) > 0 and not self.closed
 
     def ready(self, batch: int) -> bool:
         if self.size == 0 or not (self.started or self.closed):

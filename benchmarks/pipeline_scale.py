@@ -67,13 +67,14 @@ def study_file(workdir: Path, msh: Path, ranks: int) -> tuple[Path, str]:
 def stage_figures(logs: Path) -> dict:
     """rule -> (seconds: the longest job, peak MB per rank: the largest over jobs, rank by rank)."""
     out = {}
-    for log in sorted(logs.glob("*.log")):
+    for log in sorted(logs.rglob("*.log")):
         text = log.read_text(errors="replace")
         seconds = [float(s) for s in DONE.findall(text)]
         peaks = PEAK.findall(text)
         if not seconds:
             continue
-        rule = re.sub(r"_(chunk)?\d+$", "", log.stem)
+        # logs/simulate/<set>_chunk<i>.log: one rule, its longest chunk and largest ranks
+        rule = log.parent.name if log.parent != logs else re.sub(r"_(chunk)?\d+$", "", log.stem)
         per_rank = []
         if peaks:
             per_rank = [float(v) if v.strip() not in ("?", "nan") else float("nan") for v in peaks[-1].split(",")]

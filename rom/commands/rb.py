@@ -149,6 +149,10 @@ def reduced_basis(ctx):
     fom = FullOrderModel(problem, sim["backend"], {**sim["petsc_options"], **s["petsc_options"]})
     operations = steps.fom_operations(problem, fom, s["outputs"])
     riesz = steps.riesz_solver_kind(s["riesz"]["solver"], problem, sim["backend"])
+    if riesz == "direct" and s["riesz"]["petsc_options"]:  # auto resolved to direct (a 2D mesh): they would be unused
+        raise ConfigError(f"rb.riesz.petsc_options: the X solves of problem {problem.name} are direct (SuperLU: "
+                          "rb.riesz.solver auto on a 2D mesh), which read no PETSc options; expected rb.riesz.solver: "
+                          "iterative, or no rb.riesz.petsc_options")
     if riesz == "iterative":  # built collectively on every rank, each reading its rows of X
         from rom.hifi.solvers.inner_product import InnerProductSolver
 
@@ -163,10 +167,14 @@ def reduced_basis(ctx):
                                  ctx.read("eim") if stationary else None, ctx.read("train") if stationary else None)
         if riesz == "iterative":
             ds.attrs["riesz_cg_iterations"] = int(operations[steps.RIESZ].iterations)
-        ctx.log.info("X solves of the residual data (%s): %d right-hand sides and corrections, max relative residual "
+        ctx.log.info("X solves of the residual data (%s): %d right-hand sides and corrections, max backward error "
                      "%.1e (long double)%s", ds.attrs["riesz_solver"], ds.attrs["riesz_inner_solves"],
-                     ds.attrs["riesz_max_relative_residual"],
+                     ds.attrs["riesz_max_backward_error"],
                      f", {ds.attrs['riesz_cg_iterations']} CG iterations" if riesz == "iterative" else "")
+        if ds.attrs["riesz_not_arrived"]:
+            ctx.warn(f"rb: {ds.attrs['riesz_not_arrived']} refinements of the X solves ended before long-double "
+                     f"accuracy (max backward error {ds.attrs['riesz_max_backward_error']:.1e}); the residual data "
+                     "are less accurate than the bound's round-off analysis assumes; check rb.riesz.petsc_options")
         if ds.attrs["warning"]:
             ctx.warn(f"rb: {ds.attrs['warning']}")
         ctx.write("out", ds, "rb")

@@ -102,13 +102,14 @@ def x_solver(X, solves):
         if isinstance(Z, Exception):
             raise ModelError(f"reduced_basis: {Z}; check rb.riesz.petsc_options")
         return Z
-    return RefinedSolver(X, inner=inner)
+    return RefinedSolver(X, inner=inner, contraction=solves.operations[RIESZ].contraction)
 
 
 def riesz_attrs(solver) -> dict:
     """What the X solves of the residual data cost and reached (attributes of the rb artefact)."""
     return {"riesz_solver": solver.kind, "riesz_inner_solves": int(solver.solves),
-            "riesz_max_relative_residual": float(solver.worst_residual)}
+            "riesz_max_backward_error": float(solver.worst_backward_error),
+            "riesz_not_arrived": int(solver.not_arrived)}
 
 
 # -- coercivity ------------------------------------------------------------------------------------

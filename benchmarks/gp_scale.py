@@ -14,13 +14,11 @@ after its imports (numpy, torch, h5py, xarray). The numbers both paths write are
 Last line: one JSON object."""
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _phases import drive, parser, write_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,33 +33,18 @@ def make(folder: Path, n: int, m: int, m_test: int, chunk: int, seed: int = 0):
     cos(k mu_0) mu_1^k on sines of k half-waves, and a little noise) so that the GPs have a function to learn."""
     import numpy as np
     import scipy.sparse as sp
-    import xarray as xr
     from pod_scale import laplacian
-
-    from rom import artefacts
 
     sp.save_npz(folder / "X.npz", laplacian(n))
     rng = np.random.default_rng(seed)
     k = np.arange(1, 31)
     basis = np.sin(np.pi * np.outer(k, np.linspace(0.0, 1.0, n)))
-    for name, size in (("train", m), ("test", m_test)):
-        (folder / name).mkdir()
-        for c, a in enumerate(range(0, size, chunk)):
-            idx = np.arange(a, min(size, a + chunk))[::-1]  # a chunk's samples in solve order, not sorted
-            mu = rng.uniform(0.2, 1.0, (len(idx), 2))
-            U = (np.cos(np.outer(mu[:, 0], k)) * mu[:, 1:] ** k) @ basis + 1e-9 * rng.standard_normal((len(idx), n))
-            ok = np.ones(len(idx), dtype=np.int8)
-            if c == 0 and len(idx) > 2:  # one failed sample per set
-                ok[1], U[1] = 0, np.nan
-            ds = xr.Dataset({"u": (("sample", "dof"), U, {"units": "1"}), "mu": (("sample", "parameter"), mu),
-                             "converged": ("sample", ok),
-                             "reason": ("sample", artefacts.strings(["ok" if o else "diverged" for o in ok])),
-                             "iterations": ("sample", np.full(len(idx), 3)),
-                             "solve_seconds": ("sample", np.full(len(idx), 0.1))},
-                            coords={"sample": idx, "parameter": artefacts.strings(["a", "b"])},
-                            attrs={"set": name, "chunk": c})
-            artefacts.write(ds, folder / name / f"chunk{c}.h5", None, "snapshots")
-            del U
+
+    def fields(idx):
+        mu = rng.uniform(0.2, 1.0, (len(idx), 2))
+        return mu, (np.cos(np.outer(mu[:, 0], k)) * mu[:, 1:] ** k) @ basis + 1e-9 * rng.standard_normal((len(idx), n))
+
+    write_sets(folder, m, m_test, chunk, fields)
 
 
 def phase(which: str, folder: Path, max_modes: int, block_mb: float) -> dict:
@@ -122,42 +105,17 @@ def phase(which: str, folder: Path, max_modes: int, block_mb: float) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dofs", type=int, default=40_000)
-    p.add_argument("--samples", type=int, default=120)
-    p.add_argument("--test-samples", type=int, default=30)
-    p.add_argument("--chunk-size", type=int, default=25)
-    p.add_argument("--block-mb", type=float, default=8.0, help="panel of the blocked POD; other passes 1/16 of it (MB)")
-    p.add_argument("--max-modes", type=int, default=12)
-    p.add_argument("--folder", help="keep the files here (default: a temporary folder)")
-    p.add_argument("--phase", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.phase:  # a child: one phase, its figures as JSON
-        print(json.dumps(phase(args.phase, Path(args.folder), args.max_modes, args.block_mb)))
-        return 0
+    args = parser(__doc__, 30, "panel of the blocked POD; other passes 1/16 of it (MB)", 12).parse_args(argv)
 
-    import numpy as np
+    def show(which, r, matrix_mb):
+        if which.endswith("gp"):
+            print(f"{which:7s} {r['seconds']:7.2f} s (fit {r['fit_seconds']:.2f} s)  peak RSS {r['peak_mb']:8.1f} MB, "
+                  f"{r['extra_mb']:8.1f} MB above imports = {r['extra_mb'] / matrix_mb:5.2f} x the train matrix "
+                  f"({matrix_mb:.1f} MB)")
 
-    with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
-        folder = Path(tmp)
-        t0 = time.perf_counter()
-        make(folder, args.dofs, args.samples, args.test_samples, args.chunk_size)
-        print(f"synthetic set: {args.samples} + {args.test_samples} samples x {args.dofs} dofs, chunks of "
-              f"{args.chunk_size} ({time.perf_counter() - t0:.1f} s)")
-        matrix_mb = 8 * args.dofs * args.samples / 2 ** 20
-        res = {}
-        for which in ("gather", "pod", "old_gp", "new_gp"):
-            cmd = [sys.executable, __file__, "--phase", which, "--folder", str(folder), "--max-modes",
-                   str(args.max_modes), "--block-mb", str(args.block_mb)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            if proc.returncode:
-                sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
-            res[which] = json.loads(proc.stdout.strip().splitlines()[-1])
-            r = res[which]
-            if which.endswith("gp"):
-                print(f"{which:7s} {r['seconds']:7.2f} s (fit {r['fit_seconds']:.2f} s)  peak RSS {r['peak_mb']:8.1f} MB, "
-                      f"{r['extra_mb']:8.1f} MB above imports = {r['extra_mb'] / matrix_mb:5.2f} x the train matrix "
-                      f"({matrix_mb:.1f} MB)")
+    def report(folder, res, matrix_mb):
+        import numpy as np
+
         old, new = np.load(folder / "old_gp.npz"), np.load(folder / "new_gp.npz")
         diff = {}
         for k in old.files:
@@ -170,14 +128,15 @@ def main(argv=None):
         ratio = res["old_gp"]["extra_mb"] / max(res["new_gp"]["extra_mb"], 1)
         print(f"ratios old/new: GP stages memory {ratio:.1f} x, time "
               f"{res['old_gp']['seconds'] / res['new_gp']['seconds']:.2f} x")
-        summary = {"dofs": args.dofs, "samples": args.samples, "test_samples": args.test_samples,
-                   "block_mb": args.block_mb, "matrix_mb": round(matrix_mb, 1), "modes": res["pod"]["modes"],
-                   **{f"{w}_{k}": round(v, 2) for w in ("old_gp", "new_gp") for k, v in res[w].items()},
-                   "memory_ratio": round(ratio, 2), "max_relative_diff": max(diff.values()),
-                   "max_relative_diff_outside_cv": max(v for k, v in diff.items() if not any(
-                       s in k for s in ("variance_scale", "interval_factor", "coverage", "calibration", "z_sd")))}
-        print(json.dumps(summary))
-    return 0
+        return {"dofs": args.dofs, "samples": args.samples, "test_samples": args.test_samples,
+                "block_mb": args.block_mb, "matrix_mb": round(matrix_mb, 1), "modes": res["pod"]["modes"],
+                **{f"{w}_{k}": round(v, 2) for w in ("old_gp", "new_gp") for k, v in res[w].items()},
+                "memory_ratio": round(ratio, 2), "max_relative_diff": max(diff.values()),
+                "max_relative_diff_outside_cv": max(v for k, v in diff.items() if not any(
+                    s in k for s in ("variance_scale", "interval_factor", "coverage", "calibration", "z_sd")))}
+
+    return drive(args, __file__, make, lambda which, folder: phase(which, folder, args.max_modes, args.block_mb),
+                 ("gather", "pod", "old_gp", "new_gp"), show, report)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,11 @@ compared (eigenvalues, modes up to sign, test projection errors).
 Last line: one JSON object."""
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _phases import drive, parser, write_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,9 +46,6 @@ def laplacian(n: int):
 def make(folder: Path, n: int, m: int, m_test: int, chunk: int, seed: int = 0):
     import numpy as np
     import scipy.sparse as sp
-    import xarray as xr
-
-    from rom import artefacts
 
     sp.save_npz(folder / "X.npz", laplacian(n))
     x = np.linspace(0.0, 1.0, n)
@@ -58,23 +53,13 @@ def make(folder: Path, n: int, m: int, m_test: int, chunk: int, seed: int = 0):
     modes = 30
     freqs = np.arange(1, modes + 1)
     basis = np.sin(np.pi * np.outer(freqs, x))
-    for name, size in (("train", m), ("test", m_test)):
-        for c, a in enumerate(range(0, size, chunk)):
-            idx = np.arange(a, min(size, a + chunk))[::-1]  # a chunk's samples in solve order, not sorted
-            amp = rng.standard_normal((len(idx), modes)) * 0.7 ** freqs
-            U = amp @ basis + 1e-9 * rng.standard_normal((len(idx), n))
-            ok = np.ones(len(idx), dtype=np.int8)
-            if c == 0 and len(idx) > 2:  # one failed sample per set
-                ok[1], U[1] = 0, np.nan
-            ds = xr.Dataset({"u": (("sample", "dof"), U, {"units": "1"}),
-                             "mu": (("sample", "parameter"), rng.uniform(size=(len(idx), 2))),
-                             "converged": ("sample", ok),
-                             "reason": ("sample", artefacts.strings(["ok" if o else "diverged" for o in ok])),
-                             "iterations": ("sample", np.full(len(idx), 3)),
-                             "solve_seconds": ("sample", np.full(len(idx), 0.1))},
-                            coords={"sample": idx, "parameter": artefacts.strings(["a", "b"])},
-                            attrs={"set": name, "chunk": c})
-            artefacts.write(ds, folder / name / f"chunk{c}.h5", None, "snapshots")
+
+    def fields(idx):
+        amp = rng.standard_normal((len(idx), modes)) * 0.7 ** freqs
+        U = amp @ basis + 1e-9 * rng.standard_normal((len(idx), n))
+        return rng.uniform(size=(len(idx), 2)), U
+
+    write_sets(folder, m, m_test, chunk, fields)
 
 
 def phase(which: str, folder: Path, tol: float, max_modes: int, block_mb: float) -> dict:
@@ -120,41 +105,15 @@ def phase(which: str, folder: Path, tol: float, max_modes: int, block_mb: float)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dofs", type=int, default=40_000)
-    p.add_argument("--samples", type=int, default=120)
-    p.add_argument("--test-samples", type=int, default=20)
-    p.add_argument("--chunk-size", type=int, default=25)
-    p.add_argument("--block-mb", type=float, default=8.0, help="panel of the blocked POD (MB)")
-    p.add_argument("--max-modes", type=int, default=40)
-    p.add_argument("--tol", type=float, default=1e-14)
-    p.add_argument("--folder", help="keep the files here (default: a temporary folder)")
-    p.add_argument("--phase", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.phase:  # a child: one phase, its figures as JSON
-        print(json.dumps(phase(args.phase, Path(args.folder), args.tol, args.max_modes, args.block_mb)))
-        return 0
+    args = parser(__doc__, 20, "panel of the blocked POD (MB)", 40, tol=1e-14).parse_args(argv)
 
-    import numpy as np
+    def show(which, r, matrix_mb):
+        print(f"{which:11s} {r['seconds']:7.2f} s  peak RSS {r['peak_mb']:8.1f} MB, {r['extra_mb']:8.1f} MB above "
+              f"imports = {r['extra_mb'] / matrix_mb:5.2f} x the train matrix ({matrix_mb:.1f} MB)")
 
-    with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
-        folder = Path(tmp)
-        t0 = time.perf_counter()
-        make(folder, args.dofs, args.samples, args.test_samples, args.chunk_size)
-        print(f"synthetic set: {args.samples} + {args.test_samples} samples x {args.dofs} dofs, chunks of "
-              f"{args.chunk_size} ({time.perf_counter() - t0:.1f} s)")
-        matrix_mb = 8 * args.dofs * args.samples / 2 ** 20
-        res = {}
-        for which in ("old_gather", "new_gather", "old_pod", "new_pod"):
-            cmd = [sys.executable, __file__, "--phase", which, "--folder", str(folder), "--tol", str(args.tol),
-                   "--max-modes", str(args.max_modes), "--block-mb", str(args.block_mb)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-            if proc.returncode:
-                sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
-            res[which] = json.loads(proc.stdout.strip().splitlines()[-1])
-            r = res[which]
-            print(f"{which:11s} {r['seconds']:7.2f} s  peak RSS {r['peak_mb']:8.1f} MB, {r['extra_mb']:8.1f} MB above "
-                  f"imports = {r['extra_mb'] / matrix_mb:5.2f} x the train matrix ({matrix_mb:.1f} MB)")
+    def report(folder, res, matrix_mb):
+        import numpy as np
+
         old, new = np.load(folder / "old_pod.npz"), np.load(folder / "new_pod.npz")
         lam_err = float(np.abs(old["lam"] - new["lam"]).max() / old["lam"][0])
         k = min(len(old["modes"]), len(new["modes"]))
@@ -172,14 +131,15 @@ def main(argv=None):
               f"time {res['old_gather']['seconds'] / res['new_gather']['seconds']:.2f} x; POD memory "
               f"{res['old_pod']['extra_mb'] / max(res['new_pod']['extra_mb'], 1):.1f} x, time "
               f"{res['old_pod']['seconds'] / res['new_pod']['seconds']:.2f} x")
-        summary = {"dofs": args.dofs, "samples": args.samples, "test_samples": args.test_samples,
-                   "block_mb": args.block_mb, "matrix_mb": round(matrix_mb, 1),
-                   **{f"{w}_{k}": round(v, 2) for w, r in res.items() for k, v in r.items()},
-                   "new_pod_over_budget": round(res["new_pod"]["extra_mb"] / budget, 3),
-                   "eigenvalue_error": lam_err, "mode_error_first10": float(mode_err[:10].max()),
-                   "test_error_diff": err_diff}
-        print(json.dumps(summary))
-    return 0
+        return {"dofs": args.dofs, "samples": args.samples, "test_samples": args.test_samples,
+                "block_mb": args.block_mb, "matrix_mb": round(matrix_mb, 1),
+                **{f"{w}_{k}": round(v, 2) for w, r in res.items() for k, v in r.items()},
+                "new_pod_over_budget": round(res["new_pod"]["extra_mb"] / budget, 3),
+                "eigenvalue_error": lam_err, "mode_error_first10": float(mode_err[:10].max()),
+                "test_error_diff": err_diff}
+
+    return drive(args, __file__, make, lambda which, folder: phase(which, folder, args.tol, args.max_modes, args.block_mb),
+                 ("old_gather", "new_gather", "old_pod", "new_pod"), show, report)
 
 
 if __name__ == "__main__":

@@ -5,14 +5,14 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from rom import artefacts
 from rom import snapshots as snap
 from rom.reduction.pod import pod
+from snapshot_files import snapshot_file
 from surrogates import gp as gpmod
 from surrogates.pod_gp import fit_study
-from test_pod_scale import laplacian, merged
+from test_pod_scale import laplacian
 
 SETTINGS = {"parameter_scaling": False, "restarts": 1, "iterations": 40, "gtol": 1e-5, "input_transform": "none",
             "calibration": "cv", "folds": 3, "out_of_range_level": 0.05}
@@ -25,25 +25,6 @@ def parametric_set(m: int, n: int, seed: int, modes: int = 10):
     k = np.arange(1, modes + 1)
     amp = np.cos(np.outer(mu[:, 0], k)) * mu[:, 1:2] ** k
     return mu, amp @ np.sin(np.pi * np.outer(k, np.linspace(0.0, 1.0, n)))
-
-
-def snapshot_file(folder, name, mu, U, chunk, failed=()):
-    """Chunk files (scrambled sample order, failed samples NaN) merged as the gather stage merges them."""
-    order = np.random.default_rng(7).permutation(len(U))
-    (folder / name).mkdir()
-    paths = []
-    for c, a in enumerate(range(0, len(U), chunk)):
-        idx = order[a:a + chunk]
-        ok = np.array([i not in failed for i in idx], dtype=np.int8)
-        u = U[idx].copy()
-        u[ok == 0] = np.nan
-        ds = xr.Dataset({"u": (("sample", "dof"), u, {"units": "K"}), "mu": (("sample", "parameter"), mu[idx]),
-                         "converged": ("sample", ok),
-                         "reason": ("sample", artefacts.strings(["ok" if o else "diverged" for o in ok])),
-                         "iterations": ("sample", np.full(len(idx), 3))},
-                        coords={"sample": idx, "parameter": artefacts.strings(["a", "b"])}, attrs={"set": name})
-        paths.append(artefacts.write(ds, folder / name / f"chunk{c}.h5", None, "snapshots"))
-    return merged(folder, paths, f"{name}.h5")
 
 
 def in_memory(path):
@@ -68,8 +49,8 @@ def study(tmp_path):
     n = 300
     mu, U = parametric_set(40, n, 1)
     mut, Ut = parametric_set(15, n, 2)
-    train = snapshot_file(tmp_path, "train", mu, U, 6, failed={5})
-    test = snapshot_file(tmp_path, "test", mut, Ut, 4, failed={2})
+    train = snapshot_file(tmp_path, "train", U, 6, failed={5}, mu=mu, seed=7)
+    test = snapshot_file(tmp_path, "test", Ut, 4, failed={2}, mu=mut, seed=7)
     X = laplacian(n)
     V = pod(in_memory(train)[1], X, 1e-14, 6)[0]
     return train, test, X, V
@@ -143,9 +124,9 @@ def test_blocked_gp_stage_never_holds_the_snapshot_matrix(tmp_path, monkeypatch)
     monkeypatch.setattr(snap, "COPY_BYTES", 1 << 20)
     monkeypatch.setattr(gpmod, "BLOCK_BYTES", 1 << 20)
     mu, U = parametric_set(m, n, 3)
-    train = snapshot_file(tmp_path, "train", mu, U, 50)
+    train = snapshot_file(tmp_path, "train", U, 50, mu=mu, seed=7)
     mut, Ut = parametric_set(40, n, 4)
-    test = snapshot_file(tmp_path, "test", mut, Ut, 20)
+    test = snapshot_file(tmp_path, "test", Ut, 20, mu=mut, seed=7)
     del U, Ut
     matrix = 8 * n * m
     X = laplacian(n)

@@ -7,12 +7,12 @@ import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import xarray as xr
 
 from rom import artefacts
 from rom import snapshots as snap
 from rom.reduction.pod import gram_blocks, pod, pod_blocks, projection_errors
 from rom.reduction.pod_study import pod_study
+from snapshot_files import chunk_files, merged, snapshot_file
 
 
 def laplacian(n: int) -> sp.csr_matrix:
@@ -25,37 +25,6 @@ def smooth_set(m: int, n: int, seed: int = 0, modes: int = 12) -> np.ndarray:
     x = np.linspace(0.0, 1.0, n)
     k = np.arange(1, modes + 1)
     return (rng.standard_normal((m, modes)) * 0.5 ** k) @ np.sin(np.pi * np.outer(k, x))
-
-
-def chunk_files(folder, U: np.ndarray, chunk: int, failed=(), transient_steps: int = 0):
-    """Chunk files as simulate writes them: samples in a scrambled order, failed samples NaN."""
-    rng = np.random.default_rng(5)
-    order = rng.permutation(len(U))
-    paths = []
-    for c, a in enumerate(range(0, len(U), chunk)):
-        idx = order[a:a + chunk]
-        ok = np.array([i not in failed for i in idx], dtype=np.int8)
-        u = U[idx].copy()
-        u[ok == 0] = np.nan
-        if transient_steps:
-            u = np.stack([u * (t + 1) for t in range(transient_steps)], axis=1)
-        dims = ("sample", "time", "dof") if transient_steps else ("sample", "dof")
-        ds = xr.Dataset({"u": (dims, u, {"units": "K", "long_name": "solution at the free dofs"}),
-                         "mu": (("sample", "parameter"), np.c_[idx, -idx].astype(float)),
-                         "converged": ("sample", ok),
-                         "reason": ("sample", artefacts.strings(["ok" if o else "diverged" for o in ok])),
-                         "iterations": ("sample", np.full(len(idx), 7)),
-                         "chunk": ("sample", np.full(len(idx), c))},
-                        coords={"sample": idx, "parameter": artefacts.strings(["a", "b"]),
-                                **({"time": np.arange(transient_steps) * 0.1} if transient_steps else {})},
-                        attrs={"set": "train", "chunk": c, "backend": "petsc"})
-        paths.append(artefacts.write(ds, folder / f"chunk{c}.h5", None, "snapshots"))
-    return paths
-
-
-def merged(folder, paths, name="new.h5"):
-    ds, fill = snap.gather_files(paths)
-    return artefacts.write(ds, folder / name, None, "snapshots", fill=fill)
 
 
 @pytest.mark.parametrize("steps", [0, 3])
@@ -107,10 +76,8 @@ def test_blocked_pod_equals_the_in_memory_pod(block_rows):
 def test_pod_study_on_files_equals_pod_study_on_arrays(tmp_path):
     n = 200
     X = laplacian(n)
-    (tmp_path / "train").mkdir()
-    (tmp_path / "test").mkdir()
-    train = merged(tmp_path, chunk_files(tmp_path / "train", smooth_set(30, n, 1), 4, failed={3}), "train.h5")
-    test = merged(tmp_path, chunk_files(tmp_path / "test", smooth_set(9, n, 2), 4), "test.h5")
+    train = snapshot_file(tmp_path, "train", smooth_set(30, n, 1), 4, failed={3})
+    test = snapshot_file(tmp_path, "test", smooth_set(9, n, 2), 4)
     a = pod_study(snap.snapshot_rows(artefacts.read(train)), snap.snapshot_rows(artefacts.read(test)), X, 1e-12, 9)
     S, T = snap.SnapshotRows(train), snap.SnapshotRows(test)
     b = pod_study(S, T, X, 1e-12, 9, block_bytes=5 * 8 * n)

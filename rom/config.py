@@ -186,6 +186,11 @@ def make_problem(study: dict, operators=None):
                 raise ArtefactError(f"{operators}: not a readable romflow artefact ({exc})") from None
             if mesh_file is not None:
                 return cls.from_mesh_file({k: v for k, v in spec.items() if k not in ("name", "class")}, mesh_file)
+            import logging
+
+            logging.getLogger("romflow.config").warning(
+                "%s holds no mesh (written before the mesh was stored there): the mesh file is parsed again; rerun "
+                "the operators stage to read it once", operators)
     return registry.make_problem(spec)
 
 

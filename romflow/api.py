@@ -561,7 +561,6 @@ class LocalBases(Model):
         self._selectors = {"mlp": MLPSelector.from_dataset(ds, "selector"),
                            "nearest_medoid_mu": NearestMedoidSelector.from_dataset(ds, "medoid")}
         self._path = path
-        self.settings = dict(study.config.get("local", {}))
         self.dictionary = str(ds.attrs["dictionary"])
         self.parameters, self.bounds = study.parameters, study.bounds
         self.n_modes = ds["n_modes"].values

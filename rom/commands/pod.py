@@ -6,12 +6,12 @@ from rom.stage import Artefact, Stage, problem_has
 
 
 def run(ctx):
-    from rom.hifi.discretization.operators import MESH_ONLY, Operators
+    from rom.hifi.discretization.operators import X_ONLY, x_product
     from rom.reduction.pod import BLOCK_BYTES
     from rom.reduction.pod_study import pod_study
     from rom.snapshots import SnapshotRows
 
-    ops = Operators.from_dataset(ctx.read("operators", drop=MESH_ONLY))
+    X = x_product(ctx.read("operators", drop=X_ONLY))
     # The fields are read in blocks of samples (rom.reduction.pod.pod_blocks), never whole.
     S = SnapshotRows(ctx.path("train"), ctx.read("train", drop=("u",)))
     T = SnapshotRows(ctx.path("test"), ctx.read("test", drop=("u",)))
@@ -19,7 +19,7 @@ def run(ctx):
     ctx.log.info("POD of %d train snapshots of %d dofs (%.1f MB, read in panels of %d MB; tol %g, at most %d modes)",
                  len(S), S.n_dofs, S.nbytes / 1e6, BLOCK_BYTES >> 20, s["tol"], s["max_modes"])
     try:
-        ds = pod_study(S, T, ops.X, s["tol"], s["max_modes"])
+        ds = pod_study(S, T, X, s["tol"], s["max_modes"])
     finally:
         S.close()
         T.close()

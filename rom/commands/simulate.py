@@ -21,11 +21,14 @@ def check_petsc_options(study: dict):
     cls = registry.problem_class(study["problem"])
     if study["simulate"]["backend"] != "petsc" or getattr(cls, "black_box", False):
         return
-    solver = "snes" if cap.has(cls, cap.NONLINEAR) else "ksp"
-    keyed = [("simulate.petsc_options", study["simulate"]["petsc_options"])]
+    fom = "snes" if cap.has(cls, cap.NONLINEAR) else "ksp"
+    keyed = [("simulate.petsc_options", study["simulate"]["petsc_options"], fom)]
     if study.get("rb", {}).get("enabled"):
-        keyed.append(("rb.petsc_options", {**study["simulate"]["petsc_options"], **study["rb"]["petsc_options"]}))
-    for key, options in keyed:
+        keyed.append(("rb.petsc_options", {**study["simulate"]["petsc_options"], **study["rb"]["petsc_options"]}, fom))
+        if study["rb"]["riesz"]["petsc_options"]:  # the X solves: CG + GAMG unless these say otherwise
+            keyed.append(("rb.riesz.petsc_options", {"ksp_type": "cg", "pc_type": "gamg",
+                                                     **study["rb"]["riesz"]["petsc_options"]}, "ksp"))
+    for key, options, solver in keyed:
         try:
             unused = check(options, solver, key)
         except OptionError as exc:

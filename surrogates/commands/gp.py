@@ -30,20 +30,20 @@ def _snapshots(ctx, name):
 
 
 def fit(ctx):
-    from rom.hifi.discretization.operators import Operators
+    from rom.hifi.discretization.operators import X_ONLY, x_product
     from surrogates.gp import BLOCK_BYTES
     from surrogates.pod_gp import fit_study
 
     _threads(ctx)
     s = ctx.study["gp"]
-    ops = Operators.from_dataset(ctx.read("operators"))
+    X = x_product(ctx.read("operators", drop=X_ONLY))
     mu, U = _snapshots(ctx, "train")
     V = ctx.read("pod")["modes"].values[:s["max_modes"]]
-    ctx.log.info("GP on %d train snapshots (%.1f MB, read in blocks of %d MB) -> %d POD coefficients (%d restarts x "
-                 "%d iterations each)", len(mu), U.nbytes / 1e6, BLOCK_BYTES >> 22, len(V), s["restarts"],
+    ctx.log.info("GP on %d train snapshots (%.1f MB, read in panels of %d MB) -> %d POD coefficients (%d restarts x "
+                 "%d iterations each)", len(mu), U.nbytes / 1e6, BLOCK_BYTES >> 20, len(V), s["restarts"],
                  s["iterations"])
     try:
-        ds = fit_study(s, ctx.study["seed"], ctx.problem, ops.X, mu, U, V)
+        ds = fit_study(s, ctx.study["seed"], ctx.problem, X, mu, U, V)
     except ValueError as exc:  # log of a non-positive parameter, non-finite snapshots, too few folds
         raise UserError(f"gp: {exc}") from None
     finally:
@@ -56,14 +56,14 @@ def fit(ctx):
 
 
 def evaluate(ctx):
-    from rom.hifi.discretization.operators import Operators
+    from rom.hifi.discretization.operators import X_ONLY, x_product
     from surrogates.pod_gp import evaluate_study
 
     _threads(ctx)
-    ops_ds = ctx.read("operators")
+    ops_ds = ctx.read("operators", drop=X_ONLY)  # X, and the nodes and triangles of the figures
     mu, U = _snapshots(ctx, "test")
     try:
-        ds, sec = evaluate_study(ctx.study["gp"], ctx.problem, Operators.from_dataset(ops_ds).X, ctx.read("gp"), mu,
+        ds, sec = evaluate_study(ctx.study["gp"], ctx.problem, x_product(ops_ds), ctx.read("gp"), mu,
                                  U, ops_ds, ctx.read("rb_metrics"), ctx.path("figures"))
     finally:
         U.close()

@@ -53,13 +53,13 @@ class InnerProductSolver:
         self.comm = comm or PETSc.COMM_WORLD
         self.n, self.r0, self.r1, indptr, indices, values = operator_rows(operators_path, self.comm.size,
                                                                           self.comm.rank)
+        # The command line's PETSc options are meant for the FOM solves: the X solves take rb.riesz.petsc_options alone.
         self.solver = petsc.LinearSolver(self.comm, self.n, self.r0, self.r1, indptr, indices,
-                                         {**DEFAULTS, **(options or {})})
+                                         {**DEFAULTS, **(options or {})}, command_line=False)
         self.solver.set_values(values)
         self.iterations = 0
         self.contraction = CONTRACTION
-        # The tolerances are the refinement's; a ksp_rtol of the command line (meant for the FOM solves)
-        # does not reach them, one in rb.riesz.petsc_options does.
+        # The tolerances are the refinement's; a ksp_rtol in rb.riesz.petsc_options replaces both.
         user = {str(k).lstrip("-"): v for k, v in (options or {}).items()}
         self._own_rtol = "ksp_rtol" not in user
         if not self._own_rtol:

@@ -83,7 +83,10 @@ class LinearSolver:
     reads late (a factorization package's, at set-up) still find them, and no other solver sees them.
     A PETSc object built around this solver (the SNES of a nonlinear problem) takes the same prefix."""
 
-    def __init__(self, comm, n: int, row_start: int, row_stop: int, indptr, indices, options: dict | None = None):
+    def __init__(self, comm, n: int, row_start: int, row_stop: int, indptr, indices, options: dict | None = None,
+                 command_line: bool = True):
+        """command_line: the process's un-prefixed PETSc options (the command line) apply to this solver too,
+        over `options` (False: a solver whose options are the caller's alone, e.g. the RB's X solves)."""
         PETSc = init()
         self.PETSc, self.comm = PETSc, comm
         self.n, self.row_start, self.row_stop = n, row_start, row_stop
@@ -91,8 +94,9 @@ class LinearSolver:
         self.db = PETSc.Options(self.prefix)
         self._config = {str(k).lstrip("-"): _value(v) for k, v in (options or {}).items()}
         # The command line (the un-prefixed options of the process) wins over the config.
-        command_line = {k: _value(v) for k, v in PETSc.Options().getAll().items() if not k.startswith(PREFIX)}
-        for key, value in {**self._config, **command_line}.items():
+        outer = ({k: _value(v) for k, v in PETSc.Options().getAll().items() if not k.startswith(PREFIX)}
+                 if command_line else {})
+        for key, value in {**self._config, **outer}.items():
             self.db[key] = value
         self._indptr = np.asarray(indptr, dtype=PETSc.IntType)
         self._indices = np.asarray(indices, dtype=PETSc.IntType)

@@ -137,11 +137,11 @@ def uq(ctx):
         if kind == "certified":
             extra["specs"] = {o["name"]: o for o in ctx.study["rb"]["outputs"]}
         else:
-            from rom.hifi.discretization.operators import Operators
+            from rom.hifi.discretization.operators import X_ONLY, x_product
 
             if ctx.path("operators") is None:
                 raise UserError("uq: the validation of model pod_gp (uq.validate > 0) needs --operators (the X product)")
-            extra.update(X=Operators.from_dataset(ctx.read("operators")).X, modes=model.modes)
+            extra.update(X=x_product(ctx.read("operators", drop=X_ONLY)), modes=model.modes)
         ctx.log.info("validation: %d FOM solves (backend %s)", len(v_mu), ctx.study["simulate"]["backend"])
         fom = _fom(ctx)
         validation = propagate.fom_outputs(ctx.problem, fom, kind, names, v_mu,
@@ -187,7 +187,8 @@ STAGES = (
           needs=UQ_NEEDS, switch="uq", check=check_uq,
           inputs=(Artefact("rb", "rom/rb.h5 (model rb)", optional=True),
                   Artefact("gp", "surrogates/gp.h5 (model pod_gp)", optional=True),
-                  Artefact("operators", "fom/operators.h5 (model pod_gp with uq.validate: the X product)", optional=True),
+                  Artefact("operators", "fom/operators.h5 (uq.validate or uq.fields: the mesh the problem is built on; "
+                           "model pod_gp with uq.validate: the X product)", optional=True),
                   Artefact("train", "snapshots/train.h5 (FOM seconds per solve when uq.validate is 0)", optional=True)),
           outputs=(Artefact("out", "uq/uq.h5"), Artefact("figures", "folder of PNG figures"),
                    Artefact("section", "section JSON"))),

@@ -6,13 +6,14 @@ from rom.commands.uq import model_of as uq_model
 uq_enabled = lambda study: runs("uq", study)
 
 
-# The model's artefact; the X product for the POD+GP check; the train snapshots for the FOM seconds per
-# solve when no FOM check runs.
+# The model's artefact; the operators artefact where the stage builds the problem (the FOM check, the
+# fields: its mesh, never the mesh file again) and for the POD+GP check's X product; the train snapshots
+# for the FOM seconds per solve when no FOM check runs.
 uq_pod_gp = lambda study: uq_model(STUDIES[study]) == "pod_gp"
 uq_validate = lambda study: STUDIES[study]["uq"]["validate"] > 0
 uq_inputs = lambda w: {
     **({"gp": f"results/{w.study}/surrogates/gp.h5"} if uq_pod_gp(w.study) else {"rb": f"results/{w.study}/rom/rb.h5"}),
-    **({"operators": f"results/{w.study}/fom/operators.h5"} if uq_pod_gp(w.study) and uq_validate(w.study) else {}),
+    **({"operators": f"results/{w.study}/fom/operators.h5"} if uq_validate(w.study) or STUDIES[w.study]["uq"]["fields"] else {}),
     **({"train": f"results/{w.study}/snapshots/train.h5"} if not uq_validate(w.study) else {}),
 }
 

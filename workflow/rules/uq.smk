@@ -11,9 +11,10 @@ uq_enabled = lambda study: runs("uq", study)
 # for the FOM seconds per solve when no FOM check runs.
 uq_pod_gp = lambda study: uq_model(STUDIES[study]) == "pod_gp"
 uq_validate = lambda study: STUDIES[study]["uq"]["validate"] > 0
+uq_problem = lambda study: uq_validate(study) or STUDIES[study]["uq"]["fields"]
 uq_inputs = lambda w: {
     **({"gp": f"results/{w.study}/surrogates/gp.h5"} if uq_pod_gp(w.study) else {"rb": f"results/{w.study}/rom/rb.h5"}),
-    **({"operators": f"results/{w.study}/fom/operators.h5"} if uq_validate(w.study) or STUDIES[w.study]["uq"]["fields"] else {}),
+    **({"operators": f"results/{w.study}/fom/operators.h5"} if uq_problem(w.study) else {}),
     **({"train": f"results/{w.study}/snapshots/train.h5"} if not uq_validate(w.study) else {}),
 }
 

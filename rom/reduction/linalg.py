@@ -79,16 +79,18 @@ def orthogonalize(u: np.ndarray, blocks, X=None):
     return (np.concatenate(h) if h else np.zeros(0, dtype=e.dtype)), e, norm, norm_u
 
 
-def gram_schmidt_rows(U: np.ndarray, X=None, basis: np.ndarray | None = None):
+def gram_schmidt_rows(U: np.ndarray, X=None, basis: np.ndarray | None = None, inplace: bool = False):
     """X-orthonormalize the rows of U against the X-orthonormal rows `basis` (k0, n) and among
     themselves: U^T = [basis; Q]^T R with R (k0 + len(Q), len(U)) in column echelon form.
 
-    Dependent rows (see module doc) give no row of Q; their column of R holds their coefficients."""
+    Dependent rows (see module doc) give no row of Q; their column of R holds their coefficients.
+    inplace: Q is written over U (row j is read before any row r <= j is written: the same arithmetic,
+    no second array the size of U) and returned as a view of it."""
     U = np.atleast_2d(U)
     basis = np.empty((0, U.shape[1]), dtype=U.dtype) if basis is None else basis
     k0 = len(basis)
     tol = dependent_tol(U.dtype)
-    Q = np.empty((len(U), U.shape[1]), dtype=U.dtype)
+    Q = U if inplace else np.empty((len(U), U.shape[1]), dtype=U.dtype)
     R = np.zeros((k0 + len(U), len(U)), dtype=U.dtype)
     r = 0
     for j, u in enumerate(U):  # one vector after the other: a loop over vectors, never over dofs

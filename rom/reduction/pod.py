@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .linalg import dependent_tol, gram_schmidt, orthogonalize, x_apply, x_norms
+from .linalg import gram_schmidt, gram_schmidt_rows, x_apply, x_norms
 
 
 def pod(S: np.ndarray, X: sp.spmatrix | None = None, tol: float = 1e-10, max_modes: int | None = None):
@@ -92,20 +92,7 @@ def pod_blocks(S, X: sp.spmatrix | None = None, tol: float = 1e-10, max_modes: i
         for p in range(0, n, slab):
             modes[:, p:p + slab] += W @ B[:, p:p + slab]
     modes /= np.sqrt(lam[:N])[:, None]
-    return gram_schmidt_inplace(modes, X), lam
-
-
-def gram_schmidt_inplace(U: np.ndarray, X=None) -> np.ndarray:
-    """linalg.gram_schmidt with the X-orthonormal rows written over U (a row j is read before any row
-    r <= j is written): the same arithmetic, no second array the size of U. Returns a view of U."""
-    tol = dependent_tol(U.dtype)
-    r = 0
-    for j in range(len(U)):
-        _, e, norm, norm0 = orthogonalize(U[j], U[:r], X)
-        if norm0 > 0 and norm > tol * norm0:
-            U[r] = e / norm
-            r += 1
-    return U[:r]
+    return gram_schmidt_rows(modes, X, inplace=True)[0], lam
 
 
 def projection_errors_blocks(V: np.ndarray, S, X: sp.spmatrix, sizes, block_bytes: int = BLOCK_BYTES) -> np.ndarray:

@@ -96,10 +96,7 @@ def open_model(study: dict, space, name: str, path):
 
     if name not in api.OPENERS:
         raise ValueError(f"uq.model = {name}: expected one of {', '.join(api.OPENERS)}")
-    try:
-        return api.OPENERS[name](_StudyView(study, space), Path(path))
-    except NotImplementedError as exc:
-        raise ValueError(str(exc)) from None
+    return api.OPENERS[name](_StudyView(study, space), Path(path))
 
 
 KINDS = {"certified": "certified", "predictive_std": "predictive"}  # romflow.api kind -> statistics kind

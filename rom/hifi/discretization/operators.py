@@ -121,6 +121,25 @@ MESH_ONLY = ("cells", "mesh_cell_region", "mesh_facets", "mesh_facet_group", "me
 X_ONLY = MESH_ONLY + ("M", "A_terms", "f_terms")
 
 
+def n_dofs(path) -> int:
+    """The number of free dofs of an operators artefact, without loading it."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return len(f["indptr"]) - 1
+
+
+def x_rows(path, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows [r0, r1) of X from an operators artefact, read as h5py slabs (one MPI rank's rows only):
+    (indptr shifted to 0, column indices, values)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        ip = f["indptr"][r0: r1 + 1].astype(np.int64)
+        lo, hi = int(ip[0]), int(ip[-1])
+        return ip - lo, f["indices"][lo:hi], f["X"][lo:hi]
+
+
 def x_product(ds: xr.Dataset) -> sp.csr_matrix:
     """The inner-product matrix X of an operators artefact (read with drop=X_ONLY)."""
     n = int(ds.attrs["n_dofs"])

@@ -21,25 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..discretization.operators import n_dofs, x_rows
 from . import petsc
 
 RTOL_FIRST, RTOL_CORRECTION = 1e-12, 1e-10
 CONTRACTION = 10 * RTOL_CORRECTION
 DEFAULTS = {"ksp_type": "cg", "pc_type": "gamg", "ksp_atol": 0.0, "ksp_max_it": 5000,
             "ksp_norm_type": "unpreconditioned"}
-
-
-def operator_rows(path, size: int, rank: int):
-    """This rank's rows of X from the operators artefact, read as h5py slabs (PETSc's contiguous split
-    of `size` ranks): (n, r0, r1, indptr shifted to 0, column indices, values)."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        n = len(f["indptr"]) - 1
-        r0, r1 = petsc.ownership(n, size, rank)
-        ip = f["indptr"][r0: r1 + 1].astype(np.int64)
-        lo, hi = int(ip[0]), int(ip[-1])
-        return n, r0, r1, ip - lo, f["indices"][lo:hi], f["X"][lo:hi]
 
 
 class InnerProductSolver:
@@ -51,8 +39,9 @@ class InnerProductSolver:
     def __init__(self, operators_path, comm=None, options: dict | None = None):
         PETSc = petsc.init()
         self.comm = comm or PETSc.COMM_WORLD
-        self.n, self.r0, self.r1, indptr, indices, values = operator_rows(operators_path, self.comm.size,
-                                                                          self.comm.rank)
+        self.n = n_dofs(operators_path)
+        self.r0, self.r1 = petsc.ownership(self.n, self.comm.size, self.comm.rank)
+        indptr, indices, values = x_rows(operators_path, self.r0, self.r1)
         # The command line's PETSc options are meant for the FOM solves: the X solves take rb.riesz.petsc_options alone.
         self.solver = petsc.LinearSolver(self.comm, self.n, self.r0, self.r1, indptr, indices,
                                          {**DEFAULTS, **(options or {})}, command_line=False)

@@ -29,19 +29,29 @@ def cli(main, *args):
     assert main([str(a) for a in args]) == 0, args
 
 
+def simulated(res, cfg, sets=("train", "test")):
+    """configure, sample, operators and simulate `sets` into the folder res = results/<study>/ with the
+    pipeline's file names (snapshots/<set>.h5); returns (study file, operators artefact)."""
+    from rom.cli import main as rom
+
+    s, ops = res / "study.yaml", res / "fom" / "operators.h5"
+    cli(rom, "configure", "--config", cfg, "--out", s)
+    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
+    cli(rom, "operators", "--study-config", s, "--out", ops)
+    for name in sets:
+        cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", name, "--out",
+            res / "snapshots" / f"{name}.h5")
+    return s, ops
+
+
 def chain(res, cfg, gp=True):
     """configure, sample, operators, simulate train/test, pod, reduced-basis, evaluate-rom, [gp, evaluate-gp]
     into the folder res = results/<study>/ with the pipeline's file names."""
     from rom.cli import main as rom
     from surrogates.cli import main as surrogates
 
-    s, ops = res / "study.yaml", res / "fom" / "operators.h5"
+    s, ops = simulated(res, cfg)
     train, test = res / "snapshots" / "train.h5", res / "snapshots" / "test.h5"
-    cli(rom, "configure", "--config", cfg, "--out", s)
-    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
-    cli(rom, "operators", "--study-config", s, "--out", ops)
-    for name, path in (("train", train), ("test", test)):
-        cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", name, "--out", path)
     cli(rom, "pod", "--study-config", s, "--operators", ops, "--train", train, "--test", test, "--out", res / "rom/pod.h5")
     cli(rom, "reduced-basis", "--study-config", s, "--operators", ops, "--out", res / "rom/rb.h5")
     cli(rom, "evaluate-rom", "--study-config", s, "--operators", ops, "--rb", res / "rom/rb.h5", "--test", test,
@@ -481,12 +491,8 @@ def nonaffine(tmp_path_factory):
         "simulate": {"chunk_size": 5, "backend": "scipy"},
         "eim": {"enabled": True, "train_size": 40, "test_size": 10, "tol": 1e-6, "max_modes": 20, "bound_grid": 9},
         "rb": {"enabled": True, "train_size": 30, "tol": 1e-3, "max_modes": 8, "n_timing": 2, "batch_size": 5}})
-    s, ops, test = res / "study.yaml", res / "fom" / "operators.h5", res / "snapshots" / "test.h5"
-    eim, rb = res / "rom" / "eim.h5", res / "rom" / "rb.h5"
-    cli(rom, "configure", "--config", cfg, "--out", s)
-    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
-    cli(rom, "operators", "--study-config", s, "--out", ops)
-    cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", "test", "--out", test)
+    s, ops = simulated(res, cfg, ("test",))
+    test, eim, rb = res / "snapshots" / "test.h5", res / "rom" / "eim.h5", res / "rom" / "rb.h5"
     cli(rom, "eim", "--study-config", s, "--operators", ops, "--out", eim)
     cli(rom, "reduced-basis", "--study-config", s, "--operators", ops, "--eim", eim, "--out", rb)
     cli(rom, "evaluate-rom", "--study-config", s, "--operators", ops, "--rb", rb, "--eim", eim, "--test", test,
@@ -622,11 +628,8 @@ def heat(tmp_path_factory):
         "design": {"method": "lhs", "train": {"size": 2, "seed": 1}, "test": {"size": 4, "seed": 2}},
         "simulate": {"chunk_size": 4, "backend": "scipy"},
         "rb": {"enabled": True, "train_size": 20, "tol": 1e-3, "max_modes": 10}})
-    s, ops, test = res / "study.yaml", res / "fom" / "operators.h5", res / "snapshots" / "test.h5"
-    cli(rom, "configure", "--config", cfg, "--out", s)
-    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
-    cli(rom, "operators", "--study-config", s, "--out", ops)
-    cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", "test", "--out", test)
+    s, ops = simulated(res, cfg, ("test",))
+    test = res / "snapshots" / "test.h5"
     cli(rom, "reduced-basis", "--study-config", s, "--operators", ops, "--out", res / "rom" / "rb.h5")
     cli(rom, "evaluate-rom", "--study-config", s, "--operators", ops, "--rb", res / "rom" / "rb.h5", "--test", test,
         "--out", res / "rom" / "rb_metrics.h5")
@@ -665,13 +668,8 @@ def nonlinear(tmp_path_factory):
                   "dissimilarities": ["euclidean", "angle"], "restarts": 2, "dictionary": "angle",
                   "classifier_hidden": [8]},
         "adaptive_rom": {"enabled": True, "max_modes": 10, "mu": [[0.5, 0.7, 170.0], [0.3, 0.5, 80.0]]}})
-    s, ops = res / "study.yaml", res / "fom" / "operators.h5"
+    s, ops = simulated(res, cfg)
     train, test, clusters = res / "snapshots" / "train.h5", res / "snapshots" / "test.h5", res / "rom/local/clusters.h5"
-    cli(rom, "configure", "--config", cfg, "--out", s)
-    cli(rom, "sample", "--study-config", s, "--out", res / "parameters.h5")
-    cli(rom, "operators", "--study-config", s, "--out", ops)
-    for name, path in (("train", train), ("test", test)):
-        cli(rom, "simulate", "--study-config", s, "--parameters", res / "parameters.h5", "--set", name, "--out", path)
     cli(rom, "cluster", "--study-config", s, "--operators", ops, "--train", train, "--out", clusters)
     cli(rom, "local-bases", "--study-config", s, "--operators", ops, "--train", train, "--test", test, "--clusters",
         clusters, "--out", res / "rom/local/local_bases.h5")

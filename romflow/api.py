@@ -606,15 +606,16 @@ class LocalBases(Model):
 
 
 class AdaptiveROM(Model):
-    """The hyper-reduced POD-Galerkin ROM of the nonlinear heat problem of the adaptive_rom stage (DEIM on the
-    reduced mesh, reduced Newton per implicit Euler step) with its Gappy-POD indicator and the adaptive loop:
-    where the indicator of a ROM step exceeds adaptive_rom.indicator_tol, one full-order step from the ROM
-    state replaces it and enriches the bases (rom.models.adaptive.run_adaptive).
+    """The hyper-reduced POD-Galerkin ROM of the adaptive_rom stage (DEIM on the reduced mesh for the nonlinear
+    heat problem, rom.models.adaptive; empirical cubature for any problem of the `nonlinear` capability, the
+    viscoplastic one included, rom.models.hyper; a reduced Newton per implicit step) with its Gappy-POD
+    indicator and the adaptive loop: where the indicator of a ROM step exceeds adaptive_rom.indicator_tol, one
+    full-order step from the ROM state replaces it and enriches the bases (rom.models.adaptive.run_rom).
 
     rom/adaptive_rom.h5 keeps the stage's runs, not the ROM: on the first predict the ROM is built by the
     stage's own call (rom.models.adaptive.build_rom on the converged train trajectories of
     snapshots/train.h5, the operators of fom/operators.h5, the full problem; one BLAS thread), and each
-    query runs the stage's `run_adaptive` on its own copy of it, so the numbers are bit for bit the stage's.
+    query runs the stage's `run_rom` on its own copy of it, so the numbers are bit for bit the stage's.
     The full-order step (simulate.backend: PETSc only for the petsc backend) is built at the first
     enrichment. predict(mu) gives per query the final time's indicator (`field_error`, kind 'indicator':
     the relative residual of the Gappy-POD fit of the ROM's heat flux, an estimate, not a bound; where the
@@ -662,13 +663,13 @@ class AdaptiveROM(Model):
     def _runs(self, mu, enrich: bool) -> list:
         import copy
 
-        from rom.models.adaptive import run_adaptive
+        from rom.models.adaptive import run_rom
 
         rom0 = self._built()
         with _one_blas_thread():
             if not enrich:  # the stage's static run
-                return [run_adaptive(copy.deepcopy(rom0), m) for m in mu]
-            return [run_adaptive(copy.deepcopy(rom0), m, self.tol, self._step) for m in mu]
+                return [run_rom(copy.deepcopy(rom0), m) for m in mu]
+            return [run_rom(copy.deepcopy(rom0), m, self.tol, self._step) for m in mu]
 
     def predict(self, mu, fields: bool = False, extrapolate: bool = False, threads: int = 1,
                 enrich: bool = True) -> Prediction:
@@ -679,7 +680,7 @@ class AdaptiveROM(Model):
             self._enrich = True
 
     def predict_trajectory(self, mu, extrapolate: bool = False, enrich: bool = True) -> np.ndarray:
-        """States (n, n_times, n_dofs) at every time step (free dofs), as run_adaptive reconstructs them."""
+        """States (n, n_times, n_dofs) at every time step (free dofs), as run_rom reconstructs them."""
         mu, _ = self._checked(mu, extrapolate)
         return np.stack([r.states for r in self._runs(mu, enrich)])
 
@@ -701,12 +702,17 @@ class _FirstCallBuilds:
     def __init__(self, problem, simulate: dict):
         self.problem, self.simulate, self.step = problem, simulate, None
 
-    def __call__(self, u, t, mu):
+    def __call__(self, u, t, mu, z=None):
         if self.step is None:
             from rom.hifi.solvers.solve import fom_step_function
 
             self.step = fom_step_function(self.problem, self.simulate["backend"], self.simulate["petsc_options"])
-        return self.step(u, t, mu)
+        return self.step(u, t, mu, z)
+
+    @property
+    def z(self):
+        """The internal variables after the last step (a problem with internal variables)."""
+        return self.step.z
 
 
 OPENERS = {"rb": ReducedBasis, "pod_gp": PODGP, "mmgp": MeshMorphingGP, "local": LocalBases, "adaptive": AdaptiveROM}

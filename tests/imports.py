@@ -146,7 +146,9 @@ PROBLEMS_SHARED = ("rom.hifi.problems.base", "rom.hifi.problems.arguments")
 # A family in several modules: the affine black box and the persistent worker build on the black box.
 EXTERNAL_FAMILY = ("rom.hifi.problems.external", "rom.hifi.problems.external_terms", "rom.hifi.problems.external_checks",
                    "rom.hifi.problems.external_worker", "rom.hifi.problems.external_eim")
-FAMILY_MODULES = {m: EXTERNAL_FAMILY for m in EXTERNAL_FAMILY}
+# The declared PDEs: the viscoplastic one builds on the declared problems' mesh, groups and parameters.
+DECLARED_FAMILY = ("rom.hifi.problems.declared", "rom.hifi.problems.declared_viscoplastic")
+FAMILY_MODULES = {**{m: EXTERNAL_FAMILY for m in EXTERNAL_FAMILY}, **{m: DECLARED_FAMILY for m in DECLARED_FAMILY}}
 
 
 def _within(name: str, prefix: str) -> bool:

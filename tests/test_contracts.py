@@ -41,6 +41,14 @@ SMALL = {"thermal_block": {"mesh": {"n": 8}, "blocks": [2, 3]}, "heat": {"mesh":
          "elasticity": {"mesh": _mesh("bracket", 0.02), "young": {"plate": 2.0, "ring": 1.0},
                         "poisson": {"plate": 0.3, "ring": 0.4}, "fixed": {"clamp": [0.0, 0.0]},
                         "traction": {"load": [0.0, -1.0]}},
+         "viscoplastic": {"mesh": _mesh("cooled_plate", 4.0), "steps": 3,
+                          "material": {"plate": {"young": [[20.0, 200e3], [1000.0, 150e3]], "poisson": 0.3,
+                                                 "expansion": 1.4e-5, "hardening": 15e3, "norton_K": 1500.0,
+                                                 "norton_n": [[800.0, 8.0], [1000.0, 5.0]]}},
+                          "temperature": {"base": 880.0, "reference": 880.0,
+                                          "hot_spot": {"center": [30.0, 12.0, 2.0], "amplitude": 100.0, "width": 8.0}},
+                          "fixed": {"root": [0.0, 0.0, 0.0]}, "traction": {"tip": [120.0, 0.0, 0.0]},
+                          "cycle": {"shape": "sine", "period": 4.0}},
          "external": {"mesh": _mesh("square", 0.25), "matrices": True,
                       "command": "{python} {root}/examples/blackbox/poisson.py --mu 2.0,0.5 --mesh {mesh} --out {out} "
                                  "--operator {operator} --rhs {rhs}"}}
@@ -128,15 +136,30 @@ def test_builtin_problem_meets_its_declared_capabilities(name):
         assert len(p.times) == p.steps + 1 and p.times[0] == 0.0
         assert p.initial_state(mu[0], p.mesh.n_dofs).shape == (p.mesh.n_dofs,)
     if cap.NONLINEAR in caps:
-        elems = np.arange(len(p.mesh.triangles))
-        ue = np.random.default_rng(3).random((len(elems), 3))
-        J = p.element_g_jacobian(elems, ue)
-        h = 1e-6
-        for j in range(3):  # central differences: exact for the quadratic k(u), to O(h^2) rounding
+        # The element form: shapes, and the tangent against central differences of the element residual
+        # (O(h^2) truncation and eps |r| / h rounding: 1e-6 of the tangent's scale holds both).
+        dofs = p.element_dofs
+        elems = np.arange(len(dofs))
+        k = dofs.shape[1]
+        assert p.element_weights.shape == (len(dofs),) and np.all(p.element_weights > 0)
+        z0 = p.initial_internal(len(elems))
+        assert z0.shape == (len(elems), p.n_internal)
+        rng = np.random.default_rng(3)
+        scale = 1e-3 if p.n_internal else 1.0  # a strain of 1e-3 for a structure, unit temperatures for heat
+        ue_prev = scale * rng.random((len(elems), k))
+        ue = ue_prev + scale * rng.random((len(elems), k))
+        re, z, J = p.element_residual(elems, ue, ue_prev, z0, mu[0], p.times[1], tangent=True)
+        assert re.shape == (len(elems), k) and z.shape == z0.shape and J.shape == (len(elems), k, k)
+        h = 1e-6 * scale
+        for j in range(k):
             d = np.zeros_like(ue)
             d[:, j] = h
-            fd = (p.element_g(elems, ue + d, mu[0], 0.1) - p.element_g(elems, ue - d, mu[0], 0.1)) / (2 * h)
+            fd = (p.element_residual(elems, ue + d, ue_prev, z0, mu[0], p.times[1])[0]
+                  - p.element_residual(elems, ue - d, ue_prev, z0, mu[0], p.times[1])[0]) / (2 * h)
             np.testing.assert_allclose(J[:, :, j], fd, rtol=1e-6, atol=1e-6 * np.abs(J).max())
+        F = p.external_terms(pattern)
+        assert F.shape == (len(p.external_coefficients(mu[0], p.times[1])), pattern.n_rows)
+        assert p.dual_field(elems, ue, z, mu[0]).shape[0] == len(elems)
     if cap.GEOMETRY_SOLVER in caps:
         mesh = p.geometry(7)
         sol = solve_geometry(p, mesh, mu[0], "scipy")

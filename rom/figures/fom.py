@@ -38,11 +38,19 @@ def solve_sequence_figure(path, ds) -> dict:
     metrics = {"solve order": str(ds.attrs.get("ordering", "design")), "initial guess": str(guess),
                "mean iterations, first solve of a chunk (cold start)": float(its[cold].mean()) if cold.any() else float("nan"),
                "mean iterations, later solves": float(its[warm].mean()) if warm.any() else float("nan"),
-               "mean set-up seconds per sample": float(np.nanmean(ds["setup_seconds"].values)) if ok.any() else float("nan"),
-               "mean Krylov seconds per sample": float(np.nanmean(ds["krylov_seconds"].values)) if ok.any() else float("nan")}
+               "mean set-up seconds per sample": _mean_of_finite(ds["setup_seconds"].values),
+               "mean Krylov seconds per sample": _mean_of_finite(ds["krylov_seconds"].values)}
     if ds.attrs.get("sequence_tune_option"):
         metrics[f"mean tuned {ds.attrs['sequence_tune_option']}"] = float(np.nanmean(ds["tuned_value"].values))
     return metrics
+
+
+def _mean_of_finite(x) -> float:
+    """The mean of the finite values (NaN, without a warning, when there are none: a Newton solve records
+    no set-up or Krylov split)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else float("nan")
 
 
 def snapshots_section(problem, study: dict, ops, ds, figure, sequence=None) -> dict:

@@ -102,12 +102,15 @@ def local_section(figdir, C=None, L=None, A=None) -> dict:
                       int(A["fom_steps"].values[i]), float(A["rank_correlation"].values[i]), float(A["fom_seconds"].values[i]),
                       float(A["rom_seconds_adaptive"].values[i] + A["fom_step_seconds_adaptive"].values[i])]
                      for i, c in enumerate(cases)]}
-        metrics.update({"ROM size N": int(A.attrs["N"]), "DEIM points m": int(A.attrs["m"]),
+        ecm = A.attrs.get("hyper_reduction") == "ecm"
+        metrics.update({"ROM size N": int(A.attrs["N"]), f"{'cubature' if ecm else 'DEIM'} points m": int(A.attrs["m"]),
                         "reduced elements": f"{int(A.attrs['reduced_elements'])} of {int(A.attrs['n_elements'])}",
                         "indicator operations": int(A.attrs["indicator_operations"]),
                         "indicator tolerance": float(A.attrs["indicator_tol"])})
-        text.append("Hyper-reduced (DEIM) POD-Galerkin ROM; indicator = relative residual of the Gappy-POD fit of the "
-                    "heat flux on the reduced elements; a FOM step and an incremental-POD enrichment when it exceeds the tolerance.")
+        text.append(f"Hyper-reduced ({'empirical cubature, internal variables on the reduced cells' if ecm else 'DEIM'}) "
+                    "POD-Galerkin ROM; indicator = relative residual of the Gappy-POD fit of the dual quantity (heat flux, "
+                    "stress) on the reduced elements, an indicator, not a bound; a FOM step and an incremental-POD "
+                    "enrichment when it exceeds the tolerance.")
     if C is not None:
         text.insert(0, "Train trajectories clustered with k-medoids on each dissimilarity (k-means as the Euclidean "
                        "baseline); the a priori criterion compares quantiles of train projection errors at equal basis size.")

@@ -214,13 +214,41 @@ class CoercivityBound(Protocol):
 
 
 class Nonlinear(Protocol):
-    """Nonlinear transient diffusion rho_c u_t - div(k(u) grad u) = q(x, t; mu), k evaluated per element at
-    the mean of its nodal values (capability `nonlinear`): what the hyper-reduced ROM evaluates on a few
-    elements (conductivity k_of / dk_of, the element stiffness, mass and gradients, the load), the
-    nonlinear term g(u) = N(u) - F(t) and its Jacobian per element, and whole-mesh snapshots of g and of
-    the heat flux (the Gappy-POD dual quantity). The residual of an implicit Euler step,
-    rho_c M (u - u_n) + dt g(u), and its Jacobian come from these kernels: rom.hifi.solvers.nonlinear
-    solves it by Newton's method."""
+    """A nonlinear transient problem in element form (capability `nonlinear`): each implicit step solves
+
+        R(u) = sum_e A_e r_e(u_e, u_e^n, z_e^n; mu, t_{n+1}) - F(mu, t_{n+1}) = 0
+
+    for the free dofs u, A_e the assembly of cell e's dofs (`element_dofs`, -1 where fixed; the fixed
+    dofs' values come from `fixed_element_values`), z_e the `n_internal` internal variables of the cell's
+    quadrature points (viscoplastic strain, ...; none for a heat problem), which the step updates, and
+    F(mu, t) = sum_p c_p(mu, t) F_p the external load, affine (`external_terms(pattern)` (P, n_rows),
+    `external_coefficients(mu, t)` (P,); P = 0 when every load is an element term). `element_residual(elems, ue, ue_prev, z_prev, mu, t, tangent)`
+    gives (r_e (n_sel, k), z_e after the step (n_sel, n_internal), dr_e/du_e (n_sel, k, k) or None) for any
+    subset of cells: what Newton (rom.hifi.solvers.nonlinear) assembles on each rank's cells and what the
+    hyper-reduced ROM (rom.models.hyper) evaluates on its reduced cells, with weights relative to
+    `element_weights` (each cell's quadrature weight). `dual_field(elems, ue, z, mu)` is the dual quantity
+    of the error indicator (a heat flux, a stress) per cell."""
+
+    n_internal: int
+
+    @property
+    def element_dofs(self) -> np.ndarray: ...
+    @property
+    def element_weights(self) -> np.ndarray: ...
+    def initial_internal(self, n: int) -> np.ndarray: ...
+    def fixed_element_values(self, mu) -> np.ndarray: ...
+    def element_residual(self, elems, ue, ue_prev, z_prev, mu, t, tangent: bool = False) -> tuple: ...
+    def external_terms(self, pattern) -> np.ndarray: ...
+    def external_coefficients(self, mu, t: float) -> np.ndarray: ...
+    def dual_field(self, elems, ue, z, mu) -> np.ndarray: ...
+
+
+class HeatKernels(Protocol):
+    """The nonlinear heat problem's own kernels, which its DEIM hyper-reduced ROM (rom.models.adaptive,
+    `adaptive_rom.hyper_reduction: qdeim | deim`) evaluates: rho_c u_t - div(k(u) grad u) = q(x, t; mu), k
+    per element at the mean of its nodal values; g(u) = N(u) - F(t) per element and on the whole mesh,
+    the heat flux for the Gappy-POD indicator. Not a capability: the ROM asks for these members (HEAT_KERNELS,
+    readable on the class; rho_c is an instance attribute)."""
 
     rho_c: float
 
@@ -232,6 +260,10 @@ class Nonlinear(Protocol):
     def g_vectors(self, U, mu, t) -> np.ndarray: ...
     def g_vector(self, u, mu, t) -> np.ndarray: ...
     def flux_field(self, U) -> np.ndarray: ...
+
+
+HEAT_KERNELS = ("k_of", "dk_of", "stiffness_e", "mass_e", "gradients_e", "element_load", "element_g",
+                "element_g_jacobian", "g_vectors", "g_vector", "flux_field")
 
 
 class GeometryFamily(Protocol):
@@ -305,8 +337,9 @@ CAPABILITIES = {c.name: c for c in (
     Capability(COEFFICIENT_EIM, CoefficientEIM, ("eim_points", "g", "eim_operator_terms", "eim_theta", "kappa_scale"),
                (STATIONARY,)),
     Capability(COERCIVITY_BOUND, CoercivityBound, ("coercivity_lower_bound",)),
-    Capability(NONLINEAR, Nonlinear, ("rho_c", "k_of", "dk_of", "stiffness_e", "mass_e", "gradients_e", "element_load",
-                                      "element_g", "element_g_jacobian", "g_vectors", "g_vector", "flux_field"),
+    Capability(NONLINEAR, Nonlinear, ("n_internal", "element_dofs", "element_weights", "initial_internal",
+                                      "fixed_element_values", "element_residual", "external_terms", "external_coefficients",
+                                      "dual_field"),
                (TRANSIENT,)),
     Capability(GEOMETRY_FAMILY, GeometryFamily, ("output_fields", "output_scalars")),
     Capability(GEOMETRY_SOLVER, GeometrySolver, ("geometry", "discretize"), (GEOMETRY_FAMILY,)),

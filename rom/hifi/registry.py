@@ -24,6 +24,7 @@ from .problems import (
     TensilePlate,
     ThermalBlock,
     TransientDiffusion,
+    Viscoplastic,
 )
 from .problems.external_eim import ExternalEntries
 from .problems.external_terms import ExternalAffine, ExternalAffineMinTheta, affine_variant
@@ -44,7 +45,7 @@ def register(cls):
 
 
 for _cls in (ThermalBlock, Heat, NonaffineDiffusion, NonlinearHeat, TensilePlate, MeshFamily, Diffusion,
-             Elasticity, External):
+             Elasticity, External, Viscoplastic):
     register(_cls)
 # Forms a registered name takes by its keys (`variant(spec)`): checked like the registered classes.
 for _cls in (TransientDiffusion, ExternalMatrices, ExternalTransient, ExternalAffine, ExternalAffineMinTheta,

@@ -159,6 +159,12 @@ class HyperReducedROM:
         with the mesh."""
         return len(self.E) * (3 * self.N + 10) + self.gappy.operation_count
 
+    def summary(self) -> dict:
+        """What the artefact records of the offline ROM."""
+        return {"hyper_reduction": self.method, "N": self.N, "m": self.m, "reduced_elements": len(self.E),
+                "n_elements": len(self.dof_tri), "dual_modes": len(self.Wpod.V),
+                "indicator_operations": self.indicator_operation_count}
+
     # -- enrichment -----------------------------------------------------------------------------
     def enrich(self, u: np.ndarray, mu, t: float):
         """Add a full-order state to the bases (incremental POD) and update the hyper-reduction."""
@@ -249,11 +255,39 @@ def relative_errors(states: np.ndarray, reference: np.ndarray, X) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
-def build_rom(problem, ops, S: np.ndarray, mu_train: np.ndarray, a: dict) -> HyperReducedROM:
+def hyper_reduction(problem, a: dict) -> str:
+    """The hyper-reduction of the `adaptive_rom` settings a: `auto` is DEIM (qdeim) where the problem has the
+    nonlinear heat kernels this module's ROM evaluates, empirical cubature (ecm) otherwise."""
+    from rom.hifi.capabilities import HEAT_KERNELS
+
+    method = a["hyper_reduction"]
+    if method == "auto":
+        return "qdeim" if all(hasattr(problem, m) for m in HEAT_KERNELS) else "ecm"
+    return method
+
+
+def build_rom(problem, ops, S: np.ndarray, mu_train: np.ndarray, a: dict):
     """The offline hyper-reduced ROM of the `adaptive_rom` settings a from the converged train
-    trajectories S and their parameters (the stage's and romflow.open's one path)."""
+    trajectories S and their parameters (the stage's and romflow.open's one path): DEIM on the reduced mesh
+    (this module, the nonlinear heat problem), or empirical cubature on any problem of the `nonlinear`
+    capability (rom.models.hyper)."""
+    method = hyper_reduction(problem, a)
+    if method == "ecm":
+        from rom.models.hyper import CubatureROM
+
+        return CubatureROM.from_trajectories(problem, ops.X, S, mu_train, a["tol_state"], a["tol_nonlinear"],
+                                             a["tol_flux"], a["max_modes"], a["tol_cubature"])
     return HyperReducedROM.from_snapshots(problem, ops.M, ops.X, S, mu_train, a["tol_state"], a["tol_nonlinear"],
-                                          a["tol_flux"], a["max_modes"], a["hyper_reduction"])
+                                          a["tol_flux"], a["max_modes"], method)
+
+
+def run_rom(rom, mu, tol: float | None = None, fom_step=None):
+    """run_adaptive for the DEIM ROM, rom.models.hyper.run_cubature for the cubature ROM."""
+    if isinstance(rom, HyperReducedROM):
+        return run_adaptive(rom, mu, tol, fom_step)
+    from rom.models.hyper import run_cubature
+
+    return run_cubature(rom, mu, tol, fom_step)
 
 
 def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.ndarray, a: dict, fom, step,
@@ -271,9 +305,10 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
     t0 = time.perf_counter()
     rom0 = build_rom(problem, ops, S, mu_train, a)
     offline = time.perf_counter() - t0
+    summary = rom0.summary()
     if log is not None:
-        log.info("hyper-reduced ROM: N = %d, %d DEIM points, %d reduced elements of %d (%.1f s)", rom0.N, rom0.m,
-                 len(rom0.E), len(problem.mesh.triangles), offline)
+        log.info("hyper-reduced ROM (%s): N = %d, m = %d, %d reduced elements of %d (%.1f s)", summary["hyper_reduction"],
+                 rom0.N, summary["m"], summary["reduced_elements"], summary["n_elements"], offline)
     rows = {k: [] for k in ("err_static", "err_adaptive", "eta_static", "eta_adaptive", "enriched", "basis_size")}
     fom_seconds, online_static, online_adaptive, fom_step_seconds, fom_steps = [], [], [], [], []
     for m in mus:  # a few parameters
@@ -282,9 +317,9 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
         fom_seconds.append(time.perf_counter() - t1)
         if not ref.converged:
             raise ValueError(f"adaptive_rom.mu = {list(m)}: the full-order reference failed ({ref.reason})")
-        static = run_adaptive(copy.deepcopy(rom0), m)
+        static = run_rom(copy.deepcopy(rom0), m)
         step.seconds = 0.0
-        adapt = run_adaptive(copy.deepcopy(rom0), m, a["indicator_tol"], step)
+        adapt = run_rom(copy.deepcopy(rom0), m, a["indicator_tol"], step)
         rows["err_static"].append(relative_errors(static.states, ref.u, ops.X))
         rows["err_adaptive"].append(relative_errors(adapt.states, ref.u, ops.X))
         rows["eta_static"].append(static.indicator)
@@ -317,8 +352,6 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
             "fom_step_seconds_adaptive": ("case", np.array(fom_step_seconds), {"units": "s"}),
         },
         coords={"time": problem.times, "parameter": strings(problem.parameter_names)},
-        attrs={"N": rom0.N, "m": rom0.m, "reduced_elements": len(rom0.E), "flux_modes": len(rom0.Wpod.V),
-               "n_elements": len(problem.mesh.triangles), "n_dofs": problem.mesh.n_dofs,
-               "indicator_operations": rom0.indicator_operation_count, "indicator_tol": a["indicator_tol"],
-               "error_tol": a["error_tol"], "offline_seconds": offline, "hyper_reduction": a["hyper_reduction"]},
+        attrs={**summary, "n_dofs": problem.mesh.n_dofs, "indicator_tol": a["indicator_tol"],
+               "error_tol": a["error_tol"], "offline_seconds": offline},
     )

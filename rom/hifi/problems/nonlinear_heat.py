@@ -126,6 +126,42 @@ class NonlinearHeat(P1Problem):
         dk = self.dk_of(ubar) / 3.0
         return self.k_of(ubar)[:, None, None] * Ke + Ku[:, :, None] * dk[:, None, None]
 
+    # -- the generic element form of the `nonlinear` capability (rom.hifi.solvers.nonlinear, rom.models.hyper) --
+    n_internal = 0  # no internal variables
+
+    @property
+    def element_dofs(self) -> np.ndarray:
+        return self.mesh.cell_dofs
+
+    @property
+    def element_weights(self) -> np.ndarray:
+        return self.mesh.areas
+
+    def initial_internal(self, n: int) -> np.ndarray:
+        return np.zeros((n, 0))
+
+    def fixed_element_values(self, mu) -> np.ndarray:
+        return np.zeros(self.mesh.cell_dofs.shape)  # u = 0 on the boundary
+
+    def element_residual(self, elems, ue, ue_prev, z_prev, mu, t, tangent: bool = False):
+        """The implicit Euler step's element residual rho_c M_e (u_e - u_e^n) + dt g_e(u_e, t) (the load is
+        inside g), no internal variables, and with `tangent` rho_c M_e + dt dg_e/du_e."""
+        Me = self.mass_e[elems]
+        re = self.rho_c * np.einsum("eij,ej->ei", Me, ue - ue_prev) + self.dt * self.element_g(elems, ue, mu, t)
+        J = self.rho_c * Me + self.dt * self.element_g_jacobian(elems, ue) if tangent else None
+        return re, z_prev, J
+
+    def external_terms(self, pattern) -> np.ndarray:
+        return np.zeros((0, pattern.n_rows))  # the moving source is an element term of g
+
+    def external_coefficients(self, mu, t: float) -> np.ndarray:
+        return np.zeros(0)
+
+    def dual_field(self, elems, ue, z, mu) -> np.ndarray:
+        """The heat flux -k(ubar) grad u of the cells `elems`, (n_sel, 2)."""
+        grad = np.einsum("eik,ei->ek", self.gradients_e[elems], ue)
+        return -self.conductivity(ue)[:, None] * grad
+
     # -- whole-mesh evaluations (snapshots of the nonlinear term and of the flux) ---------------
     def element_values(self, u: np.ndarray) -> np.ndarray:
         """Element nodal values (..., n_tri, 3) of free-dof vectors u (..., n_dofs); 0 on the boundary."""

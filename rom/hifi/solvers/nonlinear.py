@@ -1,10 +1,12 @@
-"""Newton's method on the implicit Euler step of a nonlinear problem (capability `nonlinear`):
+"""Newton's method on the implicit step of a nonlinear problem (capability `nonlinear`):
 
-    R(u) = rho_c M (u - u_n) + dt g(u, t_{n+1}) = 0,
+    R(u) = sum_e A_e r_e(u_e, u_e^n, z_e^n; mu, t_{n+1}) - F(mu, t_{n+1}) = 0,
 
-assembled from the problem's element kernels (element_g, element_g_jacobian, mass_e) on the rows a
-rank owns: PETSc SNES on a row-distributed AIJ Jacobian (the MPI path), or a serial SciPy Newton loop
-as the fallback."""
+assembled from the problem's element kernels (`element_residual`: the element residual, the internal
+variables z it updates and its tangent; the affine external load) on the rows a rank owns: PETSc SNES on a
+row-distributed AIJ Jacobian (the MPI path), or a serial SciPy Newton loop as the fallback. The internal
+variables of the cells a rank touches live on that rank (a cell on two ranks is updated on both, from the
+same values); they are committed once a step has converged, from a last evaluation at the solution."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,33 +22,54 @@ def newton_stepper(problem, fom) -> NewtonStepper:
 
 
 class NewtonStepper:
-    """Residual and Jacobian of one implicit Euler step on the rows [r0, r1) of a Pattern."""
+    """Residual and Jacobian of one implicit step on the rows [r0, r1) of a Pattern, and the internal
+    variables of the pattern's cells: `start(mu)` before a trajectory, `step` after it."""
 
     def __init__(self, problem, pattern: fem.Pattern):
         self.p, self.pattern = problem, pattern
         self.n_rows = pattern.n_rows
         self.elems = pattern.elements
-        dof = problem.mesh.dof_of_node[problem.mesh.triangles[self.elems]]  # (n_sel, 3)
+        dof = problem.element_dofs[self.elems]  # (n_sel, k)
         # Dofs these elements touch (owned and ghost): the vector each rank needs to evaluate R.
         self.needed = np.unique(dof[dof >= 0])
         self.slot = np.where(dof >= 0, np.searchsorted(self.needed, np.maximum(dof, 0)), -1)
         self.row_mask = (dof >= pattern.row_start) & (dof < pattern.row_stop)
         self.row = dof[self.row_mask] - pattern.row_start
-        self.Me = problem.mass_e[self.elems]
+        self._keep = pattern.entry_slot >= 0
+        self.start(None)
+
+    def start(self, mu):
+        """A new trajectory at mu: the initial internal variables and the fixed dofs' element values."""
+        self.z = self.p.initial_internal(len(self.elems))
+        self.fixed_e = 0.0 if mu is None else self.p.fixed_element_values(mu)[self.elems]
+        self._last = None
 
     def element_values(self, u_needed: np.ndarray) -> np.ndarray:
-        return np.where(self.slot >= 0, np.append(u_needed, 0.0)[self.slot], 0.0)
+        return np.where(self.slot >= 0, np.append(u_needed, 0.0)[self.slot], self.fixed_e)
+
+    def _evaluate(self, ue: np.ndarray, ue_prev: np.ndarray, mu, t: float):
+        """The element residuals, internal variables and tangents at ue, kept for the Jacobian that
+        follows the residual at the same iterate."""
+        if self._last is None or not np.array_equal(self._last[0], ue):
+            self._last = (ue.copy(), *self.p.element_residual(self.elems, ue, ue_prev, self.z, mu, t, tangent=True))
+        return self._last[1:]
 
     def residual(self, ue: np.ndarray, ue_prev: np.ndarray, mu, t: float) -> np.ndarray:
-        p = self.p
-        re = p.rho_c * np.einsum("eij,ej->ei", self.Me, ue - ue_prev) + p.dt * p.element_g(self.elems, ue, mu, t)
-        return np.bincount(self.row, weights=re[self.row_mask], minlength=self.n_rows)
+        re, _, _ = self._evaluate(ue, ue_prev, mu, t)
+        r = np.bincount(self.row, weights=re[self.row_mask], minlength=self.n_rows)
+        c = self.p.external_coefficients(mu, t)
+        return r - c @ self.p.external_terms(self.pattern) if len(c) else r
 
-    def jacobian_values(self, ue: np.ndarray) -> np.ndarray:
-        p = self.p
-        Je = p.rho_c * self.Me + p.dt * p.element_g_jacobian(self.elems, ue)
-        keep = self.pattern.entry_slot >= 0
-        return np.bincount(self.pattern.entry_slot[keep], weights=Je.reshape(-1)[keep], minlength=self.pattern.nnz)
+    def jacobian_values(self, ue: np.ndarray, ue_prev: np.ndarray, mu, t: float) -> np.ndarray:
+        _, _, Je = self._evaluate(ue, ue_prev, mu, t)
+        return np.bincount(self.pattern.entry_slot[self._keep], weights=Je.reshape(-1)[self._keep],
+                           minlength=self.pattern.nnz)
+
+    def commit(self, ue: np.ndarray, ue_prev: np.ndarray, mu, t: float):
+        """The internal variables at the converged state become the step's."""
+        _, z, _ = self._evaluate(ue, ue_prev, mu, t)
+        self.z = z
+        self._last = None
 
 
 class SnesStepper(NewtonStepper):
@@ -72,6 +95,18 @@ class SnesStepper(NewtonStepper):
         self.snes.setOptionsPrefix(fom.solver.prefix)  # the FOM's options (config and command line)
         self.snes.setFunction(self._residual, self.r)
         self.snes.setJacobian(self._jacobian, self.J)
+        if hasattr(problem, "near_null_space"):  # rigid-body modes: what GAMG needs for a vector problem
+            modes = problem.near_null_space()[:, self.pattern.row_start:self.pattern.row_stop]
+            vecs = []
+            for m in modes:
+                v = self.x.duplicate()
+                v.array[:] = m
+                vecs.append(v)
+            for i, v in enumerate(vecs):  # Gram-Schmidt: MatNullSpace expects orthonormal vectors
+                for u in vecs[:i]:
+                    v.axpy(-v.dot(u), u)
+                v.normalize()
+            self.J.setNearNullSpace(PETSc.NullSpace().create(vectors=vecs, comm=self.comm))
         # Defaults for a nonsymmetric Jacobian; the options database (config, command line) wins.
         self.snes.setTolerances(rtol=1e-10, atol=1e-12, max_it=30)
         self.snes.getKSP().setType("gmres")
@@ -90,7 +125,8 @@ class SnesStepper(NewtonStepper):
 
     def _jacobian(self, snes, X, J, P):
         P.zeroEntries()
-        P.setValuesCSR(self._indptr, self._indices, self.jacobian_values(self._ghosted(X)))
+        P.setValuesCSR(self._indptr, self._indices,
+                       self.jacobian_values(self._ghosted(X), self._ue_prev, self._mu, self._t))
         P.assemble()
         if J != P:
             J.assemble()
@@ -101,6 +137,8 @@ class SnesStepper(NewtonStepper):
         self._mu, self._t = np.asarray(mu, dtype=float), t
         self.snes.solve(None, self.x)  # the previous state is the initial guess
         reason = int(self.snes.getConvergedReason())
+        if reason > 0:
+            self.commit(self._ghosted(self.x), self._ue_prev, self._mu, t)
         its = int(self.snes.getLinearSolveIterations())
         norm = float(self.snes.getFunctionNorm())
         return self.x.array.copy(), SolveInfo(reason > 0, self._names.get(reason, str(reason)), its, norm)
@@ -128,10 +166,11 @@ class ScipyNewtonStepper(NewtonStepper):
             norm = float(np.linalg.norm(r))
             r0 = norm if r0 is None else r0
             if norm <= self.rtol * max(r0, 1e-300) or norm < 1e-12:
+                self.commit(ue, ue_prev, mu, t)
                 return u, SolveInfo(True, "CONVERGED_FNORM_RELATIVE", it, norm)
             if it == self.max_it:
                 break
-            J = self.pattern.to_scipy(self.jacobian_values(ue))
+            J = self.pattern.to_scipy(self.jacobian_values(ue, ue_prev, mu, t))
             u -= spla.spsolve(J.tocsc(), r)
             if not np.all(np.isfinite(u)):
                 return u, SolveInfo(False, "DIVERGED_NANORINF", it, float("nan"))

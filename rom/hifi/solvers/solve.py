@@ -141,7 +141,8 @@ class FullOrderModel:
 
     def _newton_trajectory(self, mu):
         stepper = self.newton
-        u = np.zeros(stepper.n_rows)
+        stepper.start(mu)
+        u = self.problem.initial_state(mu, stepper.n_rows)
         yield 0, 0.0, stepper.gather(u), None
         for k in range(1, self.problem.steps + 1):
             u, info = stepper.step(u, k * self.problem.dt, mu)
@@ -187,8 +188,9 @@ class _BlackBoxStep:
 
 
 def fom_step_function(problem, backend: str = "petsc", options: dict | None = None):
-    """A serial callback (u_n, t_next, mu) -> u_{n+1} (full free-dof vectors) of a nonlinear problem,
-    for the adaptive ROM."""
+    """A serial callback (u_n, t_next, mu, z_n=None) -> u_{n+1} (full free-dof vectors) of a nonlinear
+    problem, for the adaptive ROM; z_n the internal variables of every cell before the step (a problem
+    with internal variables), those after it in `step.z`."""
     comm = None
     if backend == "petsc":
         from . import petsc
@@ -196,13 +198,19 @@ def fom_step_function(problem, backend: str = "petsc", options: dict | None = No
         comm = petsc.init().COMM_SELF
     stepper = FullOrderModel(problem, backend, options, comm=comm).newton
 
-    def step(u, t, mu):
+    def step(u, t, mu, z=None):
         t0 = time.perf_counter()
+        if step.mu is None or not np.array_equal(step.mu, mu):
+            stepper.start(mu)  # the fixed dofs' values of mu
+            step.mu = np.array(mu, dtype=float)
+        if z is not None:
+            stepper.z = np.array(z, dtype=float)
         u1, info = stepper.step(np.asarray(u, dtype=float), t, mu)
         if not info.converged:
             raise RuntimeError(f"full-order step to t = {t:.4g} failed: {info.reason}")
+        step.z = stepper.z
         step.seconds += time.perf_counter() - t0
         return u1
 
-    step.seconds = 0.0
+    step.seconds, step.mu, step.z = 0.0, None, None
     return step

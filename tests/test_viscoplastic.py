@@ -206,3 +206,29 @@ def test_bad_declarations_are_refused_in_one_line(meshes):
         problem(meshes["cube"], 1.0, 2, law_keys={"norton_K": [[900.0, 1.0], [800.0, 2.0]]}, fixed=UNIAXIAL)
     with pytest.raises(Exception, match="plane"):
         problem(meshes["cube"], 1.0, 2, plane="strain", fixed=UNIAXIAL)
+
+
+def test_a_rigid_motion_left_free_is_refused(meshes):
+    """Only u_x fixed on x0 of a 2D rectangle: the y translation is free (and the tangent singular)."""
+    with pytest.raises(ValueError, match=r"fixed: 1 rigid motion\(s\) of the 2D body left free"):
+        problem(meshes["rect"], 1.0, 2, fixed={"x0": [0.0, None]}, traction={"x1": [100.0, 0.0]})
+    with pytest.raises(ValueError, match=r"fixed: 3 rigid motion\(s\) of the 3D body left free"):
+        problem(meshes["cube"], 1.0, 2, fixed={"x0": [0.0, None, None]})
+
+
+def test_the_full_order_step_of_the_rom_carries_every_cells_internal_variables(meshes):
+    """fom_step_function takes and returns the internal variables of every cell of the mesh, those of cells
+    with fixed dofs only (outside the Newton pattern: two clamped faces meeting at an edge) included, and
+    equals the trajectory's step."""
+    from rom.hifi.solvers.solve import fom_step_function
+
+    p = problem(meshes["cube"], 1.0, 3, fixed={"x0": [0.0, 0.0, 0.0], "y0": [0.0, 0.0, 0.0]},
+                traction={"x1": [SIGMA0, 0.0, 0.0]}, law_keys={"expansion": 1e-5},
+                temperature={"base": 900.0, "reference": 880.0})
+    s = FullOrderModel(p, "scipy").solve_trajectory(np.zeros(0))
+    step = fom_step_function(p, "scipy")
+    assert len(step.__closure__) and s.converged
+    u1 = step(s.u[0], p.times[1], np.zeros(0))
+    assert step.z.shape == (len(p.mesh.cells), p.n_internal)
+    u2 = step(u1, p.times[2], np.zeros(0), step.z)
+    np.testing.assert_allclose(u2, s.u[2], atol=1e-9 * np.abs(s.u[2]).max())

@@ -27,6 +27,7 @@ the full-order step itself."""
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,6 +145,9 @@ class CubatureROM:
             self.cubature = ecm.empirical_cubature(G, self.w, self.tol_cubature, relative_to="integrands")
         else:
             self.cubature = ecm.extend(self.cubature, G, self.w, self.tol_cubature, relative_to="integrands")
+        if not self.cubature.converged:
+            warnings.warn(f"empirical cubature: tolerance {self.tol_cubature:g} not reached ({self.cubature.reason}); "
+                          f"integration error {self.cubature.error:.3g} with {len(self.S)} cells", stacklevel=2)
         S = self.S
         self.ratio = self.cubature.weights / self.w[S]
         self.VS = self._gathered(self.V, S)
@@ -173,7 +177,9 @@ class CubatureROM:
 
     # -- online -----------------------------------------------------------------------------------------
     def step(self, a_n: np.ndarray, z_n: np.ndarray, t: float, mu) -> tuple[np.ndarray, np.ndarray]:
-        """One implicit step from coefficients a_n and the internal variables z_n of the reduced cells."""
+        """One implicit step from coefficients a_n and the internal variables z_n of the reduced cells, by
+        Newton until the update is below newton_tol of the coefficients; `converged` says whether it got
+        there (within max_newton iterations, a nonsingular reduced tangent)."""
         p, S, VS, ratio = self.p, self.S, self.VS, self.ratio
         fixed = self._fixed(mu)
         ue_prev = fixed + VS @ a_n
@@ -182,13 +188,21 @@ class CubatureROM:
         a = a_n.copy()
         N = self.N
         WVS = (ratio[:, None, None] * VS).reshape(-1, N)  # the weighted test functions, (|S| k, N)
+        self.converged = False
         for _ in range(self.max_newton):
             re, _, Je = p.element_residual(S, fixed + VS @ a, ue_prev, z_n, mu, t, tangent=True)
             r = re.reshape(-1) @ WVS - Fr
             K = WVS.T @ np.matmul(Je, VS).reshape(-1, N)
-            da = np.linalg.solve(K, r)
+            try:
+                da = np.linalg.solve(K, r)
+            except np.linalg.LinAlgError:  # a singular reduced tangent: not converged
+                break
             a -= da
+            if not np.all(np.isfinite(a)):
+                a = a_n.copy()
+                break
             if np.linalg.norm(da) <= self.newton_tol * max(np.linalg.norm(a), 1e-30):
+                self.converged = True
                 break
         _, z, _ = p.element_residual(S, fixed + VS @ a, ue_prev, z_n, mu, t)
         return a, z
@@ -233,6 +247,7 @@ class CubatureResult:
     step_seconds: float = 0.0  # ROM steps alone
     rom_steps: int = 0
     replay_seconds: float = 0.0  # the internal variables carried back to every cell before each full-order step
+    newton_failures: int = 0  # reduced Newton solves that did not converge (indicator inf at those steps)
 
 
 def run_cubature(rom: CubatureROM, mu, tol: float | None = None, fom_step=None) -> CubatureResult:
@@ -247,20 +262,24 @@ def run_cubature(rom: CubatureROM, mu, tol: float | None = None, fom_step=None) 
     a, z = coef[0], p.initial_internal(len(rom.S))
     sync = (0, p.initial_internal(len(rom.dofs)))  # the last step whose full internal variables are known
     online = fom_s = step_s = replay_s = 0.0
+    newton_failures = 0
     for k in range(1, steps + 1):
         t = p.times[k]
         t0 = time.perf_counter()
         a_new, z_new = rom.step(a, z, t, mu)
         t1 = time.perf_counter()
-        eta[k] = rom.indicator(a_new, z_new, mu)
+        # A reduced Newton that did not converge counts as an infinite indicator: a full-order step if allowed.
+        eta[k] = rom.indicator(a_new, z_new, mu) if rom.converged else np.inf
+        newton_failures += not rom.converged
         online += time.perf_counter() - t0
         step_s += t1 - t0
         if fom_step is not None and tol is not None and eta[k] > tol:
             t1 = time.perf_counter()
             k0, z_full = sync
-            U = coef[k0:k, : rom.N] @ rom.V  # the ROM's states since the last full-order state
-            for step_fields in replay(p, U, mu, p.times[k0:k], z_full, fields=False):
-                z_full = step_fields[2]
+            if p.n_internal and k - 1 > k0:
+                U = coef[k0:k, : rom.N] @ rom.V  # the ROM's states since the last full-order state
+                for step_fields in replay(p, U, mu, p.times[k0:k], z_full, fields=False):
+                    z_full = step_fields[2]
             t2 = time.perf_counter()
             replay_s += t2 - t1
             u_prev = rom.reconstruct(a)
@@ -278,4 +297,5 @@ def run_cubature(rom: CubatureROM, mu, tol: float | None = None, fom_step=None) 
         a, z = a_new, z_new
         sizes[k] = rom.N
     states = coef @ rom.V  # evaluation only: one product at the end
-    return CubatureResult(states, eta, enriched, sizes, online, fom_s, int(enriched.sum()), step_s, steps, replay_s)
+    return CubatureResult(states, eta, enriched, sizes, online, fom_s, int(enriched.sum()), step_s, steps, replay_s,
+                          newton_failures)

@@ -5,7 +5,8 @@ error-indicator-based adaptive ROM (Casenave, Akkari et al., turbine blades near
     problem:
       name: viscoplastic
       mesh: {file: meshes/plate.msh}
-      material:                                   # per region: constants or [[T, value], ...] (linear in T)
+      material:                                   # per region: young, hardening, norton_K, norton_n a number or
+                                                  # [[T, value], ...] (linear in T); poisson, expansion, yield numbers
         plate: {young: [[20, 200e3], [1000, 150e3]], poisson: 0.3, expansion: 1.3e-5,
                 hardening: 20e3, norton_K: [[800, 3000], [1000, 1500]], norton_n: 5, yield: 0}
       temperature:                                # T(x; mu) = base + amplitude exp(-|x - center|^2 / (2 width^2))
@@ -81,6 +82,16 @@ N_INTERNAL = 7  # eps_vp (6) and p per cell
 VOIGT_IDENTITY = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 
 
+def rigid_body_modes(x: np.ndarray, comp: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """The rigid-body motions (translations, then rotations in the (i, j) planes: u_i = -x_j, u_j = x_i) at
+    dofs of positions x (n, dim) and components comp (n,): (3 or 6, n)."""
+    dim = dim or x.shape[1]
+    modes = [(comp == c).astype(float) for c in range(dim)]
+    for i, j in ([(0, 1)] if dim == 2 else [(0, 1), (1, 2), (0, 2)]):
+        modes.append(np.where(comp == i, -x[:, j], 0.0) + np.where(comp == j, x[:, i], 0.0))
+    return np.array(modes)
+
+
 def load_cycle(shape: str, period: float, t) -> np.ndarray:
     """c(t): 1 (constant), sin(2 pi t / period) (sine), the triangle wave of the same period, amplitude
     1 and zero at t = 0 (triangle)."""
@@ -123,6 +134,20 @@ class Viscoplastic(DeclaredProblem):
         self.cycle_shape, self.period = cyc.get("shape", "constant"), float(cyc.get("period", 1.0))
         super().__init__(args, mesh_file)
         self.units = args.get("units", "1")
+        self._check_rigid_motions()
+
+    def _check_rigid_motions(self):
+        """The fixed components must stop every rigid motion (3 in 2D, 6 in 3D), or the tangent is singular:
+        the rigid-body modes restricted to the fixed dofs have full rank."""
+        mesh = self.mesh
+        node, comp = np.nonzero(mesh.fixed)
+        R = rigid_body_modes(mesh.nodes[node] - mesh.nodes.mean(axis=0), comp, mesh.dim)
+        s = np.linalg.svd(R, compute_uv=False) if R.size else np.zeros(0)
+        free = len(R) - int(np.sum(s > 1e-10 * max(s.max(initial=0.0), 1.0)))
+        if free:
+            raise ValueError(f"problem viscoplastic: fixed: {free} rigid motion(s) of the {mesh.dim}D body left free by "
+                             f"the fixed components {self.args.get('fixed', {})}; expected fixed components that stop "
+                             "every translation and rotation")
 
     # -- declaration (no mesh) ---------------------------------------------------------------------
     @classmethod
@@ -325,13 +350,7 @@ class Viscoplastic(DeclaredProblem):
         """The rigid-body modes on the free dofs (3 in 2D, 6 in 3D), (m, n_dofs): the near-null space of the
         tangent, which algebraic multigrid (GAMG) needs for a vector problem."""
         mesh = self.mesh
-        x = mesh.nodes[mesh.dof_node] - mesh.nodes.mean(axis=0)
-        comp = mesh.dof_component
-        modes = [(comp == c).astype(float) for c in range(mesh.dim)]
-        pairs = [(0, 1)] if mesh.dim == 2 else [(0, 1), (1, 2), (0, 2)]
-        for i, j in pairs:  # rotation in the (i, j) plane: u_i = -x_j, u_j = x_i
-            modes.append(np.where(comp == i, -x[:, j], 0.0) + np.where(comp == j, x[:, i], 0.0))
-        return np.array(modes)
+        return rigid_body_modes(mesh.nodes[mesh.dof_node] - mesh.nodes.mean(axis=0), mesh.dof_component)
 
     # -- report fields ------------------------------------------------------------------------------
     def displacement(self, mu, u) -> np.ndarray:

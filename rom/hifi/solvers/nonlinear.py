@@ -44,6 +44,11 @@ class NewtonStepper:
         self.fixed_e = 0.0 if mu is None else self.p.fixed_element_values(mu)[self.elems]
         self._last = None
 
+    def reset(self, z: np.ndarray):
+        """Continue from the internal variables z of the pattern's cells (the adaptive ROM's full-order step)."""
+        self.z = np.array(z, dtype=float)
+        self._last = None
+
     def element_values(self, u_needed: np.ndarray) -> np.ndarray:
         return np.where(self.slot >= 0, np.append(u_needed, 0.0)[self.slot], self.fixed_e)
 
@@ -132,6 +137,7 @@ class SnesStepper(NewtonStepper):
             J.assemble()
 
     def step(self, u_local: np.ndarray, t: float, mu) -> tuple[np.ndarray, SolveInfo]:
+        self._last = None  # nothing of an earlier step (another t, z or u_n) is reused
         self.x.array[:] = u_local
         self._ue_prev = self._ghosted(self.x)
         self._mu, self._t = np.asarray(mu, dtype=float), t
@@ -151,11 +157,14 @@ class SnesStepper(NewtonStepper):
 class ScipyNewtonStepper(NewtonStepper):
     """Serial fallback: Newton's method with a sparse LU of the Jacobian at every iteration."""
 
-    def __init__(self, problem, fom, rtol: float = 1e-10, max_it: int = 30):
+    def __init__(self, problem, fom, rtol: float = 1e-10, max_it: int = 30, stol: float = 1e-12):
         super().__init__(problem, fom.pattern)
-        self.rtol, self.max_it = rtol, max_it
+        self.rtol, self.max_it, self.stol = rtol, max_it, stol
 
     def step(self, u: np.ndarray, t: float, mu) -> tuple[np.ndarray, SolveInfo]:
+        """Newton until the residual falls by rtol from the step's start or, as SNES's step test, the update
+        is below stol of the state (a step whose starting residual is already near rounding: a hold)."""
+        self._last = None
         mu = np.asarray(mu, dtype=float)
         ue_prev = self.element_values(u)
         u = u.copy()
@@ -171,9 +180,15 @@ class ScipyNewtonStepper(NewtonStepper):
             if it == self.max_it:
                 break
             J = self.pattern.to_scipy(self.jacobian_values(ue, ue_prev, mu, t))
-            u -= spla.spsolve(J.tocsc(), r)
+            du = spla.spsolve(J.tocsc(), r)
+            u -= du
             if not np.all(np.isfinite(u)):
                 return u, SolveInfo(False, "DIVERGED_NANORINF", it, float("nan"))
+            if np.linalg.norm(du) <= self.stol * np.linalg.norm(u):
+                ue = self.element_values(u)
+                norm = float(np.linalg.norm(self.residual(ue, ue_prev, mu, t)))
+                self.commit(ue, ue_prev, mu, t)
+                return u, SolveInfo(True, "CONVERGED_SNORM_RELATIVE", it + 1, norm)
         return u, SolveInfo(False, "DIVERGED_MAX_IT", self.max_it, norm)
 
     def gather(self, x_local, root: int = 0):

@@ -189,26 +189,35 @@ class _BlackBoxStep:
 
 def fom_step_function(problem, backend: str = "petsc", options: dict | None = None):
     """A serial callback (u_n, t_next, mu, z_n=None) -> u_{n+1} (full free-dof vectors) of a nonlinear
-    problem, for the adaptive ROM; z_n the internal variables of every cell before the step (a problem
-    with internal variables), those after it in `step.z`."""
+    problem, for the adaptive ROM; z_n the internal variables of every cell of the mesh before the step (a
+    problem with internal variables), those after it, every cell's, in `step.z`. Cells whose dofs are all
+    fixed (outside the Newton pattern) are updated at their fixed values."""
     comm = None
     if backend == "petsc":
         from . import petsc
 
         comm = petsc.init().COMM_SELF
     stepper = FullOrderModel(problem, backend, options, comm=comm).newton
+    dofs = problem.element_dofs
+    outside = np.setdiff1d(np.arange(len(dofs)), stepper.elems)  # cells with fixed dofs only
 
     def step(u, t, mu, z=None):
         t0 = time.perf_counter()
         if step.mu is None or not np.array_equal(step.mu, mu):
             stepper.start(mu)  # the fixed dofs' values of mu
             step.mu = np.array(mu, dtype=float)
-        if z is not None:
-            stepper.z = np.array(z, dtype=float)
+            step.fixed = problem.fixed_element_values(mu)
+        z = problem.initial_internal(len(dofs)) if z is None else np.asarray(z, dtype=float)
+        stepper.reset(z[stepper.elems])
         u1, info = stepper.step(np.asarray(u, dtype=float), t, mu)
         if not info.converged:
             raise RuntimeError(f"full-order step to t = {t:.4g} failed: {info.reason}")
-        step.z = stepper.z
+        z1 = z.copy()
+        z1[stepper.elems] = stepper.z
+        if len(outside) and problem.n_internal:
+            fixed = step.fixed[outside]
+            z1[outside] = problem.element_residual(outside, fixed, fixed, z[outside], mu, t)[1]
+        step.z = z1
         step.seconds += time.perf_counter() - t0
         return u1
 

@@ -39,7 +39,8 @@ $(DOLFINX_VENV)/.installed: scripts/dolfinx_env.sh
 # torch's generic kernels: other summation orders, as on another CPU, fail here rather than on a
 # user's machine (tests/README.md).
 NUMERICAL_TESTS := $(addsuffix .py,$(addprefix tests/test_,adaptive clustering declared deim eim eim_bound \
-	eim_estimator elasticity fem gp heat mmgp nonlinear_heat output_bounds parabolic_rb pod rb rb_rigor rb_riesz scm uq api))
+	eim_estimator elasticity fem gp heat mmgp nonlinear_heat output_bounds parabolic_rb pod rb rb_rigor rb_riesz scm uq api \
+	ecm viscoplastic viscoplastic_law))
 test-portability: setup
 	OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(NUMERICAL_TESTS)
 	OMP_NUM_THREADS=3 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(NUMERICAL_TESTS)

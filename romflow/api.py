@@ -82,7 +82,7 @@ class Prediction:
                   output and energy bounds), 'indicator' (an error estimate, not a bound),
                   'predictive_std' (a GP's calibrated standard deviation: coverage measured, not guaranteed)
                   or 'none' (a point prediction without an error measure: the streamed NN, the local bases'
-                  selection). adaptive: 'indicator' (the Gappy-POD flux residual of its last ROM step).
+                  selection). adaptive: 'indicator' (the Gappy-POD residual of the dual quantity, flux or stress, of its last ROM step).
     extrapolated  (n,) bool, queries outside the model's parameter box (only with extrapolate=True).
     coefficients  (n, N) reduced coefficients (rb: of the X-orthonormal RB; pod_gp: POD), fields=True only.
     fields        (n, n_dofs) the predicted free-dof field u_N = c V (boundary values excluded), fields=True only.

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from numpy.polynomial import legendre
 from numpy.polynomial import polynomial as poly
+from scipy.optimize import nnls
 from scipy.stats import qmc
 
-from rom.reduction.ecm import Cubature, empirical_cubature, extend
+from rom.reduction.ecm import _NNLS, Cubature, empirical_cubature, extend
 
 EPS = np.finfo(float).eps
 
@@ -217,6 +218,22 @@ def test_extend_after_an_enrichment_restarts_from_the_current_points(fe):
     assert bare.n_nnls < 0.5 * fresh.n_nnls
 
 
+
+def test_extend_restart_is_the_nnls_solution_on_the_old_points(fe):
+    """The restart of `extend` (the warm-started NNLS from the old points and weights) against a cold
+    scipy.optimize.nnls on the same columns of the returned basis: the same training error (history[0])."""
+    G, cub = fe
+    G_all = fe_integrands(params(60, 0), range(5))
+    new = extend(cub, G_all, AREA, 1e-6)
+    Phi = new.basis
+    d = Phi @ AREA
+    cols = Phi[:, cub.points] / np.linalg.norm(Phi[:, cub.points], axis=0)
+    y, _ = nnls(cols, d / np.linalg.norm(d))
+    x = y * np.linalg.norm(d) / np.linalg.norm(Phi[:, cub.points], axis=0)
+    b = G_all @ AREA
+    assert new.history[0] == pytest.approx(np.linalg.norm(G_all[:, cub.points] @ x - b) / np.linalg.norm(b), rel=1e-9)
+    assert 0 < np.count_nonzero(y == 0) < len(y)  # some old weights went to zero: Lawson-Hanson's inner loop ran
+
 # -- 5. bad input -----------------------------------------------------------------------------------------
 
 def _bad(kind):
@@ -287,3 +304,109 @@ def test_scaling_the_integrands_or_the_weights_changes_nothing_but_the_weights(f
     mm = empirical_cubature(G, AREA * 1e6, 1e-6)
     assert np.array_equal(mm.points, cub.points)
     assert np.abs(mm.weights - cub.weights * 1e6).sum() <= 1e-6 * mm.weights.sum()
+
+
+# -- 7. the warm-started NNLS of the greedy ---------------------------------------------------------------
+
+def _nnls_problem(seed, m, n, degenerate=False):
+    """Unit columns and a unit right-hand side (as the greedy builds them); `degenerate` adds a duplicate
+    column, a positive combination of two others and a column of the right-hand side's sign-flip."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, n))
+    c = rng.standard_normal(m)
+    if degenerate:
+        A[:, 1] = A[:, 0]
+        A[:, 2] = A[:, 3] + 2 * A[:, 4]
+        A[:, 5] = -c
+    return A / np.linalg.norm(A, axis=0), c / np.linalg.norm(c)
+
+
+def _nnls_solver(A, c, keep):
+    # side columns: (label, label^2), to check that they follow the passive columns
+    return _NNLS(c, 2, lambda s: A[:, s], lambda s: np.array([s, np.square(s)], dtype=float), keep)
+
+
+def check_nnls(solver, A, c):
+    """The solver's solution against scipy.optimize.nnls on the columns of its problem: the same objective
+    (1e-12 relative, or round-off of ||c||^2 = 1 for an exact fit), nonnegative, the KKT conditions (duals
+    <= 0, zero on the positive weights), a basic solution, side columns in the order of the passive ones."""
+    cols = solver.labels()
+    p, F = solver.p, solver.F[: solver.p]
+    assert len(np.unique(cols)) == len(cols) and p <= A.shape[0]
+    assert np.all(solver.y[:p] > 0)
+    y = np.zeros(A.shape[1])
+    y[F] = solver.y[:p]
+    ref = nnls(A[:, cols], c)[0] if len(cols) else np.zeros(0)  # scipy's nnls crashes without columns
+    f = np.linalg.norm(A @ y - c) ** 2
+    f_ref = np.linalg.norm(A[:, cols] @ ref - c) ** 2
+    assert abs(f - f_ref) <= 1e-12 * f_ref + 1e-26, (f, f_ref)
+    dual = A[:, cols].T @ (c - A @ y)
+    assert dual.max(initial=0.0) <= 1e-12 and np.abs(dual[y[cols] > 0]).max(initial=0.0) <= 1e-12
+    if p:
+        assert np.linalg.matrix_rank(A[:, F]) == p  # independent passive columns: at most m positive weights
+    assert np.array_equal(solver.side[:, :p], np.array([F, F ** 2], dtype=float))
+    return f
+
+
+@pytest.mark.parametrize("m, n, degenerate", [(40, 15, False), (40, 40, False), (30, 60, False), (60, 25, True),
+                                              (20, 80, True)])
+def test_nnls_from_a_warm_start_matches_scipy(m, n, degenerate):
+    """All columns passive at a feasible y0 > 0 (what `extend` starts from): Lawson-Hanson's iteration
+    drops the weights that go negative and brings back the columns with a positive dual."""
+    for seed in range(5):
+        A, c = _nnls_problem(seed, m, n, degenerate)
+        solver = _nnls_solver(A, c, np.ones(n, dtype=bool))
+        y0 = np.random.default_rng(seed).random(n) + 0.1
+        assert solver.start(np.arange(n), y0, 20 * n + 50)
+        assert sorted(solver.labels()) == list(range(n))  # the kept columns stay in the problem, at zero or not
+        check_nnls(solver, A, c)
+
+
+@pytest.mark.parametrize("m, n, degenerate", [(40, 30, False), (30, 60, False), (25, 50, True)])
+def test_nnls_adding_columns_one_at_a_time_matches_scipy(m, n, degenerate):
+    """The greedy's use: each added column enters the passive set directly, and the solution is updated
+    from the previous one. With every column kept the problem is all the columns added so far; with half
+    of them kept, the others leave the problem when their weight is zero at the end of a solve."""
+    for seed in range(4):
+        A, c = _nnls_problem(seed, m, n, degenerate)
+        order = np.random.default_rng(seed).permutation(n)
+        for keep in (np.ones(n, dtype=bool), np.random.default_rng(seed + 10).random(n) < 0.5):
+            solver = _nnls_solver(A, c, keep)
+            f_prev = 1.0
+            for i, s in enumerate(order):
+                changed = solver.add(s, 20 * (i + 1) + 50)
+                f = check_nnls(solver, A, c)
+                # a rejected column leaves the solution as it was (its dual is <= 0); an accepted one lowers
+                # the objective
+                assert f <= f_prev * (1 + 1e-12) and (not changed or f < f_prev)
+                f_prev = f
+                if keep.all():
+                    assert sorted(solver.labels()) == sorted(order[: i + 1])
+                assert set(solver.labels()) >= {int(t) for t in order[: i + 1] if keep[t]} | set(solver.F[: solver.p])
+
+
+def test_nnls_snapshot_restore_undoes_a_trial():
+    """A greedy step that is rejected goes back to the snapshot: by dropping the appended columns, or by
+    refactoring when a passive column left during the trial (and after a failed solve: maxiter)."""
+    A, c = _nnls_problem(0, 40, 80)
+    solver = _nnls_solver(A, c, np.zeros(80, dtype=bool))
+    for s in range(30):
+        solver.add(s, 1000)
+    before = check_nnls(solver, A, c)
+    paths = set()
+    for s in range(30, 80):
+        snap = solver.snapshot()
+        p, y, F, Z = snap
+        for maxiter in (1, 1000):  # maxiter 1: the solve fails after one weight left, if more must
+            ok = solver.add(s, maxiter)
+            moved = solver.low < p
+            paths.add((maxiter, ok, moved))
+            solver.restore(snap)
+            assert solver.p == p and np.array_equal(solver.F[:p], F) and np.array_equal(solver.y[:p], y)
+            assert solver.Z == Z
+            assert check_nnls(solver, A, c) == pytest.approx(before, rel=1e-12)
+    assert {(1, False, True), (1000, True, True), (1000, True, False)} <= paths  # each path was taken
+    # and the restored solver keeps working
+    for s in range(30, 80):
+        solver.add(s, 1000)
+        check_nnls(solver, A, c)

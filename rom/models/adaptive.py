@@ -311,6 +311,7 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
                  rom0.N, summary["m"], summary["reduced_elements"], summary["n_elements"], offline)
     rows = {k: [] for k in ("err_static", "err_adaptive", "eta_static", "eta_adaptive", "enriched", "basis_size")}
     fom_seconds, online_static, online_adaptive, fom_step_seconds, fom_steps = [], [], [], [], []
+    newton_failures = []
     for m in mus:  # a few parameters
         t1 = time.perf_counter()
         ref = fom.solve_trajectory(m)
@@ -330,6 +331,10 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
         online_adaptive.append(adapt.online_seconds)
         fom_step_seconds.append(step.seconds)
         fom_steps.append(adapt.fom_steps)
+        newton_failures.append(getattr(static, "newton_failures", 0) + getattr(adapt, "newton_failures", 0))
+        if log is not None and newton_failures[-1]:
+            log.warning("mu = %s: %d reduced Newton solves did not converge (their steps count as an infinite "
+                        "indicator)", list(m), newton_failures[-1])
         if log is not None:
             log.info("mu = %s: max error %.3g static, %.3g adaptive with %d FOM steps", list(m),
                      rows["err_static"][-1].max(), rows["err_adaptive"][-1].max(), fom_steps[-1])
@@ -345,6 +350,8 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
             "enriched": (dims, np.array(rows["enriched"]), {"long_name": "1 where a full-order step was taken"}),
             "basis_size": (dims, np.array(rows["basis_size"])),
             "fom_steps": ("case", np.array(fom_steps)),
+            "newton_failures": ("case", np.array(newton_failures), {"long_name": "reduced Newton solves that did not "
+                                                                    "converge (static and adaptive runs)"}),
             "rank_correlation": ("case", np.array(rank_corr), {"long_name": "Spearman(indicator, error), no enrichment"}),
             "fom_seconds": ("case", np.array(fom_seconds), {"units": "s"}),
             "rom_seconds_static": ("case", np.array(online_static), {"units": "s"}),

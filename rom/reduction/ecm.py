@@ -30,9 +30,12 @@ empirical quadrature procedure for reduced basis treatment of parametrized nonli
 3. The greedy: with d the exact integrals of the basis functions Phi (k, n_points) and r = d -
    Phi[:, S] w~ the residual, add the unselected point whose column of Phi correlates best (largest
    positive normalized inner product) with r (candidates: the points of positive weight where some
-   integrand is nonzero), solve scipy.optimize.nnls on the selected columns, drop
-   the points whose weight went to zero, repeat. By the NNLS optimality conditions every accepted step
-   strictly lowers ||r||; nnls returns a basic solution, so |S| <= k (Caratheodory). The greedy stops
+   integrand is nonzero), solve the non-negative least squares (NNLS) on the selected columns, drop
+   the points whose weight went to zero, repeat. The NNLS solver is Lawson and Hanson's active-set
+   method, kept warm from one step to the next (`_NNLS`): the new point enters the passive set of the
+   previous solution, whose QR factorization is updated instead of rebuilt. By the NNLS optimality
+   conditions every accepted step strictly lowers ||r||; the solution is basic (positive weights on
+   independent columns), so |S| <= k (Caratheodory). The greedy stops
    when both the training error ||G[:, S] w~ - b|| / ||b|| and the basis error ||r|| / ||d|| are <= tol;
    the second bounds the error on any integrand g in the basis' span, unseen ones included:
    |I(g) - I~(g)| <= basis_error ||d|| ||g||_{L2(w)} (||d|| = sqrt(sum w) with the constant in the basis).
@@ -45,22 +48,27 @@ Cost: with l <= k + 64 the dimension of the range found (rank k of the basis), t
 about l / 64 + 1 products of G with 64 Gaussian probes, then one product G (n_rows, n_points) x
 (n_points, l): about 4 n_rows n_points l flops in all, and a few products of (64, n_points) blocks with
 the range. A greedy step is one product r^T Phi over all points (it reads the k x n_points basis) and one
-nnls of size (k, |S|) (|S| <= k). Measured on a shared 2-core machine, G (2000, 2e5) of smooth integrands:
-about 8 s for k ~ 60-90, 20-30 s for k ~ 190-250 (tol 1e-6 and 1e-8).
+warm-started NNLS solve of size (k, |S|) (|S| <= k): O(k |S|) for the new point, and O(k |S|) more for
+each point whose weight goes to zero or comes back (a solve from scratch, as scipy.optimize.nnls does,
+is O(k |S|^2)). Measured on a shared 2-core machine, G (2000, 2e5) of smooth integrands: about 8 s for
+k ~ 60-90, 20-30 s for k ~ 190-250 (tol 1e-6 and 1e-8), the NNLS solves a small share of it. They
+matter where n_points is not large next to k^2: in a hyper-reduced ROM's extend (n_points ~ 3e3,
+k ~ 250-450, ~40 steps), 0.05-0.15 s per extend, against 0.3-1.1 s solved from scratch.
 Memory: G is read, never copied (float64 C-ordered input; anything else is converted once); besides G,
 about (l + k) n_points floats at the peak (the range and the basis; the Cubature keeps the basis,
-8 k n_points bytes, for `extend`), and (n_rows, l) for the projected G.
+8 k n_points bytes, for `extend`), (n_rows, l) for the projected G, and 3 k^2 + n_rows k for the NNLS
+(its factorization, and the columns of Phi and G at the passive points).
 
 `extend` updates a cubature after the ROM basis was enriched: the stored basis starts the range finder
 of the new integrand matrix (only the new directions cost probes), and the greedy restarts from the
-current points (re-solved by nnls against the new integrals) instead of from nothing."""
+current points (re-solved against the new integrals, from their weights) instead of from nothing."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.linalg import get_blas_funcs, qr_delete
 
 _SVD_SHARE = 0.1  # share of the error budget tol ||b|| the basis truncation may spend
 _BLOCK = 64  # probes per pass of the range finder
@@ -77,7 +85,7 @@ class Cubature:
     up to round-off, as for self-equilibrated residuals); `basis_error` the same for the orthonormal basis
     (the bound on unseen integrands in its span, module docstring). `history[i]` is the training error
     after the i-th accepted greedy step (history[0]: the starting set: empty, or the points an `extend`
-    started from). `n_nnls` counts the nnls solves of the call (one per greedy step, plus the restart
+    started from). `n_nnls` counts the NNLS solves of the call (one per greedy step, plus the restart
     of `extend`).
     `converged` is False when the greedy stopped before both errors reached tol; `reason` says why
     ("max_points", "stalled": no point improves the rule any more (round-off), "max_iter").
@@ -91,7 +99,7 @@ class Cubature:
     history: np.ndarray
     basis_error: float = 0.0
     rank: int = 0  # basis functions, the constant included
-    n_nnls: int = 0  # nnls solves this call made
+    n_nnls: int = 0  # NNLS solves this call made
     converged: bool = True
     reason: str = "converged"
     basis: np.ndarray | None = field(default=None, repr=False)
@@ -125,17 +133,20 @@ def extend(cub: Cubature, G_all: np.ndarray, w: np.ndarray, tol: float = 1e-8, m
     basis, updated from `cub` (returns a new Cubature). The stored basis of `cub` starts the range
     finder of G_all, so only new directions cost probes (an old direction G_all no longer has is
     truncated away); the rows of G_all need not keep the old rows in place (a new reduced mode
-    interleaves new rows). The greedy restarts from cub.points: nnls against the new integrals on them,
-    then greedy steps as in `empirical_cubature`. The old points stay in every nnls problem until the
-    end (with zero weight where nnls puts it, so that a later step can bring them back), and only those
-    with zero weight at the end are left out. The result is not always a superset: nnls returns a basic
-    solution (at most rank positive weights), so an old point can be swapped for new ones that integrate
-    the enlarged basis better; typically a few percent are. Its cost is the new probes, one product of
-    G_all with the range, and about as many nnls as new basis directions (`n_nnls`), against about rank
-    for a fresh start. w must be the weights `cub` was built with; without a stored basis
-    (cub.basis None) the basis is computed from scratch and only the greedy restarts."""
+    interleaves new rows). The greedy restarts from cub.points: the NNLS against the new integrals on
+    them (started from cub.weights), then greedy steps as in `empirical_cubature`. The old points stay
+    in every NNLS problem until the end (with zero weight where the NNLS puts it, so that a later step
+    can bring them back), and only those with zero weight at the end are left out. The result is not
+    always a superset: the NNLS solution is basic (at most rank positive weights), so an old point can
+    be swapped for new ones that integrate the enlarged basis better; typically a few percent are. Its
+    cost is the new probes, one product of G_all with the range, and about as many NNLS solves as new
+    basis directions (`n_nnls`), against about rank for a fresh start. w must be the weights `cub` was
+    built with; without a stored basis (cub.basis None) the basis is computed from scratch and only the
+    greedy restarts."""
     G_all, w, sw = _checked(G_all, w, tol, max_points, name="G_all")
-    pts = np.unique(np.asarray(cub.points, dtype=np.int64))
+    pts, first = np.unique(np.asarray(cub.points, dtype=np.int64), return_index=True)
+    x0 = np.asarray(cub.weights, dtype=np.float64)
+    x0 = x0[first] if x0.shape == np.shape(cub.points) else None  # the start of the warm NNLS (any x0 > 0 will do)
     n = G_all.shape[1]
     if pts.size and (pts.min() < 0 or pts.max() >= n):
         raise ValueError(f"cub: expected points in 0..{n - 1} (the columns of G_all), got {pts.min()}..{pts.max()}")
@@ -144,7 +155,7 @@ def extend(cub: Cubature, G_all: np.ndarray, w: np.ndarray, tol: float = 1e-8, m
     basis = cub.basis
     if basis is not None and (basis.ndim != 2 or basis.shape[1] != n):
         raise ValueError(f"cub: expected a basis with {n} columns (the points of G_all), got shape {basis.shape}")
-    return _cubature(G_all, w, sw, tol, max_points, constant, seed, basis, pts, "G_all", relative_to)
+    return _cubature(G_all, w, sw, tol, max_points, constant, seed, basis, pts, "G_all", relative_to, x0)
 
 
 # -- input ----------------------------------------------------------------------------------------------
@@ -296,9 +307,251 @@ def _basis(G, sw, w, eps_svd, Q0, constant, rng):
     return Phi, Phi @ w, k
 
 
+# -- non-negative least squares ---------------------------------------------------------------------------
+
+_DEP = 100 * _EPS  # a column whose part off the passive span is below this share of its norm is dependent
+_trsv = get_blas_funcs("trsv", dtype=np.float64)
+
+
+class _NNLS:
+    """min ||A y - c|| subject to y >= 0, for a set of columns that a greedy grows one at a time: the
+    active-set method of Lawson and Hanson (Solving Least Squares Problems, SIAM 1995, ch. 23), kept
+    warm between the solves. scipy.optimize.nnls cannot warm-start: every call starts from the empty
+    passive set and builds its factorization column by column, O(k p^2) for p passive columns, although
+    consecutive greedy problems differ by one column. Here the passive columns F (those with y > 0)
+    keep an economic QR factorization A_F = Q R from one solve to the next: a column enters by classical
+    Gram-Schmidt with reorthogonalization (CGS2, O(k p)), one leaves by Givens rotations
+    (scipy.linalg.qr_delete, in place, O(k p)), and the least-squares solution on F is one triangular
+    solve. A solve that starts from the previous solution, with the new column entering the passive set
+    directly, costs O(k p) when no weight goes to zero, and O(k p) more per column that leaves or
+    comes back, against O(k p^2) from scratch.
+
+    The iteration is Lawson and Hanson's: from a feasible y (y_F > 0), solve the least squares on F; while
+    some weight of that solution z is <= 0, move from y towards z until the first weight reaches zero and
+    move the columns at zero to the zero set Z; then the column of Z with the largest dual
+    a_j^T (c - A y) above round-off enters F, unless it is dependent on F or its least-squares weight
+    (the last one of the triangular system) is <= 0 (Lawson and Hanson's test: then the next one is
+    tried), and so on until no dual is positive. A column enters F only if its part off span(A_F)
+    exceeds _DEP times its norm, and F has at most k columns: the solution is basic (at most k positive
+    weights, on independent columns).
+
+    Columns are named by labels (the greedy's point indices): `column(labels)` returns the columns
+    (k, len(labels)), or the column of one label (columns of norm ~1, unit in the greedy: the round-off
+    threshold on the duals assumes it), and `sides` the same for side columns (the integrands at the points),
+    kept in the order of F for the caller's residuals. A column that leaves F stays in the problem (in
+    Z) until the end of the solve, and after it only if keep[label]: the problem is always F and Z."""
+
+    def __init__(self, c, n_side, column, sides, keep):
+        k = len(c)
+        cap = k + 1  # at most k passive columns, and never an empty buffer
+        self.c, self.k, self.column, self.sides, self.keep = c, k, column, sides, keep
+        self.cnorm = float(np.linalg.norm(c))
+        self.Q = np.zeros((cap, k))  # rows 0..p-1: Q^T, orthonormal rows spanning the passive columns
+        self.R = np.eye(cap, order="F")  # R in [:p, :p], the identity beyond: one trsv on the whole buffer
+        self.qc = np.zeros(cap)  # Q^T c, zero beyond p
+        self.A = np.zeros((k, cap), order="F")  # the passive columns, in the order of R
+        self.side = np.zeros((n_side, cap), order="F")
+        self.y = np.zeros(cap)
+        self.F = np.zeros(cap, dtype=np.int64)  # their labels
+        self.p = 0
+        self._set_zero([])
+        self.low = 0  # lowest position of F changed since the last snapshot
+
+    # -- the factorization and the zero set
+    def _insert(self, label, a, g):
+        """Append the column `label` to F (weight 0); False, and nothing changed, when it is dependent."""
+        p = self.p
+        if p >= self.k:
+            return False
+        Qp = self.Q[:p]
+        h = Qp @ a
+        v = a - h @ Qp
+        h2 = Qp @ v  # the second Gram-Schmidt pass: orthogonal to working precision
+        v -= h2 @ Qp
+        h += h2
+        rho = math.sqrt(v @ v)
+        if not rho > _DEP * math.sqrt(a @ a):
+            return False
+        v /= rho
+        self.Q[p] = v
+        self.R[:p, p] = h
+        self.R[p, p] = rho
+        self.qc[p] = v @ self.c
+        self.A[:, p], self.side[:, p], self.F[p], self.y[p] = a, g, label, 0.0
+        self.p = p + 1
+        return True
+
+    def _pop(self):
+        p = self.p - 1
+        self.R[:p, p] = 0.0
+        self.R[p, p] = 1.0
+        self.qc[p] = 0.0
+        self.p = p
+        self.low = min(self.low, p)
+
+    def _delete(self, j):
+        """Move position j of F to Z (Givens rotations restore the triangular R)."""
+        p = self.p
+        self._push_zero(int(self.F[j]), self.A[:, j], self.side[:, j])
+        if j == p - 1:
+            return self._pop()
+        # In place, on the buffers: Q[:p - 1] and R[:p - 1, :p - 1] become the factors without column j
+        # (with p = k the factorization is the full one, and Q[:p - 1] still spans the columns left).
+        qr_delete(self.Q[:p].T, self.R[:p, :p], j, 1, which="col", overwrite_qr=True, check_finite=False)
+        self.R[p - 1, :p] = 0.0  # back to the identity beyond p - 1
+        self.R[:p, p - 1] = 0.0
+        self.R[p - 1, p - 1] = 1.0
+        for buf in (self.A, self.side):
+            buf[:, j: p - 1] = buf[:, j + 1: p]
+        self.y[j: p - 1] = self.y[j + 1: p]
+        self.F[j: p - 1] = self.F[j + 1: p]
+        self.p = p - 1
+        self.qc[: p - 1] = self.Q[: p - 1] @ self.c
+        self.qc[p - 1] = 0.0
+        self.low = min(self.low, j)
+
+    def _set_zero(self, labels):
+        self.Z = [int(s) for s in labels]
+        idx = np.array(self.Z, dtype=np.int64)
+        n = max(8, 2 * len(idx))
+        self.ZA = np.zeros((self.k, n), order="F")
+        self.ZS = np.zeros((self.side.shape[0], n), order="F")
+        if len(idx):
+            self.ZA[:, : len(idx)] = self.column(idx)
+            self.ZS[:, : len(idx)] = self.sides(idx)
+
+    def _push_zero(self, label, a, g):
+        nz = len(self.Z)
+        if nz == self.ZA.shape[1]:
+            self.ZA = np.asfortranarray(np.hstack([self.ZA, np.zeros_like(self.ZA)]))
+            self.ZS = np.asfortranarray(np.hstack([self.ZS, np.zeros_like(self.ZS)]))
+        self.ZA[:, nz], self.ZS[:, nz] = a, g
+        self.Z.append(label)
+
+    def _remove_zero(self, q):
+        nz = len(self.Z)
+        for buf in (self.ZA, self.ZS):
+            buf[:, q: nz - 1] = buf[:, q + 1: nz]
+        del self.Z[q]
+
+    def _factor(self, labels, independent=False):
+        """Reset F to `labels` (weights 0), by one Householder QR when the columns are independent (or
+        known to be: `independent`), else column by column; returns the labels left out as dependent."""
+        self.R[:] = np.eye(len(self.y))
+        self.qc[:] = 0.0
+        self.p = self.low = 0
+        labels = np.asarray(labels, dtype=np.int64)
+        m = len(labels)
+        if not m:
+            return []
+        A, S = self.column(labels), self.sides(labels)
+        if m <= self.k:
+            Qm, Rm = np.linalg.qr(A)
+            if independent or np.all(np.abs(np.diag(Rm)) > _DEP * np.linalg.norm(A, axis=0)):
+                self.Q[:m] = Qm.T
+                self.R[:m, :m] = np.triu(Rm)
+                self.qc[:m] = self.Q[:m] @ self.c
+                self.A[:, :m], self.side[:, :m], self.F[:m], self.y[:m] = A, S, labels, 0.0
+                self.p = m
+                return []
+        return [int(s) for i, s in enumerate(labels) if not self._insert(s, A[:, i], S[:, i])]
+
+    # -- the solves
+    def labels(self):
+        """The columns of the problem: F, then Z."""
+        return np.concatenate([self.F[: self.p], np.array(self.Z, dtype=np.int64)])
+
+    def start(self, labels, y0, maxiter):
+        """Solve on the columns `labels`, from the feasible point y0 > 0 on them (all passive; dependent
+        ones start at zero). False when the iteration limit was reached (the state is then undefined)."""
+        y0 = dict(zip(np.asarray(labels, dtype=np.int64).tolist(), np.asarray(y0, dtype=np.float64).tolist()))
+        self._set_zero(self._factor(labels))
+        self.y[: self.p] = [y0[s] for s in self.F[: self.p].tolist()]
+        return self._run(maxiter)
+
+    def add(self, label, maxiter):
+        """Add the column `label` and solve again from the current solution, the new column entering
+        the passive set directly. False when the solution did not change (the column is dependent on
+        the passive ones, or its least-squares weight is <= 0: then its dual is <= 0 and the current
+        solution stays optimal with it at zero; it joins Z if keep[label]) or when the iteration limit
+        was reached (the state is then undefined: restore a snapshot)."""
+        a, g = self.column(label), self.sides(label)
+        if self._insert(label, a, g):
+            if self.qc[self.p - 1] / self.R[self.p - 1, self.p - 1] > 0:
+                return self._run(maxiter)
+            self._pop()
+        if self.keep[label]:
+            self._push_zero(int(label), a, g)
+        return False
+
+    def _run(self, maxiter):
+        it = 0
+        while True:
+            p = self.p
+            z = _trsv(self.R, self.qc)[:p]  # the least squares on F
+            if p and z.min() <= 0:  # back towards feasibility: from y to the first weight at zero
+                it += 1
+                if it > maxiter:
+                    return False
+                y = self.y[:p]
+                neg = np.flatnonzero(z <= 0)
+                ratio = y[neg] / (y[neg] - z[neg])
+                q = int(np.argmin(ratio))
+                y += ratio[q] * (z - y)
+                y[neg[q]] = 0.0
+                for j in np.flatnonzero(y <= 0)[::-1]:  # from the end: the positions before stay valid
+                    self._delete(j)
+                continue
+            self.y[:p] = z
+            nz = len(self.Z)
+            if nz:  # the duals of the zero set; one above round-off may lower the residual
+                dual = (self.c - self.A[:, :p] @ z) @ self.ZA[:, :nz]
+                # their round-off, for columns of norm ~1: ~eps sqrt(k) (||c|| + sum |z|)
+                tau = _EPS * math.sqrt(self.k) * (self.cnorm + float(np.abs(z).sum()))
+                entered = False
+                for q in np.argsort(-dual, kind="stable"):
+                    if not dual[q] > tau:
+                        break
+                    it += 1
+                    if it > maxiter:
+                        return False
+                    if self._insert(self.Z[q], self.ZA[:, q], self.ZS[:, q]):
+                        if self.qc[self.p - 1] / self.R[self.p - 1, self.p - 1] > 0:  # Lawson-Hanson's test
+                            self._remove_zero(q)
+                            entered = True
+                            break
+                        self._pop()
+                if entered:
+                    continue
+                kept = [q for q, s in enumerate(self.Z) if self.keep[s]]  # the others leave the problem
+                if len(kept) < nz:
+                    for buf in (self.ZA, self.ZS):
+                        buf[:, : len(kept)] = buf[:, kept]
+                    self.Z = [self.Z[q] for q in kept]
+            return True
+
+    def snapshot(self):
+        """The state (F, its weights, Z), for `restore` after a rejected or failed `add`."""
+        self.low = self.p
+        return self.p, self.y[: self.p].copy(), self.F[: self.p].copy(), list(self.Z)
+
+    def restore(self, snap):
+        """Back to the state of `snap`, F in the same order: by dropping the columns appended since, or
+        (when a column of F left in between) by refactoring F."""
+        p, y, F, Z = snap
+        if self.low >= p:  # only columns appended after the snapshot changed: drop them
+            while self.p > p:
+                self._pop()
+        else:  # the snapshot's columns passed the dependence test once: all of them come back
+            self._factor(F, independent=True)
+        self.y[:p] = y
+        self._set_zero(Z)
+        self.low = self.p
+
+
 # -- the greedy -------------------------------------------------------------------------------------------
 
-def _cubature(G, w, sw, tol, max_points, constant, seed, basis0, S0, name, relative_to="integrals"):
+def _cubature(G, w, sw, tol, max_points, constant, seed, basis0, S0, name, relative_to="integrals", x0=None):
     if relative_to not in ("integrals", "integrands"):
         raise ValueError(f"relative_to: expected 'integrals' or 'integrands', got {relative_to!r}")
     b, frob = _scan(G, w, name)
@@ -328,30 +581,35 @@ def _cubature(G, w, sw, tol, max_points, constant, seed, basis0, S0, name, relat
     max_iter = 3 * k + len(S0) + 50
     n_nnls = 0
 
-    # The state: the selected points S, their weights x (0 only for the points `extend` started from,
-    # kept until the end so that later steps may use them again), and the columns Phi[:, S] / cn[S]
-    # and G[:, S] (gathered once per point: a gather from a large G costs a cache miss per entry).
-    def solve(S, P, GS):
-        nonlocal n_nnls
-        n_nnls += 1
-        try:  # unit columns and a unit right-hand side: a positive rescaling keeps the solution set
-            y, _ = nnls(P, d / dn, maxiter=20 * len(S) + 50)
-        except RuntimeError:  # too many iterations: a degenerate (round-off) problem
-            return None
-        keep = (y > 0) | pinned[S]
-        S, P, GS, x = S[keep], P[:, keep], GS[:, keep], y[keep] * dn * inv_cn[S[keep]]
-        r = d - (P * cn[S]) @ x
-        return S, P, GS, x, r, float(np.linalg.norm(GS @ x - b)) / bden, float(np.linalg.norm(r)) / dn
-
+    # The NNLS problem: unit columns Phi[:, s] / cn[s] and the unit right-hand side d / dn (a positive
+    # rescaling keeps the solution set); the side columns G[:, s] give the training error. Its columns:
+    # the selected points, the points `extend` started from (pinned: kept at zero weight until the end, so
+    # that later steps may use them again), and the new point of each step.
     S = np.asarray(S0, dtype=np.int64)
-    S = S[~excluded[S]] if len(S) else S
+    x0 = np.ones(len(S)) if x0 is None else np.asarray(x0, dtype=np.float64)
+    if len(S):
+        x0, S = x0[~excluded[S]], S[~excluded[S]]
     pinned = np.zeros(len(w), dtype=bool)
     pinned[S] = True
-    state = solve(S, Phi[:, S] * inv_cn[S], G[:, S]) if len(S) else None
-    if state is None:
-        S = np.zeros(0, dtype=np.int64)
-        state = S, np.zeros((k, 0)), np.zeros((len(b), 0)), np.zeros(0), d.copy(), float(np.linalg.norm(b)) / bden, 1.0
-    S, P, GS, x, r, eG, eB = state
+    solver = _NNLS(d / dn, len(b), lambda s: Phi[:, s] * inv_cn[s], lambda s: G[:, s], pinned)
+
+    def measure():
+        p = solver.p
+        x = solver.y[:p] * dn * inv_cn[solver.F[:p]]
+        r = d - dn * (solver.A[:, :p] @ solver.y[:p])
+        return x, r, float(np.linalg.norm(solver.side[:, :p] @ x - b)) / bden, float(np.linalg.norm(r)) / dn
+
+    started = False
+    if len(S):  # warm start: the previous points, their weights (scaled to the unit columns) as the start
+        n_nnls += 1
+        y0 = np.where(x0 > 0, x0 * cn[S] / dn, 1.0)
+        started = solver.start(S, y0, 20 * len(S) + 50)
+        if not started:  # the iteration limit: a degenerate (round-off) problem
+            solver = _NNLS(d / dn, len(b), solver.column, solver.sides, pinned)
+    if started:
+        x, r, eG, eB = measure()
+    else:
+        x, r, eG, eB = np.zeros(0), d.copy(), float(np.linalg.norm(b)) / bden, 1.0
     if k == 0:
         eB = 0.0
     history = [eG]
@@ -359,7 +617,7 @@ def _cubature(G, w, sw, tol, max_points, constant, seed, basis0, S0, name, relat
     stalls = iters = 0
     reason = "converged"
     while eG > tol or eB > tol:
-        if np.count_nonzero(x > 0) >= limit:
+        if solver.p >= limit:
             reason = "max_points"
             break
         if iters >= max_iter:
@@ -368,23 +626,27 @@ def _cubature(G, w, sw, tol, max_points, constant, seed, basis0, S0, name, relat
         iters += 1
         score = (r @ Phi) * inv_cn  # one product over all points
         score[excluded | tabu] = -np.inf
-        score[S] = -np.inf
+        score[solver.labels()] = -np.inf
         i = int(np.argmax(score))
         if not score[i] > 0:  # no point can lower the residual (the NNLS optimality holds everywhere)
             reason = "stalled"
             break
-        trial = solve(np.append(S, i), np.column_stack([P, Phi[:, i] * inv_cn[i]]), np.column_stack([GS, G[:, i]]))
+        snap = solver.snapshot()
+        n_nnls += 1
+        trial = measure() if solver.add(i, 20 * (solver.p + len(solver.Z) + 1) + 50) else None
         if trial is None or trial[-1] >= eB * (1 - 1e-12):  # no progress: a round-off pick, not retried now
+            solver.restore(snap)
             tabu[i] = True
             stalls += 1
             if stalls >= _PATIENCE:
                 reason = "stalled"
                 break
             continue
-        S, P, GS, x, r, eG, eB = trial
+        x, r, eG, eB = trial
         tabu[:] = False
         stalls = 0
         history.append(eG)
+    S = solver.F[: solver.p].copy()
     S, x = S[x > 0], x[x > 0]
     order = np.argsort(S)
     return Cubature(points=S[order], weights=x[order], error=eG, history=np.array(history), basis_error=eB,

@@ -22,17 +22,17 @@ then continues from the projected full-order state."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
+from rom.models.reduced_states import AdaptiveResult, StateBasis
 from rom.reduction import deim as deim_
 from rom.reduction.gappy import GappyPOD
 from rom.reduction.incremental_pod import IncrementalPOD
 
 
-class HyperReducedROM:
+class HyperReducedROM(StateBasis):
     def __init__(self, problem, M, X, V: IncrementalPOD, U: IncrementalPOD, W: IncrementalPOD,
                  method: str = "qdeim", newton_tol: float = 1e-10, max_newton: int = 20):
         self.p, self.M, self.X = problem, M, X
@@ -66,14 +66,6 @@ class HyperReducedROM:
     # -- hyper-reduction ----------------------------------------------------------------------------
     # The ROM works in the append-only bases of the incremental PODs (same spans as their modes), so
     # that enrichment only borders the reduced quantities below.
-    @property
-    def V(self) -> np.ndarray:
-        return self.Vpod.basis
-
-    @property
-    def N(self) -> int:
-        return len(self.Vpod.basis)
-
     @property
     def m(self) -> int:
         return len(self.P)
@@ -195,24 +187,6 @@ class HyperReducedROM:
         new_points = self._flux_points(self.E[len(E_old):])
         self.Wp = np.vstack([self.Wp, W[:, new_points].T])
         self._reduced()
-
-    def project(self, u: np.ndarray) -> np.ndarray:
-        return self.V @ (self.X @ u)
-
-    def reconstruct(self, a: np.ndarray) -> np.ndarray:
-        return a @ self.V[: len(a)]
-
-
-@dataclass
-class AdaptiveResult:
-    states: np.ndarray  # (n_times, n_dofs) reconstructed ROM states (for evaluation only)
-    indicator: np.ndarray  # (n_times,) indicator of each ROM step (before any enrichment)
-    enriched: np.ndarray  # (n_times,) 1 where a full-order step replaced the ROM step
-    basis_size: np.ndarray  # (n_times,)
-    online_seconds: float  # ROM steps + indicators + enrichments (FOM steps excluded)
-    fom_seconds: float
-    fom_steps: int = field(default=0)
-
 
 def run_adaptive(rom: HyperReducedROM, mu, tol: float | None = None, fom_step=None) -> AdaptiveResult:
     """Time-step the ROM at parameter mu; with `fom_step` (u_n, t, mu) -> u_{n+1} and `tol`, steps

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rom.models.reduced_states import AdaptiveResult, StateBasis
 from rom.reduction import ecm
 from rom.reduction.gappy import GappyPOD
 from rom.reduction.incremental_pod import IncrementalPOD
@@ -67,7 +68,7 @@ def _weighted_modes(F: np.ndarray, energy_tol: float) -> np.ndarray:
     return np.sqrt(lam[: len(modes)])[:, None] * modes
 
 
-class CubatureROM:
+class CubatureROM(StateBasis):
     """The hyper-reduced ROM of a `nonlinear` problem (module docstring). V, R, D: incremental PODs of
     the states (in X), of the element-residual fields (cells x k, flattened) and of the dual fields."""
 
@@ -109,14 +110,6 @@ class CubatureROM:
         return cls(problem, X, V, R, D, tol_cubature, n_snapshots=len(mu) * (S.shape[1] - 1))
 
     # -- the reduced data ------------------------------------------------------------------------------
-    @property
-    def V(self) -> np.ndarray:
-        return self.Vpod.basis
-
-    @property
-    def N(self) -> int:
-        return len(self.Vpod.basis)
-
     @property
     def S(self) -> np.ndarray:
         return self.cubature.points
@@ -240,22 +233,10 @@ class CubatureROM:
         self.n_snapshots += 1
         self.rebuild()
 
-    def project(self, u: np.ndarray) -> np.ndarray:
-        return self.V @ (self.X @ u)
-
-    def reconstruct(self, a: np.ndarray) -> np.ndarray:
-        return a @ self.V[: len(a)]
-
-
 @dataclass
-class CubatureResult:
-    states: np.ndarray  # (n_times, n_dofs) reconstructed ROM states (for evaluation only)
-    indicator: np.ndarray  # (n_times,) indicator of each ROM step (before any enrichment)
-    enriched: np.ndarray  # (n_times,) 1 where a full-order step replaced the ROM step
-    basis_size: np.ndarray  # (n_times,)
-    online_seconds: float  # ROM steps + indicators + enrichments (FOM steps and replays apart)
-    fom_seconds: float
-    fom_steps: int = 0
+class CubatureResult(AdaptiveResult):
+    """AdaptiveResult (online_seconds: ROM steps, indicators and enrichments; replays apart) and:"""
+
     step_seconds: float = 0.0  # ROM steps alone
     rom_steps: int = 0
     replay_seconds: float = 0.0  # the internal variables carried back to every cell before each full-order step

@@ -101,6 +101,37 @@ class Declaration:
         return list(dict.fromkeys(v.parameter for v in vals if v.parameter))
 
 
+def value_readers(problem: str, dim: int | None):
+    """The readers of a declaration's values, and the usages they record: use(key, v, positive) is a Value
+    (None for None) and records (key, name, positive) where v names a parameter; vec(key, vals) does so for
+    each component of a vector, refusing one whose length is not the mesh's dimension."""
+    usages = []
+
+    def use(key, v, positive=False):
+        if isinstance(v, str):
+            usages.append((key, v, positive))
+        return None if v is None else Value.of(v)
+
+    def vec(key, vals):
+        if dim is not None and len(vals) != dim:
+            raise ValueError(f"problem {problem}: {key} = {vals}: {len(vals)} components; expected {dim} (the mesh "
+                             f"is {dim}D)")
+        return [use(f"{key}[{i}]", v) for i, v in enumerate(vals)]
+
+    return usages, use, vec
+
+
+def check_displacement_groups(problem: str, args: dict, decl: Declaration, groups: meshfile.MeshGroups):
+    """What a displacement problem's declaration needs of its mesh: no plane assumption on a 3D mesh, at
+    least one fixed component."""
+    if groups.dim == 3 and "plane" in args:
+        raise ValueError(f"problem {problem}: plane = {args['plane']!r}: the mesh is 3D; expected no plane "
+                         "assumption (remove the key)")
+    if not any(v is not None for vals in decl.fixed.values() for v in vals):
+        raise ValueError(f"problem {problem}: fixed: no component is fixed; expected fixed components that "
+                         f"prevent rigid motions (mesh boundary groups: {', '.join(groups.boundaries) or 'none'})")
+
+
 class Monomials:
     """Distinct products of at most two parameters (indices into mu; () is the constant 1)."""
 
@@ -602,19 +633,7 @@ class Elasticity(DeclaredProblem):
 
     @classmethod
     def declaration(cls, args, dim=None) -> Declaration:
-        usages = []
-
-        def use(key, v, positive=False):
-            if isinstance(v, str):
-                usages.append((key, v, positive))
-            return None if v is None else Value.of(v)
-
-        def vec(key, vals):
-            if dim is not None and len(vals) != dim:
-                raise ValueError(f"problem elasticity: {key} = {vals}: {len(vals)} components; expected {dim} (the "
-                                 f"mesh is {dim}D)")
-            return [use(f"{key}[{i}]", v) for i, v in enumerate(vals)]
-
+        usages, use, vec = value_readers(cls.name, dim)
         op = {r: use(f"young.{r}", v, True) for r, v in args.get("young", {}).items()}
         loads = {r: vec(f"body_force.{r}", v) for r, v in args.get("body_force", {}).items()}
         fluxes = {g: vec(f"traction.{g}", v) for g, v in args.get("traction", {}).items()}
@@ -628,12 +647,7 @@ class Elasticity(DeclaredProblem):
         if lacking:
             raise ValueError(f"problem elasticity: poisson: region {lacking[0]!r} has none; expected a Poisson ratio "
                              f"for every region: {', '.join(groups.regions)}")
-        if groups.dim == 3 and "plane" in args:
-            raise ValueError(f"problem elasticity: plane = {args['plane']!r}: the mesh is 3D; expected no plane "
-                             "assumption (remove the key)")
-        if not any(v is not None for vals in decl.fixed.values() for v in vals):
-            raise ValueError("problem elasticity: fixed: no component is fixed; expected fixed components that "
-                             f"prevent rigid motions (mesh boundary groups: {', '.join(groups.boundaries) or 'none'})")
+        check_displacement_groups(cls.name, args, decl, groups)
 
     @cached_property
     def _material(self) -> np.ndarray:

@@ -41,7 +41,16 @@ from ..discretization import fem
 from ..discretization import viscoplasticity as law
 from ..discretization.elasticity import material_matrix, stiffness_matrices, strain_matrices
 from .arguments import MESH_FILE, UNITS
-from .declared import VALUE, Declaration, DeclaredProblem, Value, per_key, vector_of
+from .declared import (
+    VALUE,
+    Declaration,
+    DeclaredProblem,
+    Value,
+    check_displacement_groups,
+    per_key,
+    value_readers,
+    vector_of,
+)
 
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0, "finite": True}
 
@@ -152,19 +161,7 @@ class Viscoplastic(DeclaredProblem):
     # -- declaration (no mesh) ---------------------------------------------------------------------
     @classmethod
     def declaration(cls, args, dim=None) -> Declaration:
-        usages = []
-
-        def use(key, v, positive=False):
-            if isinstance(v, str):
-                usages.append((key, v, positive))
-            return None if v is None else Value.of(v)
-
-        def vec(key, vals):
-            if dim is not None and len(vals) != dim:
-                raise ValueError(f"problem viscoplastic: {key} = {vals}: {len(vals)} components; expected {dim} "
-                                 f"(the mesh is {dim}D)")
-            return [use(f"{key}[{i}]", v) for i, v in enumerate(vals)]
-
+        usages, use, vec = value_readers(cls.name, dim)
         temp = args.get("temperature", {})
         use("temperature.base", temp.get("base", 0.0))
         hot = temp.get("hot_spot")
@@ -183,12 +180,7 @@ class Viscoplastic(DeclaredProblem):
     @classmethod
     def check_groups(cls, args, decl, groups):
         super().check_groups(args, decl, groups)
-        if groups.dim == 3 and "plane" in args:
-            raise ValueError(f"problem viscoplastic: plane = {args['plane']!r}: the mesh is 3D; expected no plane "
-                             "assumption (remove the key)")
-        if not any(v is not None for vals in decl.fixed.values() for v in vals):
-            raise ValueError("problem viscoplastic: fixed: no component is fixed; expected fixed components that "
-                             f"prevent rigid motions (mesh boundary groups: {', '.join(groups.boundaries) or 'none'})")
+        check_displacement_groups(cls.name, args, decl, groups)
         for r, m in args.get("material", {}).items():
             for key, v in m.items():
                 if isinstance(v, list) and np.any(np.diff([T for T, _ in v]) <= 0):

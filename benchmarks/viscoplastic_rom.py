@@ -87,7 +87,7 @@ def run_size(size: float, n_train: int, steps: int, cache: Path) -> dict:
         pooled_eta += list(st.indicator[1:])
         cases.append({"mu": list(map(float, m)), "out_of_training": i == 0,
                       "error_static": float(e_st.max()), "error_adaptive": float(e_ad.max()),
-                      "fom_steps": int(ad.fom_steps), "rank_correlation": float(spearmanr(e_st[1:], st.indicator[1:]).correlation),
+                      "fom_steps": int(ad.fom_steps), "newton_failures": int(st.newton_failures + ad.newton_failures), "rank_correlation": float(spearmanr(e_st[1:], st.indicator[1:]).correlation),
                       "fom_step_s": t_fom / steps, "rom_step_s": st.step_seconds / st.rom_steps,
                       "fom_trajectory_s": t_fom, "adaptive_trajectory_s": t_ad, "replay_s": ad.replay_seconds,
                       "fom_steps_s": ad.fom_seconds})

@@ -325,7 +325,8 @@ def adaptive_study(problem, ops, S: np.ndarray, mu_train: np.ndarray, mus: np.nd
             "basis_size": (dims, np.array(rows["basis_size"])),
             "fom_steps": ("case", np.array(fom_steps)),
             "newton_failures": ("case", np.array(newton_failures), {"long_name": "reduced Newton solves that did not "
-                                                                    "converge (static and adaptive runs)"}),
+                                                                    "converge (static and adaptive runs; counted by "
+                                                                    "the cubature ROM only, 0 for DEIM)"}),
             "rank_correlation": ("case", np.array(rank_corr), {"long_name": "Spearman(indicator, error), no enrichment"}),
             "fom_seconds": ("case", np.array(fom_seconds), {"units": "s"}),
             "rom_seconds_static": ("case", np.array(online_static), {"units": "s"}),

@@ -397,7 +397,10 @@ class _NNLS:
             return self._pop()
         # In place, on the buffers: Q[:p - 1] and R[:p - 1, :p - 1] become the factors without column j
         # (with p = k the factorization is the full one, and Q[:p - 1] still spans the columns left).
-        qr_delete(self.Q[:p].T, self.R[:p, :p], j, 1, which="col", overwrite_qr=True, check_finite=False)
+        Qd, Rd = qr_delete(self.Q[:p].T, self.R[:p, :p], j, 1, which="col", overwrite_qr=True, check_finite=False)
+        if not (np.shares_memory(Qd, self.Q) and np.shares_memory(Rd, self.R)):  # a SciPy that did not overwrite
+            self.Q[:p] = Qd.T
+            self.R[:p, : Rd.shape[1]] = Rd
         self.R[p - 1, :p] = 0.0  # back to the identity beyond p - 1
         self.R[:p, p - 1] = 0.0
         self.R[p - 1, p - 1] = 1.0

@@ -150,9 +150,11 @@ class Viscoplastic(DeclaredProblem):
         the rigid-body modes restricted to the fixed dofs have full rank."""
         mesh = self.mesh
         node, comp = np.nonzero(mesh.fixed)
-        R = rigid_body_modes(mesh.nodes[node] - mesh.nodes.mean(axis=0), comp, mesh.dim)
+        x = mesh.nodes - mesh.nodes.mean(axis=0)
+        x /= np.sqrt((x * x).sum(axis=1).mean())  # the body's RMS radius: rotations and translations alike O(1)
+        R = rigid_body_modes(x[node], comp, mesh.dim)
         s = np.linalg.svd(R, compute_uv=False) if R.size else np.zeros(0)
-        free = len(R) - int(np.sum(s > 1e-10 * max(s.max(initial=0.0), 1.0)))
+        free = len(R) - int(np.sum(s > 1e-8 * max(s.max(initial=0.0), 1.0)))
         if free:
             raise ValueError(f"problem viscoplastic: fixed: {free} rigid motion(s) of the {mesh.dim}D body left free by "
                              f"the fixed components {self.args.get('fixed', {})}; expected fixed components that stop "

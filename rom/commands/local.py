@@ -67,13 +67,13 @@ def local_bases(ctx):
 
 
 def check_adaptive(study: dict):
-    from rom.hifi.capabilities import HEAT_KERNELS
+    from rom.hifi.capabilities import has_heat_kernels
     from rom.hifi.registry import problem_class
 
     a = study["adaptive_rom"]
     cls = problem_class(study["problem"])
     d = cls.parameter_space(study["problem"]).dim
-    if a["hyper_reduction"] in ("qdeim", "deim") and not all(hasattr(cls, m) for m in HEAT_KERNELS):
+    if a["hyper_reduction"] in ("qdeim", "deim") and not has_heat_kernels(cls):
         raise ConfigError(f"adaptive_rom.hyper_reduction = {a['hyper_reduction']!r}: problem {cls.name} has no DEIM "
                           "kernels (the nonlinear heat problem's); expected ecm or auto (empirical cubature)")
     if a["mu"] and any(len(m) != d for m in a["mu"]):

@@ -266,6 +266,11 @@ HEAT_KERNELS = ("k_of", "dk_of", "stiffness_e", "mass_e", "gradients_e", "elemen
                 "element_g_jacobian", "g_vectors", "g_vector", "flux_field")
 
 
+def has_heat_kernels(problem) -> bool:
+    """Whether a problem (class or object) has the kernels the DEIM ROM of the heat problem evaluates."""
+    return all(hasattr(problem, m) for m in HEAT_KERNELS)
+
+
 class GeometryFamily(Protocol):
     """One mesh per sample (capability `geometry_family`), with output fields and scalars declared by
     name and unit (a family read from files declares them in the study's mmgp section instead)."""

@@ -26,7 +26,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from rom.models.reduced_states import AdaptiveResult, StateBasis
+from rom.models.reduced_states import AdaptiveResult, StateBasis, at_cell_dofs
 from rom.reduction import deim as deim_
 from rom.reduction.gappy import GappyPOD
 from rom.reduction.incremental_pod import IncrementalPOD
@@ -75,8 +75,7 @@ class HyperReducedROM(StateBasis):
 
     def _at_vertices(self, V: np.ndarray, elems: np.ndarray) -> np.ndarray:
         """Rows of V at the vertices of `elems`, (n_sel, 3, N); 0 at boundary nodes."""
-        d = self.dof_tri[elems]
-        return np.where(d[..., None] >= 0, V.T[np.maximum(d, 0)], 0.0)
+        return at_cell_dofs(self.dof_tri[elems], V.T)
 
     def rebuild(self):
         """From scratch (offline): (Q)DEIM dofs, reduced mesh, projected operators, Gappy data."""
@@ -232,11 +231,11 @@ def relative_errors(states: np.ndarray, reference: np.ndarray, X) -> np.ndarray:
 def hyper_reduction(problem, a: dict) -> str:
     """The hyper-reduction of the `adaptive_rom` settings a: `auto` is DEIM (qdeim) where the problem has the
     nonlinear heat kernels this module's ROM evaluates, empirical cubature (ecm) otherwise."""
-    from rom.hifi.capabilities import HEAT_KERNELS
+    from rom.hifi.capabilities import has_heat_kernels
 
     method = a["hyper_reduction"]
     if method == "auto":
-        return "qdeim" if all(hasattr(problem, m) for m in HEAT_KERNELS) else "ecm"
+        return "qdeim" if has_heat_kernels(problem) else "ecm"
     return method
 
 

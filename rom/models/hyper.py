@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rom.models.reduced_states import AdaptiveResult, StateBasis
+from rom.models.reduced_states import AdaptiveResult, StateBasis, at_cell_dofs
 from rom.reduction import ecm
 from rom.reduction.gappy import GappyPOD
 from rom.reduction.incremental_pod import IncrementalPOD
@@ -47,13 +47,9 @@ def replay(problem, U: np.ndarray, mu, times: np.ndarray, z0: np.ndarray | None 
     cells = np.arange(len(dofs))
     fixed = problem.fixed_element_values(mu)
     z = problem.initial_internal(len(dofs)) if z0 is None else z0
-
-    def values(u):
-        return np.where(dofs >= 0, u[np.maximum(dofs, 0)], fixed)
-
-    ue_prev = values(U[0])
+    ue_prev = at_cell_dofs(dofs, U[0], fixed)
     for j in range(1, len(U)):
-        ue = values(U[j])
+        ue = at_cell_dofs(dofs, U[j], fixed)
         re, z, _ = problem.element_residual(cells, ue, ue_prev, z, mu, times[j])
         dual = problem.dual_field(cells, ue, z, mu) if fields else None
         yield j, (re if fields else None), z, dual
@@ -116,8 +112,7 @@ class CubatureROM(StateBasis):
 
     def _gathered(self, V: np.ndarray, cells: np.ndarray) -> np.ndarray:
         """Rows of V at the dofs of `cells`, (n_sel, k, N); 0 at fixed dofs."""
-        d = self.dofs[cells]
-        return np.where(d[..., None] >= 0, V.T[np.maximum(d, 0)], 0.0)
+        return at_cell_dofs(self.dofs[cells], V.T)
 
     def integrands(self) -> np.ndarray:
         """G (N r, n_cells): sigma_j V_e,i . R_j,e / w_e for every mode i of V and POD mode j of the
@@ -229,14 +224,11 @@ class CubatureROM(StateBasis):
         its state, element-residual field and dual field; then extend the cubature."""
         fixed = self.p.fixed_element_values(mu)
         cells = np.arange(len(self.dofs))
-
-        def values(v):
-            return np.where(self.dofs >= 0, v[np.maximum(self.dofs, 0)], fixed)
-
-        re, _, _ = self.p.element_residual(cells, values(u), values(u_prev), z_prev, mu, t)
+        ue = at_cell_dofs(self.dofs, u, fixed)
+        re, _, _ = self.p.element_residual(cells, ue, at_cell_dofs(self.dofs, u_prev, fixed), z_prev, mu, t)
         self.Vpod.update(u)
         self.Rpod.update(re.ravel())
-        self.Dpod.update(self.p.dual_field(cells, values(u), z, mu).ravel())
+        self.Dpod.update(self.p.dual_field(cells, ue, z, mu).ravel())
         self.n_snapshots += 1
         self.rebuild()
 

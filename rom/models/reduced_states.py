@@ -7,6 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def at_cell_dofs(dofs: np.ndarray, values: np.ndarray, fixed=0.0) -> np.ndarray:
+    """Values of free-dof vectors at cell dofs `dofs` (n_sel, k) (-1 where fixed, taking `fixed` there):
+    for values (n_dofs,) the element values (n_sel, k); for modes V.T (n_dofs, N) the rows (n_sel, k, N)."""
+    d = np.maximum(dofs, 0)
+    free = dofs >= 0
+    if values.ndim > 1:
+        free = free[..., None]
+    return np.where(free, values[d], fixed)
+
+
 class StateBasis:
     """What both hyper-reduced ROMs share: coefficients in the append-only X-orthonormal basis V of the
     incremental POD `Vpod` of the states (the same span as its modes, so that enrichment only borders)."""
